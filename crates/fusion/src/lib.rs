@@ -1,0 +1,2 @@
+//! edgecell fusion domain crate (work in progress).
+#![forbid(unsafe_code)]

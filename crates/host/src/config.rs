@@ -1,0 +1,240 @@
+//! The host's TOML configuration: limits, provider settings and which actors to load.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use edgecell_kv_cache::CacheConfig;
+use serde::Deserialize;
+
+use crate::runtime::{ActorSpec, RuntimeConfig};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("parsing {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `[host]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostSection {
+    pub max_instances: u32,
+    pub memory_cap_mib: u32,
+    pub call_deadline_ms: u64,
+    pub epoch_tick_ms: u64,
+    /// Directory for precompiled `.cwasm` files (relative to the config file).
+    pub cache_dir: Option<PathBuf>,
+    /// NATS server to subscribe actors' subjects on; none = no NATS.
+    pub nats_url: Option<String>,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        let d = RuntimeConfig::default();
+        Self {
+            max_instances: d.max_instances,
+            memory_cap_mib: u32::try_from(d.memory_cap_bytes / (1024 * 1024)).unwrap_or(64),
+            call_deadline_ms: u64::try_from(d.call_deadline.as_millis()).unwrap_or(5000),
+            epoch_tick_ms: 1,
+            cache_dir: None,
+            nats_url: None,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve `/metrics` here (port 0 = a free port); none = no endpoint.
+    pub listen: Option<SocketAddr>,
+    pub allow_non_loopback: bool,
+}
+
+/// `[[actor]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorSection {
+    pub name: String,
+    /// The component (relative to the config file).
+    pub path: PathBuf,
+    /// Pinned digest; required unless `allow_unpinned` is set on the host.
+    pub sha256: Option<String>,
+    /// NATS subjects that feed the actor's `wasmcloud:messaging/handler`.
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    /// Instances kept for concurrent deliveries.
+    #[serde(default = "one")]
+    pub instances: usize,
+    /// Delivered to the actor through `wasi:config/store`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    pub host: HostSection,
+    pub cache: CacheConfig,
+    pub metrics: MetricsSection,
+    /// Accept actors without a pinned sha256 (development only).
+    pub allow_unpinned: bool,
+    #[serde(rename = "actor")]
+    pub actors: Vec<ActorSection>,
+    /// The directory relative paths are resolved against (the config file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl HostConfig {
+    /// Read and validate a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Self::parse(&text, &base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parse and validate config text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut cfg: HostConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        cfg.base_dir = base_dir.to_owned();
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let h = &self.host;
+        if h.max_instances == 0 || h.memory_cap_mib == 0 || h.call_deadline_ms == 0 || h.epoch_tick_ms == 0 {
+            return Err(ConfigError::Invalid("host limits must be greater than zero".into()));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.actors {
+            if a.name.is_empty() || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(ConfigError::Invalid(format!("actor name {:?}: use letters, digits, '-' or '_'", a.name)));
+            }
+            if !seen.insert(&a.name) {
+                return Err(ConfigError::Invalid(format!("actor {} is declared twice", a.name)));
+            }
+            match &a.sha256 {
+                Some(d) if d.len() != 64 || !d.chars().all(|c| c.is_ascii_hexdigit()) => {
+                    return Err(ConfigError::Invalid(format!("actor {}: sha256 must be 64 hex digits", a.name)));
+                }
+                None if !self.allow_unpinned => {
+                    return Err(ConfigError::Invalid(format!(
+                        "actor {} has no sha256 pin (set allow_unpinned = true for development)",
+                        a.name
+                    )));
+                }
+                _ => {}
+            }
+            if a.instances == 0 {
+                return Err(ConfigError::Invalid(format!("actor {}: instances must be at least 1", a.name)));
+            }
+            if a.subjects.iter().any(|s| s.is_empty() || s.contains(char::is_whitespace)) {
+                return Err(ConfigError::Invalid(format!("actor {}: NATS subjects may not be empty or contain spaces", a.name)));
+            }
+        }
+        Ok(())
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+
+    /// The runtime limits.
+    #[must_use]
+    pub fn runtime_config(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            max_instances: self.host.max_instances,
+            memory_cap_bytes: self.host.memory_cap_mib as usize * 1024 * 1024,
+            call_deadline: Duration::from_millis(self.host.call_deadline_ms),
+            epoch_tick: Duration::from_millis(self.host.epoch_tick_ms),
+            cache_dir: self.host.cache_dir.as_deref().map(|p| self.resolve(p)),
+        }
+    }
+
+    /// What to load for each actor.
+    #[must_use]
+    pub fn actor_specs(&self) -> Vec<ActorSpec> {
+        self.actors
+            .iter()
+            .map(|a| ActorSpec { name: a.name.clone(), path: self.resolve(&a.path), sha256: a.sha256.clone(), config: a.config.clone() })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIN: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    #[test]
+    fn parses_a_full_file_and_resolves_paths() {
+        let text = format!(
+            r#"
+[host]
+memory_cap_mib = 32
+call_deadline_ms = 250
+cache_dir = "cache"
+nats_url = "nats://127.0.0.1:4222"
+
+[cache]
+memory_budget_bytes = 1048576
+
+[metrics]
+listen = "127.0.0.1:0"
+
+[[actor]]
+name = "probe"
+path = "probe.wasm"
+sha256 = "{PIN}"
+subjects = ["edgecell.probe.in"]
+instances = 2
+config = {{ greeting = "hi" }}
+"#
+        );
+        let cfg = HostConfig::parse(&text, Path::new("/etc/edgecell")).unwrap();
+        let rt = cfg.runtime_config();
+        assert_eq!(rt.memory_cap_bytes, 32 * 1024 * 1024);
+        assert_eq!(rt.call_deadline, Duration::from_millis(250));
+        assert_eq!(rt.cache_dir, Some(PathBuf::from("/etc/edgecell/cache")));
+        assert_eq!(cfg.cache.memory_budget_bytes, 1_048_576);
+        let specs = cfg.actor_specs();
+        assert_eq!(specs[0].path, PathBuf::from("/etc/edgecell/probe.wasm"));
+        assert_eq!(specs[0].config.get("greeting").map(String::as_str), Some("hi"));
+        assert_eq!(cfg.actors[0].subjects, vec!["edgecell.probe.in"]);
+        assert_eq!(cfg.actors[0].instances, 2);
+    }
+
+    #[test]
+    fn rejects_bad_files_with_clear_errors() {
+        let cases = [
+            ("[host]\nmemory_cap_mib = 0\n", "greater than zero"),
+            ("[[actor]]\nname = \"a\"\npath = \"a.wasm\"\n", "no sha256 pin"),
+            (&format!("[[actor]]\nname = \"a b\"\npath = \"a.wasm\"\nsha256 = \"{PIN}\"\n"), "actor name"),
+            ("[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"abc\"\n", "64 hex digits"),
+            (&format!("[[actor]]\nname = \"a\"\npath = \"x\"\nsha256 = \"{PIN}\"\n[[actor]]\nname = \"a\"\npath = \"y\"\nsha256 = \"{PIN}\"\n"), "declared twice"),
+            ("[host]\nbogus = 1\n", "unknown field"),
+        ];
+        for (text, want) in cases {
+            let err = HostConfig::parse(text, Path::new(".")).unwrap_err().to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+    }
+}

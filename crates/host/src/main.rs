@@ -1,0 +1,154 @@
+//! `edgecell`: the embedded lattice's command line.
+#![forbid(unsafe_code)]
+
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use edgecell::config::HostConfig;
+use edgecell::nats::NatsConnection;
+use edgecell::{InstancePool, Runtime, RuntimeConfig, Services};
+use edgecell_metrics::MetricsServer;
+
+#[derive(Debug, Parser)]
+#[command(name = "edgecell", version, about = "edgecell: edge workloads as WebAssembly components")]
+struct Cli {
+    /// Log filter (RUST_LOG syntax), e.g. `info` or `edgecell=debug`.
+    #[arg(long, global = true, default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The main job: run every available actor over the bundled data in the embedded host.
+    Run(run::RunArgs),
+    /// Print a component's WIT imports and exports and its size.
+    Inspect {
+        component: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a metrics snapshot scraped from a running host's /metrics endpoint.
+    Metrics {
+        /// e.g. http://127.0.0.1:9464/metrics
+        #[arg(long)]
+        url: String,
+    },
+    /// Run actors from a host config file, fed by their NATS subjects, until Ctrl-C.
+    Serve {
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let outcome = match cli.command {
+        Command::Run(args) => run::run(&args),
+        Command::Inspect { component, json } => inspect(&component, json),
+        Command::Metrics { url } => metrics(&url),
+        Command::Serve { config } => serve(&config),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn inspect(path: &Path, json: bool) -> Result<()> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let (services, _bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() }, services)?;
+    let (component, _) = runtime.load_component("inspect", &bytes)?;
+    let report = edgecell::inspect::report(runtime.engine(), &component, &bytes);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(())
+}
+
+/// A minimal HTTP/1.0 GET: enough for a loopback /metrics endpoint, no client dependency.
+fn http_get(url: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").context("only http:// URLs are supported")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let mut stream = std::net::TcpStream::connect(authority).with_context(|| format!("connecting to {authority}"))?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let (head, body) = response.split_once("\r\n\r\n").context("malformed HTTP response")?;
+    if !head.lines().next().is_some_and(|l| l.contains(" 200")) {
+        bail!("{url} answered: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_owned())
+}
+
+fn metrics(url: &str) -> Result<()> {
+    let body = http_get(url)?;
+    let mut rows: Vec<(&str, &str)> = body
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .filter_map(|l| l.rsplit_once(' '))
+        .collect();
+    rows.sort_unstable();
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (series, value) in rows {
+        println!("{series:<width$}  {value}");
+    }
+    Ok(())
+}
+
+fn serve(config_path: &Path) -> Result<()> {
+    let config = HostConfig::load(config_path)?;
+    let (mut services, _local) = Services::local(config.cache);
+    let nats = match &config.host.nats_url {
+        Some(url) => {
+            let conn = NatsConnection::connect(url)?;
+            services.bus = conn.bus();
+            Some(conn)
+        }
+        None => None,
+    };
+    let metrics_server = match config.metrics.listen {
+        Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&services.metrics), config.metrics.allow_non_loopback)?),
+        None => None,
+    };
+    let runtime = Runtime::new(config.runtime_config(), services)?;
+    let mut feeds = Vec::new();
+    for (spec, section) in config.actor_specs().into_iter().zip(&config.actors) {
+        let actor = Arc::new(runtime.load_actor(spec)?);
+        let pool = Arc::new(InstancePool::new(Arc::clone(&actor), section.instances));
+        // instantiate once now so a broken actor fails at start, not at the first message
+        pool.with_instance(|_| Ok(()))?;
+        if section.subjects.is_empty() {
+            continue;
+        }
+        let Some(conn) = &nats else {
+            bail!("actor {} has NATS subjects but [host] nats_url is not set", section.name);
+        };
+        feeds.push(conn.feed(pool, &section.subjects, section.instances)?);
+        println!("{} ← {}", section.name, section.subjects.join(", "));
+    }
+    if let Some(m) = &metrics_server {
+        println!("metrics: {}", m.url());
+    }
+    println!("serving; Ctrl-C to stop");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(tokio::signal::ctrl_c())?;
+    drop(feeds);
+    Ok(())
+}

@@ -1,0 +1,235 @@
+//! `edgecell run`: the main job. Every available actor is fed the bundled data through its
+//! `wasmcloud:messaging/handler` export, exactly as NATS would deliver it on a lattice, inside
+//! the embedded host; what the actors publish is collected and summarised.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use edgecell::bindings::BrokerMessage;
+use edgecell::{ActorSpec, LoadSource, Runtime, RuntimeConfig, Services};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Directory with the built components (default: next to this binary's target dir).
+    #[arg(long)]
+    pub components: Option<PathBuf>,
+    /// Directory with the bundled data (default: ./data).
+    #[arg(long, default_value = "data")]
+    pub data: PathBuf,
+    /// Feed at most this many messages per stage.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// No progress bars (logs and CI).
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// One actor fed with messages made from bundled data.
+struct Stage {
+    title: &'static str,
+    actor: &'static str,
+    component_file: &'static str,
+    inputs: Vec<BrokerMessage>,
+}
+
+/// A row of the summary table.
+struct Row {
+    title: String,
+    actor: String,
+    messages: usize,
+    ok: usize,
+    failed: usize,
+    published: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+    peak_memory: usize,
+    load: String,
+}
+
+fn default_components_dir() -> Result<PathBuf> {
+    if let Ok(dir) = std::env::var("EDGECELL_COMPONENTS") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("locating this binary")?;
+    // <target>/<profile>/edgecell → <target>/wasm32-wasip2/component
+    let target = exe.parent().and_then(Path::parent).context("binary has no target dir")?;
+    Ok(target.join("wasm32-wasip2").join("component"))
+}
+
+/// The x-io IMU recording, one CSV row per message (the sensor-fusion input format until the
+/// fusion actor lands, used now to exercise the host end to end).
+fn imu_rows(data: &Path) -> Result<Vec<BrokerMessage>> {
+    let path = data.join("fusion/xio_sensor_data.csv");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| BrokerMessage { subject: "edgecell.sensors.in.xio".into(), body: l.as_bytes().to_vec(), reply_to: None })
+        .collect())
+}
+
+fn stages(data: &Path) -> Result<Vec<Stage>> {
+    Ok(vec![Stage {
+        title: "host self-check (IMU rows)",
+        actor: "probe",
+        component_file: "edgecell_probe.wasm",
+        inputs: imu_rows(data)?,
+    }])
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn run_stage(runtime: &Runtime, bus: &edgecell::LocalBus, dir: &Path, stage: Stage, limit: Option<usize>, quiet: bool) -> Result<Option<Row>> {
+    let path = dir.join(stage.component_file);
+    if !path.exists() {
+        println!("skipping {}: {} is not built", stage.title, path.display());
+        return Ok(None);
+    }
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    // The main job pins each component to the digest of the file it found, so a component that
+    // changes while the job runs is refused.
+    let spec = ActorSpec {
+        name: stage.actor.into(),
+        path: path.clone(),
+        sha256: Some(edgecell::sha256_hex(&bytes)),
+        config: std::collections::BTreeMap::new(),
+    };
+    let actor = runtime.load_actor(spec)?;
+    let load = match actor.load_source() {
+        LoadSource::Precompiled => format!("cwasm {:.1} ms", actor.load_time().as_secs_f64() * 1e3),
+        LoadSource::CompiledAndCached | LoadSource::Compiled => format!("compiled {:.0} ms", actor.load_time().as_secs_f64() * 1e3),
+    };
+    let mut instance = actor.instantiate()?;
+    let inputs: Vec<BrokerMessage> = match limit {
+        Some(n) => stage.inputs.into_iter().take(n).collect(),
+        None => stage.inputs,
+    };
+    let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(inputs.len() as u64) };
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:40}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(stage.title);
+    let mut latencies = Vec::with_capacity(inputs.len());
+    let (mut ok, mut failed) = (0, 0);
+    let started = Instant::now();
+    for msg in &inputs {
+        let t = Instant::now();
+        let outcome = instance.handle_message(msg);
+        latencies.push(t.elapsed());
+        match outcome {
+            Ok(Ok(())) => ok += 1,
+            Ok(Err(e)) => {
+                failed += 1;
+                tracing::warn!(actor = stage.actor, error = %e, "message rejected");
+            }
+            Err(e) => {
+                failed += 1;
+                tracing::error!(actor = stage.actor, error = %e, "host error; replacing the instance");
+                instance = actor.instantiate()?;
+            }
+        }
+        bar.inc(1);
+    }
+    let elapsed = started.elapsed();
+    bar.finish();
+    latencies.sort_unstable();
+    let published = bus.drain().into_iter().filter(|p| p.from == stage.actor).count();
+    Ok(Some(Row {
+        title: stage.title.into(),
+        actor: stage.actor.into(),
+        messages: inputs.len(),
+        ok,
+        failed,
+        published,
+        elapsed,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        peak_memory: instance.peak_memory_bytes(),
+        load,
+    }))
+}
+
+fn print_summary(rows: &[Row]) {
+    println!();
+    println!(
+        "{:<28} {:<8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9}  {}",
+        "stage", "actor", "messages", "ok", "failed", "published", "msg/s", "p50 µs", "p99 µs", "mem KiB", "load"
+    );
+    for r in rows {
+        let rate = r.messages as f64 / r.elapsed.as_secs_f64().max(1e-9);
+        println!(
+            "{:<28} {:<8} {:>8} {:>8} {:>7} {:>9} {:>10.0} {:>9.1} {:>9.1} {:>9}  {}",
+            r.title,
+            r.actor,
+            r.messages,
+            r.ok,
+            r.failed,
+            r.published,
+            rate,
+            r.p50.as_secs_f64() * 1e6,
+            r.p99.as_secs_f64() * 1e6,
+            r.peak_memory / 1024,
+            r.load
+        );
+    }
+}
+
+pub fn run(args: &RunArgs) -> Result<()> {
+    let dir = match &args.components {
+        Some(d) => d.clone(),
+        None => default_components_dir()?,
+    };
+    if !args.data.is_dir() {
+        bail!("data directory {} not found (run from the repository root or pass --data)", args.data.display());
+    }
+    let cache_dir = dir.parent().and_then(Path::parent).map(|t| t.join("edgecell-cache"));
+    let (services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    let metrics = Arc::clone(&services.metrics);
+    let cache = Arc::clone(&services.cache);
+    let runtime = Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() }, services)?;
+    println!("edgecell run: components from {}, data from {}", dir.display(), args.data.display());
+    let mut rows = Vec::new();
+    for stage in stages(&args.data)? {
+        if let Some(row) = run_stage(&runtime, &bus, &dir, stage, args.limit, args.quiet)? {
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        bail!("no actor components found in {} (build them with `make components`)", dir.display());
+    }
+    print_summary(&rows);
+    let stats = cache.stats();
+    println!(
+        "\ncache: {} entries, {} bytes, {} hits, {} misses, {} evictions",
+        stats.entries, stats.bytes, stats.hits, stats.misses, stats.evictions
+    );
+    let snapshot = metrics.snapshot();
+    println!("metrics: {} families", snapshot.metrics.len());
+    for m in &snapshot.metrics {
+        for s in &m.series {
+            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            match s.count {
+                Some(c) => println!("  {}{{{}}} count={c} sum={}", m.name, labels.join(","), s.value),
+                None => println!("  {}{{{}}} {}", m.name, labels.join(","), s.value),
+            }
+        }
+    }
+    let failed: usize = rows.iter().map(|r| r.failed).sum();
+    if failed > 0 {
+        bail!("{failed} messages failed");
+    }
+    Ok(())
+}

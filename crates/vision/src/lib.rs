@@ -1,0 +1,2 @@
+//! edgecell vision domain crate (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! edgecell inference provider core (work in progress).
+#![forbid(unsafe_code)]

@@ -1,0 +1,687 @@
+//! The core of edgecell's key-value cache provider: a sharded LRU with per-entry TTL, a memory
+//! budget in bytes, compare-and-swap, atomic counters and namespaces.
+//!
+//! It has no wasm or wasmCloud types: the embedded host links it in-process and the wasmCloud
+//! provider wraps it. Keys live in a *keyspace* (one per link/component, chosen by the host) and,
+//! inside it, a *namespace* chosen by the caller.
+//!
+//! Expiry is lazy (an expired entry is dropped when it is touched) plus an explicit
+//! [`Cache::purge_expired`] sweep the host may run periodically. Eviction is least-recently-used
+//! per shard once the shard's share of the byte budget is exceeded.
+
+#![forbid(unsafe_code)]
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+/// Limits and sizing of a [`Cache`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Total bytes of keys + values + per-entry overhead the cache may hold.
+    pub memory_budget_bytes: u64,
+    /// Number of independently locked shards (rounded up to a power of two, at least 1).
+    pub shards: usize,
+    /// Largest value accepted by a single write.
+    pub max_value_bytes: u64,
+    /// Longest key accepted.
+    pub max_key_bytes: u32,
+    /// Longest namespace accepted.
+    pub max_namespace_bytes: u32,
+    /// Most items in one `get_many`/`set_many`.
+    pub max_batch: u32,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            memory_budget_bytes: 64 * 1024 * 1024,
+            shards: 16,
+            max_value_bytes: 8 * 1024 * 1024,
+            max_key_bytes: 1024,
+            max_namespace_bytes: 128,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Why a cache operation was refused. Mirrors the WIT `cache-error` variant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheError {
+    #[error("invalid namespace: {0}")]
+    InvalidNamespace(String),
+    #[error("invalid key: empty or longer than {0} bytes")]
+    InvalidKey(u32),
+    #[error("value larger than the per-entry limit of {0} bytes")]
+    ValueTooLarge(u64),
+    #[error("not a counter: {0}")]
+    NotACounter(String),
+    #[error("batch larger than {0} items")]
+    BatchTooLarge(u32),
+}
+
+/// An entry as returned to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub value: Vec<u8>,
+    pub version: u64,
+    /// Time left before expiry, if the entry has a TTL.
+    pub ttl_remaining: Option<Duration>,
+}
+
+/// Result of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written; the new version.
+    Swapped(u64),
+    /// Not written; the version found (none = the key did not exist).
+    Conflict(Option<u64>),
+}
+
+/// Operation counters, read with [`Cache::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub sets: u64,
+    /// Entries dropped to stay within the byte budget.
+    pub evictions: u64,
+    /// Entries dropped because their TTL ran out.
+    pub expirations: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Bytes charged per entry beyond its key and value (map node, LRU links, metadata).
+pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct FullKey {
+    keyspace: String,
+    namespace: String,
+    key: String,
+}
+
+impl FullKey {
+    fn charge(&self, value_len: usize) -> u64 {
+        (self.keyspace.len() + self.namespace.len() + self.key.len() + value_len) as u64
+            + ENTRY_OVERHEAD_BYTES
+    }
+}
+
+#[derive(Debug)]
+struct Stored {
+    value: Vec<u8>,
+    version: u64,
+    expires_at: Option<Instant>,
+}
+
+impl Stored {
+    fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
+
+    fn to_entry(&self, now: Instant) -> Entry {
+        Entry {
+            value: self.value.clone(),
+            version: self.version,
+            ttl_remaining: self.expires_at.map(|t| t.saturating_duration_since(now)),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shard {
+    map: LruCache<FullKey, Stored>,
+    bytes: u64,
+    budget: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    sets: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// What a shard-level write reports back for the counters.
+#[derive(Debug, Default)]
+struct WriteEffects {
+    evicted: u64,
+    expired: u64,
+}
+
+impl Shard {
+    /// Look up a live entry, dropping it first if it has expired. Marks it recently used.
+    fn live(&mut self, key: &FullKey, now: Instant, effects: &mut WriteEffects) -> Option<&Stored> {
+        if self.map.peek(key).is_some_and(|s| s.expired(now)) {
+            self.remove(key);
+            effects.expired += 1;
+            return None;
+        }
+        self.map.get(key)
+    }
+
+    fn remove(&mut self, key: &FullKey) -> Option<Stored> {
+        let stored = self.map.pop(key)?;
+        self.bytes = self.bytes.saturating_sub(key.charge(stored.value.len()));
+        Some(stored)
+    }
+
+    /// Insert or replace, then evict least-recently-used entries until within budget.
+    /// The entry just written is never evicted by its own insertion.
+    fn put(&mut self, key: FullKey, stored: Stored, now: Instant, effects: &mut WriteEffects) {
+        let charge = key.charge(stored.value.len());
+        if let Some(old) = self.map.put(key.clone(), stored) {
+            self.bytes = self.bytes.saturating_sub(key.charge(old.value.len()));
+        }
+        self.bytes += charge;
+        while self.bytes > self.budget && self.map.len() > 1 {
+            let Some((victim_key, victim)) = self.map.peek_lru() else { break };
+            if *victim_key == key {
+                break;
+            }
+            let was_expired = victim.expired(now);
+            let victim_key = victim_key.clone();
+            self.remove(&victim_key);
+            if was_expired {
+                effects.expired += 1;
+            } else {
+                effects.evicted += 1;
+            }
+        }
+    }
+}
+
+/// A thread-safe sharded LRU cache. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Cache {
+    shards: Vec<Mutex<Shard>>,
+    config: CacheConfig,
+    next_version: AtomicU64,
+    counters: Counters,
+}
+
+impl Cache {
+    /// Build a cache. The budget is split evenly across shards.
+    #[must_use]
+    pub fn new(config: CacheConfig) -> Self {
+        let n = config.shards.max(1).next_power_of_two();
+        let budget = (config.memory_budget_bytes / n as u64).max(1);
+        let shards = (0..n)
+            .map(|_| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget }))
+            .collect();
+        Self {
+            shards,
+            config: CacheConfig { shards: n, ..config },
+            next_version: AtomicU64::new(1),
+            counters: Counters::default(),
+        }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    fn validate_namespace(&self, namespace: &str) -> Result<(), CacheError> {
+        if namespace.is_empty() {
+            return Err(CacheError::InvalidNamespace("empty".into()));
+        }
+        if namespace.len() > self.config.max_namespace_bytes as usize {
+            return Err(CacheError::InvalidNamespace(format!(
+                "longer than {} bytes",
+                self.config.max_namespace_bytes
+            )));
+        }
+        if namespace.chars().any(char::is_control) {
+            return Err(CacheError::InvalidNamespace("contains control characters".into()));
+        }
+        Ok(())
+    }
+
+    fn full_key(&self, keyspace: &str, namespace: &str, key: &str) -> Result<FullKey, CacheError> {
+        self.validate_namespace(namespace)?;
+        if key.is_empty() || key.len() > self.config.max_key_bytes as usize {
+            return Err(CacheError::InvalidKey(self.config.max_key_bytes));
+        }
+        Ok(FullKey { keyspace: keyspace.to_owned(), namespace: namespace.to_owned(), key: key.to_owned() })
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), CacheError> {
+        if value.len() as u64 > self.config.max_value_bytes {
+            return Err(CacheError::ValueTooLarge(self.config.max_value_bytes));
+        }
+        Ok(())
+    }
+
+    fn check_batch(&self, n: usize) -> Result<(), CacheError> {
+        if n > self.config.max_batch as usize {
+            return Err(CacheError::BatchTooLarge(self.config.max_batch));
+        }
+        Ok(())
+    }
+
+    fn shard(&self, key: &FullKey) -> MutexGuard<'_, Shard> {
+        let mut h = DefaultHasher::new();
+        key.hash(&mut h);
+        let idx = (h.finish() as usize) & (self.shards.len() - 1);
+        // A poisoned shard only means another thread panicked mid-operation; the map itself is
+        // still structurally valid, so keep serving it.
+        match self.shards[idx].lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn version(&self) -> u64 {
+        self.next_version.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn account(&self, effects: &WriteEffects) {
+        Counters::bump(&self.counters.evictions, effects.evicted);
+        Counters::bump(&self.counters.expirations, effects.expired);
+    }
+
+    fn expiry(now: Instant, ttl_ms: Option<u64>) -> Option<Instant> {
+        ttl_ms.map(|ms| now + Duration::from_millis(ms))
+    }
+
+    /// Read one entry.
+    pub fn get(&self, keyspace: &str, namespace: &str, key: &str) -> Result<Option<Entry>, CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        let now = Instant::now();
+        let mut effects = WriteEffects::default();
+        let found = self.shard(&fk).live(&fk, now, &mut effects).map(|s| s.to_entry(now));
+        self.account(&effects);
+        Counters::bump(if found.is_some() { &self.counters.hits } else { &self.counters.misses }, 1);
+        Ok(found)
+    }
+
+    /// Write one entry and return its new version.
+    pub fn set(
+        &self,
+        keyspace: &str,
+        namespace: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<u64, CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        self.check_value(&value)?;
+        let now = Instant::now();
+        let version = self.version();
+        let mut effects = WriteEffects::default();
+        self.shard(&fk).put(fk, Stored { value, version, expires_at: Self::expiry(now, ttl_ms) }, now, &mut effects);
+        self.account(&effects);
+        Counters::bump(&self.counters.sets, 1);
+        Ok(version)
+    }
+
+    /// Remove an entry; true if a live entry existed.
+    pub fn delete(&self, keyspace: &str, namespace: &str, key: &str) -> Result<bool, CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        let now = Instant::now();
+        let removed = self.shard(&fk).remove(&fk);
+        Ok(removed.is_some_and(|s| !s.expired(now)))
+    }
+
+    /// Write only if the live entry's version equals `expected` (none: the key must be absent).
+    pub fn compare_and_swap(
+        &self,
+        keyspace: &str,
+        namespace: &str,
+        key: &str,
+        expected: Option<u64>,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> Result<CasOutcome, CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        self.check_value(&value)?;
+        let now = Instant::now();
+        let mut effects = WriteEffects::default();
+        let outcome = {
+            let mut shard = self.shard(&fk);
+            let current = shard.live(&fk, now, &mut effects).map(|s| s.version);
+            if current == expected {
+                let version = self.version();
+                shard.put(fk, Stored { value, version, expires_at: Self::expiry(now, ttl_ms) }, now, &mut effects);
+                CasOutcome::Swapped(version)
+            } else {
+                CasOutcome::Conflict(current)
+            }
+        };
+        self.account(&effects);
+        if matches!(outcome, CasOutcome::Swapped(_)) {
+            Counters::bump(&self.counters.sets, 1);
+        }
+        Ok(outcome)
+    }
+
+    /// Add `delta` to a decimal integer value (absent = 0) atomically; returns the new value.
+    /// A TTL given here applies to a newly created counter; an existing counter keeps its expiry.
+    pub fn increment(
+        &self,
+        keyspace: &str,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> Result<i64, CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        let now = Instant::now();
+        let mut effects = WriteEffects::default();
+        let result = {
+            let mut shard = self.shard(&fk);
+            let (current, expires_at) = match shard.live(&fk, now, &mut effects) {
+                Some(s) => (parse_counter(&s.value)?, s.expires_at),
+                None => (0, Self::expiry(now, ttl_ms)),
+            };
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| CacheError::NotACounter(format!("{current} + {delta} overflows")))?;
+            let version = self.version();
+            shard.put(fk, Stored { value: next.to_string().into_bytes(), version, expires_at }, now, &mut effects);
+            next
+        };
+        self.account(&effects);
+        Counters::bump(&self.counters.sets, 1);
+        Ok(result)
+    }
+
+    /// Read many keys of one namespace; one slot per key, in order.
+    pub fn get_many(&self, keyspace: &str, namespace: &str, keys: &[String]) -> Result<Vec<Option<Entry>>, CacheError> {
+        self.check_batch(keys.len())?;
+        // Validate everything before reading anything, so an error means "nothing happened".
+        let fks = keys.iter().map(|k| self.full_key(keyspace, namespace, k)).collect::<Result<Vec<_>, _>>()?;
+        let now = Instant::now();
+        let mut effects = WriteEffects::default();
+        let out: Vec<Option<Entry>> =
+            fks.iter().map(|fk| self.shard(fk).live(fk, now, &mut effects).map(|s| s.to_entry(now))).collect();
+        self.account(&effects);
+        let hits = out.iter().filter(|e| e.is_some()).count() as u64;
+        Counters::bump(&self.counters.hits, hits);
+        Counters::bump(&self.counters.misses, out.len() as u64 - hits);
+        Ok(out)
+    }
+
+    /// Write many entries of one namespace with one TTL; all are validated before any is written.
+    pub fn set_many(
+        &self,
+        keyspace: &str,
+        namespace: &str,
+        items: Vec<(String, Vec<u8>)>,
+        ttl_ms: Option<u64>,
+    ) -> Result<Vec<u64>, CacheError> {
+        self.check_batch(items.len())?;
+        let mut prepared = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let fk = self.full_key(keyspace, namespace, &k)?;
+            self.check_value(&v)?;
+            prepared.push((fk, v));
+        }
+        let now = Instant::now();
+        let expires_at = Self::expiry(now, ttl_ms);
+        let mut effects = WriteEffects::default();
+        let versions = prepared
+            .into_iter()
+            .map(|(fk, value)| {
+                let version = self.version();
+                self.shard(&fk).put(fk, Stored { value, version, expires_at }, now, &mut effects);
+                version
+            })
+            .collect::<Vec<_>>();
+        self.account(&effects);
+        Counters::bump(&self.counters.sets, versions.len() as u64);
+        Ok(versions)
+    }
+
+    /// Drop every expired entry now; returns how many were dropped.
+    pub fn purge_expired(&self) -> u64 {
+        let now = Instant::now();
+        let mut dropped = 0;
+        for shard in &self.shards {
+            let mut shard = match shard.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            let dead: Vec<FullKey> =
+                shard.map.iter().filter(|(_, s)| s.expired(now)).map(|(k, _)| k.clone()).collect();
+            for k in &dead {
+                shard.remove(k);
+            }
+            dropped += dead.len() as u64;
+        }
+        Counters::bump(&self.counters.expirations, dropped);
+        dropped
+    }
+
+    /// A consistent-enough snapshot of the counters and current size.
+    #[must_use]
+    pub fn stats(&self) -> CacheStats {
+        let (mut entries, mut bytes) = (0u64, 0u64);
+        for shard in &self.shards {
+            let shard = match shard.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            entries += shard.map.len() as u64;
+            bytes += shard.bytes;
+        }
+        CacheStats {
+            hits: self.counters.hits.load(Ordering::Relaxed),
+            misses: self.counters.misses.load(Ordering::Relaxed),
+            sets: self.counters.sets.load(Ordering::Relaxed),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            expirations: self.counters.expirations.load(Ordering::Relaxed),
+            entries,
+            bytes,
+        }
+    }
+}
+
+fn parse_counter(value: &[u8]) -> Result<i64, CacheError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .ok_or_else(|| CacheError::NotACounter(format!("{} bytes that are not a decimal i64", value.len())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn cache() -> Cache {
+        Cache::new(CacheConfig::default())
+    }
+
+    #[test]
+    fn set_get_round_trip_and_versions_increase() {
+        let c = cache();
+        let v1 = c.set("a", "ns", "k", b"one".to_vec(), None).unwrap();
+        let v2 = c.set("a", "ns", "k", b"two".to_vec(), None).unwrap();
+        assert!(v2 > v1);
+        let e = c.get("a", "ns", "k").unwrap().unwrap();
+        assert_eq!(e.value, b"two");
+        assert_eq!(e.version, v2);
+        assert_eq!(e.ttl_remaining, None);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.sets, s.entries), (1, 0, 2, 1));
+    }
+
+    #[test]
+    fn keyspaces_and_namespaces_are_isolated() {
+        let c = cache();
+        c.set("comp-a", "ns", "k", b"a".to_vec(), None).unwrap();
+        c.set("comp-b", "ns", "k", b"b".to_vec(), None).unwrap();
+        c.set("comp-a", "other", "k", b"c".to_vec(), None).unwrap();
+        assert_eq!(c.get("comp-a", "ns", "k").unwrap().unwrap().value, b"a");
+        assert_eq!(c.get("comp-b", "ns", "k").unwrap().unwrap().value, b"b");
+        assert_eq!(c.get("comp-a", "other", "k").unwrap().unwrap().value, b"c");
+        assert_eq!(c.get("comp-c", "ns", "k").unwrap(), None);
+    }
+
+    #[test]
+    fn ttl_expires_entries() {
+        let c = cache();
+        c.set("a", "ns", "short", b"x".to_vec(), Some(30)).unwrap();
+        c.set("a", "ns", "long", b"y".to_vec(), Some(60_000)).unwrap();
+        let e = c.get("a", "ns", "short").unwrap().unwrap();
+        assert!(e.ttl_remaining.unwrap() <= Duration::from_millis(30));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.get("a", "ns", "short").unwrap(), None);
+        assert!(c.get("a", "ns", "long").unwrap().is_some());
+        assert_eq!(c.stats().expirations, 1);
+        assert_eq!(c.stats().entries, 1);
+    }
+
+    #[test]
+    fn purge_drops_expired_entries() {
+        let c = cache();
+        for i in 0..10 {
+            c.set("a", "ns", &format!("k{i}"), vec![1], Some(if i < 7 { 10 } else { 60_000 })).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(c.purge_expired(), 7);
+        assert_eq!(c.stats().entries, 3);
+    }
+
+    #[test]
+    fn budget_evicts_least_recently_used() {
+        // one shard so the LRU order is global; each entry charges 96 + 1 + 2 + 2 + 100 bytes
+        let per = ENTRY_OVERHEAD_BYTES + 1 + 2 + 2 + 100;
+        let c = Cache::new(CacheConfig { memory_budget_bytes: per * 3, shards: 1, ..CacheConfig::default() });
+        for k in ["k1", "k2", "k3"] {
+            c.set("a", "ns", k, vec![0; 100], None).unwrap();
+        }
+        // touch k1 so k2 becomes the least recently used
+        assert!(c.get("a", "ns", "k1").unwrap().is_some());
+        c.set("a", "ns", "k4", vec![0; 100], None).unwrap();
+        assert!(c.get("a", "ns", "k2").unwrap().is_none());
+        for k in ["k1", "k3", "k4"] {
+            assert!(c.get("a", "ns", k).unwrap().is_some(), "{k} should survive");
+        }
+        let s = c.stats();
+        assert_eq!(s.evictions, 1);
+        assert_eq!(s.bytes, per * 3);
+    }
+
+    #[test]
+    fn compare_and_swap_semantics() {
+        let c = cache();
+        let CasOutcome::Swapped(v1) = c.compare_and_swap("a", "ns", "k", None, b"1".to_vec(), None).unwrap() else {
+            panic!("create via CAS must succeed")
+        };
+        assert_eq!(
+            c.compare_and_swap("a", "ns", "k", None, b"x".to_vec(), None).unwrap(),
+            CasOutcome::Conflict(Some(v1))
+        );
+        assert_eq!(
+            c.compare_and_swap("a", "ns", "k", Some(v1 + 1000), b"x".to_vec(), None).unwrap(),
+            CasOutcome::Conflict(Some(v1))
+        );
+        let CasOutcome::Swapped(v2) = c.compare_and_swap("a", "ns", "k", Some(v1), b"2".to_vec(), None).unwrap() else {
+            panic!("matching version must swap")
+        };
+        assert!(v2 > v1);
+        assert_eq!(c.get("a", "ns", "k").unwrap().unwrap().value, b"2");
+        assert_eq!(
+            c.compare_and_swap("a", "ns", "missing", Some(1), b"x".to_vec(), None).unwrap(),
+            CasOutcome::Conflict(None)
+        );
+    }
+
+    #[test]
+    fn increment_is_atomic_across_threads() {
+        let c = Arc::new(cache());
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        c.increment("a", "ns", "n", 1, None).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(c.increment("a", "ns", "n", 0, None).unwrap(), 4000);
+        assert_eq!(c.get("a", "ns", "n").unwrap().unwrap().value, b"4000");
+    }
+
+    #[test]
+    fn increment_rejects_non_counters_and_overflow() {
+        let c = cache();
+        c.set("a", "ns", "text", b"hello".to_vec(), None).unwrap();
+        assert!(matches!(c.increment("a", "ns", "text", 1, None), Err(CacheError::NotACounter(_))));
+        c.set("a", "ns", "big", i64::MAX.to_string().into_bytes(), None).unwrap();
+        assert!(matches!(c.increment("a", "ns", "big", 1, None), Err(CacheError::NotACounter(_))));
+        // nothing was lost: the values are unchanged
+        assert_eq!(c.get("a", "ns", "text").unwrap().unwrap().value, b"hello");
+        assert_eq!(c.increment("a", "ns", "neg", -5, None).unwrap(), -5);
+    }
+
+    #[test]
+    fn increment_keeps_existing_expiry() {
+        let c = cache();
+        c.increment("a", "ns", "n", 1, Some(40)).unwrap();
+        c.increment("a", "ns", "n", 1, Some(60_000)).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(c.get("a", "ns", "n").unwrap(), None);
+    }
+
+    #[test]
+    fn batches_round_trip_and_validate_first() {
+        let c = cache();
+        let items = vec![("a".to_owned(), b"1".to_vec()), ("b".to_owned(), b"2".to_vec())];
+        let versions = c.set_many("s", "ns", items, Some(60_000)).unwrap();
+        assert_eq!(versions.len(), 2);
+        let got = c.get_many("s", "ns", &["a".into(), "zz".into(), "b".into()]).unwrap();
+        assert_eq!(got[0].as_ref().unwrap().value, b"1");
+        assert!(got[1].is_none());
+        assert_eq!(got[2].as_ref().unwrap().value, b"2");
+        // one bad key: nothing written
+        let bad = vec![("ok".to_owned(), b"1".to_vec()), (String::new(), b"2".to_vec())];
+        assert_eq!(c.set_many("s", "ns", bad, None), Err(CacheError::InvalidKey(1024)));
+        assert_eq!(c.get("s", "ns", "ok").unwrap(), None);
+    }
+
+    #[test]
+    fn bad_input_gets_typed_errors() {
+        let c = Cache::new(CacheConfig { max_value_bytes: 4, max_batch: 2, ..CacheConfig::default() });
+        assert!(matches!(c.set("a", "", "k", vec![], None), Err(CacheError::InvalidNamespace(_))));
+        assert!(matches!(c.set("a", "n\u{7}", "k", vec![], None), Err(CacheError::InvalidNamespace(_))));
+        assert_eq!(c.set("a", "ns", &"k".repeat(2000), vec![], None), Err(CacheError::InvalidKey(1024)));
+        assert_eq!(c.set("a", "ns", "k", vec![0; 5], None), Err(CacheError::ValueTooLarge(4)));
+        assert_eq!(
+            c.get_many("a", "ns", &["1".into(), "2".into(), "3".into()]),
+            Err(CacheError::BatchTooLarge(2))
+        );
+        assert_eq!(c.stats().entries, 0);
+    }
+
+    #[test]
+    fn a_value_larger_than_a_shard_budget_still_lands_alone() {
+        let c = Cache::new(CacheConfig { memory_budget_bytes: 200, shards: 1, ..CacheConfig::default() });
+        c.set("a", "ns", "small", vec![0; 10], None).unwrap();
+        c.set("a", "ns", "big", vec![0; 500], None).unwrap();
+        assert!(c.get("a", "ns", "big").unwrap().is_some());
+        assert!(c.get("a", "ns", "small").unwrap().is_none());
+    }
+}

@@ -1,0 +1,46 @@
+//! Shared helpers: where the components are, a runtime with local services.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use edgecell::{Actor, ActorSpec, LocalBus, Runtime, RuntimeConfig, Services};
+
+/// `<target>/wasm32-wasip2/component`, derived from this test binary's location
+/// (`<target>/<profile>/deps/all-*`) unless `EDGECELL_COMPONENTS` says otherwise.
+pub fn components_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("EDGECELL_COMPONENTS") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    let target = exe.ancestors().nth(3).expect("target dir above <profile>/deps");
+    target.join("wasm32-wasip2").join("component")
+}
+
+pub fn component(file: &str) -> PathBuf {
+    let p = components_dir().join(file);
+    assert!(p.exists(), "{} is missing: build the components first (`make components`)", p.display());
+    p
+}
+
+pub fn probe_path() -> PathBuf {
+    component("edgecell_probe.wasm")
+}
+
+pub struct Host {
+    pub runtime: Runtime,
+    pub bus: Arc<LocalBus>,
+}
+
+pub fn host(config: RuntimeConfig) -> Host {
+    let (services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    Host { runtime: Runtime::new(config, services).expect("runtime"), bus }
+}
+
+pub fn spec(name: &str, path: PathBuf) -> ActorSpec {
+    let digest = edgecell::sha256_hex(&std::fs::read(&path).expect("read component"));
+    ActorSpec { name: name.into(), path, sha256: Some(digest), config: Default::default() }
+}
+
+pub fn probe(host: &Host) -> Actor {
+    host.runtime.load_actor(spec("probe", probe_path())).expect("load probe")
+}

@@ -1,0 +1,103 @@
+//! The embedded host on a real nats-server: subjects feed an actor, its replies go back on NATS.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgecell::nats::NatsConnection;
+use edgecell::{InstancePool, Runtime, RuntimeConfig, Services};
+
+/// A nats-server this test started, on 127.0.0.1 and a free port; killed (by PID) on drop.
+pub struct NatsServer {
+    child: Child,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn nats_server_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("EDGECELL_NATS_SERVER") {
+        return PathBuf::from(p);
+    }
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let local = repo.join("tools/bin/nats-server");
+    if local.exists() {
+        return local;
+    }
+    PathBuf::from("nats-server")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl NatsServer {
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let bin = nats_server_binary();
+        let child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e}): run `make setup` to install nats-server", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen on 127.0.0.1:{port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {
+    let server = NatsServer::start();
+    let conn = NatsConnection::connect(&server.url).unwrap();
+    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    services.bus = conn.bus();
+    let runtime = Runtime::new(RuntimeConfig::default(), services).unwrap();
+    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let pool = Arc::new(InstancePool::new(actor, 2));
+    let feed = conn.feed(Arc::clone(&pool), &["edgecell.probe.in".to_owned()], 2).unwrap();
+
+    // a separate client, as a user's producer would be
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let replies: Vec<String> = rt.block_on(async {
+        let client = async_nats::connect(&server.url).await.unwrap();
+        let mut out = Vec::new();
+        for i in 0..5 {
+            let reply = tokio::time::timeout(Duration::from_secs(5), client.request("edgecell.probe.in", format!("hello-{i}").into()))
+                .await
+                .expect("reply within 5 s")
+                .unwrap();
+            out.push(String::from_utf8(reply.payload.to_vec()).unwrap());
+        }
+        // fire-and-forget messages are handled too
+        for _ in 0..20 {
+            client.publish("edgecell.probe.in", "no-reply".into()).await.unwrap();
+        }
+        client.flush().await.unwrap();
+        out
+    });
+    assert_eq!(replies, (1..=5).map(|i| format!("{i}:hello-{}", i - 1)).collect::<Vec<_>>());
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while feed.stats().handled.load(std::sync::atomic::Ordering::Relaxed) < 25 {
+        assert!(Instant::now() < deadline, "only {:?} handled", feed.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let count = runtime.services().cache.get("probe", "probe", "messages").unwrap().unwrap();
+    assert_eq!(count.value, b"25");
+    assert_eq!(feed.stats().host_errors.load(std::sync::atomic::Ordering::Relaxed), 0);
+}

@@ -1,0 +1,1 @@
+//! Shared helpers live in `all/`; this library is empty.
