@@ -3,6 +3,10 @@
 //! They need the components built for wasm32-wasip2 (`make components`) and, for the NATS
 //! module, a nats-server ≥ 2.10 (`make setup` installs one into tools/bin).
 
+// Test helpers abort with a message on a failed setup step, like the tests themselves.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 mod common;
+mod fusion;
 mod host;
 mod nats;

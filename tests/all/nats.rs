@@ -69,7 +69,7 @@ fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {
     let runtime = Runtime::new(RuntimeConfig::default(), services).unwrap();
     let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
     let pool = Arc::new(InstancePool::new(actor, 2));
-    let feed = conn.feed(Arc::clone(&pool), &["edgecell.probe.in".to_owned()], 2).unwrap();
+    let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 2).unwrap();
 
     // a separate client, as a user's producer would be
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

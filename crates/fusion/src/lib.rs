@@ -26,6 +26,7 @@ pub mod localizer;
 pub mod replay;
 pub mod state;
 pub mod tracker;
+pub mod wire;
 
 pub use error::{FusionError, Result};
 pub use filter::{AnyFilter, Ekf, FilterKind, FilterSettings, Measurement, StateEstimator, Ukf, UpdateReport};

@@ -43,4 +43,20 @@ pub mod probe {
     });
 }
 
+/// The sensor-fusion actor's exports.
+pub mod sensor_fusion {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "edgecell:actors/sensor-fusion",
+        with: {
+            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
+            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
+            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
+            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
+            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
+        },
+        additional_derives: [PartialEq],
+    });
+}
+
 pub use capabilities::wasmcloud::messaging::types::BrokerMessage;

@@ -1,6 +1,7 @@
 //! `edgecell`: the embedded lattice's command line.
 #![forbid(unsafe_code)]
 
+mod fusion_cli;
 mod run;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ struct Cli {
 enum Command {
     /// The main job: run every available actor over the bundled data in the embedded host.
     Run(run::RunArgs),
+    /// Sensor fusion: replay ROS bags through the localizer, run the orientation filter.
+    #[command(subcommand)]
+    Fusion(fusion_cli::FusionCmd),
     /// Print a component's WIT imports and exports and its size.
     Inspect {
         component: PathBuf,
@@ -53,6 +57,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
+        Command::Fusion(cmd) => fusion_cli::run(cmd),
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Metrics { url } => metrics(&url),
         Command::Serve { config } => serve(&config),
@@ -140,7 +145,7 @@ fn serve(config_path: &Path) -> Result<()> {
         let Some(conn) = &nats else {
             bail!("actor {} has NATS subjects but [host] nats_url is not set", section.name);
         };
-        feeds.push(conn.feed(pool, &section.subjects, section.instances)?);
+        feeds.push(conn.feed(&pool, &section.subjects, section.instances)?);
         println!("{} ← {}", section.name, section.subjects.join(", "));
     }
     if let Some(m) = &metrics_server {

@@ -74,7 +74,7 @@ impl NatsConnection {
 
     /// Subscribe `subjects` (as queue group `edgecell.<actor>`, so several hosts share the work)
     /// and deliver every message to the pool's actor, at most `concurrency` at a time.
-    pub fn feed(&self, pool: Arc<InstancePool>, subjects: &[String], concurrency: usize) -> Result<Feed, NatsError> {
+    pub fn feed(&self, pool: &Arc<InstancePool>, subjects: &[String], concurrency: usize) -> Result<Feed, NatsError> {
         let stats = Arc::new(FeedStats::default());
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let group = format!("edgecell.{}", pool.actor().name());
@@ -84,7 +84,7 @@ impl NatsConnection {
                 .rt
                 .block_on(self.client.queue_subscribe(subject.clone(), group.clone()))
                 .map_err(|e| NatsError::Subscribe { subject: subject.clone(), message: e.to_string() })?;
-            let (pool, stats, permits) = (Arc::clone(&pool), Arc::clone(&stats), Arc::clone(&permits));
+            let (pool, stats, permits) = (Arc::clone(pool), Arc::clone(&stats), Arc::clone(&permits));
             tasks.push(self.rt.spawn(async move {
                 while let Some(msg) = sub.next().await {
                     let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };

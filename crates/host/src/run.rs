@@ -32,7 +32,11 @@ struct Stage {
     title: &'static str,
     actor: &'static str,
     component_file: &'static str,
+    /// Delivered to the actor through `wasi:config/store`.
+    config: Vec<(&'static str, &'static str)>,
     inputs: Vec<BrokerMessage>,
+    /// Turns what the actor published into the stage's result line (and fails on a wrong one).
+    verdict: Box<dyn Fn(&[edgecell::Published]) -> Result<String>>,
 }
 
 /// A row of the summary table.
@@ -48,6 +52,7 @@ struct Row {
     p99: Duration,
     peak_memory: usize,
     load: String,
+    verdict: String,
 }
 
 fn default_components_dir() -> Result<PathBuf> {
@@ -60,26 +65,100 @@ fn default_components_dir() -> Result<PathBuf> {
     Ok(target.join("wasm32-wasip2").join("component"))
 }
 
-/// The x-io IMU recording, one CSV row per message (the sensor-fusion input format until the
-/// fusion actor lands, used now to exercise the host end to end).
-fn imu_rows(data: &Path) -> Result<Vec<BrokerMessage>> {
+fn message(subject: &str, body: Vec<u8>) -> BrokerMessage {
+    BrokerMessage { subject: subject.into(), body, reply_to: None }
+}
+
+/// robot_localization's published final position for test2.bag and its tolerance.
+const TEST2_EXPECTED: [f64; 3] = [1.0206, 3.4292, 0.7419];
+const TEST2_TOLERANCE_M: f64 = 0.1383;
+
+/// The bag's sensor messages as NATS envelopes for the sensor-fusion actor.
+fn bag_stage(data: &Path, file: &str, preset: &'static str, filter: &'static str) -> Result<Vec<BrokerMessage>> {
+    let path = data.join("fusion").join(file);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let cfg = edgecell_fusion::preset(preset)?;
+    edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, filter)?
+        .iter()
+        .map(|e| Ok(message(&format!("edgecell.sensors.in.{filter}"), serde_json::to_vec(e)?)))
+        .collect()
+}
+
+fn last_state(published: &[edgecell::Published], filter: &str) -> Result<edgecell_fusion::wire::StateMessage> {
+    let subject = format!("edgecell.fusion.state.{filter}");
+    let last = published.iter().rev().find(|p| p.subject == subject).context("the actor published no state")?;
+    Ok(serde_json::from_slice(&last.body)?)
+}
+
+/// |acceleration| of every x-io IMU sample, 100 readings per message, for the IoT path.
+fn iot_batches(data: &Path) -> Result<Vec<BrokerMessage>> {
     let path = data.join("fusion/xio_sensor_data.csv");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| BrokerMessage { subject: "edgecell.sensors.in.xio".into(), body: l.as_bytes().to_vec(), reply_to: None })
-        .collect())
+    let mut readings = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let cols: Vec<f64> = line.split(',').map(|c| c.trim().parse::<f64>()).collect::<Result<_, _>>().context("x-io CSV")?;
+        let (Some(t), Some(ax), Some(ay), Some(az)) = (cols.first(), cols.get(4), cols.get(5), cols.get(6)) else {
+            bail!("x-io CSV row with fewer than 7 columns");
+        };
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let time_ms = (t * 1000.0).round() as u64;
+        readings.push(edgecell_fusion::iot::Reading { sensor: "xio-accel-g".into(), time_ms, value: (ax * ax + ay * ay + az * az).sqrt() });
+    }
+    readings.chunks(100).map(|c| Ok(message("edgecell.iot.in.xio", serde_json::to_vec(c)?))).collect()
 }
 
 fn stages(data: &Path) -> Result<Vec<Stage>> {
-    Ok(vec![Stage {
-        title: "host self-check (IMU rows)",
-        actor: "probe",
-        component_file: "edgecell_probe.wasm",
-        inputs: imu_rows(data)?,
-    }])
+    Ok(vec![
+        Stage {
+            title: "fusion: test2.bag (EKF)",
+            actor: "sensor-fusion",
+            component_file: "edgecell_sensor_fusion.wasm",
+            config: vec![("filter.jackal", "robot-localization-test2")],
+            inputs: bag_stage(data, "test2.bag", "robot-localization-test2", "jackal")?,
+            verdict: Box::new(|published| {
+                let s = last_state(published, "jackal")?;
+                let p = &s.state.pose;
+                let err = ((p.x - TEST2_EXPECTED[0]).powi(2) + (p.y - TEST2_EXPECTED[1]).powi(2) + (p.z - TEST2_EXPECTED[2]).powi(2)).sqrt();
+                if err > TEST2_TOLERANCE_M {
+                    bail!("test2 final position ({:.4}, {:.4}, {:.4}) is {err:.4} m from the published pose", p.x, p.y, p.z);
+                }
+                Ok(format!(
+                    "final ({:.3}, {:.3}, {:.3}) m: {err:.4} m from robot_localization's published pose (tolerance {TEST2_TOLERANCE_M} m)",
+                    p.x, p.y, p.z
+                ))
+            }),
+        },
+        Stage {
+            title: "fusion: test1.bag (EKF)",
+            actor: "sensor-fusion",
+            component_file: "edgecell_sensor_fusion.wasm",
+            config: vec![("filter.husky", "robot-localization-test1")],
+            inputs: bag_stage(data, "test1.bag", "robot-localization-test1", "husky")?,
+            verdict: Box::new(|published| {
+                let s = last_state(published, "husky")?;
+                let p = &s.state.pose;
+                Ok(format!("final ({:.3}, {:.3}, {:.3}) m, yaw {:.3} rad, {} updates, {} gated", p.x, p.y, p.z, p.yaw, s.updates, s.gated))
+            }),
+        },
+        Stage {
+            title: "iot: x-io |accel| windows",
+            actor: "sensor-fusion",
+            component_file: "edgecell_sensor_fusion.wasm",
+            config: vec![],
+            inputs: iot_batches(data)?,
+            verdict: Box::new(|published| {
+                let mut outputs: Vec<edgecell_fusion::iot::Output> = Vec::new();
+                for p in published.iter().filter(|p| p.subject == "edgecell.iot.out.xio") {
+                    outputs.extend(serde_json::from_slice::<Vec<edgecell_fusion::iot::Output>>(&p.body)?);
+                }
+                let aggregates = outputs.iter().filter(|o| matches!(o, edgecell_fusion::iot::Output::Aggregate(_))).count();
+                if aggregates == 0 {
+                    bail!("no window aggregates were published");
+                }
+                Ok(format!("{aggregates} window aggregates, {} anomalies", outputs.len() - aggregates))
+            }),
+        },
+    ])
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -103,7 +182,7 @@ fn run_stage(runtime: &Runtime, bus: &edgecell::LocalBus, dir: &Path, stage: Sta
         name: stage.actor.into(),
         path: path.clone(),
         sha256: Some(edgecell::sha256_hex(&bytes)),
-        config: std::collections::BTreeMap::new(),
+        config: stage.config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
     };
     let actor = runtime.load_actor(spec)?;
     let load = match actor.load_source() {
@@ -146,32 +225,34 @@ fn run_stage(runtime: &Runtime, bus: &edgecell::LocalBus, dir: &Path, stage: Sta
     let elapsed = started.elapsed();
     bar.finish();
     latencies.sort_unstable();
-    let published = bus.drain().into_iter().filter(|p| p.from == stage.actor).count();
+    let published: Vec<edgecell::Published> = bus.drain().into_iter().filter(|p| p.from == stage.actor).collect();
+    let verdict = (stage.verdict)(&published).with_context(|| format!("stage {}", stage.title))?;
     Ok(Some(Row {
         title: stage.title.into(),
         actor: stage.actor.into(),
         messages: inputs.len(),
         ok,
         failed,
-        published,
+        published: published.len(),
         elapsed,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
         peak_memory: instance.peak_memory_bytes(),
         load,
+        verdict,
     }))
 }
 
 fn print_summary(rows: &[Row]) {
     println!();
     println!(
-        "{:<28} {:<8} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9}  {}",
-        "stage", "actor", "messages", "ok", "failed", "published", "msg/s", "p50 µs", "p99 µs", "mem KiB", "load"
+        "{:<28} {:<14} {:>8} {:>8} {:>7} {:>9} {:>10} {:>9} {:>9} {:>9}  load",
+        "stage", "actor", "messages", "ok", "failed", "published", "msg/s", "p50 µs", "p99 µs", "mem KiB"
     );
     for r in rows {
         let rate = r.messages as f64 / r.elapsed.as_secs_f64().max(1e-9);
         println!(
-            "{:<28} {:<8} {:>8} {:>8} {:>7} {:>9} {:>10.0} {:>9.1} {:>9.1} {:>9}  {}",
+            "{:<28} {:<14} {:>8} {:>8} {:>7} {:>9} {:>10.0} {:>9.1} {:>9.1} {:>9}  {}",
             r.title,
             r.actor,
             r.messages,
@@ -184,6 +265,10 @@ fn print_summary(rows: &[Row]) {
             r.peak_memory / 1024,
             r.load
         );
+    }
+    println!();
+    for r in rows {
+        println!("{:<28} {}", r.title, r.verdict);
     }
 }
 

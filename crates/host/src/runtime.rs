@@ -236,10 +236,10 @@ impl Runtime {
     pub fn load_actor(&self, spec: ActorSpec) -> Result<Actor, HostError> {
         let bytes = std::fs::read(&spec.path).map_err(|source| HostError::Read { path: spec.path.clone(), source })?;
         let actual = sha256_hex(&bytes);
-        if let Some(expected) = &spec.sha256 {
-            if !expected.eq_ignore_ascii_case(&actual) {
-                return Err(HostError::DigestMismatch { name: spec.name, expected: expected.clone(), actual });
-            }
+        if let Some(expected) = &spec.sha256
+            && !expected.eq_ignore_ascii_case(&actual)
+        {
+            return Err(HostError::DigestMismatch { name: spec.name, expected: expected.clone(), actual });
         }
         let started = Instant::now();
         let (component, source) = self.load_component(&spec.name, &bytes)?;
@@ -368,7 +368,7 @@ impl Actor {
         let instance = self
             .pre
             .instantiate(&mut store)
-            .map_err(|e| classify(&self.name, &store, self.deadline, e))?;
+            .map_err(|e| classify(&self.name, &store, self.deadline, &e))?;
         Ok(ActorInstance {
             name: self.name.clone(),
             store,
@@ -381,7 +381,7 @@ impl Actor {
     }
 }
 
-fn classify(name: &str, store: &Store<HostState>, deadline: Duration, e: wasmtime::Error) -> HostError {
+fn classify(name: &str, store: &Store<HostState>, deadline: Duration, e: &wasmtime::Error) -> HostError {
     let name = name.to_owned();
     if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
         return HostError::DeadlineExceeded { name, deadline_ms: deadline.as_millis() };
@@ -451,7 +451,7 @@ impl ActorInstance {
             Ok(r) => Ok(r),
             Err(e) => {
                 self.poisoned = true;
-                Err(classify(&self.name, &self.store, self.deadline, e))
+                Err(classify(&self.name, &self.store, self.deadline, &e))
             }
         }
     }
@@ -460,6 +460,12 @@ impl ActorInstance {
     pub fn probe(&mut self) -> Result<bindings::probe::Probe, HostError> {
         bindings::probe::Probe::new(&mut self.store, &self.instance)
             .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the probe world ({e:#})") })
+    }
+
+    /// Typed bindings for the sensor-fusion actor (fails if this is not one).
+    pub fn sensor_fusion(&mut self) -> Result<bindings::sensor_fusion::SensorFusion, HostError> {
+        bindings::sensor_fusion::SensorFusion::new(&mut self.store, &self.instance)
+            .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the sensor-fusion world ({e:#})") })
     }
 
     /// Deliver a message to the actor's `wasmcloud:messaging/handler` export.

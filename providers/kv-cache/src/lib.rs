@@ -185,13 +185,13 @@ impl Shard {
     /// The entry just written is never evicted by its own insertion.
     fn put(&mut self, key: FullKey, stored: Stored, now: Instant, effects: &mut WriteEffects) {
         let charge = key.charge(stored.value.len());
-        if let Some(old) = self.map.put(key.clone(), stored) {
-            self.bytes = self.bytes.saturating_sub(key.charge(old.value.len()));
-        }
-        self.bytes += charge;
+        let old_charge = self.map.peek(&key).map(|old| key.charge(old.value.len()));
+        let just_written = key.clone();
+        self.map.put(key, stored);
+        self.bytes = self.bytes.saturating_sub(old_charge.unwrap_or(0)) + charge;
         while self.bytes > self.budget && self.map.len() > 1 {
             let Some((victim_key, victim)) = self.map.peek_lru() else { break };
-            if *victim_key == key {
+            if *victim_key == just_written {
                 break;
             }
             let was_expired = victim.expired(now);

@@ -1,0 +1,399 @@
+//! The sensor-fusion actor: a thin adapter between `edgecell:fusion` (and NATS messages) and
+//! the `edgecell-fusion` crate.
+//!
+//! - Localizers live in the instance; their configuration is kept in the cache provider so a
+//!   replacement instance can rebuild them (the filter state itself restarts).
+//! - Trackers and IoT aggregators are serialised into the cache after every call, so a
+//!   replacement instance continues exactly where the last one stopped.
+//! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
+//!   preset name or a TOML text).
+
+// The generated guest glue is FFI with the component ABI and needs `unsafe`.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "edgecell:actors/sensor-fusion",
+        generate_all,
+    });
+}
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use bindings::edgecell::cache::store as cache;
+use bindings::edgecell::metrics::recorder::{self, Label, MetricKind};
+use bindings::exports::edgecell::fusion::estimator::{
+    self, FusionError as WitError, ImuSample, Measurement as WitMeasurement, OdometrySample, SensorReading, StateEstimate, UpdateReport,
+    Vector3,
+};
+use bindings::exports::edgecell::fusion::{iot as wit_iot, tracking as wit_tracking};
+use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
+use bindings::wasmcloud::messaging::consumer;
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+use edgecell_fusion::iot::{Aggregator, IotConfig, Output, Reading, StateStore};
+use edgecell_fusion::localizer::{Header, ImuMessage, NavSatFixMessage, OdometryMessage};
+use edgecell_fusion::tracker::{Tracker, TrackerConfig};
+use edgecell_fusion::wire::{ScanMessage, SensorEnvelope, StateMessage, WireMessage};
+use edgecell_fusion::{FusionError, Localizer, LocalizerConfig};
+
+const NS: &str = "fusion";
+/// How long tracker and aggregator state survives without traffic.
+const STATE_TTL_S: u64 = 3600;
+
+struct Actor;
+
+thread_local! {
+    static FILTERS: RefCell<BTreeMap<String, Localizer>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+fn err(e: FusionError) -> WitError {
+    match e {
+        FusionError::NonFinite(f) => WitError::NonFinite(f.to_owned()),
+        FusionError::NotPositiveDefinite(f) => WitError::NotPositiveDefinite(f.to_owned()),
+        FusionError::OutOfOrder { time, last } => WitError::OutOfOrder(secs_to_ns(last - time)),
+        FusionError::DuplicateTimestamp { time, .. } => WitError::DuplicateTimestamp(secs_to_ns(time)),
+        FusionError::UnknownFrame(f) => WitError::UnknownFrame(f),
+        FusionError::UnknownSensor(s) => WitError::UnknownSensor(s),
+        FusionError::Store(s) => WitError::Store(s),
+        FusionError::Parse(s) => WitError::Parse(s),
+        other => WitError::InvalidConfig(other.to_string()),
+    }
+}
+
+fn secs_to_ns(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        // saturating float → int conversion is the intent
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ns = (s * 1e9) as u64;
+        ns
+    } else {
+        0
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn ns_to_secs(ns: u64) -> f64 {
+    ns as f64 * 1e-9
+}
+
+fn count(name: &str, labels: &[(&str, &str)]) {
+    let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
+    // metrics are best effort: a metrics failure must not fail the measurement
+    let _ = recorder::counter_add(name, &labels, 1.0);
+}
+
+fn observe_nis(nis: f64) {
+    let _ = recorder::register("fusion_nis", "Normalised innovation squared per update", &MetricKind::Histogram(vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]));
+    let _ = recorder::histogram_observe("fusion_nis", &[], nis);
+}
+
+/// The cache as the fusion crate's state store.
+struct CacheStore;
+
+impl StateStore for CacheStore {
+    fn get(&mut self, key: &str) -> edgecell_fusion::Result<Option<Vec<u8>>> {
+        cache::get(NS, key).map(|e| e.map(|e| e.value)).map_err(|e| FusionError::Store(format!("{e:?}")))
+    }
+
+    fn set(&mut self, key: &str, value: &[u8], ttl_seconds: Option<u64>) -> edgecell_fusion::Result<()> {
+        cache::set(NS, key, value, ttl_seconds.map(|s| s.saturating_mul(1000))).map(|_| ()).map_err(|e| FusionError::Store(format!("{e:?}")))
+    }
+
+    fn delete(&mut self, key: &str) -> edgecell_fusion::Result<()> {
+        cache::delete(NS, key).map(|_| ()).map_err(|e| FusionError::Store(format!("{e:?}")))
+    }
+}
+
+fn parse_config(text: &str) -> Result<LocalizerConfig, FusionError> {
+    if edgecell_fusion::PRESET_NAMES.contains(&text.trim()) {
+        edgecell_fusion::preset(text.trim())
+    } else {
+        LocalizerConfig::from_toml(text)
+    }
+}
+
+/// The filter's configuration: what `configure` stored, else `wasi:config` `filter.<id>`.
+fn stored_config(filter: &str) -> Result<Option<String>, FusionError> {
+    let key = format!("filter-config/{filter}");
+    if let Some(v) = CacheStore.get(&key)? {
+        return Ok(Some(String::from_utf8_lossy(&v).into_owned()));
+    }
+    Ok(bindings::wasi::config::store::get(&format!("filter.{filter}")).ok().flatten())
+}
+
+fn with_filter<R>(filter: &str, f: impl FnOnce(&mut Localizer) -> Result<R, FusionError>) -> Result<R, WitError> {
+    FILTERS.with(|filters| {
+        let mut filters = filters.borrow_mut();
+        if !filters.contains_key(filter) {
+            let Some(text) = stored_config(filter).map_err(err)? else {
+                return Err(WitError::UnknownFilter(filter.to_owned()));
+            };
+            let loc = Localizer::new(parse_config(&text).map_err(err)?).map_err(err)?;
+            filters.insert(filter.to_owned(), loc);
+        }
+        let Some(loc) = filters.get_mut(filter) else {
+            return Err(WitError::UnknownFilter(filter.to_owned()));
+        };
+        f(loc).map_err(err)
+    })
+}
+
+fn fixed<const N: usize>(field: &str, v: &[f64]) -> Result<[f64; N], WitError> {
+    if v.is_empty() {
+        return Ok([0.0; N]);
+    }
+    <[f64; N]>::try_from(v).map_err(|_| WitError::InvalidLength((field.to_owned(), N as u32, u32::try_from(v.len()).unwrap_or(u32::MAX))))
+}
+
+fn vec_or(v: Option<Vector3>) -> [f64; 3] {
+    v.map_or([0.0; 3], |v| [v.x, v.y, v.z])
+}
+
+fn imu_message(header: Header, s: &ImuSample) -> Result<ImuMessage, WitError> {
+    let mut orientation_covariance = fixed::<9>("orientation-covariance", &s.orientation_covariance)?;
+    if s.orientation.is_none() {
+        orientation_covariance[0] = -1.0; // ROS: "no orientation"
+    }
+    let mut angular_velocity_covariance = fixed::<9>("angular-velocity-covariance", &s.angular_velocity_covariance)?;
+    if s.angular_velocity.is_none() {
+        angular_velocity_covariance[0] = -1.0;
+    }
+    let mut linear_acceleration_covariance = fixed::<9>("linear-acceleration-covariance", &s.linear_acceleration_covariance)?;
+    if s.linear_acceleration.is_none() {
+        linear_acceleration_covariance[0] = -1.0;
+    }
+    Ok(ImuMessage {
+        header,
+        orientation: s.orientation.map_or([0.0, 0.0, 0.0, 1.0], |q| [q.x, q.y, q.z, q.w]),
+        orientation_covariance,
+        angular_velocity: vec_or(s.angular_velocity),
+        angular_velocity_covariance,
+        linear_acceleration: vec_or(s.linear_acceleration),
+        linear_acceleration_covariance,
+    })
+}
+
+fn odometry_message(header: Header, s: &OdometrySample) -> Result<OdometryMessage, WitError> {
+    Ok(OdometryMessage {
+        header,
+        child_frame_id: String::new(),
+        position: s.position.map_or([0.0; 3], |p| [p.x, p.y, p.z]),
+        orientation: s.orientation.map_or([0.0, 0.0, 0.0, 1.0], |q| [q.x, q.y, q.z, q.w]),
+        pose_covariance: fixed::<36>("pose-covariance", &s.pose_covariance)?.to_vec(),
+        linear: vec_or(s.linear_velocity),
+        angular: vec_or(s.angular_velocity),
+        twist_covariance: fixed::<36>("twist-covariance", &s.twist_covariance)?.to_vec(),
+    })
+}
+
+fn process(filter: &str, sensor: &str, message: &WireMessage) -> Result<UpdateReport, WitError> {
+    let reports = with_filter(filter, |loc| {
+        let idx = loc.sensor_index(sensor)?;
+        match message {
+            WireMessage::Imu(m) => loc.process_imu(idx, m),
+            WireMessage::Odometry(m) => loc.process_odometry(idx, m),
+            WireMessage::Gnss(m) => loc.process_navsat(idx, m),
+        }
+    });
+    let reports = match reports {
+        Ok(r) => r,
+        Err(e) => {
+            count("fusion_inputs_total", &[("filter", filter), ("outcome", "rejected")]);
+            return Err(e);
+        }
+    };
+    let accepted = reports.iter().all(|r| r.accepted);
+    let nis = (!reports.is_empty()).then(|| reports.iter().map(|r| r.nis).sum::<f64>());
+    if let Some(n) = nis {
+        observe_nis(n);
+    }
+    count("fusion_inputs_total", &[("filter", filter), ("outcome", if accepted { "accepted" } else { "gated" })]);
+    let gated: Vec<String> = reports.iter().filter(|r| !r.accepted).map(|r| format!("{}-d update gated (NIS {:.2})", r.dof, r.nis)).collect();
+    Ok(UpdateReport { accepted, nis, rejected_reason: (!gated.is_empty()).then(|| gated.join("; ")) })
+}
+
+fn state_estimate(filter: &str) -> Result<StateEstimate, WitError> {
+    with_filter(filter, |loc| {
+        let s = loc.fused_state();
+        let v = |i: usize| s.state.get(i).copied().unwrap_or(0.0);
+        Ok(StateEstimate {
+            filter_id: filter.to_owned(),
+            timestamp: secs_to_ns(s.time),
+            position: bindings::edgecell::types::types::Point3 { x: s.pose.x, y: s.pose.y, z: s.pose.z },
+            orientation_rpy: Vector3 { x: s.pose.roll, y: s.pose.pitch, z: s.pose.yaw },
+            linear_velocity: Vector3 { x: v(6), y: v(7), z: v(8) },
+            angular_velocity: Vector3 { x: v(9), y: v(10), z: v(11) },
+            linear_acceleration: Vector3 { x: v(12), y: v(13), z: v(14) },
+            covariance: s.covariance,
+        })
+    })
+}
+
+impl estimator::Guest for Actor {
+    fn configure(filter_id: String, config_toml: String) -> Result<(), WitError> {
+        let cfg = parse_config(&config_toml).map_err(err)?;
+        let loc = Localizer::new(cfg).map_err(err)?;
+        CacheStore.set(&format!("filter-config/{filter_id}"), config_toml.as_bytes(), None).map_err(err)?;
+        FILTERS.with(|f| f.borrow_mut().insert(filter_id, loc));
+        Ok(())
+    }
+
+    fn ingest(reading: SensorReading) -> Result<UpdateReport, WitError> {
+        let header = Header { stamp: ns_to_secs(reading.timestamp), frame_id: reading.frame_id };
+        let message = match &reading.measurement {
+            WitMeasurement::Imu(s) => WireMessage::Imu(imu_message(header, s)?),
+            WitMeasurement::Odometry(s) => WireMessage::Odometry(odometry_message(header, s)?),
+            WitMeasurement::Gnss(g) => WireMessage::Gnss(NavSatFixMessage {
+                header,
+                status: 0,
+                latitude: g.position.latitude_deg,
+                longitude: g.position.longitude_deg,
+                altitude: g.position.altitude_m.unwrap_or(0.0),
+                position_covariance: fixed::<9>("covariance", &g.covariance)?,
+                position_covariance_type: if g.covariance.is_empty() { 0 } else { 3 },
+            }),
+        };
+        process(&reading.filter_id, &reading.sensor_id, &message)
+    }
+
+    fn state(filter_id: String) -> Result<StateEstimate, WitError> {
+        state_estimate(&filter_id)
+    }
+}
+
+fn tracker_step(tracker_id: &str, time: f64, detections: &[[f64; 2]]) -> Result<Vec<wit_tracking::TargetTrack>, FusionError> {
+    let key = format!("tracker/{tracker_id}");
+    let mut tracker: Tracker = match CacheStore.get(&key)? {
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| FusionError::Store(format!("tracker state: {e}")))?,
+        None => Tracker::new(TrackerConfig::default())?,
+    };
+    tracker.step(time, detections)?;
+    let out = tracker
+        .confirmed()
+        .map(|t| {
+            let [x, y] = t.position();
+            let [vx, vy] = t.velocity();
+            wit_tracking::TargetTrack { track_id: t.id, confirmed: true, x, y, vx, vy }
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&tracker).map_err(|e| FusionError::Store(format!("tracker state: {e}")))?;
+    CacheStore.set(&key, &bytes, Some(STATE_TTL_S))?;
+    Ok(out)
+}
+
+impl wit_tracking::Guest for Actor {
+    fn track(tracker_id: String, timestamp: u64, detections: Vec<wit_tracking::Detection>) -> Result<Vec<wit_tracking::TargetTrack>, WitError> {
+        let dets: Vec<[f64; 2]> = detections.iter().map(|d| [d.x, d.y]).collect();
+        tracker_step(&tracker_id, ns_to_secs(timestamp), &dets).map_err(err)
+    }
+}
+
+const IOT_KEY: &str = "iot/aggregator";
+
+/// Ingest readings; with `flush`, also return outputs still waiting for a full batch.
+fn iot_ingest(readings: &[Reading], flush: bool) -> Result<Vec<Output>, FusionError> {
+    let mut agg = Aggregator::load_or_new(&mut CacheStore, IOT_KEY, IotConfig::default())?;
+    let mut out = Vec::new();
+    for r in readings {
+        match agg.ingest(r) {
+            Ok(batches) => out.extend(batches.into_iter().flatten()),
+            Err(e) => {
+                // save what was ingested before the bad reading: nothing is lost
+                agg.save(&mut CacheStore, IOT_KEY, Some(STATE_TTL_S))?;
+                return Err(e);
+            }
+        }
+    }
+    if flush {
+        out.extend(agg.flush().into_iter().flatten());
+    }
+    agg.save(&mut CacheStore, IOT_KEY, Some(STATE_TTL_S))?;
+    Ok(out)
+}
+
+impl wit_iot::Guest for Actor {
+    fn ingest_batch(readings: Vec<wit_iot::Reading>) -> Result<wit_iot::IotOutput, WitError> {
+        let readings: Vec<Reading> =
+            readings.into_iter().map(|r| Reading { sensor: r.sensor_id, time_ms: r.timestamp / 1_000_000, value: r.value }).collect();
+        let outputs = iot_ingest(&readings, true).map_err(err)?;
+        let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
+        let mut result = wit_iot::IotOutput { aggregates: Vec::new(), anomalies: Vec::new() };
+        for o in outputs {
+            match o {
+                Output::Aggregate(a) => result.aggregates.push(wit_iot::Aggregate {
+                    sensor_id: a.sensor,
+                    window_start: ms_to_ns(a.start_ms),
+                    window_end: ms_to_ns(a.end_ms),
+                    count: a.count,
+                    mean: a.mean,
+                    min: a.min,
+                    max: a.max,
+                    p95: a.p95,
+                }),
+                Output::Anomaly(a) => result.anomalies.push(wit_iot::Anomaly {
+                    sensor_id: a.sensor,
+                    timestamp: ms_to_ns(a.time_ms),
+                    value: a.value,
+                    detector: match a.kind {
+                        edgecell_fusion::iot::AnomalyKind::Ewma => "ewma".into(),
+                        edgecell_fusion::iot::AnomalyKind::RobustZ => "robust-z".into(),
+                    },
+                    score: a.score,
+                }),
+            }
+        }
+        Ok(result)
+    }
+}
+
+fn reply(msg: &BrokerMessage, default_subject: String, body: Vec<u8>) -> Result<(), String> {
+    let subject = msg.reply_to.clone().unwrap_or(default_subject);
+    consumer::publish(&BrokerMessage { subject, body, reply_to: None })
+}
+
+fn site(subject: &str) -> &str {
+    subject.rsplit('.').next().unwrap_or("default")
+}
+
+impl Handler for Actor {
+    fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        let s = msg.subject.as_str();
+        if s.starts_with("edgecell.sensors.in.") {
+            let env: SensorEnvelope = serde_json::from_slice(&msg.body).map_err(|e| format!("not a sensor envelope: {e}"))?;
+            process(&env.filter, &env.sensor, &env.message).map_err(|e| format!("{e:?}"))?;
+            let state = with_filter(&env.filter, |loc| {
+                let st = loc.stats();
+                Ok(StateMessage { filter: env.filter.clone(), updates: st.updates, gated: st.gated, state: loc.fused_state() })
+            })
+            .map_err(|e| format!("{e:?}"))?;
+            let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+            reply(&msg, format!("edgecell.fusion.state.{}", env.filter), body)
+        } else if s.starts_with("edgecell.iot.in.") {
+            let readings: Vec<Reading> = serde_json::from_slice(&msg.body).map_err(|e| format!("not a list of readings: {e}"))?;
+            let out = iot_ingest(&readings, false).map_err(|e| e.to_string())?;
+            if out.is_empty() && msg.reply_to.is_none() {
+                return Ok(());
+            }
+            let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
+            reply(&msg, format!("edgecell.iot.out.{}", site(s)), body)
+        } else if s.starts_with("edgecell.tracks.in.") {
+            let scan: ScanMessage = serde_json::from_slice(&msg.body).map_err(|e| format!("not a scan: {e}"))?;
+            let tracks = tracker_step(&scan.tracker, scan.time, &scan.detections).map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(
+                &tracks.iter().map(|t| serde_json::json!({"id": t.track_id, "x": t.x, "y": t.y, "vx": t.vx, "vy": t.vy})).collect::<Vec<_>>(),
+            )
+            .map_err(|e| e.to_string())?;
+            reply(&msg, format!("edgecell.tracks.out.{}", scan.tracker), body)
+        } else {
+            Err(format!("sensor-fusion does not handle subject {s}"))
+        }
+    }
+}
+
+// `export!` emits the ABI entry points, which are `unsafe extern` functions.
+#[allow(unsafe_code)]
+mod exports {
+    use super::Actor;
+    crate::bindings::export!(Actor with_types_in crate::bindings);
+}
