@@ -1,0 +1,326 @@
+//! Detector post-processing: NanoDet head decoding, per-class NMS, mapping back to the frame.
+
+use serde::{Deserialize, Serialize};
+
+use crate::coco;
+use crate::error::{Result, VisionError};
+use crate::preprocess::Letterbox;
+
+/// An axis-aligned box, corners in pixels (`x1 <= x2`, `y1 <= y2`).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct BBox {
+    /// Left.
+    pub x1: f32,
+    /// Top.
+    pub y1: f32,
+    /// Right.
+    pub x2: f32,
+    /// Bottom.
+    pub y2: f32,
+}
+
+impl BBox {
+    /// Builds a box from its corners.
+    #[must_use]
+    pub const fn new(x1: f32, y1: f32, x2: f32, y2: f32) -> Self {
+        Self { x1, y1, x2, y2 }
+    }
+
+    /// Width (0 for degenerate boxes).
+    #[must_use]
+    pub fn width(&self) -> f32 {
+        (self.x2 - self.x1).max(0.0)
+    }
+
+    /// Height (0 for degenerate boxes).
+    #[must_use]
+    pub fn height(&self) -> f32 {
+        (self.y2 - self.y1).max(0.0)
+    }
+
+    /// Area.
+    #[must_use]
+    pub fn area(&self) -> f32 {
+        self.width() * self.height()
+    }
+
+    /// Centre point.
+    #[must_use]
+    pub fn center(&self) -> (f32, f32) {
+        ((self.x1 + self.x2) * 0.5, (self.y1 + self.y2) * 0.5)
+    }
+
+    /// Bottom centre (the "feet" point zones and lines are judged by).
+    #[must_use]
+    pub fn bottom_center(&self) -> (f32, f32) {
+        ((self.x1 + self.x2) * 0.5, self.y2)
+    }
+
+    /// Intersection over union (0 when either box is empty).
+    #[must_use]
+    pub fn iou(&self, other: &Self) -> f32 {
+        let iw = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
+        let ih = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        let inter = iw * ih;
+        let union = self.area() + other.area() - inter;
+        if union > 0.0 { inter / union } else { 0.0 }
+    }
+
+    /// As `[x1, y1, x2, y2]`.
+    #[must_use]
+    pub fn to_array(&self) -> [f32; 4] {
+        [self.x1, self.y1, self.x2, self.y2]
+    }
+}
+
+/// One detected object.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// Class index (COCO-80 for NanoDet).
+    pub class_id: u32,
+    /// Confidence in 0..1.
+    pub score: f32,
+    /// Box, in model-input pixels after decoding and in source pixels after mapping back.
+    pub bbox: BBox,
+}
+
+impl Detection {
+    /// COCO name of the class.
+    #[must_use]
+    pub fn class_name(&self) -> &'static str {
+        coco::class_name(self.class_id)
+    }
+}
+
+/// A borrowed dense row-major `f32` tensor (an inference output).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorView<'a> {
+    /// Dimensions.
+    pub shape: &'a [usize],
+    /// Values, `shape.iter().product()` of them.
+    pub data: &'a [f32],
+}
+
+/// Non-maximum-suppression settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NmsConfig {
+    /// Drop candidates scoring below this.
+    pub score_threshold: f32,
+    /// Suppress a box overlapping a better one of the same class by more than this IoU.
+    pub iou_threshold: f32,
+    /// Keep at most this many detections (best first).
+    pub max_detections: usize,
+}
+
+impl Default for NmsConfig {
+    fn default() -> Self {
+        Self {
+            score_threshold: 0.35,
+            iou_threshold: 0.6,
+            max_detections: 100,
+        }
+    }
+}
+
+impl NmsConfig {
+    /// Checks the thresholds are within 0..=1.
+    ///
+    /// # Errors
+    /// [`VisionError::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.score_threshold)
+            || !(0.0..=1.0).contains(&self.iou_threshold)
+        {
+            return Err(VisionError::InvalidConfig(format!(
+                "score {} and iou {} thresholds must be within 0..1",
+                self.score_threshold, self.iou_threshold
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Per-class greedy NMS. Returns the kept detections sorted by score (descending; ties keep
+/// input order), at most `cfg.max_detections`.
+#[must_use]
+pub fn nms(mut dets: Vec<Detection>, cfg: &NmsConfig) -> Vec<Detection> {
+    dets.retain(|d| d.score >= cfg.score_threshold && d.score.is_finite());
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::with_capacity(dets.len().min(cfg.max_detections));
+    for d in dets {
+        if keep.len() >= cfg.max_detections {
+            break;
+        }
+        let suppressed = keep
+            .iter()
+            .any(|k| k.class_id == d.class_id && k.bbox.iou(&d.bbox) > cfg.iou_threshold);
+        if !suppressed {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+/// Geometry of a NanoDet (GFL) head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NanoDetHead {
+    /// Model input width.
+    pub input_width: u32,
+    /// Model input height.
+    pub input_height: u32,
+    /// Feature strides, one pair of outputs per stride.
+    pub strides: Vec<u32>,
+    /// Number of classes of the score outputs.
+    pub num_classes: usize,
+    /// Distribution bins per box side (`reg_max + 1`).
+    pub bins: usize,
+}
+
+impl NanoDetHead {
+    /// nanodet-m-416: 416×416, strides 8/16/32, 80 classes, 11 bins.
+    #[must_use]
+    pub fn nanodet_m_416() -> Self {
+        Self {
+            input_width: 416,
+            input_height: 416,
+            strides: vec![8, 16, 32],
+            num_classes: 80,
+            bins: 11,
+        }
+    }
+
+    /// Feature-map size (columns, rows) at `stride`.
+    #[must_use]
+    pub fn grid(&self, stride: u32) -> (usize, usize) {
+        let s = stride.max(1);
+        (
+            self.input_width.div_ceil(s) as usize,
+            self.input_height.div_ceil(s) as usize,
+        )
+    }
+
+    /// Finds the (scores, boxes) output pair for `stride` by shape: `[1, N, classes]` and
+    /// `[1, N, 4 * bins]` with `N = grid cells`.
+    fn outputs_for<'a>(
+        &self,
+        outputs: &[TensorView<'a>],
+        stride: u32,
+    ) -> Result<(&'a [f32], &'a [f32], usize)> {
+        let (gw, gh) = self.grid(stride);
+        let n = gw * gh;
+        let find = |c: usize| {
+            outputs.iter().find(|t| {
+                // [1, N, C] or [N, C].
+                let dims = match t.shape {
+                    [1, rest @ ..] if rest.len() == 2 => rest,
+                    other => other,
+                };
+                dims == [n, c] && t.data.len() == n * c
+            })
+        };
+        let scores = find(self.num_classes).ok_or_else(|| {
+            VisionError::OutputShape(format!(
+                "no [1,{n},{}] score output for stride {stride}",
+                self.num_classes
+            ))
+        })?;
+        let boxes = find(4 * self.bins).ok_or_else(|| {
+            VisionError::OutputShape(format!(
+                "no [1,{n},{}] box output for stride {stride}",
+                4 * self.bins
+            ))
+        })?;
+        Ok((scores.data, boxes.data, gw))
+    }
+
+    /// Decodes the raw head outputs into candidate detections in model-input pixels (before NMS).
+    ///
+    /// Anchor `i` of a stride-`s` level sits at column `i % gw`, row `i / gw`; its centre is
+    /// `((col + 0.5) s, (row + 0.5) s)`. Each box row holds 4 sides (left, top, right, bottom) ×
+    /// `bins` logits; a side's distance is the softmax expectation over bins times `s`.
+    /// Every class scoring at least `score_threshold` yields a candidate (multi-label, as
+    /// NanoDet's own post-processing does). Outputs are matched by shape, so their order and
+    /// names do not matter.
+    ///
+    /// # Errors
+    /// [`VisionError::OutputShape`] when an output of the expected shape is missing.
+    pub fn decode(
+        &self,
+        outputs: &[TensorView<'_>],
+        score_threshold: f32,
+    ) -> Result<Vec<Detection>> {
+        let mut out = Vec::new();
+        let sides = 4 * self.bins;
+        let mut probs = vec![0f32; self.bins];
+        for &stride in &self.strides {
+            let (scores, boxes, gw) = self.outputs_for(outputs, stride)?;
+            let s = stride as f32;
+            for (i, (cls, reg)) in scores
+                .chunks_exact(self.num_classes)
+                .zip(boxes.chunks_exact(sides))
+                .enumerate()
+            {
+                if !cls.iter().any(|&p| p >= score_threshold) {
+                    continue;
+                }
+                let cx = ((i % gw) as f32 + 0.5) * s;
+                let cy = ((i / gw) as f32 + 0.5) * s;
+                let mut dist = [0f32; 4];
+                for (d, logits) in dist.iter_mut().zip(reg.chunks_exact(self.bins)) {
+                    *d = softmax_expectation(logits, &mut probs) * s;
+                }
+                let [l, t, r, b] = dist;
+                let bbox = BBox::new(cx - l, cy - t, cx + r, cy + b);
+                for (c, &p) in cls.iter().enumerate() {
+                    if p >= score_threshold {
+                        out.push(Detection {
+                            class_id: u32::try_from(c).unwrap_or(u32::MAX),
+                            score: p,
+                            bbox,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `sum_i softmax(logits)_i * i`, numerically stable.
+fn softmax_expectation(logits: &[f32], probs: &mut [f32]) -> f32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for (p, &l) in probs.iter_mut().zip(logits) {
+        *p = (l - max).exp();
+        sum += *p;
+    }
+    if sum <= 0.0 || !sum.is_finite() {
+        return 0.0;
+    }
+    let weighted: f32 = probs.iter().enumerate().map(|(i, &p)| i as f32 * p).sum();
+    weighted / sum
+}
+
+/// Full NanoDet post-processing: decode, per-class NMS, boxes mapped back through `lb` to
+/// source pixels. `classes` (if not empty) keeps only those class ids.
+///
+/// # Errors
+/// [`VisionError::OutputShape`], [`VisionError::InvalidConfig`].
+pub fn postprocess_nanodet(
+    head: &NanoDetHead,
+    outputs: &[TensorView<'_>],
+    nms_cfg: &NmsConfig,
+    lb: &Letterbox,
+    classes: &[u32],
+) -> Result<Vec<Detection>> {
+    nms_cfg.validate()?;
+    let mut cands = head.decode(outputs, nms_cfg.score_threshold)?;
+    if !classes.is_empty() {
+        cands.retain(|d| classes.contains(&d.class_id));
+    }
+    let mut kept = nms(cands, nms_cfg);
+    for d in &mut kept {
+        d.bbox = lb.to_source(d.bbox);
+    }
+    Ok(kept)
+}
