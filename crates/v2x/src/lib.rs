@@ -1,2 +1,25 @@
-//! edgecell v2x domain crate (work in progress).
+//! edgecell v2x domain crate: decoding of ETSI ITS messages (CAM/DENM/CPM, GeoNetworking) and
+//! VeReMi beacons, IEEE 1609.2 security, misbehaviour (plausibility) checks, risk assessment,
+//! and a seeded F2MD attack simulator with an evaluator.
+//!
+//! Entry point for the CLI and the actor: [`validator::Validator`].
+
 #![forbid(unsafe_code)]
+
+pub mod checks;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod geo;
+pub mod history;
+pub mod map;
+pub mod observation;
+pub mod risk;
+pub mod security;
+pub mod sim;
+pub mod uper_cam;
+pub mod validator;
+
+pub use validator::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, Verdict};
+
+pub use error::{SecurityError, V2xError};

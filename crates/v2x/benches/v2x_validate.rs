@@ -1,0 +1,103 @@
+//! `v2x_validate`: unsigned CAM validation and signed (P-256, certificate cached) CAM
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::cast_lossless
+)]
+//! validation, native. Messages/s = 1 / time per iteration.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use edgecell_v2x::config::Config;
+use edgecell_v2x::decode::{Framing, decode_its};
+use edgecell_v2x::observation::its_ms_to_unix_ns;
+use edgecell_v2x::security::build;
+use edgecell_v2x::validator::{MessageFormat, ReceiveContext, Validator};
+
+const CAM: &[u8] = include_bytes!("../testdata/c-its-parser-cam.uper");
+
+fn rcv_its_ms() -> u64 {
+    let base = 700_000_000_000u64;
+    base - base % 65_536 + 51_136 + 10
+}
+
+fn bench(c: &mut Criterion) {
+    let now_ms = rcv_its_ms();
+    let ctx = ReceiveContext {
+        received_at_ns: its_ms_to_unix_ns(now_ms),
+        receiver: None,
+    };
+    let mut g = c.benchmark_group("v2x_validate");
+    g.throughput(Throughput::Elements(1));
+
+    g.bench_function("decode_cam_uper", |b| {
+        b.iter(|| decode_its(std::hint::black_box(CAM), Framing::Uper, now_ms));
+    });
+
+    let mut v = Validator::new(Config::default()).expect("validator");
+    g.bench_function("unsigned_cam", |b| {
+        b.iter(|| v.validate(MessageFormat::Uper, std::hint::black_box(CAM), &ctx));
+    });
+
+    let root_key = build::key_from_seed([1u8; 32]).expect("key");
+    let aa_key = build::key_from_seed([2u8; 32]).expect("key");
+    let at_key = build::key_from_seed([3u8; 32]).expect("key");
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let root = build::certificate("root", &root_key, None, start, 10_000, &[]).expect("root");
+    let aa = build::certificate("aa", &aa_key, Some(&root), start, 10_000, &[]).expect("aa");
+    let at = build::certificate("at", &at_key, Some(&aa), start, 100, &[36]).expect("at");
+    let cfg = format!(
+        "[security]\ntrust_anchors_hex = [\"{}\"]\n",
+        hex::encode(&root.cert)
+    );
+    let mut sv = Validator::from_toml(&cfg).expect("validator");
+    sv.add_certificate(&aa.cert, ctx.received_at_ns)
+        .expect("aa");
+    // first message carries the AT certificate (verified once, then cached)
+    let first = build::signed_data(&at, CAM, 36, (now_ms - 20) * 1000, true).expect("sign");
+    let r = sv
+        .validate(MessageFormat::Secured, &first, &ctx)
+        .expect("first");
+    assert!(r.signed);
+    let msg = build::signed_data(&at, CAM, 36, (now_ms - 10) * 1000, false).expect("sign");
+    // breakdown: the raw ECDSA P-256 prehash verification alone
+    {
+        use ecdsa_breakdown::*;
+        let (vk, digest, sig) = setup(&at_key);
+        g.bench_function("p256_verify_prehash_only", |b| {
+            b.iter(|| verify(&vk, std::hint::black_box(&digest), &sig));
+        });
+    }
+    g.bench_function("signed_p256_cam_cached_cert", |b| {
+        b.iter(|| sv.validate(MessageFormat::Secured, std::hint::black_box(&msg), &ctx));
+    });
+    g.finish();
+}
+
+mod ecdsa_breakdown {
+    use edgecell_v2x::security::{Curve, PublicKey, RawSignature, VerifyingKey};
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+
+    pub fn setup(key: &p256::ecdsa::SigningKey) -> (VerifyingKey, Vec<u8>, RawSignature) {
+        let digest = [7u8; 32].to_vec();
+        let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).expect("sign");
+        let bytes = sig.to_bytes();
+        let raw = RawSignature {
+            curve: Curve::NistP256,
+            r: bytes[..32].to_vec(),
+            s: bytes[32..].to_vec(),
+        };
+        let pk = PublicKey {
+            curve: Curve::NistP256,
+            sec1: key.verifying_key().to_sec1_point(true).as_bytes().to_vec(),
+        };
+        (pk.parse().expect("key"), digest, raw)
+    }
+
+    pub fn verify(vk: &VerifyingKey, digest: &[u8], sig: &RawSignature) -> bool {
+        vk.verify_prehash(digest, sig).is_ok()
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

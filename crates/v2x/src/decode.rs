@@ -1,0 +1,441 @@
+//! Decoding: ETSI CAM/DENM/CPM in UPER (optionally inside GeoNetworking + BTP) through
+//! `c-its-parser`, and VeReMi-style JSON beacons; both end in an [`Observation`].
+
+#[cfg(not(target_arch = "wasm32"))]
+use c_its_parser::{Headers, ItsMessage};
+use serde::{Deserialize, Serialize};
+
+use crate::error::V2xError;
+use crate::observation::{
+    MessageKind, Observation, Position, delta_time_from_seconds, reconstruct_generation_ms,
+};
+
+/// Largest payload accepted by default (bytes); the WIT maps larger ones to `too-large`.
+pub const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024;
+
+/// Which headers precede the ITS PDU in a binary payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Framing {
+    /// The ITS PDU alone (UPER).
+    Uper,
+    /// GeoNetworking + BTP + ITS PDU.
+    GeoNetworking,
+    /// Radiotap + IEEE 802.11p + LLC + GeoNetworking + BTP + ITS PDU (a pcap frame).
+    RadiotapFrame,
+}
+
+/// Decodes an ETSI ITS message (CAM v1.4.1 / protocol version 1–2, DENM v2.2.1, CPM v2.1.1).
+///
+/// `rcv_its_ms` is the receive time in ITS milliseconds (see
+/// [`crate::observation::unix_ns_to_its_ms`]); it anchors generationDeltaTime.
+///
+/// # Errors
+/// [`V2xError::Decode`] for bytes that are not a valid PDU, [`V2xError::Unsupported`] for
+/// message types this crate does not handle, [`V2xError::TooLarge`] over the size limit.
+pub fn decode_its(
+    bytes: &[u8],
+    framing: Framing,
+    rcv_its_ms: u64,
+) -> Result<Observation, V2xError> {
+    if bytes.len() > DEFAULT_MAX_PAYLOAD {
+        return Err(V2xError::TooLarge(bytes.len() as u64));
+    }
+    if bytes.is_empty() {
+        return Err(V2xError::Decode("empty payload".into()));
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        if framing != Framing::Uper {
+            return Err(V2xError::Unsupported(
+                "GeoNetworking framing on wasm32".into(),
+            ));
+        }
+        let f = crate::uper_cam::decode_cam(bytes)?;
+        return Ok(cam_fields_to_observation(&f, rcv_its_ms));
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let headers = match framing {
+            Framing::Uper => Headers::None,
+            Framing::GeoNetworking => Headers::GnBtp,
+            Framing::RadiotapFrame => Headers::RadioTap802LlcGnBtp,
+        };
+        if framing == Framing::Uper {
+            // c-its-parser auto-detects XER/JER from a leading '<' or '{'; this entry point is UPER.
+            if matches!(bytes.first(), Some(b'<' | b'{')) {
+                return Err(V2xError::Decode("not a UPER ITS PDU".into()));
+            }
+        }
+        match framing {
+            Framing::Uper => {}
+            Framing::GeoNetworking => check_gn_basic_header(bytes)?,
+            Framing::RadiotapFrame => check_gn_basic_header(gn_in_radiotap(bytes)?)?,
+        }
+        let msg = c_its_parser::de::decode(bytes, headers).map_err(V2xError::Decode)?;
+        its_to_observation(&msg, rcv_its_ms)
+    }
+}
+
+/// Maps the minimal UPER reader's CAM fields (see [`crate::uper_cam`]).
+#[must_use]
+pub fn cam_fields_to_observation(f: &crate::uper_cam::CamFields, rcv_its_ms: u64) -> Observation {
+    let gdt = u32::from(f.generation_delta_time);
+    let gen_ms = reconstruct_generation_ms(gdt, rcv_its_ms, 0);
+    let mut o = Observation::new(
+        MessageKind::Cam,
+        f.station_id,
+        geo_position(f.latitude, f.longitude, f.altitude),
+        ms_to_s(gen_ms),
+    );
+    o.generation_delta_time = gdt;
+    o.pos_noise_m = confidence_cm(u32::from(f.semi_major));
+    if let Some(hf) = f.vehicle {
+        if hf.speed != 16_383 {
+            o.speed_mps = Some(f64::from(hf.speed) / 100.0);
+            o.speed_noise_mps = if hf.speed_conf >= 126 {
+                0.0
+            } else {
+                f64::from(hf.speed_conf) / 100.0
+            };
+        }
+        if hf.heading <= 3600 {
+            o.heading_deg = Some(f64::from(hf.heading) / 10.0);
+            o.heading_noise_deg = if hf.heading_conf >= 126 {
+                0.0
+            } else {
+                f64::from(hf.heading_conf) / 10.0
+            };
+        }
+        if hf.long_accel != 161 {
+            o.accel_mps2 = Some(f64::from(hf.long_accel) / 10.0);
+        }
+        if hf.yaw_rate != 32_767 {
+            o.yaw_rate_dps = Some(f64::from(hf.yaw_rate) / 100.0);
+        }
+        if hf.length != 1023 {
+            o.length_m = Some(f64::from(hf.length) / 10.0);
+        }
+        if hf.width != 62 {
+            o.width_m = Some(f64::from(hf.width) / 10.0);
+        }
+    }
+    o
+}
+
+/// Only unsecured GeoNetworking (basic header next header = common header) is passed to the
+/// GN decoder: its secured-packet path (geonetworking 0.4.2) panics on some inputs
+/// (`unimplemented!` in its OER tag decoder). Secured messages go through
+/// [`crate::validator::MessageFormat::Secured`] instead.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
+    let b0 = *gn
+        .first()
+        .ok_or_else(|| V2xError::Decode("empty GeoNetworking packet".into()))?;
+    if gn.len() < 4 {
+        return Err(V2xError::Decode(
+            "truncated GeoNetworking basic header".into(),
+        ));
+    }
+    match (b0 >> 4, b0 & 0x0f) {
+        (1, 1) => Ok(()),
+        (1, 2) => Err(V2xError::Unsupported(
+            "secured GeoNetworking packet: pass the 1609.2 data as `secured`".into(),
+        )),
+        (v, n) => Err(V2xError::Decode(format!(
+            "GeoNetworking basic header version {v}, next header {n}"
+        ))),
+    }
+}
+
+/// The GeoNetworking packet inside a radiotap + 802.11 + LLC/SNAP (ethertype 0x8947) frame.
+#[cfg(not(target_arch = "wasm32"))]
+fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
+    let rt_len = match frame.get(2..4) {
+        Some([a, b]) => usize::from(u16::from_le_bytes([*a, *b])),
+        _ => return Err(V2xError::Decode("truncated radiotap header".into())),
+    };
+    const SNAP: [u8; 8] = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47];
+    for hdr in [24usize, 26, 30, 32] {
+        let at = rt_len.saturating_add(hdr);
+        if frame.get(at..at + 8) == Some(&SNAP[..]) {
+            return frame
+                .get(at + 8..)
+                .ok_or_else(|| V2xError::Decode("truncated frame".into()));
+        }
+    }
+    Err(V2xError::Decode(
+        "no LLC/SNAP GeoNetworking payload in frame".into(),
+    ))
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn its_to_observation(msg: &ItsMessage<'_>, rcv_its_ms: u64) -> Result<Observation, V2xError> {
+    match msg {
+        ItsMessage::Cam { etsi, .. } => Ok(cam_to_observation(etsi, rcv_its_ms)),
+        ItsMessage::DenmV2 { etsi, .. } => {
+            let m = &etsi.denm.management;
+            let gen_ms = m.reference_time.0;
+            let mut o = Observation::new(
+                MessageKind::Denm,
+                etsi.header.station_id.0,
+                geo_position(
+                    m.event_position.latitude.0,
+                    m.event_position.longitude.0,
+                    m.event_position.altitude.altitude_value.0,
+                ),
+                ms_to_s(gen_ms),
+            );
+            o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
+            o.pos_noise_m = confidence_cm(u32::from(
+                m.event_position
+                    .position_confidence_ellipse
+                    .semi_major_confidence
+                    .0,
+            ));
+            Ok(o)
+        }
+        ItsMessage::CpmV2 { etsi, .. } => {
+            let m = &etsi.payload.management_container;
+            let gen_ms = m.reference_time.0;
+            let p = &m.reference_position;
+            let mut o = Observation::new(
+                MessageKind::Cpm,
+                etsi.header.station_id.0,
+                geo_position(p.latitude.0, p.longitude.0, p.altitude.altitude_value.0),
+                ms_to_s(gen_ms),
+            );
+            o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
+            o.pos_noise_m = confidence_cm(u32::from(
+                p.position_confidence_ellipse.semi_major_confidence.0,
+            ));
+            Ok(o)
+        }
+        #[allow(unreachable_patterns)]
+        _ => Err(V2xError::Unsupported(
+            "ITS message type other than CAM, DENM v2, CPM v2".into(),
+        )),
+    }
+}
+
+fn ms_to_s(ms: u64) -> f64 {
+    // ms since 2004 fit f64's 53-bit mantissa exactly.
+    #[allow(clippy::cast_precision_loss)]
+    let s = ms as f64 / 1000.0;
+    s
+}
+
+fn geo_position(lat_e7: i32, lon_e7: i32, alt_cm: i32) -> Position {
+    let lat = if lat_e7 == 900_000_001 {
+        f64::NAN
+    } else {
+        f64::from(lat_e7) * 1e-7
+    };
+    let lon = if lon_e7 == 1_800_000_001 {
+        f64::NAN
+    } else {
+        f64::from(lon_e7) * 1e-7
+    };
+    let alt = if alt_cm == 800_001 {
+        None
+    } else {
+        Some(f64::from(alt_cm) / 100.0)
+    };
+    Position::Geo { lat, lon, alt }
+}
+
+/// Semi-major axis confidence in cm (4095 unavailable, 4094 out of range) to metres.
+fn confidence_cm(v: u32) -> f64 {
+    if v >= 4094 { 0.0 } else { f64::from(v) / 100.0 }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn cam_to_observation(
+    cam: &c_its_parser::standards::cam_1_4_1::cam_pdu_descriptions::CAM,
+    rcv_its_ms: u64,
+) -> Observation {
+    use c_its_parser::standards::cam_1_4_1::cam_pdu_descriptions::HighFrequencyContainer;
+    let params = &cam.cam.cam_parameters;
+    let rp = &params.basic_container.reference_position;
+    let gdt = u32::from(cam.cam.generation_delta_time.0);
+    let gen_ms = reconstruct_generation_ms(gdt, rcv_its_ms, 0);
+    let mut o = Observation::new(
+        MessageKind::Cam,
+        cam.header.station_id.0,
+        geo_position(rp.latitude.0, rp.longitude.0, rp.altitude.altitude_value.0),
+        ms_to_s(gen_ms),
+    );
+    o.generation_delta_time = gdt;
+    o.pos_noise_m = confidence_cm(u32::from(
+        rp.position_confidence_ellipse.semi_major_confidence.0,
+    ));
+    if let HighFrequencyContainer::basicVehicleContainerHighFrequency(hf) =
+        &params.high_frequency_container
+    {
+        let s = hf.speed.speed_value.0;
+        if s != 16_383 {
+            o.speed_mps = Some(f64::from(s) / 100.0);
+            let c = hf.speed.speed_confidence.0;
+            o.speed_noise_mps = if c >= 126 { 0.0 } else { f64::from(c) / 100.0 };
+        }
+        let h = hf.heading.heading_value.0;
+        if h <= 3600 {
+            o.heading_deg = Some(f64::from(h) / 10.0);
+            let c = hf.heading.heading_confidence.0;
+            o.heading_noise_deg = if c >= 126 { 0.0 } else { f64::from(c) / 10.0 };
+        }
+        let a = hf
+            .longitudinal_acceleration
+            .longitudinal_acceleration_value
+            .0;
+        if a != 161 {
+            o.accel_mps2 = Some(f64::from(a) / 10.0);
+        }
+        let y = hf.yaw_rate.yaw_rate_value.0;
+        if y != 32_767 {
+            o.yaw_rate_dps = Some(f64::from(y) / 100.0);
+        }
+        let l = hf.vehicle_length.vehicle_length_value.0;
+        if l != 1023 {
+            o.length_m = Some(f64::from(l) / 10.0);
+        }
+        let w = hf.vehicle_width.0;
+        if w != 62 {
+            o.width_m = Some(f64::from(w) / 10.0);
+        }
+    }
+    o
+}
+
+/// One line of a VeReMi trace (type 2 = own GPS, type 3 = received beacon) or a single JSON
+/// beacon. Vectors are `[x, y, z]` in a local metric frame. Extra fields are ignored, except
+/// the simulator's ground-truth label `attackType` (0 / absent = honest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VeremiRecord {
+    /// 2 = own GPS fix, 3 = received beacon.
+    #[serde(rename = "type")]
+    pub kind: u8,
+    /// Receive (or fix) time, seconds.
+    pub rcv_time: f64,
+    /// Send time, seconds (type 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_time: Option<f64>,
+    /// True sender id (type 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<u32>,
+    /// Sender pseudonym (type 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_pseudo: Option<u64>,
+    /// Message id (type 3).
+    #[serde(default, rename = "messageID", skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<u64>,
+    /// Position `[x, y, z]`, metres.
+    pub pos: Vec<f64>,
+    /// Position noise `[x, y, z]`, metres.
+    #[serde(default, rename = "pos_noise")]
+    pub pos_noise: Vec<f64>,
+    /// Speed vector `[vx, vy, vz]`, m/s.
+    #[serde(default)]
+    pub spd: Vec<f64>,
+    /// Speed noise, m/s.
+    #[serde(default, rename = "spd_noise")]
+    pub spd_noise: Vec<f64>,
+    /// Acceleration vector, m/s^2.
+    #[serde(default)]
+    pub acl: Vec<f64>,
+    /// Heading unit vector `[hx, hy, hz]`.
+    #[serde(default)]
+    pub hed: Vec<f64>,
+    /// Heading noise vector.
+    #[serde(default, rename = "hed_noise", skip_serializing_if = "Vec::is_empty")]
+    pub hed_noise: Vec<f64>,
+    /// Ground truth: attack type label of this beacon (simulator output), 0 / absent = honest.
+    #[serde(
+        default,
+        rename = "attackType",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attack_type: Option<String>,
+}
+
+fn v2(v: &[f64]) -> Option<(f64, f64)> {
+    match v {
+        [x, y, ..] if x.is_finite() && y.is_finite() => Some((*x, *y)),
+        _ => None,
+    }
+}
+
+impl VeremiRecord {
+    /// Parses one JSON object.
+    ///
+    /// # Errors
+    /// [`V2xError::Decode`] on invalid JSON, missing fields or non-finite positions.
+    pub fn parse(json: &[u8]) -> Result<Self, V2xError> {
+        if json.len() > DEFAULT_MAX_PAYLOAD {
+            return Err(V2xError::TooLarge(json.len() as u64));
+        }
+        let r: Self = serde_json::from_slice(json).map_err(|e| V2xError::Decode(e.to_string()))?;
+        if v2(&r.pos).is_none() {
+            return Err(V2xError::Decode(
+                "pos must be [x, y, z] with finite values".into(),
+            ));
+        }
+        if !r.rcv_time.is_finite() {
+            return Err(V2xError::Decode("rcvTime must be finite".into()));
+        }
+        if r.kind != 2 && r.kind != 3 {
+            return Err(V2xError::Unsupported(format!(
+                "VeReMi record type {}",
+                r.kind
+            )));
+        }
+        Ok(r)
+    }
+
+    /// Local position `(x, y)`.
+    #[must_use]
+    pub fn xy(&self) -> (f64, f64) {
+        v2(&self.pos).unwrap_or((0.0, 0.0))
+    }
+
+    /// Converts a type 3 beacon into an observation.
+    ///
+    /// # Errors
+    /// [`V2xError::Decode`] when this is not a beacon (type 2) or lacks its sender fields.
+    pub fn to_observation(&self) -> Result<Observation, V2xError> {
+        if self.kind != 3 {
+            return Err(V2xError::Decode("not a received beacon (type 3)".into()));
+        }
+        let sender = self
+            .sender
+            .ok_or_else(|| V2xError::Decode("missing sender".into()))?;
+        let send = self.send_time.unwrap_or(self.rcv_time);
+        let (x, y) = self.xy();
+        let mut o = Observation::new(MessageKind::Beacon, sender, Position::Local { x, y }, send);
+        o.pseudonym = self.sender_pseudo.unwrap_or(u64::from(sender));
+        o.message_id = self.message_id;
+        o.generation_delta_time = delta_time_from_seconds(send);
+        o.pos_noise_m = v2(&self.pos_noise).map_or(0.0, |(a, b)| a.hypot(b));
+        if let Some((vx, vy)) = v2(&self.spd) {
+            o.speed_mps = Some(vx.hypot(vy));
+        }
+        o.speed_noise_mps = v2(&self.spd_noise).map_or(0.0, |(a, b)| a.hypot(b));
+        if let Some((hx, hy)) = v2(&self.hed)
+            && hx.hypot(hy) > 1e-9
+        {
+            o.heading_deg = Some(crate::geo::vector_heading(crate::geo::Xy::new(hx, hy)));
+        }
+        if let (Some((hx, hy)), Some((ax, ay))) = (v2(&self.hed), v2(&self.acl)) {
+            let n = hx.hypot(hy);
+            o.accel_mps2 = Some(if n > 1e-9 {
+                (ax * hx + ay * hy) / n
+            } else {
+                ax.hypot(ay)
+            });
+        }
+        o.heading_noise_deg =
+            v2(&self.hed_noise).map_or(0.0, |(a, b)| a.hypot(b).min(1.0).asin().to_degrees());
+        Ok(o)
+    }
+}

@@ -1,0 +1,1131 @@
+//! IEEE 1609.2 / ETSI TS 103 097 security: certificates and signed data in COER, ECDSA over
+//! NIST P-256/P-384 and brainpoolP256r1/P384r1 with the 1609.2 construction
+//! `e = H( H(tbs) || H(signer certificate or "") )`, HashedId8 digests, chains to configured
+//! trust anchors and a verified-certificate cache behind [`CertCache`].
+
+use std::collections::HashMap;
+
+use ecdsa::signature::hazmat::PrehashVerifier;
+use rasn_its::ieee1609dot2::base_types::{
+    Duration, EccP256CurvePoint, EccP384CurvePoint, GeographicRegion, HashAlgorithm,
+    PublicVerificationKey, Signature as AsnSignature,
+};
+use rasn_its::ieee1609dot2::{
+    Certificate, CertificateId, CertificateType, Ieee1609Dot2Content, Ieee1609Dot2Data,
+    IssuerIdentifier, SignerIdentifier, VerificationKeyIndicator,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::error::SecurityError;
+
+/// The low-order eight bytes of a certificate hash (1609.2 6.4.3).
+pub type HashedId8 = [u8; 8];
+
+/// Hash algorithms of 1609.2 in use here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashAlg {
+    /// SHA-256.
+    Sha256,
+    /// SHA-384.
+    Sha384,
+}
+
+impl HashAlg {
+    /// Hash of `data`.
+    #[must_use]
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        match self {
+            Self::Sha256 => Sha256::digest(data).to_vec(),
+            Self::Sha384 => Sha384::digest(data).to_vec(),
+        }
+    }
+    fn from_asn(h: HashAlgorithm) -> Result<Self, SecurityError> {
+        match h {
+            HashAlgorithm::Sha256 => Ok(Self::Sha256),
+            HashAlgorithm::Sha384 => Ok(Self::Sha384),
+            _ => Err(SecurityError::Unsupported("hash algorithm SM3".into())),
+        }
+    }
+}
+
+/// Signature curves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Curve {
+    /// NIST P-256 (secp256r1).
+    NistP256,
+    /// brainpoolP256r1.
+    BrainpoolP256r1,
+    /// brainpoolP384r1.
+    BrainpoolP384r1,
+    /// NIST P-384.
+    NistP384,
+}
+
+impl Curve {
+    /// Hash paired with the curve (SHA-256 for 256-bit curves, SHA-384 for 384-bit ones).
+    #[must_use]
+    pub const fn hash(self) -> HashAlg {
+        match self {
+            Self::NistP256 | Self::BrainpoolP256r1 => HashAlg::Sha256,
+            Self::BrainpoolP384r1 | Self::NistP384 => HashAlg::Sha384,
+        }
+    }
+}
+
+/// A public verification key: curve + SEC1 point bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicKey {
+    /// Curve.
+    pub curve: Curve,
+    /// SEC1 encoding (compressed or uncompressed).
+    pub sec1: Vec<u8>,
+}
+
+/// A parsed verifying key.
+#[derive(Debug, Clone)]
+pub enum VerifyingKey {
+    /// P-256.
+    NistP256(p256::ecdsa::VerifyingKey),
+    /// brainpoolP256r1.
+    BrainpoolP256r1(ecdsa::VerifyingKey<bp256::BrainpoolP256r1>),
+    /// brainpoolP384r1.
+    BrainpoolP384r1(ecdsa::VerifyingKey<bp384::BrainpoolP384r1>),
+    /// P-384.
+    NistP384(p384::ecdsa::VerifyingKey),
+}
+
+impl PublicKey {
+    /// Parses the point.
+    ///
+    /// # Errors
+    /// [`SecurityError::InvalidKey`] when the bytes are not a point on the curve.
+    pub fn parse(&self) -> Result<VerifyingKey, SecurityError> {
+        let e = |_| SecurityError::InvalidKey;
+        Ok(match self.curve {
+            Curve::NistP256 => VerifyingKey::NistP256(
+                p256::ecdsa::VerifyingKey::from_sec1_bytes(&self.sec1).map_err(e)?,
+            ),
+            Curve::BrainpoolP256r1 => VerifyingKey::BrainpoolP256r1(
+                ecdsa::VerifyingKey::from_sec1_bytes(&self.sec1).map_err(e)?,
+            ),
+            Curve::BrainpoolP384r1 => VerifyingKey::BrainpoolP384r1(
+                ecdsa::VerifyingKey::from_sec1_bytes(&self.sec1).map_err(e)?,
+            ),
+            Curve::NistP384 => VerifyingKey::NistP384(
+                p384::ecdsa::VerifyingKey::from_sec1_bytes(&self.sec1).map_err(e)?,
+            ),
+        })
+    }
+}
+
+/// A signature as (curve, r, s) big-endian scalars.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSignature {
+    /// Curve.
+    pub curve: Curve,
+    /// r (the x coordinate of R).
+    pub r: Vec<u8>,
+    /// s.
+    pub s: Vec<u8>,
+}
+
+impl VerifyingKey {
+    /// Curve of the key.
+    #[must_use]
+    pub const fn curve(&self) -> Curve {
+        match self {
+            Self::NistP256(_) => Curve::NistP256,
+            Self::BrainpoolP256r1(_) => Curve::BrainpoolP256r1,
+            Self::BrainpoolP384r1(_) => Curve::BrainpoolP384r1,
+            Self::NistP384(_) => Curve::NistP384,
+        }
+    }
+
+    /// Verifies `sig` over the prehash `digest` (already `H(H(tbs) || H(signer))`).
+    ///
+    /// # Errors
+    /// [`SecurityError::AlgorithmMismatch`], [`SecurityError::InvalidSignature`] or
+    /// [`SecurityError::BadSignature`].
+    pub fn verify_prehash(&self, digest: &[u8], sig: &RawSignature) -> Result<(), SecurityError> {
+        if sig.curve != self.curve() {
+            return Err(SecurityError::AlgorithmMismatch(format!(
+                "{:?} signature, {:?} key",
+                sig.curve,
+                self.curve()
+            )));
+        }
+        let mut rs = Vec::with_capacity(sig.r.len() + sig.s.len());
+        rs.extend_from_slice(&sig.r);
+        rs.extend_from_slice(&sig.s);
+        let bad = |_| SecurityError::BadSignature;
+        let inv = |_| SecurityError::InvalidSignature;
+        match self {
+            Self::NistP256(k) => k
+                .verify_prehash(
+                    digest,
+                    &p256::ecdsa::Signature::from_slice(&rs).map_err(inv)?,
+                )
+                .map_err(bad),
+            Self::BrainpoolP256r1(k) => k
+                .verify_prehash(
+                    digest,
+                    &ecdsa::Signature::<bp256::BrainpoolP256r1>::from_slice(&rs).map_err(inv)?,
+                )
+                .map_err(bad),
+            Self::BrainpoolP384r1(k) => k
+                .verify_prehash(
+                    digest,
+                    &ecdsa::Signature::<bp384::BrainpoolP384r1>::from_slice(&rs).map_err(inv)?,
+                )
+                .map_err(bad),
+            Self::NistP384(k) => k
+                .verify_prehash(
+                    digest,
+                    &p384::ecdsa::Signature::from_slice(&rs).map_err(inv)?,
+                )
+                .map_err(bad),
+        }
+    }
+}
+
+fn p256_point(p: &EccP256CurvePoint) -> Result<Vec<u8>, SecurityError> {
+    Ok(match p {
+        EccP256CurvePoint::CompressedY0(x) => [&[2u8][..], &x[..]].concat(),
+        EccP256CurvePoint::CompressedY1(x) => [&[3u8][..], &x[..]].concat(),
+        EccP256CurvePoint::Uncompressed(u) => [&[4u8][..], &u.x[..], &u.y[..]].concat(),
+        EccP256CurvePoint::XOnly(_) | EccP256CurvePoint::Fill(()) => {
+            return Err(SecurityError::InvalidKey);
+        }
+    })
+}
+
+fn p384_point(p: &EccP384CurvePoint) -> Result<Vec<u8>, SecurityError> {
+    Ok(match p {
+        EccP384CurvePoint::CompressedY0(x) => [&[2u8][..], &x[..]].concat(),
+        EccP384CurvePoint::CompressedY1(x) => [&[3u8][..], &x[..]].concat(),
+        EccP384CurvePoint::Uncompressed(u) => [&[4u8][..], &u.x[..], &u.y[..]].concat(),
+        EccP384CurvePoint::XOnly(_) | EccP384CurvePoint::Fill(()) => {
+            return Err(SecurityError::InvalidKey);
+        }
+    })
+}
+
+fn r256(p: &EccP256CurvePoint) -> Result<Vec<u8>, SecurityError> {
+    // 1609.2 canonical form of rSig is x-only; other forms are malleable (the y choice is not
+    // covered by the signature), so they are rejected.
+    match p {
+        EccP256CurvePoint::XOnly(x) => Ok(x.to_vec()),
+        _ => Err(SecurityError::InvalidSignature),
+    }
+}
+
+fn r384(p: &EccP384CurvePoint) -> Result<Vec<u8>, SecurityError> {
+    match p {
+        EccP384CurvePoint::XOnly(x) => Ok(x.to_vec()),
+        _ => Err(SecurityError::InvalidSignature),
+    }
+}
+
+/// Converts a 1609.2 signature.
+///
+/// # Errors
+/// [`SecurityError::Unsupported`] for SM2, [`SecurityError::InvalidSignature`] for a `fill` r.
+pub fn raw_signature(sig: &AsnSignature) -> Result<RawSignature, SecurityError> {
+    Ok(match sig {
+        AsnSignature::EcdsaNistP256(s) => RawSignature {
+            curve: Curve::NistP256,
+            r: r256(&s.r_sig)?,
+            s: s.s_sig.to_vec(),
+        },
+        AsnSignature::EcdsaBrainpoolP256r1(s) => RawSignature {
+            curve: Curve::BrainpoolP256r1,
+            r: r256(&s.r_sig)?,
+            s: s.s_sig.to_vec(),
+        },
+        AsnSignature::EcdsaBrainpoolP384r1(s) => RawSignature {
+            curve: Curve::BrainpoolP384r1,
+            r: r384(&s.r_sig)?,
+            s: s.s_sig.to_vec(),
+        },
+        AsnSignature::EcdsaNistP384(s) => RawSignature {
+            curve: Curve::NistP384,
+            r: r384(&s.r_sig)?,
+            s: s.s_sig.to_vec(),
+        },
+        _ => return Err(SecurityError::Unsupported("SM2 signature".into())),
+    })
+}
+
+/// Converts a 1609.2 public verification key.
+///
+/// # Errors
+/// [`SecurityError::Unsupported`] for SM2, [`SecurityError::InvalidKey`] for x-only points.
+pub fn public_key(k: &PublicVerificationKey) -> Result<PublicKey, SecurityError> {
+    Ok(match k {
+        PublicVerificationKey::EcdsaNistP256(p) => PublicKey {
+            curve: Curve::NistP256,
+            sec1: p256_point(p)?,
+        },
+        PublicVerificationKey::EcdsaBrainpoolP256r1(p) => PublicKey {
+            curve: Curve::BrainpoolP256r1,
+            sec1: p256_point(p)?,
+        },
+        PublicVerificationKey::EcdsaBrainpoolP384r1(p) => PublicKey {
+            curve: Curve::BrainpoolP384r1,
+            sec1: p384_point(p)?,
+        },
+        PublicVerificationKey::EcdsaNistP384(p) => PublicKey {
+            curve: Curve::NistP384,
+            sec1: p384_point(p)?,
+        },
+        _ => return Err(SecurityError::Unsupported("SM2 key".into())),
+    })
+}
+
+/// The 1609.2 signature input: `H( H(tbs) || H(signer_input) )`.
+#[must_use]
+pub fn signature_digest(alg: HashAlg, tbs: &[u8], signer_input_hash: &[u8]) -> Vec<u8> {
+    let mut m = alg.digest(tbs);
+    m.extend_from_slice(signer_input_hash);
+    alg.digest(&m)
+}
+
+/// HashedId8 of an encoded certificate with the given whole-certificate hash.
+#[must_use]
+pub fn hashed_id8(alg: HashAlg, cert_bytes: &[u8]) -> HashedId8 {
+    let h = alg.digest(cert_bytes);
+    let mut out = [0u8; 8];
+    if let Some(tail) = h.get(h.len().saturating_sub(8)..) {
+        out.copy_from_slice(tail);
+    }
+    out
+}
+
+fn coer_decode<T: rasn::Decode + rasn::Encode>(bytes: &[u8]) -> Result<T, SecurityError> {
+    let v: T = rasn::coer::decode(bytes).map_err(|e| SecurityError::Malformed(e.to_string()))?;
+    let again = rasn::coer::encode(&v).map_err(|e| SecurityError::Malformed(e.to_string()))?;
+    if again != bytes {
+        return Err(SecurityError::NonCanonical);
+    }
+    Ok(v)
+}
+
+fn coer_encode<T: rasn::Encode>(v: &T) -> Result<Vec<u8>, SecurityError> {
+    rasn::coer::encode(v).map_err(|e| SecurityError::Malformed(e.to_string()))
+}
+
+/// A geographic region of a certificate (degrees).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Region {
+    /// Centre and radius (m).
+    Circle {
+        /// Latitude.
+        lat: f64,
+        /// Longitude.
+        lon: f64,
+        /// Radius, m.
+        radius_m: f64,
+    },
+    /// Union of rectangles `(north, west, south, east)`.
+    Rectangles(Vec<(f64, f64, f64, f64)>),
+    /// Polygon vertices `(lat, lon)`.
+    Polygon(Vec<(f64, f64)>),
+    /// Identified (country) regions: not checked geometrically here.
+    Identified(Vec<u16>),
+}
+
+impl Region {
+    /// Whether a point lies inside; `None` when this cannot be decided (identified regions).
+    #[must_use]
+    pub fn contains(&self, lat: f64, lon: f64) -> Option<bool> {
+        match self {
+            Self::Circle {
+                lat: clat,
+                lon: clon,
+                radius_m,
+            } => Some(crate::geo::haversine_m(*clat, *clon, lat, lon) <= *radius_m),
+            Self::Rectangles(r) => Some(
+                r.iter()
+                    .any(|(n, w, s, e)| lat <= *n && lat >= *s && lon >= *w && lon <= *e),
+            ),
+            Self::Polygon(p) => {
+                let mut inside = false;
+                let n = p.len();
+                for i in 0..n {
+                    let (Some(&(yi, xi)), Some(&(yj, xj))) = (p.get(i), p.get((i + n - 1) % n))
+                    else {
+                        continue;
+                    };
+                    if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
+                        inside = !inside;
+                    }
+                }
+                Some(inside)
+            }
+            Self::Identified(_) => None,
+        }
+    }
+}
+
+fn deg(v: i32) -> f64 {
+    f64::from(v) * 1e-7
+}
+
+fn region(r: &GeographicRegion) -> Region {
+    match r {
+        GeographicRegion::CircularRegion(c) => Region::Circle {
+            lat: deg(*c.center.latitude.0),
+            lon: deg(*c.center.longitude.0),
+            radius_m: f64::from(c.radius),
+        },
+        GeographicRegion::RectangularRegion(rs) => Region::Rectangles(
+            rs.0.iter()
+                .map(|r| {
+                    (
+                        deg(*r.north_west.latitude.0),
+                        deg(*r.north_west.longitude.0),
+                        deg(*r.south_east.latitude.0),
+                        deg(*r.south_east.longitude.0),
+                    )
+                })
+                .collect(),
+        ),
+        GeographicRegion::PolygonalRegion(p) => Region::Polygon(
+            p.0.iter()
+                .map(|l| (deg(*l.latitude.0), deg(*l.longitude.0)))
+                .collect(),
+        ),
+        GeographicRegion::IdentifiedRegion(ids) => Region::Identified(
+            ids.0
+                .iter()
+                .filter_map(|i| match i {
+                    rasn_its::ieee1609dot2::base_types::IdentifiedRegion::CountryOnly(c) => {
+                        Some(c.0)
+                    }
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => Region::Identified(Vec::new()),
+    }
+}
+
+fn duration_s(d: &Duration) -> u64 {
+    match d {
+        Duration::Microseconds(v) => u64::from(*v) / 1_000_000,
+        Duration::Milliseconds(v) => u64::from(*v) / 1_000,
+        Duration::Seconds(v) => u64::from(*v),
+        Duration::Minutes(v) => u64::from(*v) * 60,
+        Duration::Hours(v) => u64::from(*v) * 3_600,
+        Duration::SixtyHours(v) => u64::from(*v) * 216_000,
+        Duration::Years(v) => u64::from(*v) * 31_556_952,
+    }
+}
+
+/// What is remembered about a certificate once its signature chain has been verified; this is
+/// what a [`CertCache`] stores (serde, so the actor can keep it in the kv-cache).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifiedCert {
+    /// HashedId8 of the certificate.
+    pub id: HashedId8,
+    /// Issuer's HashedId8 (`None` for self-signed).
+    pub issuer: Option<HashedId8>,
+    /// Subject name (`id.name`), when present.
+    pub name: Option<String>,
+    /// Verification key.
+    pub key: PublicKey,
+    /// SHA-256 of the encoded certificate (signer input for SHA-256 signatures).
+    pub sha256: Vec<u8>,
+    /// SHA-384 of the encoded certificate (signer input for SHA-384 signatures).
+    pub sha384: Vec<u8>,
+    /// Validity start, TAI seconds since 2004.
+    pub valid_from_s: u64,
+    /// Validity end, TAI seconds since 2004.
+    pub valid_until_s: u64,
+    /// PSIDs the certificate may sign (`None` = no app permissions: a CA certificate).
+    pub app_psids: Option<Vec<u64>>,
+    /// Region restriction.
+    pub region: Option<Region>,
+    /// Is a trust anchor.
+    pub anchor: bool,
+}
+
+impl VerifiedCert {
+    fn signer_input_hash(&self, alg: HashAlg) -> &[u8] {
+        match alg {
+            HashAlg::Sha256 => &self.sha256,
+            HashAlg::Sha384 => &self.sha384,
+        }
+    }
+    /// Whether `now_s` (TAI seconds since 2004) lies in the validity period.
+    #[must_use]
+    pub const fn valid_at(&self, now_s: u64) -> bool {
+        now_s >= self.valid_from_s && now_s <= self.valid_until_s
+    }
+}
+
+/// Cache of verified certificates keyed by HashedId8; the actor backs it with the kv-cache
+/// provider so each certificate is verified once.
+pub trait CertCache {
+    /// A verified certificate.
+    fn get(&self, id: &HashedId8) -> Option<VerifiedCert>;
+    /// Remembers a verified certificate.
+    fn put(&mut self, cert: VerifiedCert);
+}
+
+/// In-memory [`CertCache`].
+#[derive(Debug, Clone, Default)]
+pub struct MemoryCertCache {
+    certs: HashMap<HashedId8, VerifiedCert>,
+}
+
+impl MemoryCertCache {
+    /// Number of certificates.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.certs.len()
+    }
+    /// True when empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.certs.is_empty()
+    }
+}
+
+impl CertCache for MemoryCertCache {
+    fn get(&self, id: &HashedId8) -> Option<VerifiedCert> {
+        self.certs.get(id).cloned()
+    }
+    fn put(&mut self, cert: VerifiedCert) {
+        if self.certs.len() >= 100_000 {
+            self.certs.clear();
+        }
+        self.certs.insert(cert.id, cert);
+    }
+}
+
+/// A decoded (not yet verified) certificate with the pieces verification needs.
+#[derive(Debug, Clone)]
+pub struct ParsedCert {
+    /// The decoded structure.
+    pub cert: Certificate,
+    /// Its canonical COER encoding.
+    pub bytes: Vec<u8>,
+    /// Whole-certificate hash algorithm (from the verification key's curve).
+    pub hash: HashAlg,
+    /// HashedId8.
+    pub id: HashedId8,
+}
+
+/// Decodes a certificate (COER), rejecting non-canonical encodings.
+///
+/// # Errors
+/// [`SecurityError::Malformed`], [`SecurityError::NonCanonical`], [`SecurityError::Version`].
+pub fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, SecurityError> {
+    let cert: Certificate = coer_decode(bytes)?;
+    parsed(cert, bytes.to_vec())
+}
+
+fn parsed(cert: Certificate, bytes: Vec<u8>) -> Result<ParsedCert, SecurityError> {
+    if cert.version != 3 {
+        return Err(SecurityError::Version(cert.version));
+    }
+    let hash = match &cert.to_be_signed.verify_key_indicator {
+        VerificationKeyIndicator::VerificationKey(k) => public_key(k)?.curve.hash(),
+        _ => HashAlg::Sha256,
+    };
+    let id = hashed_id8(hash, &bytes);
+    Ok(ParsedCert {
+        cert,
+        bytes,
+        hash,
+        id,
+    })
+}
+
+impl ParsedCert {
+    /// Issuer digest (`None` for self-signed) and the signature hash algorithm.
+    ///
+    /// # Errors
+    /// [`SecurityError::Unsupported`] for SM3.
+    pub fn issuer(&self) -> Result<(Option<HashedId8>, HashAlg), SecurityError> {
+        let d = |h: &rasn_its::ieee1609dot2::base_types::HashedId8| {
+            let mut o = [0u8; 8];
+            o.copy_from_slice(&h.0[..]);
+            o
+        };
+        match &self.cert.issuer {
+            IssuerIdentifier::Sha256AndDigest(h) => Ok((Some(d(h)), HashAlg::Sha256)),
+            IssuerIdentifier::Sha384AndDigest(h) => Ok((Some(d(h)), HashAlg::Sha384)),
+            IssuerIdentifier::VSelf(a) => Ok((None, HashAlg::from_asn(*a)?)),
+            _ => Err(SecurityError::Unsupported("SM3 issuer digest".into())),
+        }
+    }
+
+    /// Verifies the certificate's signature with the issuer (`None` = self-signed) and returns
+    /// what the cache keeps. Does not check the validity period (see [`VerifiedCert::valid_at`]).
+    ///
+    /// # Errors
+    /// Any [`SecurityError`] of the chain step.
+    pub fn verify(&self, issuer: Option<&VerifiedCert>) -> Result<VerifiedCert, SecurityError> {
+        let c = &self.cert;
+        if c.r#type != CertificateType::Explicit {
+            return Err(SecurityError::Unsupported("implicit certificate".into()));
+        }
+        let VerificationKeyIndicator::VerificationKey(vk) = &c.to_be_signed.verify_key_indicator
+        else {
+            return Err(SecurityError::Unsupported(
+                "reconstruction value in explicit certificate".into(),
+            ));
+        };
+        let key = public_key(vk)?;
+        let sig = raw_signature(
+            c.signature
+                .as_ref()
+                .ok_or(SecurityError::Missing("certificate signature"))?,
+        )?;
+        let (issuer_id, alg) = self.issuer()?;
+        if alg != sig.curve.hash() {
+            return Err(SecurityError::AlgorithmMismatch(format!(
+                "{alg:?} with {:?}",
+                sig.curve
+            )));
+        }
+        let tbs = coer_encode(&c.to_be_signed)?;
+        let (signer_key, signer_hash) = match (issuer_id, issuer) {
+            (None, _) => (key.parse()?, alg.digest(&[])),
+            (Some(id), Some(iss)) if iss.id == id => {
+                (iss.key.parse()?, iss.signer_input_hash(alg).to_vec())
+            }
+            (Some(id), _) => return Err(SecurityError::UnknownSigner(hex::encode(id))),
+        };
+        signer_key.verify_prehash(&signature_digest(alg, &tbs, &signer_hash), &sig)?;
+        self.info(issuer)
+    }
+
+    /// What a verified certificate would record, WITHOUT checking any signature (for an
+    /// issuer given out of band, e.g. `verify-cert --issuer`).
+    ///
+    /// # Errors
+    /// [`SecurityError`] for unsupported keys or issuers.
+    pub fn info(&self, issuer: Option<&VerifiedCert>) -> Result<VerifiedCert, SecurityError> {
+        let c = &self.cert;
+        let VerificationKeyIndicator::VerificationKey(vk) = &c.to_be_signed.verify_key_indicator
+        else {
+            return Err(SecurityError::Unsupported("implicit certificate".into()));
+        };
+        let key = public_key(vk)?;
+        let (issuer_id, _) = self.issuer()?;
+        let vp = &c.to_be_signed.validity_period;
+        let from = u64::from(vp.start.0);
+        let app_psids = c.to_be_signed.app_permissions.as_ref().map(|ps| {
+            ps.0.iter()
+                .filter_map(|p| u64::try_from(&p.psid.0).ok())
+                .collect::<Vec<_>>()
+        });
+        let name = match &c.to_be_signed.id {
+            CertificateId::Name(n) => Some(n.0.clone()),
+            _ => None,
+        };
+        let own_region = c.to_be_signed.region.as_ref().map(region);
+        Ok(VerifiedCert {
+            id: self.id,
+            issuer: issuer_id,
+            name,
+            key,
+            sha256: Sha256::digest(&self.bytes).to_vec(),
+            sha384: Sha384::digest(&self.bytes).to_vec(),
+            valid_from_s: from,
+            valid_until_s: from.saturating_add(duration_s(&vp.duration)),
+            app_psids,
+            region: own_region.or_else(|| issuer.and_then(|i| i.region.clone())),
+            anchor: issuer_id.is_none(),
+        })
+    }
+}
+
+/// Verifies one certificate's signature: self-signed when `issuer` is `None`, otherwise with
+/// the given issuer certificate (whose own signature is not checked here). This is
+/// `edgecell v2x verify-cert CERT.oer [--issuer ISSUER.oer]`; the validity period is reported
+/// in the result, not enforced.
+///
+/// # Errors
+/// [`SecurityError`] naming why it does not verify.
+pub fn verify_certificate(
+    cert: &[u8],
+    issuer: Option<&[u8]>,
+) -> Result<VerifiedCert, SecurityError> {
+    let p = parse_certificate(cert)?;
+    match issuer {
+        None => p.verify(None),
+        Some(i) => {
+            let ip = parse_certificate(i)?;
+            let info = ip.info(None)?;
+            p.verify(Some(&info))
+        }
+    }
+}
+
+/// Result of verifying signed data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifiedData {
+    /// The unsecured payload carried in `tbsData.payload.data`.
+    pub payload: Vec<u8>,
+    /// PSID of the header.
+    pub psid: u64,
+    /// 1609.2 generation time, µs since 2004 (TAI), when present.
+    pub generation_time_us: Option<u64>,
+    /// The signing certificate's HashedId8.
+    pub signer: HashedId8,
+    /// Signing certificate as verified.
+    pub signer_cert: VerifiedCert,
+}
+
+/// Trust anchors + policy: verifies certificates and signed data, caching verified
+/// certificates in a [`CertCache`] and parsed keys in memory.
+#[derive(Debug, Clone, Default)]
+pub struct TrustStore {
+    anchors: HashMap<HashedId8, VerifiedCert>,
+    keys: HashMap<HashedId8, VerifyingKey>,
+    /// Check certificate validity periods.
+    pub check_validity: bool,
+    /// Maximum chain length below an anchor.
+    pub max_chain_depth: usize,
+}
+
+impl TrustStore {
+    /// An empty store that checks validity periods.
+    #[must_use]
+    pub fn new() -> Self {
+        Self {
+            anchors: HashMap::new(),
+            keys: HashMap::new(),
+            check_validity: true,
+            max_chain_depth: 4,
+        }
+    }
+
+    /// Adds a self-signed root certificate after verifying its self-signature.
+    ///
+    /// # Errors
+    /// [`SecurityError`] when it does not decode or verify, or is not self-signed.
+    pub fn add_anchor(&mut self, cert_bytes: &[u8]) -> Result<VerifiedCert, SecurityError> {
+        let p = parse_certificate(cert_bytes)?;
+        if p.issuer()?.0.is_some() {
+            return Err(SecurityError::Unsupported(
+                "trust anchor must be self-signed".into(),
+            ));
+        }
+        let v = p.verify(None)?;
+        self.anchors.insert(v.id, v.clone());
+        Ok(v)
+    }
+
+    /// The anchors.
+    pub fn anchors(&self) -> impl Iterator<Item = &VerifiedCert> {
+        self.anchors.values()
+    }
+
+    fn lookup(&self, id: &HashedId8, cache: &dyn CertCache) -> Option<VerifiedCert> {
+        self.anchors.get(id).cloned().or_else(|| cache.get(id))
+    }
+
+    fn depth(&self, c: &VerifiedCert, cache: &dyn CertCache) -> usize {
+        let mut d = 0;
+        let mut cur = c.issuer;
+        while let Some(id) = cur {
+            if self.anchors.contains_key(&id) || d > self.max_chain_depth {
+                break;
+            }
+            d += 1;
+            cur = cache.get(&id).and_then(|x| x.issuer);
+        }
+        d
+    }
+
+    /// Verifies a certificate issued by an anchor or an already verified certificate, checks
+    /// the validity period at `now_s` (TAI seconds since 2004) and caches it.
+    ///
+    /// # Errors
+    /// [`SecurityError::UnknownSigner`] when the issuer is unknown, [`SecurityError::Validity`],
+    /// [`SecurityError::ChainTooDeep`] or a signature error.
+    pub fn add_certificate(
+        &self,
+        cert_bytes: &[u8],
+        now_s: u64,
+        cache: &mut dyn CertCache,
+    ) -> Result<VerifiedCert, SecurityError> {
+        let p = parse_certificate(cert_bytes)?;
+        self.verify_parsed(&p, now_s, cache)
+    }
+
+    fn verify_parsed(
+        &self,
+        p: &ParsedCert,
+        now_s: u64,
+        cache: &mut dyn CertCache,
+    ) -> Result<VerifiedCert, SecurityError> {
+        if let Some(v) = self.lookup(&p.id, cache) {
+            self.check_time(&v, now_s)?;
+            return Ok(v);
+        }
+        let (issuer_id, _) = p.issuer()?;
+        let Some(issuer_id) = issuer_id else {
+            return Err(SecurityError::UnknownSigner(format!(
+                "untrusted self-signed {}",
+                hex::encode(p.id)
+            )));
+        };
+        let issuer = self
+            .lookup(&issuer_id, cache)
+            .ok_or_else(|| SecurityError::UnknownSigner(hex::encode(issuer_id)))?;
+        self.check_time(&issuer, now_s)?;
+        let v = p.verify(Some(&issuer))?;
+        self.check_time(&v, now_s)?;
+        if self.depth(&v, cache) > self.max_chain_depth {
+            return Err(SecurityError::ChainTooDeep);
+        }
+        cache.put(v.clone());
+        Ok(v)
+    }
+
+    fn check_time(&self, c: &VerifiedCert, now_s: u64) -> Result<(), SecurityError> {
+        if self.check_validity && !c.valid_at(now_s) {
+            return Err(SecurityError::Validity(hex::encode(c.id)));
+        }
+        Ok(())
+    }
+
+    fn key(&mut self, c: &VerifiedCert) -> Result<VerifyingKey, SecurityError> {
+        if let Some(k) = self.keys.get(&c.id) {
+            return Ok(k.clone());
+        }
+        let k = c.key.parse()?;
+        if self.keys.len() >= 10_000 {
+            self.keys.clear();
+        }
+        self.keys.insert(c.id, k.clone());
+        Ok(k)
+    }
+
+    /// Verifies `Ieee1609Dot2Data` carrying `signedData` (COER): resolves the signer (digest
+    /// from the cache/anchors, or the certificate it carries, verified against its issuer),
+    /// checks validity at `now_us` (µs since 2004 TAI) and the signature, and returns the
+    /// payload. Freshness and replay are policy and left to the caller
+    /// ([`crate::validator::Validator`] does them).
+    ///
+    /// # Errors
+    /// Any [`SecurityError`].
+    pub fn verify_signed_data(
+        &mut self,
+        bytes: &[u8],
+        now_us: u64,
+        cache: &mut dyn CertCache,
+    ) -> Result<VerifiedData, SecurityError> {
+        let data: Ieee1609Dot2Data = coer_decode(bytes)?;
+        if data.protocol_version != 3 {
+            return Err(SecurityError::Version(data.protocol_version));
+        }
+        let Ieee1609Dot2Content::SignedData(sd) = &data.content else {
+            return Err(SecurityError::NotSigned);
+        };
+        let alg = HashAlg::from_asn(sd.hash_id)?;
+        let now_s = now_us / 1_000_000;
+        let signer = match &sd.signer {
+            SignerIdentifier::Digest(h) => {
+                let mut id = [0u8; 8];
+                id.copy_from_slice(&h.0[..]);
+                let c = self
+                    .lookup(&id, cache)
+                    .ok_or_else(|| SecurityError::UnknownSigner(hex::encode(id)))?;
+                self.check_time(&c, now_s)?;
+                c
+            }
+            SignerIdentifier::Certificate(certs) => {
+                let first = certs
+                    .0
+                    .first()
+                    .ok_or(SecurityError::Missing("signer certificate"))?;
+                let enc = coer_encode(first)?;
+                let p = parsed(first.clone(), enc)?;
+                self.verify_parsed(&p, now_s, cache)?
+            }
+            _ => return Err(SecurityError::Unsupported("self-signed data".into())),
+        };
+        let sig = raw_signature(&sd.signature)?;
+        if sig.curve.hash() != alg {
+            return Err(SecurityError::AlgorithmMismatch(format!(
+                "{alg:?} with {:?}",
+                sig.curve
+            )));
+        }
+        let tbs = coer_encode(&sd.tbs_data)?;
+        let key = self.key(&signer)?;
+        key.verify_prehash(
+            &signature_digest(alg, &tbs, signer.signer_input_hash(alg)),
+            &sig,
+        )?;
+        let hi = &sd.tbs_data.header_info;
+        let psid = u64::try_from(&hi.psid.0)
+            .map_err(|_| SecurityError::Malformed("psid out of range".into()))?;
+        let payload = match &sd.tbs_data.payload.data {
+            Some(Ieee1609Dot2Data {
+                content: Ieee1609Dot2Content::UnsecuredData(o),
+                ..
+            }) => o.0.to_vec(),
+            Some(_) => return Err(SecurityError::Unsupported("nested secured payload".into())),
+            None => return Err(SecurityError::Missing("payload data")),
+        };
+        if let Some(psids) = &signer.app_psids
+            && !psids.contains(&psid)
+        {
+            return Err(SecurityError::Permission(psid));
+        }
+        Ok(VerifiedData {
+            payload,
+            psid,
+            generation_time_us: hi.generation_time.as_ref().map(|t| t.0),
+            signer: signer.id,
+            signer_cert: signer,
+        })
+    }
+}
+
+/// The unsecured payload of signed data without verifying anything (for reporting on messages
+/// whose signature cannot be checked).
+#[must_use]
+pub fn unverified_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    let data: Ieee1609Dot2Data = rasn::coer::decode(bytes).ok()?;
+    match data.content {
+        Ieee1609Dot2Content::SignedData(sd) => match sd.tbs_data.payload.data {
+            Some(Ieee1609Dot2Data {
+                content: Ieee1609Dot2Content::UnsecuredData(o),
+                ..
+            }) => Some(o.0.to_vec()),
+            _ => None,
+        },
+        Ieee1609Dot2Content::UnsecuredData(o) => Some(o.0.to_vec()),
+        _ => None,
+    }
+}
+
+/// Builders for certificates and signed data with NIST P-256 keys (tests, benchmarks, the
+/// attack simulator and tools that need signed traffic).
+pub mod build {
+    use ecdsa::signature::hazmat::PrehashSigner;
+    use rasn::types::{FixedOctetString, Integer, OctetString};
+    use rasn_its::ieee1609dot2::base_types::{
+        CrlSeries, EcdsaP256Signature, HashedId3, Hostname, Opaque, Psid, PsidSsp,
+        SequenceOfPsidSsp, Time32, Time64, ValidityPeriod,
+    };
+    use rasn_its::ieee1609dot2::{
+        CertificateBase, ExplicitCertificate, HeaderInfo, PsidGroupPermissions,
+        SequenceOfCertificate, SequenceOfPsidGroupPermissions, SignedData, SignedDataPayload,
+        SubjectPermissions, ToBeSignedCertificate, ToBeSignedData,
+    };
+
+    use super::{
+        AsnSignature, Certificate, CertificateId, CertificateType, Duration, EccP256CurvePoint,
+        HashAlg, HashAlgorithm, HashedId8, Ieee1609Dot2Content, Ieee1609Dot2Data, IssuerIdentifier,
+        PublicVerificationKey, SecurityError, SignerIdentifier, VerificationKeyIndicator,
+        coer_encode, hashed_id8, signature_digest,
+    };
+
+    /// A P-256 signing identity: key + its encoded certificate.
+    #[derive(Debug, Clone)]
+    pub struct P256Identity {
+        /// Private key.
+        pub key: p256::ecdsa::SigningKey,
+        /// COER-encoded certificate.
+        pub cert: Vec<u8>,
+        /// HashedId8 of the certificate.
+        pub id: HashedId8,
+    }
+
+    fn err<E: core::fmt::Display>(e: E) -> SecurityError {
+        SecurityError::Malformed(e.to_string())
+    }
+
+    fn point(key: &p256::ecdsa::SigningKey) -> Result<EccP256CurvePoint, SecurityError> {
+        let enc = key.verifying_key().to_sec1_point(true);
+        let bytes = enc.as_bytes();
+        let x: [u8; 32] = bytes
+            .get(1..33)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(SecurityError::InvalidKey)?;
+        Ok(match bytes.first() {
+            Some(2) => EccP256CurvePoint::CompressedY0(FixedOctetString::from(x)),
+            Some(3) => EccP256CurvePoint::CompressedY1(FixedOctetString::from(x)),
+            _ => return Err(SecurityError::InvalidKey),
+        })
+    }
+
+    fn sign(key: &p256::ecdsa::SigningKey, digest: &[u8]) -> Result<AsnSignature, SecurityError> {
+        let sig: p256::ecdsa::Signature = key.sign_prehash(digest).map_err(err)?;
+        let bytes = sig.to_bytes();
+        let r: [u8; 32] = bytes
+            .get(..32)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(SecurityError::InvalidSignature)?;
+        let s: [u8; 32] = bytes
+            .get(32..)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(SecurityError::InvalidSignature)?;
+        Ok(AsnSignature::EcdsaNistP256(EcdsaP256Signature {
+            r_sig: EccP256CurvePoint::XOnly(FixedOctetString::from(r)),
+            s_sig: FixedOctetString::from(s),
+        }))
+    }
+
+    /// A signing key from 32 seed bytes (deterministic; tests and simulators).
+    ///
+    /// # Errors
+    /// [`SecurityError::InvalidKey`] when the bytes are not a valid scalar.
+    pub fn key_from_seed(seed: [u8; 32]) -> Result<p256::ecdsa::SigningKey, SecurityError> {
+        p256::ecdsa::SigningKey::from_slice(&seed).map_err(|_| SecurityError::InvalidKey)
+    }
+
+    /// Issues an explicit P-256 certificate for `subject_key`, signed by `issuer` (or self-signed).
+    /// `app_psids` empty = a CA certificate (issue permissions for all).
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn certificate(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        app_psids: &[u64],
+    ) -> Result<P256Identity, SecurityError> {
+        let app_permissions = if app_psids.is_empty() {
+            None
+        } else {
+            Some(SequenceOfPsidSsp(
+                app_psids
+                    .iter()
+                    .map(|p| PsidSsp {
+                        psid: Psid(Integer::from(*p)),
+                        ssp: None,
+                    })
+                    .collect(),
+            ))
+        };
+        let cert_issue_permissions = if app_psids.is_empty() {
+            Some(SequenceOfPsidGroupPermissions(vec![
+                PsidGroupPermissions::builder()
+                    .subject_permissions(SubjectPermissions::All(()))
+                    .build(),
+            ]))
+        } else {
+            None
+        };
+        let tbs = ToBeSignedCertificate::builder()
+            .id(CertificateId::Name(Hostname(name.into())))
+            .craca_id(HashedId3(FixedOctetString::from([0u8; 3])))
+            .crl_series(CrlSeries(0))
+            .validity_period(ValidityPeriod {
+                start: Time32(valid_from_s),
+                duration: Duration::Hours(valid_hours),
+            })
+            .maybe_app_permissions(app_permissions)
+            .maybe_cert_issue_permissions(cert_issue_permissions)
+            .verify_key_indicator(VerificationKeyIndicator::VerificationKey(
+                PublicVerificationKey::EcdsaNistP256(point(subject_key)?),
+            ))
+            .build()
+            .map_err(err)?;
+        let tbs_bytes = coer_encode(&tbs)?;
+        let (issuer_id, signer_hash, signing_key) = match issuer {
+            Some(i) => (
+                IssuerIdentifier::Sha256AndDigest(rasn_its::ieee1609dot2::base_types::HashedId8(
+                    FixedOctetString::from(i.id),
+                )),
+                HashAlg::Sha256.digest(&i.cert),
+                &i.key,
+            ),
+            None => (
+                IssuerIdentifier::VSelf(HashAlgorithm::Sha256),
+                HashAlg::Sha256.digest(&[]),
+                subject_key,
+            ),
+        };
+        let signature = sign(
+            signing_key,
+            &signature_digest(HashAlg::Sha256, &tbs_bytes, &signer_hash),
+        )?;
+        let base = CertificateBase::builder()
+            .r#type(CertificateType::Explicit)
+            .issuer(issuer_id)
+            .to_be_signed(tbs)
+            .signature(signature)
+            .build();
+        let cert: Certificate = ExplicitCertificate::new(base).map_err(err)?.into();
+        let bytes = coer_encode(&cert)?;
+        let id = hashed_id8(HashAlg::Sha256, &bytes);
+        Ok(P256Identity {
+            key: subject_key.clone(),
+            cert: bytes,
+            id,
+        })
+    }
+
+    /// Signs `payload` as 1609.2 signed data (COER) with `psid` and a generation time (µs since
+    /// 2004 TAI); the signer is given as digest, or as the full certificate when `with_cert`.
+    ///
+    /// # Errors
+    /// Encoding errors.
+    pub fn signed_data(
+        signer: &P256Identity,
+        payload: &[u8],
+        psid: u64,
+        generation_time_us: u64,
+        with_cert: bool,
+    ) -> Result<Vec<u8>, SecurityError> {
+        let inner = Ieee1609Dot2Data {
+            protocol_version: 3,
+            content: Ieee1609Dot2Content::UnsecuredData(Opaque(OctetString::from(
+                payload.to_vec(),
+            ))),
+        };
+        let header_info = HeaderInfo::builder()
+            .psid(Psid(Integer::from(psid)))
+            .generation_time(Time64(generation_time_us))
+            .build();
+        let tbs = ToBeSignedData {
+            payload: SignedDataPayload::builder()
+                .data(inner)
+                .build()
+                .map_err(err)?,
+            header_info,
+        };
+        let tbs_bytes = coer_encode(&tbs)?;
+        let signature = sign(
+            &signer.key,
+            &signature_digest(
+                HashAlg::Sha256,
+                &tbs_bytes,
+                &HashAlg::Sha256.digest(&signer.cert),
+            ),
+        )?;
+        let signer_id = if with_cert {
+            let cert: Certificate = rasn::coer::decode(&signer.cert).map_err(err)?;
+            SignerIdentifier::Certificate(SequenceOfCertificate(vec![cert]))
+        } else {
+            SignerIdentifier::Digest(rasn_its::ieee1609dot2::base_types::HashedId8(
+                FixedOctetString::from(signer.id),
+            ))
+        };
+        let sd = SignedData {
+            hash_id: HashAlgorithm::Sha256,
+            tbs_data: tbs,
+            signer: signer_id,
+            signature,
+        };
+        coer_encode(&Ieee1609Dot2Data {
+            protocol_version: 3,
+            content: Ieee1609Dot2Content::SignedData(Box::new(sd)),
+        })
+    }
+}

@@ -1,0 +1,661 @@
+//! The validator: decode → (verify) → plausibility checks → verdict → risk.
+//!
+//! The output [`Validation`] is shaped after the WIT `validation` record; the actor maps it
+//! field by field. [`MisbehaviourReport`] is shaped after ETSI TS 103 759.
+
+use serde::Serialize;
+
+use crate::checks::{CheckResult, Checks, Kinematics, names};
+use crate::config::{Config, VerdictPolicy};
+use crate::decode::{Framing, VeremiRecord, decode_its};
+use crate::error::{SecurityError, V2xError};
+use crate::geo::{LocalFrame, Xy};
+use crate::history::{HistoryStore, MemoryHistory, Track};
+use crate::map::{MapFrame, ProjectedMap, RoadMap};
+use crate::observation::{MessageKind, Observation, Position, unix_ns_to_its_ms};
+use crate::risk::{MotionState, Risk, RiskConfig, assess};
+use crate::security::{CertCache, MemoryCertCache, TrustStore, VerifiedData};
+
+/// Input formats (the WIT `message-format`, plus a pcap frame form for tools).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MessageFormat {
+    /// ETSI ITS message in UPER, no headers.
+    Uper,
+    /// GeoNetworking + BTP + ITS message.
+    GeoNetworking,
+    /// Radiotap + 802.11p + LLC + GeoNetworking + BTP + ITS message.
+    RadiotapFrame,
+    /// IEEE 1609.2 signed data (COER) whose payload is an ITS message in UPER.
+    Secured,
+    /// One VeReMi-style JSON beacon (type 3).
+    JsonBeacon,
+}
+
+/// The receiver's own state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReceiverState {
+    /// Position (geo for ETSI input, local for VeReMi traces).
+    pub position: Position,
+    /// Speed, m/s.
+    pub speed_mps: Option<f64>,
+    /// Heading, degrees.
+    pub heading_deg: Option<f64>,
+    /// Yaw rate, degrees/s.
+    pub yaw_rate_dps: Option<f64>,
+}
+
+/// Context of one received message.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ReceiveContext {
+    /// Receive time as Unix nanoseconds (the WIT `received-at`). For JSON beacons the
+    /// record's `rcvTime` is used instead (trace time base).
+    pub received_at_ns: u64,
+    /// The receiver's position and motion, for range, sudden appearance and risk.
+    pub receiver: Option<ReceiverState>,
+}
+
+/// Accepted or rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Plausible.
+    Accepted,
+    /// Implausible or not verifiable.
+    Rejected,
+}
+
+/// The result of validating one message (the WIT `validation` record).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Validation {
+    /// Sender station id.
+    pub station_id: u32,
+    /// Pseudonym the history is keyed on.
+    pub pseudonym: u64,
+    /// "cam", "denm", "cpm" or "beacon".
+    pub message_kind: MessageKind,
+    /// generationDeltaTime.
+    pub generation_delta_time: u32,
+    /// Reported position.
+    pub position: Position,
+    /// Latitude, degrees (ETSI input; `None` for local positions).
+    pub latitude: Option<f64>,
+    /// Longitude, degrees.
+    pub longitude: Option<f64>,
+    /// Speed, m/s.
+    pub speed_mps: Option<f64>,
+    /// Heading, degrees.
+    pub heading_deg: Option<f64>,
+    /// Whether the message was signed and the signature verified.
+    pub signed: bool,
+    /// Verdict.
+    pub verdict: Verdict,
+    /// Every check, including skipped ones.
+    pub checks: Vec<CheckResult>,
+    /// Collision risk against the receiver, when both motions are known.
+    pub risk: Option<Risk>,
+    /// Weighted / product score of the policy (1.0 for any-fail when all pass).
+    pub score: f64,
+}
+
+impl Validation {
+    /// Names of failed checks.
+    #[must_use]
+    pub fn failed_checks(&self) -> Vec<&'static str> {
+        self.checks
+            .iter()
+            .filter(|c| c.failed())
+            .map(|c| c.name)
+            .collect()
+    }
+    /// A misbehaviour report (TS 103 759 shape) when rejected.
+    #[must_use]
+    pub fn report(&self, reporter_id: u32, detection_time_ns: u64) -> Option<MisbehaviourReport> {
+        (self.verdict == Verdict::Rejected).then(|| MisbehaviourReport {
+            version: 2,
+            reporter_id,
+            detection_time_ns,
+            reported_station_id: self.station_id,
+            reported_pseudonym: self.pseudonym,
+            message_kind: self.message_kind,
+            generation_delta_time: self.generation_delta_time,
+            failed_checks: self.checks.iter().filter(|c| c.failed()).copied().collect(),
+            evidence: Evidence {
+                position: self.position,
+                speed_mps: self.speed_mps,
+                heading_deg: self.heading_deg,
+            },
+        })
+    }
+}
+
+/// Evidence attached to a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evidence {
+    /// Reported position.
+    pub position: Position,
+    /// Reported speed.
+    pub speed_mps: Option<f64>,
+    /// Reported heading.
+    pub heading_deg: Option<f64>,
+}
+
+/// A misbehaviour report shaped after ETSI TS 103 759 (reporter, reported station, the
+/// message, failed detectors, evidence).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MisbehaviourReport {
+    /// Report format version.
+    pub version: u8,
+    /// Reporting station.
+    pub reporter_id: u32,
+    /// Detection time, Unix ns.
+    pub detection_time_ns: u64,
+    /// Reported station id.
+    pub reported_station_id: u32,
+    /// Reported pseudonym.
+    pub reported_pseudonym: u64,
+    /// Kind of the reported message.
+    pub message_kind: MessageKind,
+    /// Its generationDeltaTime.
+    pub generation_delta_time: u32,
+    /// Failed checks with confidences.
+    pub failed_checks: Vec<CheckResult>,
+    /// Evidence.
+    pub evidence: Evidence,
+}
+
+/// Validator with its history store `H` and certificate cache `C` (in memory by default;
+/// the actor plugs in kv-cache backed implementations with [`Validator::with_stores`]).
+#[derive(Debug)]
+pub struct Validator<H: HistoryStore = MemoryHistory, C: CertCache = MemoryCertCache> {
+    config: Config,
+    frame: Option<LocalFrame>,
+    road: Option<RoadMap>,
+    projected: Option<ProjectedMap>,
+    trust: TrustStore,
+    history: H,
+    certs: C,
+    ego: Option<ReceiverState>,
+    risk: RiskConfig,
+    scratch: Vec<Track>,
+    disabled: Vec<String>,
+}
+
+impl Validator {
+    /// A validator with in-memory stores.
+    ///
+    /// # Errors
+    /// [`V2xError::InvalidConfig`] for bad thresholds, map or trust anchors.
+    pub fn new(config: Config) -> Result<Self, V2xError> {
+        Self::with_stores(config, MemoryHistory::default(), MemoryCertCache::default())
+    }
+
+    /// A validator from a TOML configuration (the WIT `configure`).
+    ///
+    /// # Errors
+    /// [`V2xError::InvalidConfig`].
+    pub fn from_toml(toml: &str) -> Result<Self, V2xError> {
+        Self::new(Config::from_toml(toml)?)
+    }
+}
+
+impl<H: HistoryStore, C: CertCache> Validator<H, C> {
+    /// A validator over the given stores.
+    ///
+    /// # Errors
+    /// [`V2xError::InvalidConfig`] for bad thresholds, map or trust anchors.
+    pub fn with_stores(config: Config, history: H, certs: C) -> Result<Self, V2xError> {
+        config.validate()?;
+        let mut trust = TrustStore::new();
+        trust.check_validity = config.security.check_validity;
+        trust.max_chain_depth = config.security.max_chain_depth;
+        for a in &config.security.trust_anchors_hex {
+            let bytes = hex::decode(a.trim())
+                .map_err(|e| V2xError::InvalidConfig(format!("trust anchor hex: {e}")))?;
+            trust
+                .add_anchor(&bytes)
+                .map_err(|e| V2xError::InvalidConfig(format!("trust anchor: {e}")))?;
+        }
+        let mut v = Self {
+            disabled: config.disabled_checks.clone(),
+            config,
+            frame: None,
+            road: None,
+            projected: None,
+            trust,
+            history,
+            certs,
+            ego: None,
+            risk: RiskConfig::default(),
+            scratch: Vec::new(),
+        };
+        if let Some(g) = v.config.map_geojson.clone() {
+            v.set_map(RoadMap::from_geojson(&g)?, v.config.map_frame);
+        }
+        Ok(v)
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sets the road map (replacing any configured one).
+    pub fn set_map(&mut self, map: RoadMap, frame: MapFrame) {
+        self.config.map_frame = frame;
+        if frame == MapFrame::Wgs84
+            && self.frame.is_none()
+            && let Some((lon, lat)) = map.first_vertex()
+        {
+            self.frame = Some(LocalFrame::new(lat, lon));
+        }
+        self.projected = None;
+        self.road = Some(map);
+        self.reproject();
+    }
+
+    fn reproject(&mut self) {
+        if let Some(road) = &self.road {
+            let frame = self.frame.unwrap_or_else(|| LocalFrame::new(0.0, 0.0));
+            if self.config.map_frame == MapFrame::Local || self.frame.is_some() {
+                self.projected = Some(road.project(self.config.map_frame, &frame));
+            }
+        }
+    }
+
+    /// Sets the local frame origin used for geo positions (default: the map's first vertex or
+    /// the first geo position seen).
+    pub fn set_origin(&mut self, lat: f64, lon: f64) {
+        self.frame = Some(LocalFrame::new(lat, lon));
+        self.reproject();
+    }
+
+    /// Sets the risk configuration.
+    pub const fn set_risk_config(&mut self, risk: RiskConfig) {
+        self.risk = risk;
+    }
+
+    /// The trust store (add anchors or intermediate certificates).
+    pub const fn trust_store(&mut self) -> &mut TrustStore {
+        &mut self.trust
+    }
+
+    /// Adds an (intermediate) certificate, verified against the anchors, to the cache.
+    ///
+    /// # Errors
+    /// [`V2xError::Security`].
+    pub fn add_certificate(&mut self, cert: &[u8], now_unix_ns: u64) -> Result<(), V2xError> {
+        let now_s = unix_ns_to_its_ms(now_unix_ns) / 1000;
+        self.trust.add_certificate(cert, now_s, &mut self.certs)?;
+        Ok(())
+    }
+
+    /// The history store.
+    pub const fn history(&mut self) -> &mut H {
+        &mut self.history
+    }
+
+    /// Sets the receiver (ego) state used when a context carries none.
+    pub const fn set_ego(&mut self, ego: Option<ReceiverState>) {
+        self.ego = ego;
+    }
+
+    /// Validates one message.
+    ///
+    /// # Errors
+    /// [`V2xError::Decode`], [`V2xError::Unsupported`], [`V2xError::TooLarge`] for inputs that
+    /// cannot be decoded; security failures are not errors but failed checks (`signature`,
+    /// `secured_freshness`, `replay`, `permission`) with a rejected verdict, unless the secured
+    /// envelope itself does not decode.
+    pub fn validate(
+        &mut self,
+        format: MessageFormat,
+        payload: &[u8],
+        ctx: &ReceiveContext,
+    ) -> Result<Validation, V2xError> {
+        let limit = self
+            .config
+            .max_payload
+            .unwrap_or(crate::decode::DEFAULT_MAX_PAYLOAD);
+        if payload.len() > limit {
+            return Err(V2xError::TooLarge(payload.len() as u64));
+        }
+        let rcv_its_ms = unix_ns_to_its_ms(ctx.received_at_ns);
+        match format {
+            MessageFormat::Uper | MessageFormat::GeoNetworking | MessageFormat::RadiotapFrame => {
+                let framing = match format {
+                    MessageFormat::GeoNetworking => Framing::GeoNetworking,
+                    MessageFormat::RadiotapFrame => Framing::RadiotapFrame,
+                    _ => Framing::Uper,
+                };
+                let obs = decode_its(payload, framing, rcv_its_ms)?;
+                let mut sec = Vec::new();
+                if self.config.security.require_signature {
+                    sec.push(CheckResult::ran(names::SIGNATURE, 0.0));
+                }
+                Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
+            }
+            MessageFormat::Secured => self.validate_secured(payload, rcv_its_ms, ctx),
+            MessageFormat::JsonBeacon => {
+                let rec = VeremiRecord::parse(payload)?;
+                let obs = rec.to_observation()?;
+                Ok(self.validate_observation(&obs, rec.rcv_time, ctx.receiver, false, Vec::new()))
+            }
+        }
+    }
+
+    fn validate_secured(
+        &mut self,
+        payload: &[u8],
+        rcv_its_ms: u64,
+        ctx: &ReceiveContext,
+    ) -> Result<Validation, V2xError> {
+        let now_us = rcv_its_ms.saturating_mul(1000);
+        match self
+            .trust
+            .verify_signed_data(payload, now_us, &mut self.certs)
+        {
+            Ok(d) => {
+                let obs = decode_its(&d.payload, Framing::Uper, rcv_its_ms)?;
+                let sec = self.secured_checks(&d, obs.kind, now_us);
+                let signed = sec.iter().all(|c| !c.failed());
+                Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec))
+            }
+            Err(SecurityError::Malformed(m)) => Err(V2xError::Decode(format!("1609.2: {m}"))),
+            Err(SecurityError::NonCanonical) => {
+                Err(V2xError::Decode("1609.2: non-canonical encoding".into()))
+            }
+            Err(SecurityError::NotSigned) => Err(V2xError::Unsupported(
+                "1609.2 content other than signed data".into(),
+            )),
+            Err(e) => {
+                // Not verifiable: still decode the inner message when possible so the verdict
+                // and report name the station; otherwise surface the security error.
+                let inner =
+                    crate::security::unverified_payload(payload).ok_or(V2xError::Security(e))?;
+                let obs = decode_its(&inner, Framing::Uper, rcv_its_ms)?;
+                let sec = vec![CheckResult::ran(names::SIGNATURE, 0.0)];
+                Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
+            }
+        }
+    }
+
+    fn secured_checks(
+        &mut self,
+        d: &VerifiedData,
+        kind: MessageKind,
+        now_us: u64,
+    ) -> Vec<CheckResult> {
+        let psid_ok = kind.psid() == Some(d.psid);
+        let mut out = vec![
+            CheckResult::ran(names::SIGNATURE, 1.0),
+            CheckResult::ran(names::PERMISSION, if psid_ok { 1.0 } else { 0.0 }),
+        ];
+        match d.generation_time_us {
+            Some(g) => {
+                let age_us = i128::from(now_us) - i128::from(g);
+                let max_age = i128::from(self.config.security.max_age_ms) * 1000;
+                let max_future = i128::from(self.config.security.max_future_ms) * 1000;
+                let fresh = age_us <= max_age && -age_us <= max_future;
+                out.push(CheckResult::ran(
+                    names::SECURED_FRESHNESS,
+                    if fresh { 1.0 } else { 0.0 },
+                ));
+                let key = u64::from_be_bytes(d.signer);
+                let replay = self
+                    .history
+                    .last_secured_generation(key)
+                    .is_some_and(|last| g <= last);
+                out.push(CheckResult::ran(
+                    names::REPLAY,
+                    if replay { 0.0 } else { 1.0 },
+                ));
+                if !replay {
+                    self.history.set_last_secured_generation(key, g);
+                }
+            }
+            None => {
+                out.push(CheckResult::ran(names::SECURED_FRESHNESS, 0.0));
+                out.push(CheckResult::skipped(names::REPLAY));
+            }
+        }
+        out
+    }
+
+    /// Processes one VeReMi trace line: type 2 updates the ego state (returns `None`), type 3
+    /// is validated against it.
+    ///
+    /// # Errors
+    /// [`V2xError::Decode`] for invalid lines.
+    pub fn process_veremi_line(&mut self, line: &[u8]) -> Result<Option<Validation>, V2xError> {
+        let rec = VeremiRecord::parse(line)?;
+        self.process_veremi(&rec)
+    }
+
+    /// As [`Self::process_veremi_line`] on a parsed record.
+    ///
+    /// # Errors
+    /// [`V2xError::Decode`] for a type 3 record without sender.
+    pub fn process_veremi(&mut self, rec: &VeremiRecord) -> Result<Option<Validation>, V2xError> {
+        if rec.kind == 2 {
+            let (x, y) = rec.xy();
+            let spd = match rec.spd.as_slice() {
+                [vx, vy, ..] => Some(vx.hypot(*vy)),
+                _ => None,
+            };
+            let hed = match rec.hed.as_slice() {
+                [hx, hy, ..] if hx.hypot(*hy) > 1e-9 => {
+                    Some(crate::geo::vector_heading(Xy::new(*hx, *hy)))
+                }
+                _ => None,
+            };
+            self.ego = Some(ReceiverState {
+                position: Position::Local { x, y },
+                speed_mps: spd,
+                heading_deg: hed,
+                yaw_rate_dps: None,
+            });
+            return Ok(None);
+        }
+        let obs = rec.to_observation()?;
+        Ok(Some(self.validate_observation(
+            &obs,
+            rec.rcv_time,
+            None,
+            false,
+            Vec::new(),
+        )))
+    }
+
+    /// Runs the plausibility checks on an observation received at `rcv_s` (same time base as
+    /// the observation's generation time), appends `security` results, applies the policy and
+    /// updates the history.
+    pub fn validate_observation(
+        &mut self,
+        obs: &Observation,
+        rcv_s: f64,
+        receiver: Option<ReceiverState>,
+        signed: bool,
+        security: Vec<CheckResult>,
+    ) -> Validation {
+        if self.frame.is_none()
+            && let Position::Geo { lat, lon, .. } = obs.position
+            && lat.is_finite()
+            && lon.is_finite()
+        {
+            self.frame = Some(LocalFrame::new(lat, lon));
+            self.reproject();
+        }
+        let frame = self.frame.unwrap_or_else(|| LocalFrame::new(0.0, 0.0));
+        let receiver = receiver.or(self.ego);
+        let t = &self.config.thresholds;
+        let k = Kinematics {
+            t_gen: obs.generation_time_s,
+            t_rcv: rcv_s,
+            pos: obs.position.to_xy(&frame),
+            pos_noise: obs.pos_noise_m,
+            speed: obs.speed_mps,
+            speed_noise: obs.speed_noise_mps,
+            heading: obs.heading_deg,
+            heading_noise: obs.heading_noise_deg,
+            length: obs.length_m.unwrap_or(t.default_length_m),
+            width: obs.width_m.unwrap_or(t.default_width_m),
+        };
+        let rx = receiver.map(|r| r.position.to_xy(&frame));
+        let prev = self.history.load(obs.pseudonym);
+        self.scratch.clear();
+        self.history
+            .recent(rcv_s - t.intersection_window_s, &mut self.scratch);
+        let c = Checks { t };
+        let road = self.projected.as_ref().map(|m| m.distance_to_road(k.pos));
+        let mut checks = Vec::with_capacity(names::PLAUSIBILITY.len() + security.len());
+        let position_valid = k.pos.x.is_finite() && k.pos.y.is_finite();
+        checks.push(c.range(&k, rx));
+        checks.push(c.sudden_appearance(&k, prev.as_ref(), rx));
+        checks.push(c.speed(&k));
+        match &prev {
+            Some(p) => {
+                checks.push(c.position_consistency(&k, p));
+                checks.push(c.speed_consistency(&k, p));
+                checks.push(c.position_speed(&k, p));
+                checks.push(c.position_heading(&k, p));
+                checks.push(c.beacon_frequency(&k, p));
+            }
+            None => {
+                for n in [
+                    names::POSITION_CONSISTENCY,
+                    names::SPEED_CONSISTENCY,
+                    names::POSITION_SPEED,
+                    names::POSITION_HEADING,
+                    names::BEACON_FREQUENCY,
+                ] {
+                    checks.push(CheckResult::skipped(n));
+                }
+            }
+        }
+        checks.push(c.map(&k, road));
+        checks.push(c.intersection(&k, obs.pseudonym, &self.scratch));
+        checks.push(c.freshness(&k));
+        if !position_valid {
+            checks.push(CheckResult::ran("position_available", 0.0));
+        }
+        for ch in &mut checks {
+            if self.disabled.iter().any(|d| d == ch.name) {
+                *ch = CheckResult::skipped(ch.name);
+            }
+        }
+        checks.extend(security);
+        let (verdict, score) = apply_policy(&self.config.policy, &checks);
+
+        // Risk against the receiver.
+        let risk = match (receiver, obs.speed_mps, obs.heading_deg, rx) {
+            (Some(r), Some(v), Some(h), Some(rxy)) => {
+                let ego = MotionState {
+                    pos: rxy,
+                    speed_mps: r.speed_mps.unwrap_or(0.0),
+                    heading_deg: r.heading_deg.unwrap_or(0.0),
+                    yaw_rate_dps: r.yaw_rate_dps.unwrap_or(0.0),
+                };
+                let remote = MotionState {
+                    pos: k.pos,
+                    speed_mps: v,
+                    heading_deg: h,
+                    yaw_rate_dps: obs.yaw_rate_dps.unwrap_or(0.0),
+                };
+                Some(assess(&ego, &remote, &self.risk))
+            }
+            _ => None,
+        };
+
+        if position_valid {
+            self.history.store(Track {
+                pseudonym: obs.pseudonym,
+                station_id: obs.station_id,
+                last_generation_s: k.t_gen,
+                last_receive_s: rcv_s,
+                pos: k.pos,
+                speed_mps: obs.speed_mps,
+                heading_deg: obs.heading_deg,
+                length_m: k.length,
+                width_m: k.width,
+                first_receive_s: prev.as_ref().map_or(rcv_s, |p| p.first_receive_s),
+                count: prev.as_ref().map_or(1, |p| p.count + 1),
+            });
+        }
+        let (latitude, longitude) = match obs.position {
+            Position::Geo { lat, lon, .. } => (Some(lat), Some(lon)),
+            Position::Local { .. } => (None, None),
+        };
+        Validation {
+            station_id: obs.station_id,
+            pseudonym: obs.pseudonym,
+            message_kind: obs.kind,
+            generation_delta_time: obs.generation_delta_time,
+            position: obs.position,
+            latitude,
+            longitude,
+            speed_mps: obs.speed_mps,
+            heading_deg: obs.heading_deg,
+            signed,
+            verdict,
+            checks,
+            risk,
+            score,
+        }
+    }
+}
+
+fn ms_to_s(ms: u64) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let s = ms as f64 / 1000.0;
+    s
+}
+
+fn is_security(name: &str) -> bool {
+    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY)
+}
+
+/// Applies a verdict policy; security checks always reject when they fail.
+#[must_use]
+pub fn apply_policy(policy: &VerdictPolicy, checks: &[CheckResult]) -> (Verdict, f64) {
+    let security_failed = checks.iter().any(|c| is_security(c.name) && c.failed());
+    let ran = || checks.iter().filter(|c| !c.skipped);
+    let (ok, score) = match policy {
+        VerdictPolicy::AnyFail => {
+            let min = ran().map(|c| f64::from(c.confidence)).fold(1.0, f64::min);
+            (ran().all(|c| c.confidence >= 0.5), min)
+        }
+        VerdictPolicy::Weighted { weights, threshold } => {
+            let (mut num, mut den) = (0.0, 0.0);
+            for c in ran() {
+                let w = weights.get(c.name).copied().unwrap_or(1.0);
+                num += w * f64::from(c.confidence);
+                den += w;
+            }
+            let s = if den > 0.0 { num / den } else { 1.0 };
+            (s >= *threshold, s)
+        }
+        VerdictPolicy::Catch {
+            thresholds,
+            min_product,
+        } => {
+            let mut product = 1.0;
+            let mut each = true;
+            for c in ran() {
+                let conf = f64::from(c.confidence);
+                product *= conf;
+                if conf < thresholds.get(c.name).copied().unwrap_or(0.5) {
+                    each = false;
+                }
+            }
+            (each && product >= *min_product, product)
+        }
+    };
+    let verdict = if ok && !security_failed {
+        Verdict::Accepted
+    } else {
+        Verdict::Rejected
+    };
+    (verdict, score)
+}

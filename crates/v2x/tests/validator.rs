@@ -1,0 +1,316 @@
+//! Validator end to end: unsigned and signed CAMs, VeReMi beacons, map, policies, risk.
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::cast_lossless
+)]
+
+use edgecell_v2x::checks::names;
+use edgecell_v2x::config::{Config, VerdictPolicy};
+use edgecell_v2x::map::{MapFrame, RoadMap};
+use edgecell_v2x::observation::{Position, its_ms_to_unix_ns};
+use edgecell_v2x::security::build;
+use edgecell_v2x::validator::{MessageFormat, ReceiveContext, ReceiverState, Validator, Verdict};
+
+const CAM: &[u8] = include_bytes!("../testdata/c-its-parser-cam.uper");
+const CAM_GDT: u64 = 51_136;
+
+/// A receive time (ITS ms) 10 ms after the CAM's generationDeltaTime.
+fn rcv_its_ms() -> u64 {
+    let base = 700_000_000_000u64;
+    base - base % 65_536 + CAM_GDT + 10
+}
+
+fn check<'a>(v: &'a edgecell_v2x::Validation, name: &str) -> &'a edgecell_v2x::checks::CheckResult {
+    v.checks.iter().find(|c| c.name == name).expect(name)
+}
+
+#[test]
+fn unsigned_cam_is_validated() {
+    let mut v = Validator::new(Config::default()).expect("validator");
+    let ctx = ReceiveContext {
+        received_at_ns: its_ms_to_unix_ns(rcv_its_ms()),
+        receiver: Some(ReceiverState {
+            position: Position::Geo {
+                lat: 53.5627,
+                lon: 9.9761,
+                alt: None,
+            },
+            speed_mps: Some(0.0),
+            heading_deg: Some(0.0),
+            yaw_rate_dps: None,
+        }),
+    };
+    let r = v.validate(MessageFormat::Uper, CAM, &ctx).expect("valid");
+    assert_eq!(r.station_id, 3_725_855_973);
+    assert_eq!(r.message_kind.as_str(), "cam");
+    assert_eq!(r.generation_delta_time, 51_136);
+    assert!((r.latitude.expect("lat") - 53.562_651_8).abs() < 1e-9);
+    assert!((r.speed_mps.expect("v") - 12.77).abs() < 1e-9);
+    assert!((r.heading_deg.expect("h") - 199.4).abs() < 1e-9);
+    assert!(!r.signed);
+    assert_eq!(r.checks.len(), names::PLAUSIBILITY.len());
+    // first beacon ~7 m from the receiver: sudden appearance fails, so it is rejected
+    assert!(check(&r, names::SUDDEN_APPEARANCE).failed());
+    assert!(!check(&r, names::RANGE).failed());
+    assert!(check(&r, names::POSITION_CONSISTENCY).skipped);
+    assert!(!check(&r, names::FRESHNESS).failed());
+    assert_eq!(r.verdict, Verdict::Rejected);
+    assert!(r.risk.is_some());
+    let rep = r.report(1, 5).expect("report");
+    assert_eq!(rep.reported_station_id, 3_725_855_973);
+    assert_eq!(rep.failed_checks.len(), 1);
+    // same CAM without a receiver: nothing fails
+    let mut v2 = Validator::new(Config::default()).expect("validator");
+    let r2 = v2
+        .validate(
+            MessageFormat::Uper,
+            CAM,
+            &ReceiveContext {
+                received_at_ns: ctx.received_at_ns,
+                receiver: None,
+            },
+        )
+        .expect("ok");
+    assert_eq!(r2.verdict, Verdict::Accepted, "{:?}", r2.failed_checks());
+    assert!(r2.risk.is_none());
+    // a late CAM (5 s after generation) fails freshness
+    let mut v3 = Validator::new(Config::default()).expect("validator");
+    let late = ReceiveContext {
+        received_at_ns: its_ms_to_unix_ns(rcv_its_ms() + 5_000),
+        receiver: None,
+    };
+    assert!(
+        check(
+            &v3.validate(MessageFormat::Uper, CAM, &late).expect("ok"),
+            names::FRESHNESS
+        )
+        .failed()
+    );
+}
+
+fn beacon(t: f64, pseudo: u64, x: f64, y: f64, vx: f64, vy: f64) -> Vec<u8> {
+    let n = vx.hypot(vy).max(1e-9);
+    format!(
+        r#"{{"type":3,"rcvTime":{t},"sendTime":{t},"sender":5,"senderPseudo":{pseudo},"messageID":1,"pos":[{x},{y},0],"pos_noise":[0,0,0],"spd":[{vx},{vy},0],"spd_noise":[0,0,0],"acl":[0,0,0],"hed":[{},{},0]}}"#,
+        vx / n,
+        vy / n
+    )
+    .into_bytes()
+}
+
+fn ctx() -> ReceiveContext {
+    ReceiveContext {
+        received_at_ns: 0,
+        receiver: Some(ReceiverState {
+            position: Position::Local { x: 0.0, y: -300.0 },
+            speed_mps: None,
+            heading_deg: None,
+            yaw_rate_dps: None,
+        }),
+    }
+}
+
+#[test]
+fn veremi_beacons_consistent_then_jump() {
+    let mut v = Validator::new(Config::default()).expect("validator");
+    let a = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(10.0, 1, 0.0, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("a");
+    assert_eq!(a.verdict, Verdict::Accepted, "{:?}", a.failed_checks());
+    let b = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(11.0, 1, 10.0, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("b");
+    assert_eq!(b.verdict, Verdict::Accepted, "{:?}", b.failed_checks());
+    for n in [
+        names::POSITION_CONSISTENCY,
+        names::SPEED_CONSISTENCY,
+        names::POSITION_SPEED,
+        names::POSITION_HEADING,
+        names::BEACON_FREQUENCY,
+    ] {
+        assert!(!check(&b, n).skipped && !check(&b, n).failed(), "{n}");
+    }
+    // 80 m jump in one second at a claimed 10 m/s
+    let c = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(12.0, 1, 90.0, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("c");
+    assert_eq!(c.verdict, Verdict::Rejected);
+    assert!(check(&c, names::POSITION_CONSISTENCY).failed());
+    assert!(check(&c, names::POSITION_SPEED).failed());
+    // a second pseudonym on top of the first one: intersection
+    let d = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(12.2, 2, 90.5, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("d");
+    assert!(check(&d, names::INTERSECTION).failed(), "{:?}", d.checks);
+    // too fast and too frequent
+    let e = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(12.5, 1, 95.0, 0.0, 70.0, 0.0),
+            &ctx(),
+        )
+        .expect("e");
+    assert!(check(&e, names::SPEED).failed());
+    assert!(check(&e, names::BEACON_FREQUENCY).failed());
+}
+
+#[test]
+fn map_check_and_policies() {
+    let map = RoadMap::from_geojson(r#"{"type":"LineString","coordinates":[[-1000,0],[1000,0]]}"#)
+        .expect("map");
+    let mut v = Validator::new(Config::default()).expect("validator");
+    v.set_map(map, MapFrame::Local);
+    let on = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(1.0, 1, 0.0, 1.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("on");
+    assert!(!check(&on, names::MAP).failed() && !check(&on, names::MAP).skipped);
+    let off = v
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(1.0, 2, 50.0, 30.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("off");
+    assert!(check(&off, names::MAP).failed());
+    assert_eq!(off.verdict, Verdict::Rejected);
+
+    // weighted policy: the map failure alone (weight 0.1 of 11) does not reject
+    let toml = "[policy]\nkind = \"weighted\"\nthreshold = 0.8\nweights = { map = 0.1 }\n";
+    let mut w = Validator::from_toml(toml).expect("weighted");
+    let map = RoadMap::from_geojson(r#"{"type":"LineString","coordinates":[[-1000,0],[1000,0]]}"#)
+        .expect("map");
+    w.set_map(map, MapFrame::Local);
+    let off = w
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(1.0, 2, 50.0, 30.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("off");
+    assert!(check(&off, names::MAP).failed());
+    assert_eq!(off.verdict, Verdict::Accepted);
+    assert!(off.score > 0.8 && off.score < 1.0);
+    // catch policy with a product floor
+    let c = Config {
+        policy: VerdictPolicy::Catch {
+            thresholds: Default::default(),
+            min_product: 0.99,
+        },
+        ..Config::default()
+    };
+    let mut cv = Validator::new(c).expect("catch");
+    let ok = cv
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(1.0, 1, 0.0, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("ok");
+    assert_eq!(ok.verdict, Verdict::Accepted);
+    // disabled checks are reported skipped
+    let mut dv = Validator::from_toml("disabled_checks = [\"range_plausibility\"]\n").expect("dv");
+    let r = dv
+        .validate(
+            MessageFormat::JsonBeacon,
+            &beacon(1.0, 1, 0.0, 0.0, 10.0, 0.0),
+            &ctx(),
+        )
+        .expect("r");
+    assert!(check(&r, names::RANGE).skipped);
+}
+
+#[test]
+fn signed_cam_verify_replay_and_tamper() {
+    let root_key = build::key_from_seed([1u8; 32]).expect("k");
+    let aa_key = build::key_from_seed([2u8; 32]).expect("k");
+    let at_key = build::key_from_seed([3u8; 32]).expect("k");
+    let now_ms = rcv_its_ms();
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let root = build::certificate("root", &root_key, None, start, 10_000, &[]).expect("root");
+    let aa = build::certificate("aa", &aa_key, Some(&root), start, 10_000, &[]).expect("aa");
+    let at = build::certificate("at", &at_key, Some(&aa), start, 100, &[36]).expect("at");
+    let cfg = format!(
+        "[security]\ntrust_anchors_hex = [\"{}\"]\nrequire_signature = true\n",
+        hex::encode(&root.cert)
+    );
+    let mut v = Validator::from_toml(&cfg).expect("validator");
+    let now_ns = its_ms_to_unix_ns(now_ms);
+    v.add_certificate(&aa.cert, now_ns).expect("aa");
+    let ctx = ReceiveContext {
+        received_at_ns: now_ns,
+        receiver: None,
+    };
+
+    let msg = build::signed_data(&at, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
+    let r = v
+        .validate(MessageFormat::Secured, &msg, &ctx)
+        .expect("secured");
+    assert!(r.signed);
+    assert_eq!(r.station_id, 3_725_855_973);
+    assert!(
+        !check(&r, names::SIGNATURE).failed()
+            && !check(&r, names::REPLAY).failed()
+            && !check(&r, names::PERMISSION).failed()
+    );
+    assert_eq!(r.verdict, Verdict::Accepted, "{:?}", r.failed_checks());
+    // replayed: same generation time again
+    let again = v
+        .validate(MessageFormat::Secured, &msg, &ctx)
+        .expect("again");
+    assert!(check(&again, names::REPLAY).failed());
+    assert_eq!(again.verdict, Verdict::Rejected);
+    // digest signer, newer generation time: signature and replay pass (certificate cached);
+    // the plausibility checks still see the same CAM content again (beacon frequency fails)
+    let next = build::signed_data(&at, CAM, 36, (now_ms - 5) * 1000, false).expect("sign");
+    let n = v
+        .validate(MessageFormat::Secured, &next, &ctx)
+        .expect("next");
+    assert!(
+        n.signed && !check(&n, names::REPLAY).failed() && !check(&n, names::SIGNATURE).failed()
+    );
+    assert_eq!(n.failed_checks(), vec![names::BEACON_FREQUENCY]);
+    // stale generation time
+    let stale = build::signed_data(&at, CAM, 36, (now_ms - 10_000) * 1000, false).expect("sign");
+    let s = v
+        .validate(MessageFormat::Secured, &stale, &ctx)
+        .expect("stale");
+    assert!(check(&s, names::SECURED_FRESHNESS).failed());
+    // tampered signature byte: rejected with the signature check failed
+    let mut bad = build::signed_data(&at, CAM, 36, now_ms * 1000, false).expect("sign");
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let b = v.validate(MessageFormat::Secured, &bad, &ctx).expect("bad");
+    assert!(check(&b, names::SIGNATURE).failed());
+    assert!(!b.signed);
+    assert_eq!(b.verdict, Verdict::Rejected);
+    // unsigned CAM when signatures are required
+    let u = v.validate(MessageFormat::Uper, CAM, &ctx).expect("u");
+    assert_eq!(u.verdict, Verdict::Rejected);
+    // garbage as secured: typed error
+    assert!(
+        v.validate(MessageFormat::Secured, &[3, 0x81, 0, 1, 2], &ctx)
+            .is_err()
+    );
+}
