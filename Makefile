@@ -6,7 +6,7 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 COMPONENT_DIR := $(TARGET_DIR)/wasm32-wasip2/component
 # every component the host loads; actors join this list as they land
-COMPONENTS := edgecell-probe edgecell-sensor-fusion
+COMPONENTS := edgecell-probe edgecell-sensor-fusion edgecell-v2x-validator edgecell-video-analytics edgecell-kernels-component
 export EDGECELL_COMPONENTS := $(COMPONENT_DIR)
 export EDGECELL_NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 

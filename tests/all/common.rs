@@ -44,3 +44,13 @@ pub fn spec(name: &str, path: PathBuf) -> ActorSpec {
 pub fn probe(host: &Host) -> Actor {
     host.runtime.load_actor(spec("probe", probe_path())).expect("load probe")
 }
+
+/// A host whose inference provider holds the bundled models.
+pub fn host_with_models(config: RuntimeConfig) -> Host {
+    let (mut services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let registry = edgecell_inference::ModelRegistry::load(&edgecell_inference::RegistryConfig::new(models)).expect("load models");
+    let pool = edgecell_inference::InferencePool::new(Arc::new(registry), edgecell_inference::PoolConfig::default()).expect("pool");
+    services.inference = Arc::new(pool);
+    Host { runtime: Runtime::new(config, services).expect("runtime"), bus }
+}

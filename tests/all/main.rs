@@ -7,6 +7,8 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod common;
+mod v2x;
 mod fusion;
+mod video;
 mod host;
 mod nats;

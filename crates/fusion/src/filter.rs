@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{FusionError, Result, ensure_finite};
 use crate::state::{
-    Mask, ROLL, STATE_SIZE, StateMatrix, StateVector, YAW, symmetrize, transition,
-    transition_jacobian, wrap_angle, wrap_state_angles, zero_out_of_plane,
+    AX, JacobianTerms, Mask, ORI_COLS, PITCH, POS_COLS, ROLL, STATE_SIZE, StateMatrix, StateVector,
+    VX, X, YAW, symmetrize, transition, transition_with_jacobian, wrap_angle, wrap_state_angles,
+    zero_out_of_plane,
 };
 
 /// Smallest variance a measurement may carry (robot_localization clamps to the same value).
@@ -60,7 +61,7 @@ impl Measurement {
         }
         ensure_finite([self.time].iter(), "measurement time")?;
         ensure_finite(self.values.iter(), "measurement value")?;
-        ensure_finite(self.covariance.iter(), "measurement covariance")?;
+        ensure_finite_slice(self.covariance.as_slice(), "measurement covariance")?;
         Ok(())
     }
 
@@ -172,6 +173,9 @@ fn check_dt(dt: f64) -> Result<()> {
 pub struct Ekf {
     x: StateVector,
     p: StateMatrix,
+    /// `p` is exactly symmetric (always after predict/correct; checked by `set_state`), so its
+    /// columns are its rows and the hot paths can copy them contiguously.
+    p_symmetric: bool,
     settings: FilterSettings,
 }
 
@@ -182,7 +186,7 @@ impl Ekf {
     /// Non-finite or non-PD settings.
     pub fn new(settings: FilterSettings, initial_covariance: StateMatrix) -> Result<Self> {
         ensure_finite(settings.process_noise.iter(), "process noise")?;
-        let mut f = Self { x: StateVector::zeros(), p: StateMatrix::identity(), settings };
+        let mut f = Self { x: StateVector::zeros(), p: StateMatrix::identity(), p_symmetric: true, settings };
         f.set_state(StateVector::zeros(), initial_covariance)?;
         Ok(f)
     }
@@ -204,6 +208,7 @@ impl StateEstimator for Ekf {
     fn set_state(&mut self, x: StateVector, p: StateMatrix) -> Result<()> {
         validate_state(&x, &p)?;
         self.x = x;
+        self.p_symmetric = p == p.transpose();
         self.p = p;
         Ok(())
     }
@@ -213,183 +218,373 @@ impl StateEstimator for Ekf {
         if dt == 0.0 {
             return Ok(());
         }
-        let f = transition_jacobian(&self.x, dt);
-        let x = transition(&self.x, dt);
-        let mut p = propagate_covariance(&f, &self.p) + self.settings.process_noise * dt;
-        symmetrize(&mut p);
-        let mut x = x;
+        let (mut x, jac) = transition_with_jacobian(&self.x, dt);
+        let mut p = predicted_covariance(&jac, &self.p, self.p_symmetric, &self.settings.process_noise, dt);
         if self.settings.two_d_mode {
             zero_out_of_plane(&mut x, &mut p);
         }
-        ensure_finite(x.iter(), "predicted state")?;
-        ensure_finite(p.iter(), "predicted covariance")?;
+        ensure_finite_slice(x.as_slice(), "predicted state")?;
+        ensure_finite_slice(p.as_slice(), "predicted covariance")?;
         self.x = x;
         self.p = p;
+        self.p_symmetric = true;
         Ok(())
     }
 
-    // index loops over small fixed-size blocks read clearer than iterator chains here
-    #[allow(clippy::needless_range_loop)]
     fn correct(&mut self, m: &Measurement) -> Result<UpdateReport> {
         m.validate()?;
-        let n = m.indices.len();
-        let idx = &m.indices;
-        // prepared R (symmetric, |diag| clamped) and S = H P Hᵀ + R, on the stack
-        let mut r = [[0.0; STATE_SIZE]; STATE_SIZE];
-        let mut s = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for a in 0..n {
-            for b in 0..n {
-                let v = 0.5 * (m.covariance[(a, b)] + m.covariance[(b, a)]);
-                r[a][b] = if a == b { v.abs().max(MIN_VARIANCE) } else { v };
-            }
-        }
-        if cholesky_in_place(&mut r.clone(), n).is_none() {
-            return Err(FusionError::NotPositiveDefinite("measurement covariance"));
-        }
-        for a in 0..n {
-            for b in 0..n {
-                s[a][b] = self.p[(idx[a], idx[b])] + r[a][b];
-            }
-        }
-        let mut l = s;
-        cholesky_in_place(&mut l, n).ok_or(FusionError::NotPositiveDefinite("innovation covariance"))?;
-        // W = S⁻¹ (n × n, zero-padded to 15 so the row loops below vectorise)
-        let mut w = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for j in 0..n {
-            let mut e = [0.0; STATE_SIZE];
-            e[j] = 1.0;
-            forward_substitute(&l, &mut e, n);
-            backward_substitute(&l, &mut e, n);
-            for (i, v) in e.iter().enumerate().take(n) {
-                w[i][j] = *v;
-            }
-        }
+        let r = prepared_measurement_covariance(m)?;
         let mut y = [0.0; STATE_SIZE];
-        for (k, &i) in idx.iter().enumerate() {
-            let d = m.values[k] - self.x[i];
-            y[k] = if (ROLL..=YAW).contains(&i) { wrap_angle(d) } else { d };
+        for ((yk, &i), v) in y.iter_mut().zip(&m.indices).zip(&m.values) {
+            let d = v - self.x[i];
+            *yk = if (ROLL..=YAW).contains(&i) { wrap_angle(d) } else { d };
         }
-        let mut wy = [0.0; STATE_SIZE];
-        for (yj, wrow) in y.iter().zip(&w).take(n) {
-            for (o, wv) in wy.iter_mut().zip(wrow) {
-                *o += yj * wv;
-            }
-        }
-        let nis: f64 = y.iter().zip(&wy).map(|(a, b)| a * b).sum();
-        if let Some(th) = m.mahalanobis_threshold
-            && nis > th
-        {
-            return Ok(UpdateReport { nis, dof: n, accepted: false });
-        }
-        // K = P Hᵀ W, one state row at a time
-        let mut k = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for (row, krow) in k.iter_mut().enumerate() {
-            for (j, &i) in idx.iter().enumerate() {
-                let phj = self.p[(row, i)];
-                for (o, wv) in krow.iter_mut().zip(&w[j]) {
-                    *o += phj * wv;
-                }
-            }
-        }
+        let n = m.indices.len();
+        let up = match joseph_update(&self.p, self.p_symmetric, &m.indices, &r, &y, m.mahalanobis_threshold)? {
+            JosephOutcome::Accepted(up) => up,
+            // gated: the filter is left unchanged
+            JosephOutcome::Gated { nis } => return Ok(UpdateReport { nis, dof: n, accepted: false }),
+        };
         let mut x = self.x;
-        for (row, krow) in k.iter().enumerate() {
-            x[row] += krow.iter().zip(&y).map(|(a, b)| a * b).sum::<f64>();
+        for (xi, d) in x.iter_mut().zip(&up.dx) {
+            *xi += d;
         }
         wrap_state_angles(&mut x);
-        // Joseph form (I − KH) P (I − KH)ᵀ + K R Kᵀ, using the sparsity of H:
-        // A = P − K (H P);  P' = A + (K R − A Hᵀ) Kᵀ
-        type Row = [f64; STATE_SIZE];
-        let mut prm = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for (row, out) in prm.iter_mut().enumerate() {
-            for (c, v) in out.iter_mut().enumerate() {
-                *v = self.p[(row, c)];
-            }
-        }
-        let mut hp: [Row; STATE_SIZE] = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for (j, &i) in idx.iter().enumerate() {
-            hp[j] = prm[i];
-        }
-        let mut am = prm;
-        for (arow, krow) in am.iter_mut().zip(&k) {
-            for (kj, hrow) in krow.iter().zip(&hp).take(n) {
-                for (a, h) in arow.iter_mut().zip(hrow) {
-                    *a -= kj * h;
-                }
-            }
-        }
-        // g = K R − A Hᵀ  (15 × n) and Kᵀ (n × 15)
-        let mut g = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for ((grow, krow), arow) in g.iter_mut().zip(&k).zip(&am) {
-            for (kq, rrow) in krow.iter().zip(&r).take(n) {
-                for (o, rv) in grow.iter_mut().zip(rrow) {
-                    *o += kq * rv;
-                }
-            }
-            for (o, &i) in grow.iter_mut().zip(idx) {
-                *o -= arow[i];
-            }
-        }
-        let mut kt = [[0.0; STATE_SIZE]; STATE_SIZE];
-        for (c, krow) in k.iter().enumerate() {
-            for j in 0..n {
-                kt[j][c] = krow[j];
-            }
-        }
-        let mut out = am;
-        for (orow, grow) in out.iter_mut().zip(&g) {
-            for (gj, ktrow) in grow.iter().zip(&kt).take(n) {
-                for (o, kv) in orow.iter_mut().zip(ktrow) {
-                    *o += gj * kv;
-                }
-            }
-        }
-        let mut p = StateMatrix::from_fn(|row, c| out[row][c]);
-        symmetrize(&mut p);
+        let mut p = up.p;
         if self.settings.two_d_mode {
             zero_out_of_plane(&mut x, &mut p);
         }
-        ensure_finite(x.iter(), "corrected state")?;
-        ensure_finite(p.iter(), "corrected covariance")?;
+        ensure_finite_slice(x.as_slice(), "corrected state")?;
+        ensure_finite_slice(p.as_slice(), "corrected covariance")?;
         self.x = x;
         self.p = p;
-        Ok(UpdateReport { nis, dof: n, accepted: true })
+        self.p_symmetric = true;
+        Ok(UpdateReport { nis: up.nis, dof: n, accepted: true })
     }
 }
 
-/// F P Fᵀ for F = I + D with D sparse (the kinematic Jacobian has ~50 off-identity entries).
-fn propagate_covariance(f: &StateMatrix, p: &StateMatrix) -> StateMatrix {
-    let mut nz = [(0usize, 0usize, 0.0f64); STATE_SIZE * STATE_SIZE];
-    let mut count = 0usize;
-    for c in 0..STATE_SIZE {
-        for r in 0..STATE_SIZE {
-            let v = f[(r, c)] - if r == c { 1.0 } else { 0.0 };
-            if v != 0.0
-                && let Some(slot) = nz.get_mut(count)
-            {
-                *slot = (r, c, v);
-                count += 1;
+/// [`ensure_finite`] over a contiguous slice, without early exit so that the check vectorises
+/// (nalgebra's element iterator costs several times the arithmetic it guards).
+#[inline]
+fn ensure_finite_slice(values: &[f64], what: &'static str) -> Result<()> {
+    if values.iter().fold(false, |bad, v| bad | !v.is_finite()) {
+        Err(FusionError::NonFinite(what))
+    } else {
+        Ok(())
+    }
+}
+
+/// Row length of the stack work arrays: the 15 state columns padded to 16 so that row
+/// operations split evenly into SIMD lanes (the padding column stays zero).
+const LANES: usize = 16;
+/// One padded row.
+type Row = [f64; LANES];
+/// Up to 15 padded rows (state × state, or measurement × state).
+type Rows = [Row; STATE_SIZE];
+/// A small square block (measurement × measurement, leading `n × n` used).
+type Block = [[f64; STATE_SIZE]; STATE_SIZE];
+
+/// `o += a · v` over a padded row (vectorises).
+#[inline(always)]
+fn axpy(o: &mut Row, a: f64, v: &Row) {
+    for (o, v) in o.iter_mut().zip(v) {
+        *o += a * v;
+    }
+}
+
+/// `o *= a` over a padded row.
+#[inline(always)]
+fn scale(o: &mut Row, a: f64) {
+    for o in o.iter_mut() {
+        *o *= a;
+    }
+}
+
+/// Measurement covariance prepared as robot_localization does (symmetric, |diag| clamped to
+/// [`MIN_VARIANCE`]) in a stack block; errors if it is not PD.
+fn prepared_measurement_covariance(m: &Measurement) -> Result<Block> {
+    let n = m.indices.len();
+    let mut r = [[0.0; STATE_SIZE]; STATE_SIZE];
+    let mut diagonal = true;
+    // column-major n × n (dimensions checked by `validate`): element (a, b) is c[a + b n]
+    let c = m.covariance.as_slice();
+    for (a, rrow) in r.iter_mut().enumerate().take(n) {
+        for (b, rv) in rrow.iter_mut().enumerate().take(n) {
+            let v = 0.5 * (c[a + b * n] + c[b + a * n]);
+            *rv = if a == b { v.abs().max(MIN_VARIANCE) } else { v };
+            diagonal &= a == b || v == 0.0;
+        }
+    }
+    // a diagonal R has finite diagonal entries ≥ MIN_VARIANCE (validated finite), so it is PD
+    // and the factorisation below would succeed: skip it
+    if !diagonal && cholesky_in_place(&mut r.clone(), n).is_none() {
+        return Err(FusionError::NotPositiveDefinite("measurement covariance"));
+    }
+    Ok(r)
+}
+
+/// Column `j` of a state matrix as a contiguous slice (nalgebra stores column-major); for a
+/// symmetric matrix this is also row `j`.
+#[inline(always)]
+fn column(p: &StateMatrix, j: usize) -> &[f64] {
+    let start = j * STATE_SIZE;
+    p.as_slice().get(start..start + STATE_SIZE).unwrap_or(&[])
+}
+
+/// Element `(i, j)` of the symmetric part `(P + Pᵀ)/2` (equal to `P(i, j)` bit for bit when `P`
+/// is symmetric, as it is after every predict and correct).
+#[inline(always)]
+fn sym_at(p: &StateMatrix, i: usize, j: usize) -> f64 {
+    0.5 * (p[(i, j)] + p[(j, i)])
+}
+
+/// Result of an accepted [`joseph_update`].
+#[derive(Debug, Clone, Copy)]
+struct JosephUpdate {
+    /// `K y` (not yet added to the state, angles not wrapped).
+    dx: [f64; STATE_SIZE],
+    /// Corrected covariance, exactly symmetric.
+    p: StateMatrix,
+    /// Normalised innovation squared.
+    nis: f64,
+}
+
+/// What [`joseph_update`] decided.
+// returned by value and consumed at once; boxing the big variant would put a heap allocation
+// in the hot path
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, Copy)]
+enum JosephOutcome {
+    /// Rejected by the Mahalanobis gate (NIS above the threshold).
+    Gated { nis: f64 },
+    /// Applied.
+    Accepted(JosephUpdate),
+}
+
+/// Cholesky factor `L` of `S = H P Hᵀ + R` (a sub-block of `P`, since `H` selects state
+/// fields; `hp` = `H P`).
+#[allow(clippy::needless_range_loop)]
+#[inline(always)]
+fn innovation_cholesky(hp: &Rows, idx: &[usize], r: &Block) -> Result<Block> {
+    let n = idx.len().min(STATE_SIZE);
+    let mut l = [[0.0; STATE_SIZE]; STATE_SIZE];
+    for a in 0..n {
+        for b in 0..n {
+            l[a][b] = hp[a][idx[b]] + r[a][b];
+        }
+    }
+    cholesky_in_place(&mut l, n).ok_or(FusionError::NotPositiveDefinite("innovation covariance"))?;
+    Ok(l)
+}
+
+/// `yᵀ S⁻¹ y = |L⁻¹ y|²`.
+#[allow(clippy::needless_range_loop)]
+fn nis_of(l: &Block, inv_diag: &[f64; STATE_SIZE], y: &[f64; STATE_SIZE], n: usize) -> f64 {
+    let n = n.min(STATE_SIZE);
+    let mut z = *y;
+    for i in 0..n {
+        let mut v = z[i];
+        for k in 0..i {
+            v -= l[i][k] * z[k];
+        }
+        z[i] = v * inv_diag[i];
+    }
+    z.iter().take(n).map(|v| v * v).sum()
+}
+
+/// Kalman update for a measurement that selects the state fields `idx` (so `H` is a row
+/// selection of the identity), with prepared covariance `r` (leading `n × n`) and innovation `y`.
+///
+/// `K = P Hᵀ S⁻¹` comes from two triangular solves with the Cholesky factor of `S` (no explicit
+/// inverse), and the covariance is the Joseph form, expanded exactly (valid for any gain `K`,
+/// not only the optimal one, so first-order errors in `K` still cancel):
+///
+/// ```text
+/// (I − KH) P (I − KH)ᵀ + K R Kᵀ = P − K(HP) − (PHᵀ)Kᵀ + K S Kᵀ = P + E Kᵀ + K Eᵀ,
+///                                  E = ½ K S − P Hᵀ
+/// ```
+///
+/// `HP` is a row gather of `P`, so the whole update costs three `n × 15` row sweeps plus one
+/// `15 × 15 × n` product, all on the stack, with no explicit `H`, `S⁻¹` or `I − KH`.
+/// `P + (Z + Zᵀ)` with `Z = E Kᵀ` is symmetric bit for bit (`P` stands for its symmetric part
+/// `(P + Pᵀ)/2` throughout, which is `P` itself after every predict and correct).
+/// Returns [`JosephOutcome::Gated`] when the squared Mahalanobis distance exceeds `gate`.
+#[allow(clippy::needless_range_loop)]
+#[inline]
+fn joseph_update(
+    p: &StateMatrix,
+    p_symmetric: bool,
+    idx: &[usize],
+    r: &Block,
+    y: &[f64; STATE_SIZE],
+    gate: Option<f64>,
+) -> Result<JosephOutcome> {
+    // idx.len() ≤ 15 (validated); the min lets the compiler drop bounds checks below
+    let n = idx.len().min(STATE_SIZE);
+    // HP: rows idx of (the symmetric part of) P
+    let mut hp: Rows = [[0.0; LANES]; STATE_SIZE];
+    for (row, &i) in hp.iter_mut().zip(idx) {
+        if p_symmetric {
+            row[..STATE_SIZE].copy_from_slice(column(p, i));
+        } else {
+            for (c, v) in row.iter_mut().enumerate().take(STATE_SIZE) {
+                *v = sym_at(p, i, c);
             }
         }
     }
-    let entries = nz.get(..count).unwrap_or(&[]);
-    let mut fp = *p;
-    for &(r, c, v) in entries {
-        for k in 0..STATE_SIZE {
-            fp[(r, k)] += v * p[(c, k)];
+    let l = innovation_cholesky(&hp, idx, r)?;
+    let mut inv_diag = [0.0; STATE_SIZE];
+    for a in 0..n {
+        inv_diag[a] = 1.0 / l[a][a];
+    }
+    let nis = nis_of(&l, &inv_diag, y, n);
+    if let Some(th) = gate
+        && nis > th
+    {
+        return Ok(JosephOutcome::Gated { nis });
+    }
+    // Kᵀ = S⁻¹ (HP): forward then backward substitution on whole rows
+    let mut kt: Rows = [[0.0; LANES]; STATE_SIZE];
+    for a in 0..n {
+        let mut row = hp[a];
+        for b in 0..a {
+            axpy(&mut row, -l[a][b], &kt[b]);
+        }
+        scale(&mut row, inv_diag[a]);
+        kt[a] = row;
+    }
+    for a in (0..n).rev() {
+        let mut row = kt[a];
+        for b in a + 1..n {
+            axpy(&mut row, -l[b][a], &kt[b]);
+        }
+        scale(&mut row, inv_diag[a]);
+        kt[a] = row;
+    }
+    // dx = K y
+    let mut dx: Row = [0.0; LANES];
+    for a in 0..n {
+        axpy(&mut dx, y[a], &kt[a]);
+    }
+    // Eᵀ = ½ S Kᵀ − HP   (S = HPHᵀ + R symmetric)
+    let mut et: Rows = [[0.0; LANES]; STATE_SIZE];
+    for a in 0..n {
+        let mut row = [0.0; LANES];
+        for b in 0..n {
+            axpy(&mut row, hp[a][idx[b]] + r[a][b], &kt[b]);
+        }
+        for (o, h) in row.iter_mut().zip(&hp[a]) {
+            *o = 0.5 * *o - h;
+        }
+        et[a] = row;
+    }
+    // Z = E Kᵀ, row by row
+    let mut z: Rows = [[0.0; LANES]; STATE_SIZE];
+    for (i, zrow) in z.iter_mut().enumerate() {
+        let mut acc = [0.0; LANES];
+        for a in 0..n {
+            axpy(&mut acc, et[a][i], &kt[a]);
+        }
+        *zrow = acc;
+    }
+    // P' = P + (Z + Zᵀ), written straight into nalgebra's column-major storage
+    let out = if p_symmetric {
+        StateMatrix::from_fn(|i, j| p[(i, j)] + (z[i][j] + z[j][i]))
+    } else {
+        StateMatrix::from_fn(|i, j| sym_at(p, i, j) + (z[i][j] + z[j][i]))
+    };
+    let mut d = [0.0; STATE_SIZE];
+    d.copy_from_slice(&dx[..STATE_SIZE]);
+    Ok(JosephOutcome::Accepted(JosephUpdate { dx: d, p: out, nis }))
+}
+
+/// Predicted covariance `sym(F P Fᵀ + Q dt)` for `F = I + D`, `D` the sparse part of the
+/// kinematic Jacobian (at most 45 entries in a fixed pattern): `F P = P + D P` is a few row
+/// updates and `(F P) Fᵀ = ((F P)ᵀ + D (F P)ᵀ)ᵀ` the same on the transpose. Same operations in
+/// the same order as the dense-scan version it replaces, so bit-identical to it.
+#[inline]
+fn predicted_covariance(
+    jac: &JacobianTerms,
+    p: &StateMatrix,
+    p_symmetric: bool,
+    q: &StateMatrix,
+    dt: f64,
+) -> StateMatrix {
+    let mut pm: Rows = [[0.0; LANES]; STATE_SIZE];
+    for (i, row) in pm.iter_mut().enumerate() {
+        if p_symmetric {
+            row[..STATE_SIZE].copy_from_slice(column(p, i));
+        } else {
+            for (k, v) in row.iter_mut().enumerate().take(STATE_SIZE) {
+                *v = p[(i, k)];
+            }
         }
     }
-    let mut out = fp;
-    for &(r, c, v) in entries {
-        for k in 0..STATE_SIZE {
-            out[(k, r)] += v * fp[(k, c)];
+    // F P
+    apply_jacobian_offdiag(jac, &mut pm);
+    // (F P Fᵀ)ᵀ = (F P)ᵀ + D (F P)ᵀ
+    let mut outt: Rows = [[0.0; LANES]; STATE_SIZE];
+    for (i, row) in pm.iter().enumerate() {
+        for (k, v) in row.iter().enumerate().take(STATE_SIZE) {
+            outt[k][i] = *v;
         }
     }
-    out
+    apply_jacobian_offdiag(jac, &mut outt);
+    // + Q dt, symmetrised: element (i, j) of F P Fᵀ is outt[j][i]
+    StateMatrix::from_fn(|i, j| {
+        let a = outt[j][i] + q[(i, j)] * dt;
+        let b = outt[i][j] + q[(j, i)] * dt;
+        (a + b) * 0.5
+    })
+}
+
+/// `m ← m + D m` in place, `D = F − I` the sparse part of the Jacobian: row `r` becomes
+/// `m[r] + Σ_c D[r][c] · m_old[c]`, terms added with `c` increasing. Rows are updated in an order
+/// that reads only rows not yet overwritten (x/y/z rows read orientation, velocity and
+/// acceleration rows; velocity rows read acceleration rows; orientation rows read the old roll and
+/// pitch rows, saved first, and the angular-rate rows, which never change).
+#[inline(always)]
+fn apply_jacobian_offdiag(jac: &JacobianTerms, m: &mut Rows) {
+    let (old_roll, old_pitch) = (m[ROLL], m[PITCH]);
+    // each destination row accumulates in a local (kept in registers) and is stored once
+    for k in 0..3 {
+        let mut acc = m[X + k];
+        for (&c, &v) in POS_COLS.iter().zip(&jac.pos[k]) {
+            if v != 0.0 {
+                axpy(&mut acc, v, &m[c]);
+            }
+        }
+        m[X + k] = acc;
+    }
+    if jac.dt != 0.0 {
+        for k in 0..3 {
+            let mut acc = m[VX + k];
+            axpy(&mut acc, jac.dt, &m[AX + k]);
+            m[VX + k] = acc;
+        }
+    }
+    for k in 0..3 {
+        let mut acc = m[ROLL + k];
+        for (&c, &f) in ORI_COLS.iter().zip(&jac.ori[k]) {
+            let v = f - if c == ROLL + k { 1.0 } else { 0.0 };
+            if v != 0.0 {
+                let src = match c {
+                    ROLL => &old_roll,
+                    PITCH => &old_pitch,
+                    _ => &m[c],
+                };
+                axpy(&mut acc, v, src);
+            }
+        }
+        m[ROLL + k] = acc;
+    }
 }
 
 /// In-place lower Cholesky factor of the leading `n × n` block; `None` if not PD.
 #[allow(clippy::needless_range_loop)]
 fn cholesky_in_place(a: &mut [[f64; STATE_SIZE]; STATE_SIZE], n: usize) -> Option<()> {
+    // (a no-op for valid input; lets the compiler drop the bounds checks in the loops)
+    let n = n.min(STATE_SIZE);
     for j in 0..n {
         let mut d = a[j][j];
         for k in 0..j {
@@ -409,28 +604,6 @@ fn cholesky_in_place(a: &mut [[f64; STATE_SIZE]; STATE_SIZE], n: usize) -> Optio
         }
     }
     Some(())
-}
-
-/// Solves L z = b in place (L lower, from [`cholesky_in_place`]).
-fn forward_substitute(l: &[[f64; STATE_SIZE]; STATE_SIZE], b: &mut [f64; STATE_SIZE], n: usize) {
-    for i in 0..n {
-        let mut v = b[i];
-        for k in 0..i {
-            v -= l[i][k] * b[k];
-        }
-        b[i] = v / l[i][i];
-    }
-}
-
-/// Solves Lᵀ x = z in place.
-fn backward_substitute(l: &[[f64; STATE_SIZE]; STATE_SIZE], b: &mut [f64; STATE_SIZE], n: usize) {
-    for i in (0..n).rev() {
-        let mut v = b[i];
-        for k in i + 1..n {
-            v -= l[k][i] * b[k];
-        }
-        b[i] = v / l[i][i];
-    }
 }
 
 /// Unscented Kalman filter over the same model (scaled sigma points; α, β, κ settable).
@@ -555,8 +728,8 @@ impl StateEstimator for Ukf {
         if self.settings.two_d_mode {
             zero_out_of_plane(&mut x, &mut p);
         }
-        ensure_finite(x.iter(), "predicted state")?;
-        ensure_finite(p.iter(), "predicted covariance")?;
+        ensure_finite_slice(x.as_slice(), "predicted state")?;
+        ensure_finite_slice(p.as_slice(), "predicted covariance")?;
         self.x = x;
         self.p = p;
         Ok(())
@@ -635,7 +808,7 @@ impl StateEstimator for Ukf {
         if p.cholesky().is_none() {
             return Err(FusionError::NotPositiveDefinite("corrected covariance"));
         }
-        ensure_finite(x.iter(), "corrected state")?;
+        ensure_finite_slice(x.as_slice(), "corrected state")?;
         self.x = x;
         self.p = p;
         Ok(UpdateReport { nis, dof: n, accepted: true })
@@ -824,6 +997,143 @@ mod tests {
         assert!(p.cholesky().is_some());
         let truth = *f.state();
         assert!(f.nees(&truth).unwrap().abs() < 1e-12);
+    }
+
+    /// Random SPD matrix `A Aᵀ/dim + shift·I`, then scaled `D M D` with `D` spanning `scales`
+    /// decades so the entries have very different magnitudes.
+    fn random_spd(rng: &mut rand_chacha::ChaCha8Rng, dim: usize, shift: f64, decades: f64) -> DMatrix<f64> {
+        use rand::Rng;
+        let a = DMatrix::from_fn(dim, dim, |_, _| rng.random_range(-1.0..1.0));
+        let m = &a * a.transpose() / dim as f64 + DMatrix::identity(dim, dim) * shift;
+        let d: Vec<f64> = (0..dim).map(|_| 10f64.powf(rng.random_range(-decades..decades))).collect();
+        let m = DMatrix::from_fn(dim, dim, |r, c| m[(r, c)] * d[r] * d[c]);
+        (&m + m.transpose()) * 0.5
+    }
+
+    /// Textbook dense EKF correction: explicit `H`, `K = P Hᵀ S⁻¹`, Joseph form
+    /// `(I − KH) P (I − KH)ᵀ + K R Kᵀ`, symmetrised. Returns `(x', P', nis)`.
+    fn dense_joseph_reference(
+        x: &StateVector,
+        p: &StateMatrix,
+        m: &Measurement,
+    ) -> (DVector<f64>, DMatrix<f64>, f64) {
+        let n = m.indices.len();
+        let pd = DMatrix::from_fn(STATE_SIZE, STATE_SIZE, |r, c| p[(r, c)]);
+        let mut h = DMatrix::zeros(n, STATE_SIZE);
+        for (k, &i) in m.indices.iter().enumerate() {
+            h[(k, i)] = 1.0;
+        }
+        let r = m.prepared_covariance().unwrap();
+        let s = &h * &pd * h.transpose() + &r;
+        let s_inv = s.clone().try_inverse().unwrap();
+        let k = &pd * h.transpose() * &s_inv;
+        let y = DVector::from_fn(n, |a, _| m.values[a] - x[m.indices[a]]);
+        let nis = (y.transpose() * &s_inv * &y)[(0, 0)];
+        let xd = DVector::from_fn(STATE_SIZE, |i, _| x[i]) + &k * &y;
+        let ikh = DMatrix::identity(STATE_SIZE, STATE_SIZE) - &k * &h;
+        let pn = &ikh * &pd * ikh.transpose() + &k * &r * k.transpose();
+        (xd, (&pn + pn.transpose()) * 0.5, nis)
+    }
+
+    #[test]
+    fn fast_joseph_update_matches_dense_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x05ee_de4f);
+        let mut worst = 0.0f64;
+        for trial in 0..500 {
+            let p = StateMatrix::from_fn({
+                let pd = random_spd(&mut rng, STATE_SIZE, 0.05, 2.0);
+                move |r, c| pd[(r, c)]
+            });
+            // random non-empty mask
+            let mut indices: Vec<usize> = (0..STATE_SIZE).filter(|_| rng.random_bool(0.5)).collect();
+            if indices.is_empty() {
+                indices.push(rng.random_range(0..STATE_SIZE));
+            }
+            let n = indices.len();
+            let covariance = if trial % 3 == 0 {
+                DMatrix::from_diagonal(&DVector::from_fn(n, |_, _| 10f64.powf(rng.random_range(-6.0..0.0))))
+            } else {
+                random_spd(&mut rng, n, 0.01, 1.5)
+            };
+            // small values and state so the innovation needs no wrapping (the reference does not wrap)
+            let mut x = StateVector::zeros();
+            for v in x.iter_mut() {
+                *v = rng.random_range(-0.3..0.3);
+            }
+            let m = Measurement {
+                time: 0.0,
+                values: indices.iter().map(|_| rng.random_range(-0.3..0.3)).collect(),
+                indices,
+                covariance,
+                mahalanobis_threshold: None,
+            };
+            let (xr, pr, nisr) = dense_joseph_reference(&x, &p, &m);
+            let mut f = Ekf::new(settings(), StateMatrix::identity()).unwrap();
+            f.set_state(x, p).unwrap();
+            let rep = f.correct(&m).unwrap();
+            assert!(rep.accepted);
+            assert_eq!(rep.dof, n);
+            let pmax = p.abs().max();
+            let dp = (0..STATE_SIZE)
+                .flat_map(|r| (0..STATE_SIZE).map(move |c| (r, c)))
+                .map(|(r, c)| (f.covariance()[(r, c)] - pr[(r, c)]).abs())
+                .fold(0.0, f64::max)
+                / pmax;
+            // the filter wraps roll/pitch/yaw; compare those modulo 2π
+            let dx = (0..STATE_SIZE)
+                .map(|i| {
+                    let d = f.state()[i] - xr[i];
+                    if (ROLL..=YAW).contains(&i) { wrap_angle(d).abs() } else { d.abs() }
+                })
+                .fold(0.0, f64::max)
+                / (1.0 + xr.abs().max());
+            let dn = (rep.nis - nisr).abs() / (1.0 + nisr.abs());
+            worst = worst.max(dp).max(dx).max(dn);
+            assert!(dp <= 1e-9 && dx <= 1e-9 && dn <= 1e-9, "trial {trial}: dP {dp:e} dx {dx:e} dnis {dn:e}");
+            let pc = f.covariance();
+            assert_eq!(*pc, pc.transpose(), "trial {trial}: not exactly symmetric");
+            assert!(pc.cholesky().is_some(), "trial {trial}: not PD");
+            // the gate sees the same NIS and leaves the filter untouched
+            let mut gated = m.clone();
+            gated.mahalanobis_threshold = Some(nisr * 0.5);
+            let mut g = Ekf::new(settings(), StateMatrix::identity()).unwrap();
+            g.set_state(x, p).unwrap();
+            let rep = g.correct(&gated).unwrap();
+            assert!(!rep.accepted && (rep.nis - nisr).abs() <= 1e-9 * (1.0 + nisr));
+            assert_eq!((*g.state(), *g.covariance()), (x, p));
+        }
+        eprintln!("fast vs dense Joseph update: worst relative difference {worst:e}");
+    }
+
+    #[test]
+    fn fast_predict_matches_dense_reference() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        for trial in 0..200 {
+            let pd = random_spd(&mut rng, STATE_SIZE, 0.05, 2.0);
+            let p = StateMatrix::from_fn(|r, c| pd[(r, c)]);
+            let mut x = StateVector::zeros();
+            for v in x.iter_mut() {
+                *v = rng.random_range(-1.0..1.0);
+            }
+            let dt = rng.random_range(0.001..0.2);
+            let mut s = settings();
+            if trial % 2 == 0 {
+                let q = random_spd(&mut rng, STATE_SIZE, 0.01, 1.0);
+                s.process_noise = StateMatrix::from_fn(|r, c| q[(r, c)]);
+            }
+            let fj = crate::state::transition_jacobian(&x, dt);
+            let mut reference = fj * p * fj.transpose() + s.process_noise * dt;
+            symmetrize(&mut reference);
+            let mut f = Ekf::new(s, StateMatrix::identity()).unwrap();
+            f.set_state(x, p).unwrap();
+            f.predict(dt).unwrap();
+            let diff = (f.covariance() - reference).abs().max() / reference.abs().max();
+            assert!(diff <= 1e-12, "trial {trial}: {diff:e}");
+            assert_eq!(*f.covariance(), f.covariance().transpose());
+            assert_eq!(*f.state(), transition(&x, dt));
+        }
     }
 
     #[test]

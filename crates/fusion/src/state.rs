@@ -121,37 +121,83 @@ pub fn rpy_of(r: &Matrix3<f64>) -> (f64, f64, f64) {
     rot.euler_angles()
 }
 
+/// Sines and cosines of roll, pitch and yaw, computed once per step and shared by the
+/// transition and its Jacobian (`sin_cos` is deterministic, so sharing changes no bit).
+#[derive(Debug, Clone, Copy)]
+struct Trig {
+    sr: f64,
+    cr: f64,
+    sp: f64,
+    cp: f64,
+    sy: f64,
+    cy: f64,
+}
+
+impl Trig {
+    fn of(x: &StateVector) -> Self {
+        let (sr, cr) = x[ROLL].sin_cos();
+        let (sp, cp) = x[PITCH].sin_cos();
+        let (sy, cy) = x[YAW].sin_cos();
+        Self { sr, cr, sp, cp, sy, cy }
+    }
+
+    /// Same matrix (same expression, same rounding) as [`rotation_rpy`].
+    fn rotation(&self) -> Matrix3<f64> {
+        let Self { sr, cr, sp, cp, sy, cy } = *self;
+        Matrix3::new(
+            cy * cp,
+            cy * sp * sr - sy * cr,
+            cy * sp * cr + sy * sr,
+            sy * cp,
+            sy * sp * sr + cy * cr,
+            sy * sp * cr - cy * sr,
+            -sp,
+            cp * sr,
+            cp * cr,
+        )
+    }
+}
+
+#[cfg(test)]
 fn rx(a: f64) -> Matrix3<f64> {
     let (s, c) = a.sin_cos();
-    Matrix3::new(1.0, 0.0, 0.0, 0.0, c, -s, 0.0, s, c)
+    rx_sc(s, c)
 }
+#[cfg(test)]
 fn ry(a: f64) -> Matrix3<f64> {
     let (s, c) = a.sin_cos();
-    Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c)
+    ry_sc(s, c)
 }
+#[cfg(test)]
 fn rz(a: f64) -> Matrix3<f64> {
     let (s, c) = a.sin_cos();
+    rz_sc(s, c)
+}
+fn rx_sc(s: f64, c: f64) -> Matrix3<f64> {
+    Matrix3::new(1.0, 0.0, 0.0, 0.0, c, -s, 0.0, s, c)
+}
+fn ry_sc(s: f64, c: f64) -> Matrix3<f64> {
+    Matrix3::new(c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c)
+}
+fn rz_sc(s: f64, c: f64) -> Matrix3<f64> {
     Matrix3::new(c, -s, 0.0, s, c, 0.0, 0.0, 0.0, 1.0)
 }
-fn drx(a: f64) -> Matrix3<f64> {
-    let (s, c) = a.sin_cos();
+fn drx_sc(s: f64, c: f64) -> Matrix3<f64> {
     Matrix3::new(0.0, 0.0, 0.0, 0.0, -s, -c, 0.0, c, -s)
 }
-fn dry(a: f64) -> Matrix3<f64> {
-    let (s, c) = a.sin_cos();
+fn dry_sc(s: f64, c: f64) -> Matrix3<f64> {
     Matrix3::new(-s, 0.0, c, 0.0, 0.0, 0.0, -c, 0.0, -s)
 }
-fn drz(a: f64) -> Matrix3<f64> {
-    let (s, c) = a.sin_cos();
+fn drz_sc(s: f64, c: f64) -> Matrix3<f64> {
     Matrix3::new(-s, -c, 0.0, c, -s, 0.0, 0.0, 0.0, 0.0)
 }
 
 /// Matrix mapping body angular rates to Euler-angle rates.
-fn euler_rate_matrix(roll: f64, pitch: f64) -> Matrix3<f64> {
-    let (sr, cr) = roll.sin_cos();
-    let cp = pitch.cos();
+fn euler_rate_matrix(t: &Trig) -> Matrix3<f64> {
+    let (sr, cr) = (t.sr, t.cr);
+    let cp = t.cp;
     let cpi = if cp.abs() < 1e-9 { 1e9_f64.copysign(cp) } else { 1.0 / cp };
-    let tp = pitch.sin() * cpi;
+    let tp = t.sp * cpi;
     Matrix3::new(1.0, sr * tp, cr * tp, 0.0, cr, -sr, 0.0, sr * cpi, cr * cpi)
 }
 
@@ -159,13 +205,17 @@ fn euler_rate_matrix(roll: f64, pitch: f64) -> Matrix3<f64> {
 /// (robot_localization's transfer function): returns the predicted state.
 #[must_use]
 pub fn transition(x: &StateVector, dt: f64) -> StateVector {
+    transition_trig(x, dt, &Trig::of(x))
+}
+
+fn transition_trig(x: &StateVector, dt: f64, t: &Trig) -> StateVector {
     let mut out = *x;
-    let r = rotation_rpy(x[ROLL], x[PITCH], x[YAW]);
+    let r = t.rotation();
     let v = Vector3::new(x[VX], x[VY], x[VZ]);
     let a = Vector3::new(x[AX], x[AY], x[AZ]);
     let w = Vector3::new(x[VROLL], x[VPITCH], x[VYAW]);
     let dp = r * (v * dt + a * (0.5 * dt * dt));
-    let da = euler_rate_matrix(x[ROLL], x[PITCH]) * w * dt;
+    let da = euler_rate_matrix(t) * w * dt;
     for k in 0..3 {
         out[X + k] += dp[k];
         out[ROLL + k] += da[k];
@@ -175,42 +225,57 @@ pub fn transition(x: &StateVector, dt: f64) -> StateVector {
     out
 }
 
-/// Jacobian of [`transition`] with respect to the state.
-#[must_use]
-pub fn transition_jacobian(x: &StateVector, dt: f64) -> StateMatrix {
-    let (roll, pitch, yaw) = (x[ROLL], x[PITCH], x[YAW]);
-    let (rzm, rym, rxm) = (rz(yaw), ry(pitch), rx(roll));
+/// The entries of the transition Jacobian that can differ from the identity, in their fixed
+/// sparsity pattern (robot_localization's model has at most 45 of them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JacobianTerms {
+    /// Row `X + k`: ∂/∂ roll, pitch, yaw, vx, vy, vz, ax, ay, az (columns [`POS_COLS`]).
+    pub pos: [[f64; 9]; 3],
+    /// Row `ROLL + k`: Jacobian entries (identity included) at columns `ROLL`, `PITCH`, then
+    /// ∂/∂ vroll, vpitch, vyaw (columns [`ORI_COLS`]).
+    pub ori: [[f64; 5]; 3],
+    /// Row `VX + k`, column `AX + k`.
+    pub dt: f64,
+}
+
+/// Columns of [`JacobianTerms::pos`], increasing.
+pub(crate) const POS_COLS: [usize; 9] = [ROLL, PITCH, YAW, VX, VY, VZ, AX, AY, AZ];
+/// Columns of [`JacobianTerms::ori`], increasing.
+pub(crate) const ORI_COLS: [usize; 5] = [ROLL, PITCH, VROLL, VPITCH, VYAW];
+
+fn jacobian_terms(x: &StateVector, dt: f64, t: &Trig) -> JacobianTerms {
+    let (rzm, rym, rxm) = (rz_sc(t.sy, t.cy), ry_sc(t.sp, t.cp), rx_sc(t.sr, t.cr));
     let r = rzm * rym * rxm;
     let v = Vector3::new(x[VX], x[VY], x[VZ]);
     let a = Vector3::new(x[AX], x[AY], x[AZ]);
     let w = Vector3::new(x[VROLL], x[VPITCH], x[VYAW]);
     let half_dt2 = 0.5 * dt * dt;
     let u = v * dt + a * half_dt2;
-    let e = euler_rate_matrix(roll, pitch);
-
-    let mut j = StateMatrix::identity();
-    for row in 0..3 {
-        for col in 0..3 {
-            j[(X + row, VX + col)] = r[(row, col)] * dt;
-            j[(X + row, AX + col)] = r[(row, col)] * half_dt2;
-            j[(ROLL + row, VROLL + col)] = e[(row, col)] * dt;
-        }
-        j[(VX + row, AX + row)] = dt;
-    }
+    let e = euler_rate_matrix(t);
     // position w.r.t. orientation
-    let d_roll = rzm * rym * drx(roll) * u;
-    let d_pitch = rzm * dry(pitch) * rxm * u;
-    let d_yaw = drz(yaw) * rym * rxm * u;
+    let d_roll = rzm * rym * drx_sc(t.sr, t.cr) * u;
+    let d_pitch = rzm * dry_sc(t.sp, t.cp) * rxm * u;
+    let d_yaw = drz_sc(t.sy, t.cy) * rym * rxm * u;
+    let mut terms = JacobianTerms { pos: [[0.0; 9]; 3], ori: [[0.0; 5]; 3], dt };
     for row in 0..3 {
-        j[(X + row, ROLL)] = d_roll[row];
-        j[(X + row, PITCH)] = d_pitch[row];
-        j[(X + row, YAW)] = d_yaw[row];
+        let pos = &mut terms.pos[row];
+        pos[0] = d_roll[row];
+        pos[1] = d_pitch[row];
+        pos[2] = d_yaw[row];
+        let ori = &mut terms.ori[row];
+        ori[0] = if row == 0 { 1.0 } else { 0.0 };
+        ori[1] = if row == 1 { 1.0 } else { 0.0 };
+        for col in 0..3 {
+            pos[3 + col] = r[(row, col)] * dt;
+            pos[6 + col] = r[(row, col)] * half_dt2;
+            ori[2 + col] = e[(row, col)] * dt;
+        }
     }
     // orientation w.r.t. roll and pitch (Euler-rate matrix derivatives)
-    let (sr, cr) = roll.sin_cos();
-    let cp = pitch.cos();
+    let (sr, cr) = (t.sr, t.cr);
+    let cp = t.cp;
     if cp.abs() > 1e-9 {
-        let tp = pitch.tan();
+        let tp = x[PITCH].tan();
         let sec = 1.0 / cp;
         let de_dr = Matrix3::new(0.0, cr * tp, -sr * tp, 0.0, -sr, -cr, 0.0, cr * sec, -sr * sec);
         let de_dp =
@@ -218,9 +283,32 @@ pub fn transition_jacobian(x: &StateVector, dt: f64) -> StateMatrix {
         let g_r = de_dr * w * dt;
         let g_p = de_dp * w * dt;
         for row in 0..3 {
-            j[(ROLL + row, ROLL)] += g_r[row];
-            j[(ROLL + row, PITCH)] += g_p[row];
+            terms.ori[row][0] += g_r[row];
+            terms.ori[row][1] += g_p[row];
         }
+    }
+    terms
+}
+
+/// [`transition`] and the sparse part of its Jacobian at the same state, sharing the trigonometry.
+pub(crate) fn transition_with_jacobian(x: &StateVector, dt: f64) -> (StateVector, JacobianTerms) {
+    let t = Trig::of(x);
+    (transition_trig(x, dt, &t), jacobian_terms(x, dt, &t))
+}
+
+/// Jacobian of [`transition`] with respect to the state.
+#[must_use]
+pub fn transition_jacobian(x: &StateVector, dt: f64) -> StateMatrix {
+    let terms = jacobian_terms(x, dt, &Trig::of(x));
+    let mut j = StateMatrix::identity();
+    for row in 0..3 {
+        for (&c, &v) in POS_COLS.iter().zip(&terms.pos[row]) {
+            j[(X + row, c)] = v;
+        }
+        for (&c, &v) in ORI_COLS.iter().zip(&terms.ori[row]) {
+            j[(ROLL + row, c)] = v;
+        }
+        j[(VX + row, AX + row)] = terms.dt;
     }
     j
 }
@@ -261,6 +349,17 @@ mod tests {
         assert!((r - manual).norm() < 1e-12);
         let (a, b, c) = rpy_of(&r);
         assert!((a - 0.1).abs() < 1e-12 && (b + 0.2).abs() < 1e-12 && (c - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn shared_trig_rotation_is_bit_identical_to_rotation_rpy() {
+        let mut x = StateVector::zeros();
+        for (r, p, y) in [(0.1, -0.2, 2.0), (-3.0, 1.4, -0.7), (0.0, 0.0, 0.0), (2.9, -1.55, 3.0)] {
+            x[ROLL] = r;
+            x[PITCH] = p;
+            x[YAW] = y;
+            assert_eq!(Trig::of(&x).rotation(), rotation_rpy(r, p, y));
+        }
     }
 
     #[test]

@@ -59,4 +59,45 @@ pub mod sensor_fusion {
     });
 }
 
+/// The video-analytics actor's exports.
+pub mod video_analytics {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "edgecell:actors/video-analytics",
+        with: {
+            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
+            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
+            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
+            "edgecell:inference/runner": crate::bindings::capabilities::edgecell::inference::runner,
+            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
+            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
+        },
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The v2x-validator actor's exports.
+pub mod v2x_validator {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "edgecell:actors/v2x-validator",
+        with: {
+            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
+            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
+            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
+            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
+            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
+        },
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The kernels benchmark component (no imports).
+pub mod kernels {
+    wasmtime::component::bindgen!({
+        path: "../../wit",
+        world: "edgecell:actors/kernels",
+    });
+}
+
 pub use capabilities::wasmcloud::messaging::types::BrokerMessage;

@@ -6,6 +6,7 @@
 
 pub mod bindings;
 pub mod config;
+pub mod inference;
 pub mod inspect;
 pub mod nats;
 pub mod runtime;

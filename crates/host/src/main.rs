@@ -3,6 +3,8 @@
 
 mod fusion_cli;
 mod run;
+mod v2x_cli;
+mod video_cli;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +33,12 @@ enum Command {
     /// Sensor fusion: replay ROS bags through the localizer, run the orientation filter.
     #[command(subcommand)]
     Fusion(fusion_cli::FusionCmd),
+    /// Video analytics: detection and the full pipeline through the video-analytics actor.
+    #[command(subcommand)]
+    Video(video_cli::VideoCmd),
+    /// V2X: validate ITS messages and VeReMi traces, verify certificates, simulate attacks.
+    #[command(subcommand)]
+    V2x(v2x_cli::V2xCmd),
     /// Print a component's WIT imports and exports and its size.
     Inspect {
         component: PathBuf,
@@ -58,6 +66,8 @@ fn main() -> std::process::ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run::run(&args),
         Command::Fusion(cmd) => fusion_cli::run(cmd),
+        Command::V2x(cmd) => v2x_cli::run(cmd),
+        Command::Video(cmd) => video_cli::run(cmd),
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Metrics { url } => metrics(&url),
         Command::Serve { config } => serve(&config),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use edgecell::bindings::BrokerMessage;
-use edgecell::{ActorSpec, LoadSource, Runtime, RuntimeConfig, Services};
+use edgecell::{ActorSpec, LoadSource, Runtime, RuntimeConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Args)]
@@ -19,6 +19,9 @@ pub struct RunArgs {
     /// Directory with the bundled data (default: ./data).
     #[arg(long, default_value = "data")]
     pub data: PathBuf,
+    /// Directory of ONNX models for the inference provider.
+    #[arg(long, default_value = "models")]
+    pub models: PathBuf,
     /// Feed at most this many messages per stage.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -28,15 +31,18 @@ pub struct RunArgs {
 }
 
 /// One actor fed with messages made from bundled data.
-struct Stage {
-    title: &'static str,
-    actor: &'static str,
-    component_file: &'static str,
+pub struct Stage {
+    pub title: &'static str,
+    /// The actor's name: its cache keyspace and metrics label.
+    pub actor: &'static str,
+    pub component_file: &'static str,
     /// Delivered to the actor through `wasi:config/store`.
-    config: Vec<(&'static str, &'static str)>,
-    inputs: Vec<BrokerMessage>,
+    pub config: Vec<(&'static str, String)>,
+    /// Entries written into the actor's cache keyspace before the stage (namespace, key, value).
+    pub preload: Vec<(String, String, Vec<u8>)>,
+    pub inputs: Vec<BrokerMessage>,
     /// Turns what the actor published into the stage's result line (and fails on a wrong one).
-    verdict: Box<dyn Fn(&[edgecell::Published]) -> Result<String>>,
+    pub verdict: Box<dyn Fn(&[edgecell::Published]) -> Result<String>>,
 }
 
 /// A row of the summary table.
@@ -55,7 +61,7 @@ struct Row {
     verdict: String,
 }
 
-fn default_components_dir() -> Result<PathBuf> {
+pub fn default_components_dir() -> Result<PathBuf> {
     if let Ok(dir) = std::env::var("EDGECELL_COMPONENTS") {
         return Ok(PathBuf::from(dir));
     }
@@ -65,7 +71,7 @@ fn default_components_dir() -> Result<PathBuf> {
     Ok(target.join("wasm32-wasip2").join("component"))
 }
 
-fn message(subject: &str, body: Vec<u8>) -> BrokerMessage {
+pub fn message(subject: &str, body: Vec<u8>) -> BrokerMessage {
     BrokerMessage { subject: subject.into(), body, reply_to: None }
 }
 
@@ -108,12 +114,20 @@ fn iot_batches(data: &Path) -> Result<Vec<BrokerMessage>> {
 }
 
 fn stages(data: &Path) -> Result<Vec<Stage>> {
+    let mut stages = fusion_stages(data)?;
+    stages.extend(crate::v2x_cli::stages(data)?);
+    stages.extend(crate::video_cli::stages(data)?);
+    Ok(stages)
+}
+
+fn fusion_stages(data: &Path) -> Result<Vec<Stage>> {
     Ok(vec![
         Stage {
             title: "fusion: test2.bag (EKF)",
             actor: "sensor-fusion",
             component_file: "edgecell_sensor_fusion.wasm",
-            config: vec![("filter.jackal", "robot-localization-test2")],
+            config: vec![("filter.jackal", "robot-localization-test2".into())],
+            preload: vec![],
             inputs: bag_stage(data, "test2.bag", "robot-localization-test2", "jackal")?,
             verdict: Box::new(|published| {
                 let s = last_state(published, "jackal")?;
@@ -132,7 +146,8 @@ fn stages(data: &Path) -> Result<Vec<Stage>> {
             title: "fusion: test1.bag (EKF)",
             actor: "sensor-fusion",
             component_file: "edgecell_sensor_fusion.wasm",
-            config: vec![("filter.husky", "robot-localization-test1")],
+            config: vec![("filter.husky", "robot-localization-test1".into())],
+            preload: vec![],
             inputs: bag_stage(data, "test1.bag", "robot-localization-test1", "husky")?,
             verdict: Box::new(|published| {
                 let s = last_state(published, "husky")?;
@@ -145,6 +160,7 @@ fn stages(data: &Path) -> Result<Vec<Stage>> {
             actor: "sensor-fusion",
             component_file: "edgecell_sensor_fusion.wasm",
             config: vec![],
+            preload: vec![],
             inputs: iot_batches(data)?,
             verdict: Box::new(|published| {
                 let mut outputs: Vec<edgecell_fusion::iot::Output> = Vec::new();
@@ -182,8 +198,15 @@ fn run_stage(runtime: &Runtime, bus: &edgecell::LocalBus, dir: &Path, stage: Sta
         name: stage.actor.into(),
         path: path.clone(),
         sha256: Some(edgecell::sha256_hex(&bytes)),
-        config: stage.config.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        config: stage.config.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
     };
+    for (ns, key, value) in stage.preload {
+        runtime
+            .services()
+            .cache
+            .set(stage.actor, &ns, &key, value, Some(600_000))
+            .map_err(|e| anyhow::anyhow!("preloading {ns}/{key}: {e}"))?;
+    }
     let actor = runtime.load_actor(spec)?;
     let load = match actor.load_source() {
         LoadSource::Precompiled => format!("cwasm {:.1} ms", actor.load_time().as_secs_f64() * 1e3),
@@ -281,10 +304,9 @@ pub fn run(args: &RunArgs) -> Result<()> {
         bail!("data directory {} not found (run from the repository root or pass --data)", args.data.display());
     }
     let cache_dir = dir.parent().and_then(Path::parent).map(|t| t.join("edgecell-cache"));
-    let (services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    let metrics = Arc::clone(&services.metrics);
-    let cache = Arc::clone(&services.cache);
-    let runtime = Runtime::new(RuntimeConfig { cache_dir, ..RuntimeConfig::default() }, services)?;
+    let (runtime, bus) = crate::video_cli::runtime_with_models(&args.models, RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?;
+    let metrics = Arc::clone(&runtime.services().metrics);
+    let cache = Arc::clone(&runtime.services().cache);
     println!("edgecell run: components from {}, data from {}", dir.display(), args.data.display());
     let mut rows = Vec::new();
     for stage in stages(&args.data)? {

@@ -462,10 +462,28 @@ impl ActorInstance {
             .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the probe world ({e:#})") })
     }
 
+    /// Typed bindings for the video-analytics actor (fails if this is not one).
+    pub fn video_analytics(&mut self) -> Result<bindings::video_analytics::VideoAnalytics, HostError> {
+        bindings::video_analytics::VideoAnalytics::new(&mut self.store, &self.instance)
+            .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the video-analytics world ({e:#})") })
+    }
+
+    /// Typed bindings for the kernels benchmark component.
+    pub fn kernels(&mut self) -> Result<bindings::kernels::Kernels, HostError> {
+        bindings::kernels::Kernels::new(&mut self.store, &self.instance)
+            .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the kernels world ({e:#})") })
+    }
+
     /// Typed bindings for the sensor-fusion actor (fails if this is not one).
     pub fn sensor_fusion(&mut self) -> Result<bindings::sensor_fusion::SensorFusion, HostError> {
         bindings::sensor_fusion::SensorFusion::new(&mut self.store, &self.instance)
             .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the sensor-fusion world ({e:#})") })
+    }
+
+    /// Typed bindings for the v2x-validator actor (fails if this is not one).
+    pub fn v2x_validator(&mut self) -> Result<bindings::v2x_validator::V2xValidator, HostError> {
+        bindings::v2x_validator::V2xValidator::new(&mut self.store, &self.instance)
+            .map_err(|e| HostError::MissingExport { name: self.name.clone(), export: format!("the v2x-validator world ({e:#})") })
     }
 
     /// Deliver a message to the actor's `wasmcloud:messaging/handler` export.

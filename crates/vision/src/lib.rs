@@ -24,6 +24,7 @@ pub mod frame;
 pub mod pipeline;
 pub mod preprocess;
 pub mod track;
+pub mod wire;
 
 pub use analytics::{
     Analytics, AnalyticsConfig, AnalyticsEvent, Direction, EventKind, Line, LineCount, Point, Zone,

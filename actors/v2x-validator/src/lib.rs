@@ -1,0 +1,514 @@
+//! The v2x-validator actor: a thin adapter between `edgecell:v2x/validator` (and NATS
+//! messages) and the `edgecell-v2x` crate.
+//!
+//! - Per-pseudonym history, replay state and the verified-certificate cache live in the cache
+//!   provider (`edgecell:cache/store`, with TTLs), so a replacement instance keeps them.
+//! - The configuration given to `configure` is kept in the cache too; without one the
+//!   instance reads `wasi:config` keys: `config` (validator TOML), `map` (road GeoJSON),
+//!   `map-frame` (`wgs84` | `local`), `namespace` (cache namespace, default `v2x`) and
+//!   `reporter-id` (station id put into misbehaviour reports).
+//! - NATS: `edgecell.v2x.in.<region>` carries a raw UPER ETSI message or one VeReMi JSON line
+//!   (body starting with `{`); the verdict goes to `edgecell.v2x.verdict.<region>` (or the reply
+//!   subject), a TS 103 759 shaped report to `edgecell.v2x.report.<region>` when rejected.
+
+// The generated guest glue is FFI with the component ABI and needs `unsafe`.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "edgecell:actors/v2x-validator",
+        generate_all,
+    });
+}
+
+use std::cell::RefCell;
+
+use bindings::edgecell::cache::store as cache;
+use bindings::edgecell::metrics::recorder::{self, Label};
+use bindings::edgecell::types::types::GeoPosition;
+use bindings::exports::edgecell::v2x::validator::{
+    self as wit, CheckResult as WitCheck, MessageFormat as WitFormat, Risk as WitRisk, RiskLevel as WitRiskLevel,
+    V2xError as WitError, V2xMessage, Validation as WitValidation, Verdict as WitVerdict,
+};
+use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
+use bindings::wasmcloud::messaging::consumer;
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+use edgecell_v2x::config::Config;
+use edgecell_v2x::decode::VeremiRecord;
+use edgecell_v2x::history::{HistoryStore, Track};
+use edgecell_v2x::map::{MapFrame, RoadMap};
+use edgecell_v2x::observation::Position;
+use edgecell_v2x::risk::RiskLevel;
+use edgecell_v2x::security::{CertCache, HashedId8, VerifiedCert};
+use edgecell_v2x::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, V2xError, Verdict};
+
+/// Wall-clock lifetime of history entries in the cache (a pseudonym unheard this long is new).
+const HISTORY_TTL_MS: u64 = 120_000;
+/// Wall-clock lifetime of verified certificates in the cache.
+const CERT_TTL_MS: u64 = 24 * 3_600_000;
+/// History older than this (in the messages' own time base) counts as absent, as in the
+/// crate's in-memory store.
+const HISTORY_TRACE_TTL_S: f64 = 30.0;
+/// Extra time kept in the recent-neighbours index beyond the intersection window.
+const RECENT_MARGIN_S: f64 = 1.0;
+
+struct Actor;
+
+type KvValidator = Validator<KvHistory, KvCerts>;
+
+struct State {
+    validator: KvValidator,
+    ns: String,
+    reporter_id: u32,
+    /// The local frame origin is in the cache (or fixed by a WGS84 map).
+    origin_synced: bool,
+}
+
+thread_local! {
+    static STATE: RefCell<Option<State>> = const { RefCell::new(None) };
+}
+
+// ---- cache-backed stores -------------------------------------------------------------------
+
+/// Per-pseudonym tracks in the cache (`track/<pseudonym>`), plus one entry `recent` holding
+/// the newest receive time and the tracks heard within the intersection window, so the
+/// intersection check and the trace-time expiry work across instances.
+struct KvHistory {
+    ns: String,
+    keep_s: f64,
+    /// The `recent` entry as read by the last `load` (or written by the last `store`).
+    recent: RefCell<Option<(f64, Vec<Track>)>>,
+}
+
+fn store_error(op: &str) {
+    count("v2x_store_errors_total", &[("op", op)]);
+}
+
+impl KvHistory {
+    fn recent_index(&self) -> (f64, Vec<Track>) {
+        if let Some(r) = self.recent.borrow().as_ref() {
+            return r.clone();
+        }
+        let r = match cache::get(&self.ns, "recent") {
+            Ok(Some(e)) => serde_json::from_slice(&e.value).unwrap_or((f64::MIN, Vec::new())),
+            Ok(None) => (f64::MIN, Vec::new()),
+            Err(_) => {
+                store_error("get");
+                (f64::MIN, Vec::new())
+            }
+        };
+        *self.recent.borrow_mut() = Some(r.clone());
+        r
+    }
+}
+
+impl HistoryStore for KvHistory {
+    fn load(&self, pseudonym: u64) -> Option<Track> {
+        let keys = vec![format!("track/{pseudonym}"), "recent".to_owned()];
+        let Ok(entries) = cache::get_many(&self.ns, &keys) else {
+            store_error("get-many");
+            return None;
+        };
+        let recent: (f64, Vec<Track>) = entries
+            .get(1)
+            .and_then(Option::as_ref)
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+            .unwrap_or((f64::MIN, Vec::new()));
+        let newest = recent.0;
+        *self.recent.borrow_mut() = Some(recent);
+        entries
+            .first()
+            .and_then(Option::as_ref)
+            .and_then(|e| serde_json::from_slice::<Track>(&e.value).ok())
+            .filter(|t| t.last_receive_s >= newest - HISTORY_TRACE_TTL_S)
+    }
+
+    fn store(&mut self, track: Track) {
+        let (mut newest, mut tracks) = self.recent_index();
+        newest = newest.max(track.last_receive_s);
+        tracks.retain(|t| t.pseudonym != track.pseudonym && t.last_receive_s >= newest - self.keep_s);
+        let key = format!("track/{}", track.pseudonym);
+        let track_json = serde_json::to_vec(&track);
+        tracks.push(track);
+        let index = (newest, tracks);
+        match (track_json, serde_json::to_vec(&index)) {
+            (Ok(t), Ok(r)) => {
+                if cache::set_many(&self.ns, &[(key, t), ("recent".to_owned(), r)], Some(HISTORY_TTL_MS)).is_err() {
+                    store_error("set-many");
+                }
+            }
+            _ => store_error("encode"),
+        }
+        *self.recent.borrow_mut() = Some(index);
+    }
+
+    fn recent(&self, since_s: f64, out: &mut Vec<Track>) {
+        let (_, tracks) = self.recent_index();
+        out.extend(tracks.into_iter().filter(|t| t.last_receive_s >= since_s));
+    }
+
+    fn last_secured_generation(&self, signer: u64) -> Option<u64> {
+        match cache::get(&self.ns, &format!("sec/{signer:016x}")) {
+            Ok(e) => e.and_then(|e| std::str::from_utf8(&e.value).ok()?.parse().ok()),
+            Err(_) => {
+                store_error("get");
+                None
+            }
+        }
+    }
+
+    fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
+        let key = format!("sec/{signer:016x}");
+        if cache::set(&self.ns, &key, generation_us.to_string().as_bytes(), Some(HISTORY_TTL_MS)).is_err() {
+            store_error("set");
+        }
+    }
+}
+
+/// Verified certificates in the cache (`cert/<HashedId8 hex>`), so each is verified once per
+/// lattice rather than once per instance.
+struct KvCerts {
+    ns: String,
+}
+
+fn hex8(id: &HashedId8) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl CertCache for KvCerts {
+    fn get(&self, id: &HashedId8) -> Option<VerifiedCert> {
+        match cache::get(&self.ns, &format!("cert/{}", hex8(id))) {
+            Ok(e) => e.and_then(|e| serde_json::from_slice(&e.value).ok()),
+            Err(_) => {
+                store_error("get");
+                None
+            }
+        }
+    }
+
+    fn put(&mut self, cert: VerifiedCert) {
+        let key = format!("cert/{}", hex8(&cert.id));
+        match serde_json::to_vec(&cert) {
+            Ok(v) => {
+                if cache::set(&self.ns, &key, &v, Some(CERT_TTL_MS)).is_err() {
+                    store_error("set");
+                }
+            }
+            Err(_) => store_error("encode"),
+        }
+    }
+}
+
+// ---- configuration and state ---------------------------------------------------------------
+
+fn config_value(key: &str) -> Option<String> {
+    bindings::wasi::config::store::get(key).ok().flatten().filter(|v| !v.trim().is_empty())
+}
+
+fn namespace() -> String {
+    config_value("namespace").unwrap_or_else(|| "v2x".to_owned())
+}
+
+fn parse_frame(s: &str) -> Result<MapFrame, V2xError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "wgs84" => Ok(MapFrame::Wgs84),
+        "local" => Ok(MapFrame::Local),
+        other => Err(V2xError::InvalidConfig(format!("map-frame must be wgs84 or local, not {other:?}"))),
+    }
+}
+
+/// Builds a validator from a TOML text (plus the `map` / `map-frame` config keys) over the
+/// cache-backed stores, restoring the frame origin and the receiver state from the cache.
+fn build(ns: &str, toml: &str) -> Result<State, V2xError> {
+    let cfg = Config::from_toml(toml)?;
+    let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
+    let history = KvHistory { ns: ns.to_owned(), keep_s, recent: RefCell::new(None) };
+    let mut v = Validator::with_stores(cfg, history, KvCerts { ns: ns.to_owned() })?;
+    let map_key = config_value("map");
+    if let Some(geojson) = &map_key {
+        let frame = config_value("map-frame").map_or(Ok(MapFrame::Wgs84), |f| parse_frame(&f))?;
+        v.set_map(RoadMap::from_geojson(geojson)?, frame);
+    }
+    let has_map = v.config().map_geojson.is_some() || map_key.is_some();
+    let wgs84_map = has_map && v.config().map_frame == MapFrame::Wgs84;
+    let mut origin_synced = wgs84_map;
+    if !wgs84_map
+        && let Ok(Some(e)) = cache::get(ns, "origin")
+        && let Ok((lat, lon)) = serde_json::from_slice::<(f64, f64)>(&e.value)
+    {
+        v.set_origin(lat, lon);
+        origin_synced = true;
+    }
+    if let Ok(Some(e)) = cache::get(ns, "ego")
+        && let Ok((x, y, speed_mps, heading_deg)) = serde_json::from_slice::<(f64, f64, Option<f64>, Option<f64>)>(&e.value)
+    {
+        v.set_ego(Some(ReceiverState { position: Position::Local { x, y }, speed_mps, heading_deg, yaw_rate_dps: None }));
+    }
+    let reporter_id = config_value("reporter-id").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    Ok(State { validator: v, ns: ns.to_owned(), reporter_id, origin_synced })
+}
+
+/// The configuration text: what `configure` stored, else `wasi:config` `config`, else defaults.
+fn stored_config(ns: &str) -> String {
+    if let Ok(Some(e)) = cache::get(ns, "config") {
+        return String::from_utf8_lossy(&e.value).into_owned();
+    }
+    config_value("config").unwrap_or_default()
+}
+
+fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, V2xError>) -> Result<R, V2xError> {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.is_none() {
+            let ns = namespace();
+            *s = Some(build(&ns, &stored_config(&ns))?);
+        }
+        match s.as_mut() {
+            Some(state) => f(state),
+            None => Err(V2xError::InvalidConfig("validator not configured".into())),
+        }
+    })
+}
+
+/// After the first geo position, remember the local frame origin the validator chose (the
+/// first position it saw) so a replacement instance projects history the same way.
+fn sync_origin(state: &mut State, v: &Validation) {
+    if state.origin_synced {
+        return;
+    }
+    if let (Some(lat), Some(lon)) = (v.latitude, v.longitude)
+        && lat.is_finite()
+        && lon.is_finite()
+    {
+        if let Ok(body) = serde_json::to_vec(&(lat, lon)) {
+            match cache::compare_and_swap(&state.ns, "origin", None, &body, None) {
+                Ok(cache::CasOutcome::Swapped(_)) => {}
+                // another instance fixed the origin first: use it
+                Ok(cache::CasOutcome::Conflict(_)) => {
+                    if let Ok(Some(e)) = cache::get(&state.ns, "origin")
+                        && let Ok((la, lo)) = serde_json::from_slice::<(f64, f64)>(&e.value)
+                    {
+                        state.validator.set_origin(la, lo);
+                    }
+                }
+                Err(_) => store_error("cas"),
+            }
+        }
+        state.origin_synced = true;
+    }
+}
+
+// ---- metrics -------------------------------------------------------------------------------
+
+fn count(name: &str, labels: &[(&str, &str)]) {
+    let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
+    // metrics are best effort: a metrics failure must not fail the validation
+    let _ = recorder::counter_add(name, &labels, 1.0);
+}
+
+fn error_kind(e: &V2xError) -> &'static str {
+    match e {
+        V2xError::Decode(_) | V2xError::Security(_) => "decode",
+        V2xError::Unsupported(_) => "unsupported",
+        V2xError::TooLarge(_) => "too-large",
+        V2xError::InvalidConfig(_) => "invalid-config",
+    }
+}
+
+fn record_outcome(r: &Result<Validation, V2xError>) {
+    match r {
+        Ok(v) => {
+            let verdict = match v.verdict {
+                Verdict::Accepted => "accepted",
+                Verdict::Rejected => "rejected",
+            };
+            count("v2x_messages_total", &[("verdict", verdict), ("kind", v.message_kind.as_str())]);
+            for c in v.checks.iter().filter(|c| c.failed()) {
+                count("v2x_check_failures_total", &[("check", c.name)]);
+            }
+        }
+        Err(e) => count("v2x_messages_total", &[("verdict", "error"), ("kind", error_kind(e))]),
+    }
+}
+
+// ---- validation ----------------------------------------------------------------------------
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn validate_bytes(format: MessageFormat, payload: &[u8], ctx: &ReceiveContext) -> Result<Validation, V2xError> {
+    let r = with_state(|s| {
+        let v = s.validator.validate(format, payload, ctx)?;
+        sync_origin(s, &v);
+        Ok(v)
+    });
+    record_outcome(&r);
+    r
+}
+
+/// One VeReMi trace line: type 2 updates (and persists) the receiver, type 3 is validated.
+fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
+    let rec = match VeremiRecord::parse(line) {
+        Ok(r) => r,
+        Err(e) => {
+            record_outcome(&Err(e.clone()));
+            return Err(e);
+        }
+    };
+    if rec.kind == 2 {
+        return with_state(|s| {
+            s.validator.process_veremi(&rec)?;
+            let (x, y) = rec.xy();
+            let speed = match rec.spd.as_slice() {
+                [vx, vy, ..] => Some(vx.hypot(*vy)),
+                _ => None,
+            };
+            let heading = match rec.hed.as_slice() {
+                [hx, hy, ..] if hx.hypot(*hy) > 1e-9 => Some(edgecell_v2x::geo::vector_heading(edgecell_v2x::geo::Xy::new(*hx, *hy))),
+                _ => None,
+            };
+            if let Ok(body) = serde_json::to_vec(&(x, y, speed, heading))
+                && cache::set(&s.ns, "ego", &body, Some(HISTORY_TTL_MS)).is_err()
+            {
+                store_error("set");
+            }
+            Ok(None)
+        });
+    }
+    let r = with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())));
+    record_outcome(&r);
+    r.map(Some)
+}
+
+fn wit_err(e: V2xError) -> WitError {
+    match e {
+        V2xError::Decode(m) => WitError::Decode(m),
+        V2xError::Security(s) => WitError::Decode(format!("security: {s}")),
+        V2xError::Unsupported(m) => WitError::Unsupported(m),
+        V2xError::TooLarge(n) => WitError::TooLarge(n),
+        V2xError::InvalidConfig(m) => WitError::InvalidConfig(m),
+    }
+}
+
+fn to_wit(v: Validation) -> WitValidation {
+    let position = match v.position {
+        Position::Geo { lat, lon, alt } => GeoPosition { latitude_deg: lat, longitude_deg: lon, altitude_m: alt },
+        // beacons in a local metric frame have no WGS84 position
+        Position::Local { .. } => GeoPosition { latitude_deg: f64::NAN, longitude_deg: f64::NAN, altitude_m: None },
+    };
+    WitValidation {
+        station_id: v.station_id,
+        message_kind: v.message_kind.as_str().to_owned(),
+        generation_delta_time: v.generation_delta_time,
+        position,
+        speed_mps: v.speed_mps,
+        heading_deg: v.heading_deg,
+        signed: v.signed,
+        verdict: match v.verdict {
+            Verdict::Accepted => WitVerdict::Accepted,
+            Verdict::Rejected => WitVerdict::Rejected,
+        },
+        checks: v.checks.iter().map(|c| WitCheck { name: c.name.to_owned(), confidence: c.confidence, skipped: c.skipped }).collect(),
+        risk: v.risk.map(|r| WitRisk {
+            time_to_collision_s: r.time_to_collision_s,
+            closest_approach_m: r.closest_approach_m,
+            level: match r.level {
+                RiskLevel::None => WitRiskLevel::None,
+                RiskLevel::Low => WitRiskLevel::Low,
+                RiskLevel::Medium => WitRiskLevel::Medium,
+                RiskLevel::High => WitRiskLevel::High,
+            },
+        }),
+    }
+}
+
+fn validate_wit(msg: &V2xMessage) -> Result<WitValidation, WitError> {
+    let format = match msg.format {
+        WitFormat::Uper => MessageFormat::Uper,
+        WitFormat::Geonetworking => MessageFormat::GeoNetworking,
+        WitFormat::Secured => MessageFormat::Secured,
+        WitFormat::JsonBeacon => MessageFormat::JsonBeacon,
+    };
+    let receiver = msg.receiver.as_ref().map(|p| ReceiverState {
+        position: Position::Geo { lat: p.latitude_deg, lon: p.longitude_deg, alt: p.altitude_m },
+        speed_mps: None,
+        heading_deg: None,
+        yaw_rate_dps: None,
+    });
+    let ctx = ReceiveContext { received_at_ns: msg.received_at, receiver };
+    validate_bytes(format, &msg.payload, &ctx).map(to_wit).map_err(wit_err)
+}
+
+impl wit::Guest for Actor {
+    fn configure(config_toml: String) -> Result<(), WitError> {
+        let ns = namespace();
+        let state = build(&ns, &config_toml).map_err(wit_err)?;
+        cache::set(&ns, "config", config_toml.as_bytes(), None).map_err(|e| WitError::InvalidConfig(format!("storing the configuration: {e:?}")))?;
+        STATE.with(|s| *s.borrow_mut() = Some(state));
+        Ok(())
+    }
+
+    fn validate(msg: V2xMessage) -> Result<WitValidation, WitError> {
+        validate_wit(&msg)
+    }
+
+    fn validate_batch(msgs: Vec<V2xMessage>) -> Vec<Result<WitValidation, WitError>> {
+        msgs.iter().map(validate_wit).collect()
+    }
+}
+
+// ---- messaging -----------------------------------------------------------------------------
+
+const IN_PREFIX: &str = "edgecell.v2x.in.";
+
+fn publish(subject: String, body: Vec<u8>) -> Result<(), String> {
+    consumer::publish(&BrokerMessage { subject, body, reply_to: None })
+}
+
+fn message_error(e: &V2xError) -> String {
+    format!("{}: {e}", error_kind(e))
+}
+
+impl Handler for Actor {
+    fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        let BrokerMessage { subject, body, reply_to } = msg;
+        let Some(region) = subject.strip_prefix(IN_PREFIX).filter(|r| !r.is_empty()) else {
+            return Err(format!("v2x-validator does not handle subject {subject}"));
+        };
+        let outcome = if body.first() == Some(&b'{') {
+            validate_veremi_line(&body)
+        } else {
+            let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
+            validate_bytes(MessageFormat::Uper, &body, &ctx).map(Some)
+        };
+        let validation = match outcome {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                // a receiver fix (VeReMi type 2): nothing to judge; answer a request anyway
+                if let Some(reply) = reply_to {
+                    publish(reply, br#"{"type":2,"ego":"updated"}"#.to_vec())?;
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(message_error(&e)),
+        };
+        let verdict = serde_json::to_vec(&validation).map_err(|e| format!("encoding the verdict: {e}"))?;
+        publish(reply_to.unwrap_or_else(|| format!("edgecell.v2x.verdict.{region}")), verdict)?;
+        let reporter = STATE.with(|s| s.borrow().as_ref().map_or(0, |s| s.reporter_id));
+        if let Some(report) = validation.report(reporter, now_ns()) {
+            let body = serde_json::to_vec(&report).map_err(|e| format!("encoding the report: {e}"))?;
+            publish(format!("edgecell.v2x.report.{region}"), body)?;
+        }
+        Ok(())
+    }
+}
+
+// `export!` emits the ABI entry points, which are `unsafe extern` functions.
+#[allow(unsafe_code)]
+mod exports {
+    use super::Actor;
+    crate::bindings::export!(Actor with_types_in crate::bindings);
+}

@@ -1,0 +1,337 @@
+//! The video-analytics actor: a thin adapter between `edgecell:video` (and NATS frame
+//! references) and the `edgecell-vision` crate; the model runs in the inference provider.
+//!
+//! Per frame: read the bytes (inline or from the cache provider) → decode → letterbox and
+//! normalise → `edgecell:inference/runner.run` → NanoDet decoding and NMS → tracker → zones and
+//! lines → events. Stream configurations are kept in the cache so a replacement instance can
+//! rebuild a stream (its tracks restart); streams not configured explicitly come from
+//! `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
+
+// The generated guest glue is FFI with the component ABI and needs `unsafe`.
+#[allow(unsafe_code)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "edgecell:actors/video-analytics",
+        generate_all,
+    });
+}
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use bindings::edgecell::cache::store as cache;
+use bindings::edgecell::inference::runner::{self, Tensor, TensorData};
+use bindings::edgecell::metrics::recorder::{self, Label, MetricKind};
+use bindings::exports::edgecell::video::analytics::{self as wit, VideoError};
+use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
+use bindings::wasmcloud::messaging::consumer;
+use bindings::wasmcloud::messaging::types::BrokerMessage;
+use edgecell_vision::wire::{FrameRef, FrameSummary};
+use edgecell_vision::{
+    AnalyticsEvent, BBox, Detection, Direction, EventKind, FrameLimits, Line, NanoDetHead, Normalization, PixelFormat, Point,
+    StreamConfig, StreamProcessor, TensorView, VisionError, Zone, coco, decode_frame, letterbox, postprocess_nanodet,
+};
+
+const NS: &str = "video";
+
+struct Actor;
+
+/// The model's input name and size, looked up once per model.
+#[derive(Clone)]
+struct ModelInput {
+    name: String,
+    width: u32,
+    height: u32,
+}
+
+thread_local! {
+    static STREAMS: RefCell<BTreeMap<String, StreamProcessor>> = const { RefCell::new(BTreeMap::new()) };
+    static MODELS: RefCell<BTreeMap<String, ModelInput>> = const { RefCell::new(BTreeMap::new()) };
+}
+
+fn verr(e: VisionError) -> VideoError {
+    match e {
+        VisionError::Decode(m) | VisionError::Avi(m) => VideoError::Decode(m),
+        VisionError::AviTruncated { .. } => VideoError::Decode(e.to_string()),
+        VisionError::InvalidDimensions(_) | VisionError::Truncated { .. } | VisionError::DimensionsTooLarge { .. } => {
+            VideoError::InvalidDimensions(e.to_string())
+        }
+        VisionError::FrameTooLarge { bytes, .. } => VideoError::FrameTooLarge(bytes),
+        VisionError::InvalidConfig(m) => VideoError::InvalidConfig(m),
+        VisionError::OutputShape(m) => VideoError::Inference(format!("unexpected model output: {m}")),
+    }
+}
+
+fn format(f: wit::PixelFormat) -> PixelFormat {
+    match f {
+        wit::PixelFormat::Rgb24 => PixelFormat::Rgb24,
+        wit::PixelFormat::Bgr24 => PixelFormat::Bgr24,
+        wit::PixelFormat::I420 => PixelFormat::I420,
+        wit::PixelFormat::Nv12 => PixelFormat::Nv12,
+        wit::PixelFormat::Jpeg => PixelFormat::Jpeg,
+        wit::PixelFormat::Png => PixelFormat::Png,
+    }
+}
+
+/// Frames above this many bytes are refused (`frame-too-large`) unless `wasi:config` key
+/// `max-frame-bytes` says otherwise. The instance's memory cap must leave room for the frame
+/// plus its decoded image and tensors; 16 MiB fits 4K NV12 and 1440p RGB in a 64 MiB instance.
+const DEFAULT_MAX_FRAME_BYTES: u64 = 16 << 20;
+
+fn limits() -> FrameLimits {
+    let max_bytes = bindings::wasi::config::store::get("max-frame-bytes")
+        .ok()
+        .flatten()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(DEFAULT_MAX_FRAME_BYTES);
+    FrameLimits { max_bytes, ..FrameLimits::default() }
+}
+
+/// The frame's bytes, from the message or from the cache provider.
+fn frame_bytes(data: &wit::FrameData) -> Result<Vec<u8>, VideoError> {
+    match data {
+        wit::FrameData::Inline(b) => Ok(b.clone()),
+        wit::FrameData::CacheKey((ns, key)) => match cache::get(ns, key) {
+            Ok(Some(e)) => Ok(e.value),
+            Ok(None) => Err(VideoError::MissingFrame(format!("{ns}/{key}"))),
+            Err(e) => Err(VideoError::MissingFrame(format!("{ns}/{key}: {e:?}"))),
+        },
+    }
+}
+
+fn model_input(model: &str) -> Result<ModelInput, VideoError> {
+    if let Some(m) = MODELS.with(|m| m.borrow().get(model).cloned()) {
+        return Ok(m);
+    }
+    let info = runner::model_metadata(model).map_err(|e| VideoError::Inference(format!("{e:?}")))?;
+    let input = info.inputs.first().ok_or_else(|| VideoError::Inference(format!("model {model} has no inputs")))?;
+    let dim = |i: usize| input.shape.get(i).and_then(|d| u32::try_from(*d).ok()).filter(|d| *d > 0);
+    let (Some(height), Some(width)) = (dim(2), dim(3)) else {
+        return Err(VideoError::Inference(format!("model {model} input {:?} is not NCHW with a fixed size", input.shape)));
+    };
+    let m = ModelInput { name: input.name.clone(), width, height };
+    MODELS.with(|models| models.borrow_mut().insert(model.to_owned(), m.clone()));
+    Ok(m)
+}
+
+/// Decode, preprocess, infer and post-process one frame.
+fn detect_bytes(
+    bytes: &[u8],
+    fmt: PixelFormat,
+    width: u32,
+    height: u32,
+    model: &str,
+    nms: &edgecell_vision::NmsConfig,
+    classes: &[u32],
+) -> Result<Vec<Detection>, VideoError> {
+    let img = decode_frame(bytes, fmt, width, height, &limits()).map_err(verr)?;
+    let input = model_input(model)?;
+    let (tensor, lb) = letterbox(&img, input.width, input.height, &Normalization::NANODET).map_err(verr)?;
+    let inputs = [Tensor { name: input.name, shape: vec![1, 3, input.height, input.width], data: TensorData::Float32(tensor) }];
+    let outputs = runner::run(model, &inputs).map_err(|e| VideoError::Inference(format!("{e:?}")))?;
+    let shapes: Vec<Vec<usize>> = outputs.iter().map(|t| t.shape.iter().map(|d| *d as usize).collect()).collect();
+    let mut views = Vec::with_capacity(outputs.len());
+    for (t, shape) in outputs.iter().zip(&shapes) {
+        let TensorData::Float32(data) = &t.data else {
+            return Err(VideoError::Inference(format!("output {} is not f32", t.name)));
+        };
+        views.push(TensorView { shape, data });
+    }
+    let head = NanoDetHead { input_width: input.width, input_height: input.height, ..NanoDetHead::nanodet_m_416() };
+    postprocess_nanodet(&head, &views, nms, &lb, classes).map_err(verr)
+}
+
+fn wit_bbox(b: BBox) -> wit::Bbox {
+    wit::Bbox { x1: b.x1, y1: b.y1, x2: b.x2, y2: b.y2 }
+}
+
+fn wit_detection(d: &Detection) -> wit::Detection {
+    wit::Detection { class_id: d.class_id, class_name: coco::class_name(d.class_id).into(), score: d.score, bbox: wit_bbox(d.bbox) }
+}
+
+fn wit_event(e: &AnalyticsEvent) -> wit::AnalyticsEvent {
+    wit::AnalyticsEvent {
+        kind: match e.kind {
+            EventKind::Entered => wit::EventKind::Entered,
+            EventKind::Left => wit::EventKind::Left,
+            EventKind::Crossed => wit::EventKind::Crossed,
+        },
+        track_id: e.track_id,
+        class_name: e.class_name.clone(),
+        region: e.region.clone(),
+        direction: e.direction.map(|d| match d {
+            Direction::Forward => wit::Direction::Forward,
+            Direction::Backward => wit::Direction::Backward,
+        }),
+        timestamp: e.timestamp_ns,
+        dwell_ms: e.dwell_ms,
+    }
+}
+
+fn point(p: wit::Point) -> Point {
+    Point { x: p.x, y: p.y }
+}
+
+fn stream_config(c: wit::StreamConfig) -> StreamConfig {
+    StreamConfig {
+        model: c.model,
+        score_threshold: c.score_threshold,
+        iou_threshold: c.iou_threshold,
+        classes: c.classes,
+        zones: c.zones.into_iter().map(|z| Zone { name: z.name, polygon: z.polygon.into_iter().map(point).collect() }).collect(),
+        lines: c.lines.into_iter().map(|l| Line { name: l.name, a: point(l.a), b: point(l.b) }).collect(),
+        min_frames_in_zone: c.min_frames_in_zone,
+        ..StreamConfig::default()
+    }
+}
+
+fn install(stream: &str, cfg: StreamConfig, persist: bool) -> Result<(), VideoError> {
+    let sp = StreamProcessor::new(cfg.clone()).map_err(verr)?;
+    if persist {
+        let json = serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?;
+        cache::set(NS, &format!("stream-config/{stream}"), &json, None).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
+    }
+    STREAMS.with(|s| s.borrow_mut().insert(stream.to_owned(), sp));
+    Ok(())
+}
+
+/// Make sure `stream` has a processor: from this instance, the cache, or `wasi:config`.
+fn ensure_stream(stream: &str) -> Result<(), VideoError> {
+    if STREAMS.with(|s| s.borrow().contains_key(stream)) {
+        return Ok(());
+    }
+    let stored = cache::get(NS, &format!("stream-config/{stream}")).ok().flatten().map(|e| e.value);
+    let text = match stored {
+        Some(v) => v,
+        None => match bindings::wasi::config::store::get(&format!("stream.{stream}")) {
+            Ok(Some(t)) => t.into_bytes(),
+            _ => return Err(VideoError::UnknownStream(stream.to_owned())),
+        },
+    };
+    let cfg: StreamConfig = serde_json::from_slice(&text).map_err(|e| VideoError::InvalidConfig(format!("stream {stream}: {e}")))?;
+    install(stream, cfg, false)
+}
+
+fn observe(name: &str, value: f64, buckets: &[f64]) {
+    let _ = recorder::register(name, "Per-frame time in the video actor (seconds)", &MetricKind::Histogram(buckets.to_vec()));
+    let _ = recorder::histogram_observe(name, &[], value);
+}
+
+fn count(name: &str, labels: &[(&str, &str)], by: f64) {
+    let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
+    let _ = recorder::counter_add(name, &labels, by);
+}
+
+/// The whole per-frame path for a configured stream.
+fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: u32, height: u32) -> Result<wit::FrameResult, VideoError> {
+    let started = std::time::Instant::now();
+    ensure_stream(stream)?;
+    let (model, nms, classes, threshold) = STREAMS.with(|s| {
+        let s = s.borrow();
+        let sp = s.get(stream).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
+        Ok::<_, VideoError>((sp.config().model.clone(), sp.nms_config(), sp.class_filter().to_vec(), sp.config().score_threshold))
+    })?;
+    let detections = detect_bytes(bytes, fmt, width, height, &model, &nms, &classes)?;
+    let analysis = STREAMS.with(|s| {
+        let mut s = s.borrow_mut();
+        s.get_mut(stream).map(|sp| sp.process(timestamp, &detections)).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))
+    })?;
+    count("video_frames_total", &[("stream", stream)], 1.0);
+    #[allow(clippy::cast_precision_loss)]
+    count("video_events_total", &[("stream", stream)], analysis.events.len() as f64);
+    observe("video_frame_seconds", started.elapsed().as_secs_f64(), &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]);
+    Ok(wit::FrameResult {
+        stream_id: stream.to_owned(),
+        sequence: 0,
+        detections: analysis.detections.iter().filter(|d| d.score >= threshold).map(wit_detection).collect(),
+        tracks: analysis
+            .tracks
+            .iter()
+            .map(|t| wit::Track {
+                track_id: t.track_id,
+                class_name: coco::class_name(t.class_id).into(),
+                score: t.score,
+                bbox: wit_bbox(t.bbox),
+                age: t.age,
+            })
+            .collect(),
+        events: analysis.events.iter().map(wit_event).collect(),
+    })
+}
+
+impl wit::Guest for Actor {
+    fn configure(stream_id: String, config: wit::StreamConfig) -> Result<(), VideoError> {
+        install(&stream_id, stream_config(config), true)
+    }
+
+    fn process_frame(frame: wit::Frame) -> Result<wit::FrameResult, VideoError> {
+        let bytes = frame_bytes(&frame.data)?;
+        let mut r = process(&frame.stream_id, frame.timestamp, &bytes, format(frame.format), frame.width, frame.height)?;
+        r.sequence = frame.sequence;
+        Ok(r)
+    }
+
+    fn detect(frame: wit::Frame, model: String, score_threshold: f32) -> Result<Vec<wit::Detection>, VideoError> {
+        let bytes = frame_bytes(&frame.data)?;
+        let nms = edgecell_vision::NmsConfig { score_threshold, iou_threshold: 0.6, max_detections: 100 };
+        nms.validate().map_err(verr)?;
+        let dets = detect_bytes(&bytes, format(frame.format), frame.width, frame.height, &model, &nms, &[])?;
+        Ok(dets.iter().map(wit_detection).collect())
+    }
+}
+
+impl Handler for Actor {
+    fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        if !msg.subject.starts_with("edgecell.video.frames.") {
+            return Err(format!("video-analytics does not handle subject {}", msg.subject));
+        }
+        let r: FrameRef = serde_json::from_slice(&msg.body).map_err(|e| format!("not a frame reference: {e}"))?;
+        let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
+        let result = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
+        let events: Vec<serde_json::Value> = result
+            .events
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "kind": match e.kind {
+                        wit::EventKind::Entered => "entered",
+                        wit::EventKind::Left => "left",
+                        wit::EventKind::Crossed => "crossed",
+                    },
+                    "track_id": e.track_id,
+                    "class": e.class_name,
+                    "region": e.region,
+                    "direction": e.direction.map(|d| match d {
+                        wit::Direction::Forward => "forward",
+                        wit::Direction::Backward => "backward",
+                    }),
+                    "timestamp_ns": e.timestamp,
+                    "dwell_ms": e.dwell_ms,
+                    "sequence": r.sequence,
+                })
+            })
+            .collect();
+        if !events.is_empty() {
+            let body = serde_json::to_vec(&events).map_err(|e| e.to_string())?;
+            consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{}", r.stream), body, reply_to: None })?;
+        }
+        let summary = FrameSummary {
+            stream: r.stream.clone(),
+            sequence: r.sequence,
+            detections: result.detections.len(),
+            tracks: result.tracks.iter().map(|t| (t.track_id, t.class_name.clone())).collect(),
+            events: result.events.len(),
+        };
+        let body = serde_json::to_vec(&summary).map_err(|e| e.to_string())?;
+        let subject = msg.reply_to.unwrap_or_else(|| format!("edgecell.video.results.{}", r.stream));
+        consumer::publish(&BrokerMessage { subject, body, reply_to: None })
+    }
+}
+
+// `export!` emits the ABI entry points, which are `unsafe extern` functions.
+#[allow(unsafe_code)]
+mod exports {
+    use super::Actor;
+    crate::bindings::export!(Actor with_types_in crate::bindings);
+}

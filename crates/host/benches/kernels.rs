@@ -1,0 +1,81 @@
+//! Domain kernels native vs inside a component, in one run: `wasm ÷ native` per kernel.
+//!
+//! The same source (`crates/kernels`) runs natively and in the `kernels` test component; both
+//! return a checksum that must agree, so neither side can skip work. Criterion records each
+//! side; the ratio printed at the end is of medians of 31 alternating timed runs.
+
+// A benchmark has nothing to recover to: a failed setup step aborts it with its message.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use edgecell::{ActorSpec, Runtime, RuntimeConfig, Services};
+
+const ITERATIONS: u32 = 2000;
+
+fn component_path() -> PathBuf {
+    let dir = std::env::var("EDGECELL_COMPONENTS").map(PathBuf::from).unwrap_or_else(|_| {
+        let exe = std::env::current_exe().unwrap_or_default();
+        exe.ancestors().nth(3).map(|t| t.join("wasm32-wasip2/component")).unwrap_or_default()
+    });
+    dir.join("edgecell_kernels_component.wasm")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    let path = component_path();
+    assert!(path.exists(), "{} missing: run `make components`", path.display());
+    let (services, _bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    let rt = Runtime::new(RuntimeConfig::default(), services).expect("runtime");
+    let actor = rt
+        .load_actor(ActorSpec { name: "kernels".into(), path, sha256: None, config: Default::default() })
+        .expect("load kernels component");
+    let mut inst = actor.instantiate().expect("instantiate");
+    let k = inst.kernels().expect("kernels bindings");
+    let mut wasm = |name: &str| -> f64 {
+        inst.call(|s, _| k.edgecell_actors_kernel_api().call_run(s, name, ITERATIONS)).expect("call").expect("kernel")
+    };
+
+    let mut c = Criterion::default().configure_from_args();
+    let mut rows = Vec::new();
+    for name in edgecell_kernels::KERNELS {
+        let native_sum = edgecell_kernels::run(name, ITERATIONS).expect("native kernel");
+        let wasm_sum = wasm(name);
+        assert!(
+            (native_sum - wasm_sum).abs() <= 1e-9 * native_sum.abs().max(1.0),
+            "{name}: native checksum {native_sum} != wasm {wasm_sum}"
+        );
+        let mut g = c.benchmark_group(name);
+        g.sample_size(20);
+        g.bench_function("native", |b| b.iter(|| edgecell_kernels::run(name, ITERATIONS).expect("native")));
+        g.bench_function("wasm", |b| b.iter(|| wasm(name)));
+        g.finish();
+        let (mut n, mut w) = (Vec::new(), Vec::new());
+        for _ in 0..31 {
+            let t = Instant::now();
+            edgecell_kernels::run(name, ITERATIONS).expect("native");
+            n.push(t.elapsed());
+            let t = Instant::now();
+            wasm(name);
+            w.push(t.elapsed());
+        }
+        rows.push((name, median(n), median(w)));
+    }
+    c.final_summary();
+    println!("kernel medians over 31 alternating runs of {ITERATIONS} steps:");
+    for (name, n, w) in rows {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(ITERATIONS);
+        println!(
+            "  {name:<16} native {:>8.3} µs/step   wasm {:>8.3} µs/step   wasm/native {:.3}  (target ≤ 1.15)",
+            per(n),
+            per(w),
+            w.as_secs_f64() / n.as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,49 @@
+//! The message forms the video-analytics actor consumes and publishes on NATS (JSON bodies).
+//!
+//! Frames never travel raw on the bus: a producer stores the encoded or raw frame in the cache
+//! provider (or an object store) and publishes a [`FrameRef`] on `edgecell.video.frames.<stream>`.
+//! The actor answers with a [`FrameSummary`] (to the reply subject, if any) and publishes the
+//! frame's analytics events as a JSON array of [`crate::AnalyticsEvent`] on
+//! `edgecell.video.events.<stream>`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::frame::PixelFormat;
+
+/// Where a frame is and how to read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameRef {
+    /// Stream id (configured with `configure`, or from `wasi:config` key `stream.<id>`).
+    pub stream: String,
+    /// Frame sequence number.
+    pub sequence: u64,
+    /// Capture time (ns since the Unix epoch, or since the stream start).
+    pub timestamp_ns: u64,
+    /// Pixel format of the stored bytes.
+    pub format: PixelFormat,
+    /// Required for raw formats, 0 for JPEG/PNG.
+    #[serde(default)]
+    pub width: u32,
+    /// Required for raw formats, 0 for JPEG/PNG.
+    #[serde(default)]
+    pub height: u32,
+    /// Cache namespace of the frame's bytes.
+    pub namespace: String,
+    /// Cache key of the frame's bytes.
+    pub key: String,
+}
+
+/// What the actor reports per frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameSummary {
+    /// Stream id.
+    pub stream: String,
+    /// Frame sequence number.
+    pub sequence: u64,
+    /// Detections at or above the score threshold.
+    pub detections: usize,
+    /// Confirmed tracks on this frame: (track id, class name).
+    pub tracks: Vec<(u64, String)>,
+    /// Events this frame produced.
+    pub events: usize,
+}

@@ -1,0 +1,249 @@
+//! The v2x-validator actor in the embedded host: WIT exports on real CAMs, typed errors for
+//! bad input, misbehaviour checks on VeReMi beacons, history that survives an instance being
+//! replaced, and the NATS message form.
+
+use std::sync::Arc;
+
+use edgecell::bindings::BrokerMessage;
+use edgecell::bindings::v2x_validator::exports::edgecell::v2x::validator::{MessageFormat, V2xError, V2xMessage, Validation, Verdict};
+
+use crate::common::{self, host, spec};
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/v2x/testdata");
+
+fn actor(h: &common::Host) -> edgecell::Actor {
+    h.runtime.load_actor(spec("v2x-validator", common::component("edgecell_v2x_validator.wasm"))).unwrap()
+}
+
+fn testdata(file: &str) -> Vec<u8> {
+    std::fs::read(format!("{TESTDATA}/{file}")).unwrap()
+}
+
+/// Unix ns of an ITS time (ms since 2004, TAI) whose generationDeltaTime is `gdt` + `delay_ms`.
+fn received_at(gdt: u64, delay_ms: u64) -> u64 {
+    let its_ms = 700_000 * 65_536 + gdt + delay_ms;
+    (its_ms + 1_072_915_200_000 - 5_000) * 1_000_000
+}
+
+fn msg(format: MessageFormat, payload: Vec<u8>, received_at: u64) -> V2xMessage {
+    V2xMessage { format, payload, received_at, receiver: None }
+}
+
+fn validate(inst: &mut edgecell::ActorInstance, m: &V2xMessage) -> Result<Validation, V2xError> {
+    let v = inst.v2x_validator().unwrap();
+    inst.call(|s, _| v.edgecell_v2x_validator().call_validate(s, m)).unwrap()
+}
+
+fn failed(v: &Validation) -> Vec<&str> {
+    v.checks.iter().filter(|c| !c.skipped && c.confidence < 0.5).map(|c| c.name.as_str()).collect()
+}
+
+/// A VeReMi type 3 beacon moving east (heading vector (1, 0)) at `speed` m/s.
+fn beacon(pseudo: u64, t: f64, x: f64, speed: f64) -> Vec<u8> {
+    serde_json::json!({
+        "type": 3, "rcvTime": t, "sendTime": t - 0.01, "sender": 9, "senderPseudo": pseudo, "messageID": (t * 10.0) as u64,
+        "pos": [x, 0.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [speed, 0.0, 0.0], "spd_noise": [0.1, 0.1, 0.0],
+        "acl": [0.0, 0.0, 0.0], "hed": [1.0, 0.0, 0.0], "hed_noise": [0.02, 0.02, 0.0]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[test]
+fn real_cams_validate_through_the_wit_export() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+
+    // c-its-parser's real CAM (values cross-checked with pycrate in crates/v2x/testdata)
+    let v = validate(&mut inst, &msg(MessageFormat::Uper, testdata("c-its-parser-cam.uper"), received_at(51_136, 120))).unwrap();
+    assert_eq!(v.station_id, 3_725_855_973);
+    assert_eq!(v.message_kind, "cam");
+    assert_eq!(v.generation_delta_time, 51_136);
+    assert!((v.position.latitude_deg - 53.562_651_8).abs() < 1e-9, "{:?}", v.position);
+    assert!((v.position.longitude_deg - 9.976_148_5).abs() < 1e-9, "{:?}", v.position);
+    assert!((v.speed_mps.unwrap() - 12.77).abs() < 1e-9);
+    assert!((v.heading_deg.unwrap() - 199.4).abs() < 1e-9);
+    assert!(!v.signed);
+    assert_eq!(v.verdict, Verdict::Accepted, "failed: {:?}", failed(&v));
+    let freshness = v.checks.iter().find(|c| c.name == "freshness").unwrap();
+    assert!(!freshness.skipped && freshness.confidence >= 0.5, "{freshness:?}");
+    assert!(v.checks.iter().any(|c| c.name == "position_consistency" && c.skipped), "first CAM of a station has no history");
+
+    // an independently encoded CAM (pycrate), received 2.5 s late: freshness fails
+    let late = validate(&mut inst, &msg(MessageFormat::Uper, testdata("pycrate-cam-a.uper"), received_at(41_000, 2_500))).unwrap();
+    assert_eq!(late.station_id, 1_234_567);
+    assert_eq!(late.generation_delta_time, 41_000);
+    assert!((late.position.latitude_deg - 48.856_614).abs() < 1e-9);
+    assert!((late.speed_mps.unwrap() - 13.89).abs() < 1e-9);
+    assert!((late.heading_deg.unwrap() - 90.5).abs() < 1e-9);
+    assert_eq!(late.verdict, Verdict::Rejected);
+    assert_eq!(failed(&late), vec!["freshness"]);
+
+    // a batch gives one result per message, in order
+    let batch = vec![
+        msg(MessageFormat::Uper, testdata("pycrate-cam-b.uper"), received_at(0, 10)),
+        msg(MessageFormat::Uper, vec![0xff; 3], received_at(0, 10)),
+    ];
+    let v2 = inst.v2x_validator().unwrap();
+    let out = inst.call(|s, _| v2.edgecell_v2x_validator().call_validate_batch(s, &batch)).unwrap();
+    assert_eq!(out.len(), 2);
+    let b = out[0].as_ref().unwrap();
+    assert_eq!(b.station_id, 4_294_967_295);
+    assert!((b.position.latitude_deg + 33.9).abs() < 1e-9);
+    assert!(matches!(out[1], Err(V2xError::Decode(_))), "{:?}", out[1]);
+}
+
+#[test]
+fn bad_input_gets_typed_errors_and_the_instance_keeps_working() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    let cam = testdata("c-its-parser-cam.uper");
+    let t = received_at(51_136, 50);
+
+    // (on wasm32 the crate's UPER reader stops after the high-frequency container, so a cut
+    // inside the low-frequency container still decodes: cut into the basic container)
+    for n in [0, 1, 5, 12, 24] {
+        let e = validate(&mut inst, &msg(MessageFormat::Uper, cam[..n].to_vec(), t)).unwrap_err();
+        assert!(matches!(e, V2xError::Decode(_)), "truncated to {n}: {e:?}");
+    }
+    let garbage: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let e = validate(&mut inst, &msg(MessageFormat::Uper, garbage, t)).unwrap_err();
+    assert!(matches!(e, V2xError::Decode(_) | V2xError::Unsupported(_)), "{e:?}");
+    let e = validate(&mut inst, &msg(MessageFormat::Uper, vec![0u8; 70_000], t)).unwrap_err();
+    assert_eq!(e, V2xError::TooLarge(70_000));
+    let e = validate(&mut inst, &msg(MessageFormat::Secured, vec![0x03, 0x81, 0x00, 0x40], t)).unwrap_err();
+    assert!(matches!(e, V2xError::Decode(_) | V2xError::Unsupported(_)), "{e:?}");
+    let e = validate(&mut inst, &msg(MessageFormat::JsonBeacon, b"{\"type\": 3, \"pos\": ".to_vec(), t)).unwrap_err();
+    assert!(matches!(e, V2xError::Decode(_)), "{e:?}");
+    let e = validate(&mut inst, &msg(MessageFormat::JsonBeacon, br#"{"type": 3, "rcvTime": 1.0, "pos": [1e999, 0, 0]}"#.to_vec(), t)).unwrap_err();
+    assert!(matches!(e, V2xError::Decode(_)), "{e:?}");
+
+    let v = inst.v2x_validator().unwrap();
+    let bad = inst.call(|s, _| v.edgecell_v2x_validator().call_configure(s, "thresholds = 5")).unwrap().unwrap_err();
+    assert!(matches!(bad, V2xError::InvalidConfig(_)), "{bad:?}");
+    let unknown = inst.call(|s, _| v.edgecell_v2x_validator().call_configure(s, "[thresholds]\nmax_speed = 3.0")).unwrap().unwrap_err();
+    assert!(matches!(unknown, V2xError::InvalidConfig(_)), "{unknown:?}");
+
+    // after all of that the instance is alive and still validates
+    let ok = validate(&mut inst, &msg(MessageFormat::Uper, cam, t)).unwrap();
+    assert_eq!(ok.station_id, 3_725_855_973);
+    assert!(!inst.is_poisoned());
+    let snapshot = h.runtime.services().metrics.snapshot();
+    assert_eq!(snapshot.total("v2x_messages_total", &[("verdict", "accepted")]), Some(1.0));
+    assert!(snapshot.total("v2x_messages_total", &[("verdict", "error")]).unwrap() >= 9.0);
+}
+
+#[test]
+fn a_position_jump_is_rejected_and_names_the_failing_check() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    let mut verdicts = Vec::new();
+    for (t, x) in [(1.0, 0.0), (2.0, 10.0), (3.0, 20.0), (4.0, 520.0)] {
+        verdicts.push(validate(&mut inst, &msg(MessageFormat::JsonBeacon, beacon(42, t, x, 10.0), 0)).unwrap());
+    }
+    for v in &verdicts[..3] {
+        assert_eq!(v.verdict, Verdict::Accepted, "failed: {:?}", failed(v));
+        assert_eq!(v.message_kind, "beacon");
+        assert_eq!(v.station_id, 9);
+    }
+    assert!(verdicts[2].checks.iter().any(|c| c.name == "position_consistency" && !c.skipped && c.confidence >= 0.5));
+    let jump = &verdicts[3];
+    assert_eq!(jump.verdict, Verdict::Rejected);
+    assert!(failed(jump).contains(&"position_consistency"), "{:?}", failed(jump));
+    // a local-frame beacon has no WGS84 position
+    assert!(jump.position.latitude_deg.is_nan());
+    let snapshot = h.runtime.services().metrics.snapshot();
+    assert_eq!(snapshot.total("v2x_check_failures_total", &[("check", "position_consistency")]), Some(1.0));
+    assert_eq!(snapshot.total("v2x_messages_total", &[("verdict", "rejected")]), Some(1.0));
+}
+
+#[test]
+fn history_survives_instance_replacement() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = Arc::new(actor(&h));
+    let mut first = a.instantiate().unwrap();
+    for (t, x) in [(1.0, 0.0), (2.0, 10.0)] {
+        let v = validate(&mut first, &msg(MessageFormat::JsonBeacon, beacon(77, t, x, 10.0), 0)).unwrap();
+        assert_eq!(v.verdict, Verdict::Accepted, "{:?}", failed(&v));
+    }
+    drop(first);
+
+    // a fresh instance sees pseudonym 77's earlier beacons: consistency checks run at once
+    let mut second = a.instantiate().unwrap();
+    let next = validate(&mut second, &msg(MessageFormat::JsonBeacon, beacon(77, 3.0, 20.0, 10.0), 0)).unwrap();
+    assert_eq!(next.verdict, Verdict::Accepted, "{:?}", failed(&next));
+    let pc = next.checks.iter().find(|c| c.name == "position_consistency").unwrap();
+    assert!(!pc.skipped, "history was lost with the instance");
+    drop(second);
+
+    let mut third = a.instantiate().unwrap();
+    let jump = validate(&mut third, &msg(MessageFormat::JsonBeacon, beacon(77, 4.0, 400.0, 10.0), 0)).unwrap();
+    assert_eq!(jump.verdict, Verdict::Rejected);
+    assert!(failed(&jump).contains(&"position_consistency"), "{:?}", failed(&jump));
+    // an unseen pseudonym in the same instance has no history
+    let fresh = validate(&mut third, &msg(MessageFormat::JsonBeacon, beacon(78, 4.0, 400.0, 10.0), 0)).unwrap();
+    assert!(fresh.checks.iter().any(|c| c.name == "position_consistency" && c.skipped));
+}
+
+#[test]
+fn the_message_handler_publishes_verdicts_and_reports() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+
+    // a raw UPER CAM: a verdict on the region's subject (received now, so its age decides)
+    let cam = BrokerMessage { subject: "edgecell.v2x.in.hamburg".into(), body: testdata("c-its-parser-cam.uper"), reply_to: None };
+    inst.handle_message(&cam).unwrap().unwrap();
+    let published = h.bus.drain();
+    let verdict = published.iter().find(|p| p.subject == "edgecell.v2x.verdict.hamburg").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&verdict.body).unwrap();
+    assert_eq!(v["station_id"], 3_725_855_973u64);
+    assert_eq!(v["generation_delta_time"], 51_136);
+    assert!((v["latitude"].as_f64().unwrap() - 53.562_651_8).abs() < 1e-9);
+    assert!((v["longitude"].as_f64().unwrap() - 9.976_148_5).abs() < 1e-9);
+    assert!((v["speed_mps"].as_f64().unwrap() - 12.77).abs() < 1e-9);
+    assert!((v["heading_deg"].as_f64().unwrap() - 199.4).abs() < 1e-9);
+    assert!(v["checks"].as_array().unwrap().len() >= 11);
+    let rejected = v["verdict"] == "rejected";
+    assert_eq!(published.iter().any(|p| p.subject == "edgecell.v2x.report.hamburg"), rejected);
+
+    // VeReMi lines: the receiver's fix (type 2) publishes nothing; beacons are judged, a jump
+    // is reported; a reply subject takes the verdict. A trace has its own time base, so it
+    // gets its own cache namespace (an instance of the same actor configured for it).
+    let mut s = spec("v2x-validator", common::component("edgecell_v2x_validator.wasm"));
+    s.config.insert("namespace".into(), "sim".into());
+    let mut inst = h.runtime.load_actor(s).unwrap().instantiate().unwrap();
+    let line = |body: Vec<u8>, reply: Option<&str>| BrokerMessage { subject: "edgecell.v2x.in.sim".into(), body, reply_to: reply.map(Into::into) };
+    let ego = br#"{"type":2,"rcvTime":0.5,"pos":[0,0,0],"spd":[0,0,0],"hed":[1,0,0]}"#.to_vec();
+    inst.handle_message(&line(ego, None)).unwrap().unwrap();
+    assert!(h.bus.drain().is_empty());
+    inst.handle_message(&line(beacon(5, 1.0, 300.0, 10.0), None)).unwrap().unwrap();
+    inst.handle_message(&line(beacon(5, 2.0, 310.0, 10.0), Some("_INBOX.1"))).unwrap().unwrap();
+    inst.handle_message(&line(beacon(5, 3.0, 900.0, 10.0), None)).unwrap().unwrap();
+    let published = h.bus.drain();
+    let subjects: Vec<&str> = published.iter().map(|p| p.subject.as_str()).collect();
+    assert_eq!(subjects, vec!["edgecell.v2x.verdict.sim", "_INBOX.1", "edgecell.v2x.verdict.sim", "edgecell.v2x.report.sim"]);
+    let replied: serde_json::Value = serde_json::from_slice(&published[1].body).unwrap();
+    assert_eq!(replied["verdict"], "accepted", "{replied}");
+    let jump: serde_json::Value = serde_json::from_slice(&published[2].body).unwrap();
+    assert_eq!(jump["verdict"], "rejected");
+    assert_eq!(jump["latitude"], serde_json::Value::Null);
+    let report: serde_json::Value = serde_json::from_slice(&published[3].body).unwrap();
+    assert_eq!(report["reported_pseudonym"], 5);
+    let names: Vec<&str> = report["failed_checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"position_consistency"), "{names:?}");
+    // the 900 m beacon is also out of the receiver's range
+    assert!(names.contains(&"range_plausibility"), "{names:?}");
+
+    // refusals with a reason; the instance keeps going
+    let junk = BrokerMessage { subject: "edgecell.v2x.in.sim".into(), body: b"{not json".to_vec(), reply_to: None };
+    assert!(inst.handle_message(&junk).unwrap().unwrap_err().starts_with("decode"));
+    let empty = BrokerMessage { subject: "edgecell.v2x.in.sim".into(), body: vec![], reply_to: None };
+    assert!(inst.handle_message(&empty).unwrap().is_err());
+    let other = BrokerMessage { subject: "edgecell.video.in".into(), body: vec![1], reply_to: None };
+    assert!(inst.handle_message(&other).unwrap().unwrap_err().contains("does not handle"));
+    assert!(!inst.is_poisoned());
+}
