@@ -187,9 +187,9 @@ fn stream_config(c: wit::StreamConfig) -> StreamConfig {
 }
 
 fn install(stream: &str, cfg: StreamConfig, persist: bool) -> Result<(), VideoError> {
-    let sp = StreamProcessor::new(cfg.clone()).map_err(verr)?;
-    if persist {
-        let json = serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?;
+    let json = if persist { Some(serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?) } else { None };
+    let sp = StreamProcessor::new(cfg).map_err(verr)?;
+    if let Some(json) = json {
         cache::set(NS, &format!("stream-config/{stream}"), &json, None).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
     }
     STREAMS.with(|s| s.borrow_mut().insert(stream.to_owned(), sp));

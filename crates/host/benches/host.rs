@@ -99,5 +99,5 @@ fn main() {
     println!("  instantiate           p50 {:>9.2} µs   p99 {:>9.2} µs   (target p50 ≤ 20 µs)", i50.as_secs_f64() * 1e6, i99.as_secs_f64() * 1e6);
     println!("  call (echo)           p50 {:>9.0} ns   p99 {:>9.0} ns", c50.as_secs_f64() * 1e9, c99.as_secs_f64() * 1e9);
     println!("  cold start (.cwasm)   p50 {:>9.3} ms   p99 {:>9.3} ms   (target ≤ 2 ms)", s50.as_secs_f64() * 1e3, s99.as_secs_f64() * 1e3);
-    println!("  probe component size  {} bytes", std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+    println!("  probe component size  {} bytes", std::fs::metadata(&path).map_or(0, |m| m.len()));
 }

@@ -16,10 +16,13 @@ use edgecell::{ActorSpec, Runtime, RuntimeConfig, Services};
 const ITERATIONS: u32 = 2000;
 
 fn component_path() -> PathBuf {
-    let dir = std::env::var("EDGECELL_COMPONENTS").map(PathBuf::from).unwrap_or_else(|_| {
-        let exe = std::env::current_exe().unwrap_or_default();
-        exe.ancestors().nth(3).map(|t| t.join("wasm32-wasip2/component")).unwrap_or_default()
-    });
+    let dir = std::env::var("EDGECELL_COMPONENTS").map_or_else(
+        |_| {
+            let exe = std::env::current_exe().unwrap_or_default();
+            exe.ancestors().nth(3).map(|t| t.join("wasm32-wasip2/component")).unwrap_or_default()
+        },
+        PathBuf::from,
+    );
     dir.join("edgecell_kernels_component.wasm")
 }
 

@@ -114,6 +114,11 @@ impl NatsConnection {
                 }
             }));
         }
+        // Round trip to the server so the subscriptions are live when this returns: a request
+        // sent right after must not meet "no responders".
+        self.rt
+            .block_on(self.client.flush())
+            .map_err(|e| NatsError::Subscribe { subject: subjects.join(","), message: format!("flush: {e}") })?;
         Ok(Feed { tasks, stats })
     }
 }

@@ -30,6 +30,9 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// Turns what a stage's actor published into the stage's result line (or an error).
+pub type Verdict = Box<dyn Fn(&[edgecell::Published]) -> Result<String>>;
+
 /// One actor fed with messages made from bundled data.
 pub struct Stage {
     pub title: &'static str,
@@ -42,7 +45,7 @@ pub struct Stage {
     pub preload: Vec<(String, String, Vec<u8>)>,
     pub inputs: Vec<BrokerMessage>,
     /// Turns what the actor published into the stage's result line (and fails on a wrong one).
-    pub verdict: Box<dyn Fn(&[edgecell::Published]) -> Result<String>>,
+    pub verdict: Verdict,
 }
 
 /// A row of the summary table.

@@ -166,6 +166,8 @@ fn direction_name(d: wit::Direction) -> &'static str {
     }
 }
 
+// by value so it can be passed to `map_err` directly
+#[allow(clippy::needless_pass_by_value)]
 fn video_error(e: wit::VideoError) -> anyhow::Error {
     anyhow::anyhow!("video-analytics: {e:?}")
 }
