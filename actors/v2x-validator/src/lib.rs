@@ -393,7 +393,7 @@ fn wit_err(e: V2xError) -> WitError {
     }
 }
 
-fn to_wit(v: Validation) -> WitValidation {
+fn to_wit(v: &Validation) -> WitValidation {
     let position = match v.position {
         Position::Geo { lat, lon, alt } => GeoPosition { latitude_deg: lat, longitude_deg: lon, altitude_m: alt },
         // beacons in a local metric frame have no WGS84 position
@@ -439,7 +439,7 @@ fn validate_wit(msg: &V2xMessage) -> Result<WitValidation, WitError> {
         yaw_rate_dps: None,
     });
     let ctx = ReceiveContext { received_at_ns: msg.received_at, receiver };
-    validate_bytes(format, &msg.payload, &ctx).map(to_wit).map_err(wit_err)
+    validate_bytes(format, &msg.payload, &ctx).map(|v| to_wit(&v)).map_err(wit_err)
 }
 
 impl wit::Guest for Actor {
