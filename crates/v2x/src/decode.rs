@@ -52,6 +52,7 @@ pub fn decode_its(
             ));
         }
         let f = crate::uper_cam::decode_cam(bytes)?;
+        #[allow(clippy::needless_return)] // the native block below is compiled out on wasm32
         return Ok(cam_fields_to_observation(&f, rcv_its_ms));
     }
     #[cfg(not(target_arch = "wasm32"))]
@@ -138,13 +139,38 @@ fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
         ));
     }
     match (b0 >> 4, b0 & 0x0f) {
-        (1, 1) => Ok(()),
+        (1, 1) => check_gn_speed(gn),
         (1, 2) => Err(V2xError::Unsupported(
             "secured GeoNetworking packet: pass the 1609.2 data as `secured`".into(),
         )),
         (v, n) => Err(V2xError::Decode(format!(
             "GeoNetworking basic header version {v}, next header {n}"
         ))),
+    }
+}
+
+/// geonetworking 0.4.2 panics (`i15::from_i16` assertion) when the 15-bit speed of the source
+/// long position vector is negative (bit 14 set). Found by `fuzz/` (target `geonetworking`);
+/// such packets are refused with a typed error before they reach the decoder.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_gn_speed(gn: &[u8]) -> Result<(), V2xError> {
+    // basic header (4) + common header (8); HT/HST in the common header's second byte.
+    let Some(&ht_hst) = gn.get(5) else {
+        return Ok(()); // truncated: the decoder returns an error
+    };
+    let (ht, hst) = (ht_hst >> 4, ht_hst & 0x0f);
+    // offset of the source long position vector in the extended header
+    let so_pv = match (ht, hst) {
+        (0, _) => return Ok(()), // ANY: no extended header
+        (1, _) | (5, 0) => 0,    // beacon, single-hop broadcast
+        _ => 4,                  // GUC/GAC/GBC/TSB/LS: sequence number + reserved first
+    };
+    // long position vector: address 8, timestamp 4, lat 4, lon 4, PAI|speed 2, heading 2
+    match gn.get(4 + 8 + so_pv + 20) {
+        Some(b) if b & 0x40 != 0 => Err(V2xError::Unsupported(
+            "GeoNetworking position vector with negative speed".into(),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod geo;
 pub mod history;
 pub mod map;
 pub mod observation;
+pub mod oer_guard;
 pub mod risk;
 pub mod security;
 pub mod sim;

@@ -523,6 +523,7 @@ pub struct ParsedCert {
 /// # Errors
 /// [`SecurityError::Malformed`], [`SecurityError::NonCanonical`], [`SecurityError::Version`].
 pub fn parse_certificate(bytes: &[u8]) -> Result<ParsedCert, SecurityError> {
+    crate::oer_guard::check_certificate(bytes)?;
     let cert: Certificate = coer_decode(bytes)?;
     parsed(cert, bytes.to_vec())
 }
@@ -823,6 +824,7 @@ impl TrustStore {
         now_us: u64,
         cache: &mut dyn CertCache,
     ) -> Result<VerifiedData, SecurityError> {
+        crate::oer_guard::check_ieee1609_dot2_data(bytes)?;
         let data: Ieee1609Dot2Data = coer_decode(bytes)?;
         if data.protocol_version != 3 {
             return Err(SecurityError::Version(data.protocol_version));
@@ -896,6 +898,7 @@ impl TrustStore {
 /// whose signature cannot be checked).
 #[must_use]
 pub fn unverified_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    crate::oer_guard::check_ieee1609_dot2_data(bytes).ok()?;
     let data: Ieee1609Dot2Data = rasn::coer::decode(bytes).ok()?;
     match data.content {
         Ieee1609Dot2Content::SignedData(sd) => match sd.tbs_data.payload.data {
@@ -1110,6 +1113,7 @@ pub mod build {
             ),
         )?;
         let signer_id = if with_cert {
+            crate::oer_guard::check_certificate(&signer.cert)?;
             let cert: Certificate = rasn::coer::decode(&signer.cert).map_err(err)?;
             SignerIdentifier::Certificate(SequenceOfCertificate(vec![cert]))
         } else {

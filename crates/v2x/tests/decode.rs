@@ -222,3 +222,13 @@ fn own_uper_cam_reader_matches_c_its_parser() {
         Err(V2xError::Unsupported(_))
     ));
 }
+
+/// Regression (cargo-fuzz, target `geonetworking`): a GN single-hop broadcast whose position
+/// vector speed is negative made geonetworking 0.4.2 panic (`i15::from_i16`); now a typed error.
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn fuzz_gn_negative_speed_is_typed_error() {
+    let b = include_bytes!("../testdata/fuzz-gn-negative-speed.bin");
+    let r = std::panic::catch_unwind(|| decode_its(b, Framing::GeoNetworking, 600_000_000_000));
+    assert!(matches!(r, Ok(Err(_))), "{r:?}");
+}

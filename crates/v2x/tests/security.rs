@@ -63,55 +63,6 @@ fn ectl_outside_validity_fails() {
     assert!(matches!(e, Some(SecurityError::Validity(_))), "{e:?}");
 }
 
-/// Runs every single-bit flip of `target` in child processes (this test binary, filtered to
-/// `flip_child`). rasn 0.28/0.30's OER decoder calls `Vec::with_capacity` on an untrusted
-/// SEQUENCE OF quantity, so some flips abort the process on allocation failure instead of
-/// returning an error (an upstream bug, listed in the crate notes). A flip counts as
-/// "aborted" then; the parent restarts after it. Returns (accepted, aborted, total).
-fn flips_in_children(target: &str, len: usize) -> (Vec<usize>, Vec<usize>, usize) {
-    let exe = std::env::current_exe().expect("exe");
-    let total = len * 8;
-    let (mut accepted, mut aborted) = (Vec::new(), Vec::new());
-    let mut start = 0;
-    while start < total {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "flip_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-                "--include-ignored",
-            ])
-            .env("FLIP_TARGET", target)
-            .env("FLIP_START", start.to_string())
-            .env("RUST_BACKTRACE", "0")
-            .output()
-            .expect("spawn");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut last = None;
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            if it.next() == Some("FLIP")
-                && let (Some(Ok(i)), Some(r)) = (it.next().map(str::parse::<usize>), it.next())
-            {
-                if r == "accepted" {
-                    accepted.push(i);
-                }
-                last = Some(i);
-            }
-        }
-        let done = last.map_or(start, |l| l + 1);
-        if done >= total {
-            break;
-        }
-        // the child died on flip `done`
-        aborted.push(done);
-        start = done + 1;
-    }
-    (accepted, aborted, total)
-}
-
 fn flip(data: &[u8], i: usize) -> Vec<u8> {
     let mut b = data.to_vec();
     if let Some(x) = b.get_mut(i / 8) {
@@ -120,52 +71,137 @@ fn flip(data: &[u8], i: usize) -> Vec<u8> {
     b
 }
 
-/// Child side of the bit-flip tests (does nothing unless FLIP_TARGET is set).
-#[test]
-#[ignore = "run by the bit-flip tests in a child process"]
-fn flip_child() {
-    let Ok(target) = std::env::var("FLIP_TARGET") else {
-        return;
-    };
-    let start: usize = std::env::var("FLIP_START")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (ts, now_s) = tlm_store();
-    let data = if target == "tlm" { TLM } else { ECTL };
-    for i in start..data.len() * 8 {
+/// Runs `check` on every single-bit flip of `data` in this process (the OER guard keeps rasn
+/// from aborting on crafted SEQUENCE OF quantities, so no child processes are needed) and
+/// returns (accepted flips, flips rejected by the guard for an over-large count, total).
+fn all_flips(
+    data: &[u8],
+    mut check: impl FnMut(&[u8]) -> Result<(), SecurityError>,
+) -> (Vec<usize>, Vec<usize>, usize) {
+    let total = data.len() * 8;
+    let (mut accepted, mut count_rejected) = (Vec::new(), Vec::new());
+    for i in 0..total {
         let b = flip(data, i);
-        let ok = if target == "tlm" {
-            TrustStore::new().add_anchor(&b).is_ok()
-        } else {
-            let mut ts = ts.clone();
-            ts.verify_signed_data(&b, now_s * 1_000_000, &mut MemoryCertCache::default())
-                .is_ok()
-        };
-        println!("FLIP {i} {}", if ok { "accepted" } else { "rejected" });
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&b)));
+        match r {
+            Err(_) => panic!("bit {i}: panicked"),
+            Ok(Ok(())) => accepted.push(i),
+            Ok(Err(SecurityError::Malformed(m))) if m.contains("SEQUENCE OF quantity") => {
+                count_rejected.push(i);
+            }
+            Ok(Err(_)) => {}
+        }
     }
+    (accepted, count_rejected, total)
 }
 
 #[test]
 fn every_single_bit_flip_in_tlm_fails() {
-    let (accepted, aborted, total) = flips_in_children("tlm", TLM.len());
+    let (accepted, counts, total) = all_flips(TLM, |b| TrustStore::new().add_anchor(b).map(|_| ()));
     eprintln!(
-        "TLM: {total} flips, {} aborted in rasn (with_capacity), bits {aborted:?}",
-        aborted.len()
+        "TLM: {total} flips, {} rejected by the OER guard for an over-large SEQUENCE OF count: {counts:?}",
+        counts.len()
     );
     assert!(accepted.is_empty(), "flipped bits accepted: {accepted:?}");
     assert_eq!(total, 1528);
+    // also the plain parse never panics and rejects every flip
+    for i in 0..total {
+        let b = flip(TLM, i);
+        if let Ok(p) = parse_certificate(&b) {
+            assert!(p.verify(None).is_err(), "bit {i} verifies");
+        }
+    }
 }
 
 #[test]
 fn every_single_bit_flip_in_ectl_fails() {
-    let (accepted, aborted, total) = flips_in_children("ectl", ECTL.len());
+    let (ts, now_s) = tlm_store();
+    let (accepted, counts, total) = all_flips(ECTL, |b| {
+        let mut ts = ts.clone();
+        ts.verify_signed_data(b, now_s * 1_000_000, &mut MemoryCertCache::default())
+            .map(|_| ())
+    });
     eprintln!(
-        "ECTL: {total} flips, {} aborted in rasn (with_capacity), bits {aborted:?}",
-        aborted.len()
+        "ECTL: {total} flips, {} rejected by the OER guard for an over-large SEQUENCE OF count: {counts:?}",
+        counts.len()
     );
     assert!(accepted.is_empty(), "flipped bits accepted: {accepted:?}");
     assert_eq!(total, 11_296);
+    for i in 0..total {
+        let _ = edgecell_v2x::security::unverified_payload(&flip(ECTL, i));
+    }
+}
+
+/// Crafted SEQUENCE OF quantities that made rasn 0.28 abort (`Vec::with_capacity` on the
+/// untrusted count) now give a typed error.
+#[test]
+fn crafted_sequence_of_counts_are_typed_errors() {
+    let (mut ts, now_s) = tlm_store();
+    let mut cache = MemoryCertCache::default();
+    // Ieee1609Dot2Data { 3, signedData { sha256, tbs { payload { data: unsecured "x" },
+    // header { psid 36 } }, signer: certificate SEQUENCE OF with quantity 2^64-1 ... } }
+    let mut msg = vec![
+        0x03, 0x81, 0x00, 0x40, 0x03, 0x80, 0x01, b'x', 0x00, 0x01, 0x24, 0x81, 0x08,
+    ];
+    msg.extend_from_slice(&[0xff; 8]);
+    msg.extend_from_slice(&[0u8; 64]);
+    for bytes in [msg.clone(), {
+        let mut m = msg.clone();
+        // quantity 2^40 with a 5-byte quantity field
+        m.truncate(12);
+        m.extend_from_slice(&[0x05, 0x01, 0, 0, 0, 0]);
+        m.extend_from_slice(&[0u8; 64]);
+        m
+    }] {
+        let e = ts
+            .verify_signed_data(&bytes, now_s * 1_000_000, &mut cache)
+            .err();
+        assert!(
+            matches!(&e, Some(SecurityError::Malformed(m)) if m.contains("SEQUENCE OF quantity")),
+            "{e:?}"
+        );
+        assert!(edgecell_v2x::security::unverified_payload(&bytes).is_none());
+    }
+    // Certificate { explicit, self(sha256), tbs { id none, appPermissions: quantity 2^64-1 } }
+    let mut cert = vec![
+        0x00, 0x03, 0x00, 0x81, 0x00, 0x10, 0x83, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 1, 0x08,
+    ];
+    cert.extend_from_slice(&[0xff; 8]);
+    cert.extend_from_slice(&[0u8; 100]);
+    let e = parse_certificate(&cert).err();
+    assert!(
+        matches!(&e, Some(SecurityError::Malformed(m)) if m.contains("SEQUENCE OF quantity")),
+        "{e:?}"
+    );
+    assert!(TrustStore::new().add_anchor(&cert).is_err());
+    // oversize input
+    let huge = vec![0u8; edgecell_v2x::oer_guard::MAX_OER_INPUT + 1];
+    assert!(matches!(
+        parse_certificate(&huge),
+        Err(SecurityError::Malformed(_))
+    ));
+    assert!(
+        ts.verify_signed_data(&huge, now_s * 1_000_000, &mut cache)
+            .is_err()
+    );
+}
+
+/// The guard accepts every valid input the crate handles (no false rejections of the real
+/// and self-built material).
+#[test]
+fn oer_guard_accepts_valid_material() {
+    use edgecell_v2x::oer_guard::{check_certificate, check_ieee1609_dot2_data};
+    check_certificate(TLM).expect("TLM");
+    check_ieee1609_dot2_data(ECTL).expect("ECTL");
+    let k = build::key_from_seed([3u8; 32]).expect("key");
+    let root = build::certificate("r", &k, None, 600_000_000, 10, &[]).expect("root");
+    let at = build::certificate("a", &k, Some(&root), 600_000_000, 10, &[36, 37, 639]).expect("at");
+    check_certificate(&root.cert).expect("root");
+    check_certificate(&at.cert).expect("at");
+    for with_cert in [true, false] {
+        let d = build::signed_data(&at, b"abc", 36, 1, with_cert).expect("sd");
+        check_ieee1609_dot2_data(&d).expect("signed data");
+    }
 }
 
 #[test]
