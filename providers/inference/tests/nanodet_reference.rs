@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Instant;
-
 use common::{model, nanodet_input};
 use edgecell_inference::Tensor;
 use edgecell_vision::{
@@ -159,16 +157,6 @@ fn tract_matches_onnxruntime_raw_outputs_and_boxes() {
         );
     }
     eprintln!("overall max abs diff tract vs onnxruntime: {overall:.2e}");
-    // Informative only (no timing assertions): tract single-thread time per frame.
-    let (input, _) = nanodet_input(&common::image("data/images/dog.jpg"));
-    let start = Instant::now();
-    for _ in 0..3 {
-        model.run(vec![input.clone()]).unwrap();
-    }
-    eprintln!(
-        "tract (this profile) {:.1} ms/frame",
-        start.elapsed().as_secs_f64() * 1e3 / 3.0
-    );
 }
 
 fn best(dets: &[Detection], class: &str) -> Option<Detection> {
