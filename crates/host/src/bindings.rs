@@ -12,85 +12,59 @@ pub mod capabilities {
     });
 }
 
-/// Any actor fed from NATS: only its `wasmcloud:messaging/handler` export is used.
-pub mod messaging_actor {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "edgecell:actors/messaging-actor",
-        with: {
-            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
-            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
-            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
-            "edgecell:inference/runner": crate::bindings::capabilities::edgecell::inference::runner,
-            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
-            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
-        },
-    });
+/// Bindings for an actor world whose imports are (a subset of) `capabilities`: the common
+/// imports map onto it here, `$extra` adds the ones only some worlds import.
+macro_rules! actor_world {
+    ($(#[$doc:meta])* $name:ident, $world:literal, { $($extra:tt)* }) => {
+        $(#[$doc])*
+        pub mod $name {
+            wasmtime::component::bindgen!({
+                path: "../../wit",
+                world: $world,
+                with: {
+                    "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
+                    "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
+                    "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
+                    "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
+                    "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
+                    $($extra)*
+                },
+                additional_derives: [PartialEq],
+            });
+        }
+    };
 }
 
-/// The test component driven by the integration tests and benchmarks.
-pub mod probe {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "edgecell:actors/probe",
-        with: {
-            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
-            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
-            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
-            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
-            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
-        },
-    });
-}
-
-/// The sensor-fusion actor's exports.
-pub mod sensor_fusion {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "edgecell:actors/sensor-fusion",
-        with: {
-            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
-            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
-            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
-            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
-            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
-        },
-        additional_derives: [PartialEq],
-    });
-}
-
-/// The video-analytics actor's exports.
-pub mod video_analytics {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "edgecell:actors/video-analytics",
-        with: {
-            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
-            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
-            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
-            "edgecell:inference/runner": crate::bindings::capabilities::edgecell::inference::runner,
-            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
-            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
-        },
-        additional_derives: [PartialEq],
-    });
-}
-
-/// The v2x-validator actor's exports.
-pub mod v2x_validator {
-    wasmtime::component::bindgen!({
-        path: "../../wit",
-        world: "edgecell:actors/v2x-validator",
-        with: {
-            "wasi:config/store": crate::bindings::capabilities::wasi::config::store,
-            "edgecell:cache/store": crate::bindings::capabilities::edgecell::cache::store,
-            "edgecell:metrics/recorder": crate::bindings::capabilities::edgecell::metrics::recorder,
-            "wasmcloud:messaging/types": crate::bindings::capabilities::wasmcloud::messaging::types,
-            "wasmcloud:messaging/consumer": crate::bindings::capabilities::wasmcloud::messaging::consumer,
-        },
-        additional_derives: [PartialEq],
-    });
-}
+actor_world!(
+    /// Any actor fed from NATS: only its `wasmcloud:messaging/handler` export is used.
+    messaging_actor,
+    "edgecell:actors/messaging-actor",
+    { "edgecell:inference/runner": crate::bindings::capabilities::edgecell::inference::runner, }
+);
+actor_world!(
+    /// The test component driven by the integration tests and benchmarks.
+    probe,
+    "edgecell:actors/probe",
+    {}
+);
+actor_world!(
+    /// The sensor-fusion actor's exports.
+    sensor_fusion,
+    "edgecell:actors/sensor-fusion",
+    {}
+);
+actor_world!(
+    /// The video-analytics actor's exports.
+    video_analytics,
+    "edgecell:actors/video-analytics",
+    { "edgecell:inference/runner": crate::bindings::capabilities::edgecell::inference::runner, }
+);
+actor_world!(
+    /// The v2x-validator actor's exports.
+    v2x_validator,
+    "edgecell:actors/v2x-validator",
+    {}
+);
 
 /// The kernels benchmark component (no imports).
 pub mod kernels {
