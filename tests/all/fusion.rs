@@ -171,3 +171,363 @@ fn tracker_and_iot_state_survive_instance_replacement() {
         .unwrap_err();
     assert!(matches!(bad, FusionError::NonFinite(_)), "{bad:?}");
 }
+
+// ---- localizer state in the cache --------------------------------------------------------
+
+const TEST2_EXPECTED: [f64; 3] = [1.0206, 3.4292, 0.7419];
+const TEST2_TOLERANCE_M: f64 = 0.1383;
+
+/// test2.bag's sensor messages as NATS messages for filter `jackal`.
+fn test2_messages() -> Vec<BrokerMessage> {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/fusion/test2.bag")).unwrap();
+    let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();
+    edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, "jackal")
+        .unwrap()
+        .iter()
+        .map(|e| BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(e).unwrap(), reply_to: None })
+        .collect()
+}
+
+/// The sensor-fusion actor with `filter.jackal = robot-localization-test2`, from `path`.
+fn jackal_actor(h: &common::Host, path: std::path::PathBuf) -> edgecell::Actor {
+    let mut s = spec("sensor-fusion", path);
+    s.config.insert("filter.jackal".into(), "robot-localization-test2".into());
+    h.runtime.load_actor(s).unwrap()
+}
+
+const STATE_NS: &str = "fusion";
+const JACKAL_KEY: &str = "localizer/jackal";
+
+/// The localizer state the actor stored for `jackal`, decoded, with its cache version.
+fn stored_jackal(h: &common::Host) -> (edgecell_fusion::LocalizerSnapshot, u64) {
+    let e = h.runtime.services().cache.get("sensor-fusion", STATE_NS, JACKAL_KEY).unwrap().expect("no stored localizer state");
+    let max = edgecell_fusion::persist::DEFAULT_MAX_STATE_BYTES;
+    (edgecell_fusion::Localizer::from_state_bytes(&e.value, max).unwrap().snapshot(), e.version)
+}
+
+fn last_state(h: &common::Host) -> edgecell_fusion::wire::StateMessage {
+    serde_json::from_slice(&h.bus.drain().last().expect("nothing published").body).unwrap()
+}
+
+fn metric(h: &common::Host, name: &str, labels: &[(&str, &str)]) -> f64 {
+    h.runtime.services().metrics.snapshot().total(name, labels).unwrap_or(0.0)
+}
+
+fn within_published_tolerance(p: &edgecell_fusion::Pose) -> f64 {
+    let err = ((p.x - TEST2_EXPECTED[0]).powi(2) + (p.y - TEST2_EXPECTED[1]).powi(2) + (p.z - TEST2_EXPECTED[2]).powi(2)).sqrt();
+    assert!(err <= TEST2_TOLERANCE_M, "final ({}, {}, {}) is {err} m off", p.x, p.y, p.z);
+    err
+}
+
+/// wasmCloud 1.x runs every invocation in a fresh instance: the localizer must live in the cache.
+#[test]
+fn test2_bag_with_a_new_instance_per_message_ends_exactly_where_one_instance_does() {
+    let msgs = test2_messages();
+
+    let one = host(RuntimeConfig::default());
+    let actor = jackal_actor(&one, common::component("edgecell_sensor_fusion.wasm"));
+    let mut inst = actor.instantiate().unwrap();
+    for m in &msgs {
+        inst.handle_message(m).unwrap().unwrap();
+    }
+    let single = last_state(&one);
+
+    let fresh = host(RuntimeConfig::default());
+    let actor = jackal_actor(&fresh, common::component("edgecell_sensor_fusion.wasm"));
+    for m in &msgs {
+        actor.instantiate().unwrap().handle_message(m).unwrap().unwrap();
+    }
+    let published = fresh.bus.drain();
+    assert_eq!(published.len(), msgs.len());
+    let per_message: edgecell_fusion::wire::StateMessage = serde_json::from_slice(&published.last().unwrap().body).unwrap();
+
+    within_published_tolerance(&per_message.state.pose);
+    // the same filter, bit for bit: pose, full state, covariance, counters
+    assert_eq!(per_message, single);
+    assert_eq!(per_message.updates, single.updates);
+    assert!(single.updates > 6000, "{}", single.updates);
+    // the kept instance never read the state back (so never decoded it): its only reads are the
+    // first message's misses (state, then configuration); every fresh instance read it once
+    let n = msgs.len() as u64;
+    let (s1, s2) = (one.runtime.services().cache.stats(), fresh.runtime.services().cache.stats());
+    assert_eq!((s1.hits, s1.misses, s1.sets), (0, 2, n));
+    assert_eq!((s2.hits, s2.misses, s2.sets), (n - 1, 2, n));
+    // and the stored states are the same, bit for bit
+    assert_eq!(stored_jackal(&one).0, stored_jackal(&fresh).0);
+    for h in [&one, &fresh] {
+        assert_eq!(metric(h, "fusion_state_conflicts_total", &[]), 0.0);
+        assert_eq!(metric(h, "fusion_state_resets_total", &[]), 0.0);
+    }
+}
+
+/// Two instances interleaved (as concurrent invocations on a lattice are), and another writer
+/// that bumps the version after an instance's last write (so between what it holds — its "read"
+/// — and its next write): each compare-and-swap conflict is retried on the newer state, and
+/// every measurement ends up applied exactly once.
+#[test]
+fn compare_and_swap_conflicts_are_retried_and_every_measurement_is_applied() {
+    let msgs = test2_messages();
+    let msgs = &msgs[..40];
+
+    let reference = host(RuntimeConfig::default());
+    let actor = jackal_actor(&reference, common::component("edgecell_sensor_fusion.wasm"));
+    let mut inst = actor.instantiate().unwrap();
+    for m in msgs {
+        inst.handle_message(m).unwrap().unwrap();
+    }
+    let expected = last_state(&reference);
+    let (expected_snapshot, _) = stored_jackal(&reference);
+
+    let h = host(RuntimeConfig::default());
+    let actor = jackal_actor(&h, common::component("edgecell_sensor_fusion.wasm"));
+    let (mut a, mut b) = (actor.instantiate().unwrap(), actor.instantiate().unwrap());
+    let conflicts = || metric(&h, "fusion_state_conflicts_total", &[("filter", "jackal")]);
+    for (k, m) in msgs.iter().enumerate() {
+        let before = conflicts();
+        // a, b, b, (bump) b, a, b, b, (bump) b, …
+        let expected = match k % 4 {
+            // a's copy is behind b's writes (except for the very first message)
+            0 => {
+                a.handle_message(m).unwrap().unwrap();
+                u8::from(k > 0)
+            }
+            // b's copy is behind a's write (b's first message reads, nothing held yet)
+            1 => {
+                b.handle_message(m).unwrap().unwrap();
+                u8::from(k > 1)
+            }
+            // b wrote last: its own copy is current, no conflict
+            2 => {
+                b.handle_message(m).unwrap().unwrap();
+                0
+            }
+            // another writer rewrites the entry (same bytes, new version) after b's last write:
+            // b's compare-and-swap with the version it holds fails, and it retries
+            _ => {
+                let cache = &h.runtime.services().cache;
+                let e = cache.get("sensor-fusion", STATE_NS, JACKAL_KEY).unwrap().unwrap();
+                let bumped = cache.set("sensor-fusion", STATE_NS, JACKAL_KEY, e.value, Some(3_600_000)).unwrap();
+                assert!(bumped > e.version);
+                b.handle_message(m).unwrap().unwrap();
+                assert!(stored_jackal(&h).1 > bumped, "b's write landed after the bump");
+                1
+            }
+        };
+        assert_eq!(conflicts() - before, f64::from(expected), "message {k}");
+    }
+    let got = last_state(&h);
+    assert_eq!(conflicts(), 1.0 + 9.0 * 3.0);
+    // nothing lost, nothing applied twice: the same filter as one instance fed in order
+    assert_eq!(got, expected);
+    assert_eq!(stored_jackal(&h).0, expected_snapshot);
+    assert_eq!(expected_snapshot.stats.updates + expected_snapshot.stats.gated, got.updates + got.gated);
+    assert_eq!(expected_snapshot.stats.rejected_inputs, 0);
+    assert!(!a.is_poisoned() && !b.is_poisoned());
+}
+
+/// Really concurrent invocations (four instances on four threads, one filter): no update is
+/// lost or applied twice. Messages may now be applied out of arrival order; one older than what
+/// the filter already fused is rejected as out of order, as the filter always did.
+#[test]
+fn concurrent_instances_lose_no_update() {
+    let msgs = test2_messages();
+    let msgs = &msgs[..400];
+    let h = host(RuntimeConfig::default());
+    let actor = jackal_actor(&h, common::component("edgecell_sensor_fusion.wasm"));
+    let next = std::sync::Mutex::new(msgs.iter());
+    let results: Vec<(usize, Result<(), String>)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut inst = actor.instantiate().unwrap();
+                    let mut out = Vec::new();
+                    loop {
+                        let Some(m) = next.lock().unwrap().next() else { break };
+                        let env: edgecell_fusion::wire::SensorEnvelope = serde_json::from_slice(&m.body).unwrap();
+                        // measurement parts: IMU orientation + angular velocity + acceleration; odometry twist
+                        let parts = if env.sensor == "imu0" { 3 } else { 1 };
+                        out.push((parts, inst.handle_message(m).unwrap()));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+    });
+    assert_eq!(results.len(), msgs.len());
+    // out of order: fused into the stored filter's counters; a message that lost the
+    // compare-and-swap race on every attempt: a typed error, nothing stored
+    let errors: Vec<&String> = results.iter().filter_map(|(_, r)| r.as_ref().err()).collect();
+    let (conflicted, rejected): (Vec<&String>, Vec<&String>) = errors.iter().partition(|e| e.contains("compare-and-swap attempts conflicted"));
+    for e in &rejected {
+        assert!(e.contains("OutOfOrder(") || e.contains("DuplicateTimestamp("), "{e}");
+    }
+    let applied_parts: usize = results.iter().filter(|(_, r)| r.is_ok()).map(|(parts, _)| parts).sum();
+    let (stored, _) = stored_jackal(&h);
+    // every accepted message's parts are in the filter exactly once (the very first part
+    // initialises the state and is not an update); every rejected one is counted as rejected
+    assert_eq!(stored.stats.updates + stored.stats.gated, applied_parts as u64 - 1);
+    assert_eq!(stored.stats.rejected_inputs, rejected.len() as u64);
+    assert!(applied_parts > msgs.len() / 4, "{applied_parts}");
+    eprintln!(
+        "{} messages on 4 instances: {} rejected as out of order, {} given up after conflicts, {} compare-and-swap conflicts",
+        msgs.len(),
+        rejected.len(),
+        conflicted.len(),
+        metric(&h, "fusion_state_conflicts_total", &[]),
+    );
+}
+
+/// Garbage, oversize or foreign stored state never traps the actor: it is reset (and counted), or
+/// reported as a typed error when it must not be overwritten.
+#[test]
+fn bad_or_oversize_stored_state_is_reset_with_a_metric_or_a_typed_error() {
+    let msgs = test2_messages();
+    let h = host(RuntimeConfig::default());
+    let actor = jackal_actor(&h, common::component("edgecell_sensor_fusion.wasm"));
+    let cache = &h.runtime.services().cache;
+    let put = |value: Vec<u8>| cache.set("sensor-fusion", STATE_NS, JACKAL_KEY, value, None).unwrap();
+    let resets = |reason: &str| metric(&h, "fusion_state_resets_total", &[("filter", "jackal"), ("reason", reason)]);
+
+    // a few good messages first
+    let mut inst = actor.instantiate().unwrap();
+    for m in &msgs[..10] {
+        inst.handle_message(m).unwrap().unwrap();
+    }
+    let before = last_state(&h);
+    assert!(before.updates > 0);
+
+    let oversize = vec![b' '; edgecell_fusion::persist::DEFAULT_MAX_STATE_BYTES + 1];
+    let mut truncated = cache.get("sensor-fusion", STATE_NS, JACKAL_KEY).unwrap().unwrap().value;
+    truncated.truncate(truncated.len() / 2);
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("corrupt", b"{definitely not a localizer".to_vec()),
+        ("corrupt", truncated),
+        ("corrupt", vec![0xff; 4096]),
+        ("too_large", oversize),
+    ];
+    for (k, (reason, bad)) in cases.into_iter().enumerate() {
+        let was = resets(reason);
+        // a fresh instance (no copy of its own) and the kept one (its copy is stale) both reset
+        for i in [&mut actor.instantiate().unwrap(), &mut inst] {
+            put(bad.clone());
+            i.handle_message(&msgs[10 + k]).unwrap().unwrap();
+            assert!(!i.is_poisoned());
+        }
+        assert_eq!(resets(reason), was + 2.0, "{reason}");
+        // the filter restarted from its configuration with the message that found the damage
+        let (stored, _) = stored_jackal(&h);
+        assert!(stored.stats.updates < before.updates, "{:?}", stored.stats);
+        h.bus.drain();
+    }
+
+    // state written by a newer actor is left alone: a typed error, no trap, no overwrite
+    let newer = [b"ECLS".as_slice(), &99u32.to_le_bytes(), b"whatever format 99 is"].concat();
+    put(newer.clone());
+    let f = inst.sensor_fusion().unwrap();
+    let reading = imu("jackal", 5_000_000_000_000, 0.0);
+    let e = inst.call(|s, _| f.edgecell_fusion_estimator().call_ingest(s, &reading)).unwrap().unwrap_err();
+    assert!(matches!(&e, FusionError::Store(m) if m.contains("format 99")), "{e:?}");
+    let e = inst.call(|s, _| f.edgecell_fusion_estimator().call_state(s, "jackal")).unwrap().unwrap_err();
+    assert!(matches!(&e, FusionError::Store(m) if m.contains("format 99")), "{e:?}");
+    assert!(inst.handle_message(&msgs[20]).unwrap().unwrap_err().contains("format 99"));
+    assert_eq!(cache.get("sensor-fusion", STATE_NS, JACKAL_KEY).unwrap().unwrap().value, newer);
+    // a corrupt entry read through `state` is a typed error too (only updates reset)
+    put(b"garbage".to_vec());
+    let e = inst.call(|s, _| f.edgecell_fusion_estimator().call_state(s, "jackal")).unwrap().unwrap_err();
+    assert!(matches!(&e, FusionError::Store(m) if m.contains("corrupt")), "{e:?}");
+    assert!(!inst.is_poisoned());
+    // `configure` replaces whatever is stored
+    inst.call(|s, _| f.edgecell_fusion_estimator().call_configure(s, "jackal", "robot-localization-test2")).unwrap().unwrap();
+    let st = inst.call(|s, _| f.edgecell_fusion_estimator().call_state(s, "jackal")).unwrap().unwrap();
+    assert_eq!((st.timestamp, st.position.x), (0, 0.0));
+    assert_eq!(stored_jackal(&h).0.stats.updates, 0);
+}
+
+/// The state's TTL comes from `wasi:config` `localizer.state_ttl_s` (default one hour, 0 = none).
+#[test]
+fn stored_localizer_state_has_the_configured_ttl() {
+    let msgs = test2_messages();
+    for (setting, expected_max_s) in [(None, Some(3600)), (Some("120"), Some(120)), (Some("0"), None)] {
+        let h = host(RuntimeConfig::default());
+        let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
+        s.config.insert("filter.jackal".into(), "robot-localization-test2".into());
+        if let Some(v) = setting {
+            s.config.insert("localizer.state_ttl_s".into(), v.into());
+        }
+        let mut inst = h.runtime.load_actor(s).unwrap().instantiate().unwrap();
+        inst.handle_message(&msgs[0]).unwrap().unwrap();
+        let e = h.runtime.services().cache.get("sensor-fusion", STATE_NS, JACKAL_KEY).unwrap().unwrap();
+        let secs = std::time::Duration::from_secs;
+        match expected_max_s {
+            // (bounds that hold however long the test takes, short of an hour)
+            Some(3600) => assert!(e.ttl_remaining.is_some_and(|left| left <= secs(3600) && left > secs(120)), "{:?}", e.ttl_remaining),
+            Some(max) => assert!(e.ttl_remaining.is_some_and(|left| left <= secs(max)), "{setting:?}: {:?}", e.ttl_remaining),
+            None => assert_eq!(e.ttl_remaining, None, "{setting:?}"),
+        }
+    }
+    let h = host(RuntimeConfig::default());
+    let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
+    s.config.insert("filter.jackal".into(), "robot-localization-test2".into());
+    s.config.insert("localizer.state_ttl_s".into(), "an hour".into());
+    let mut inst = h.runtime.load_actor(s).unwrap().instantiate().unwrap();
+    let err = inst.handle_message(&msgs[0]).unwrap().unwrap_err();
+    assert!(err.contains("InvalidConfig") && err.contains("localizer.state_ttl_s"), "{err}");
+    assert!(!inst.is_poisoned());
+}
+
+/// Per-message cost of test2.bag through the message handler in the embedded host: one
+/// long-lived instance, and a new instance per message (as a wasmCloud 1.x host runs them).
+/// Prints figures only; `EDGECELL_FUSION_COMPARE=<dir>` measures the component in that
+/// directory in the same run (e.g. a build from before a change).
+#[test]
+#[ignore = "measurement: cargo test --release -p edgecell-tests --test all fusion::per_message_cost -- --ignored --nocapture"]
+fn per_message_cost() {
+    let msgs = test2_messages();
+    let mut builds = vec![("current".to_owned(), common::component("edgecell_sensor_fusion.wasm"))];
+    if let Ok(dir) = std::env::var("EDGECELL_FUSION_COMPARE") {
+        builds.push((format!("compare ({dir})"), std::path::PathBuf::from(dir).join("edgecell_sensor_fusion.wasm")));
+    }
+    let pct = |v: &mut Vec<std::time::Duration>, p: f64| {
+        v.sort_unstable();
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let i = ((v.len() - 1) as f64 * p).round() as usize;
+        v[i].as_secs_f64() * 1e6
+    };
+    for round in 0..3 {
+        for (label, path) in &builds {
+            for fresh in [false, true] {
+                let h = host(RuntimeConfig::default());
+                let a = jackal_actor(&h, path.clone());
+                let mut inst = a.instantiate().unwrap();
+                let mut times = Vec::with_capacity(msgs.len());
+                let mut peak = 0;
+                let started = std::time::Instant::now();
+                for m in &msgs {
+                    let t = std::time::Instant::now();
+                    if fresh {
+                        inst = a.instantiate().unwrap();
+                    }
+                    inst.handle_message(m).unwrap().unwrap();
+                    times.push(t.elapsed());
+                    peak = peak.max(inst.peak_memory_bytes());
+                }
+                let total = started.elapsed();
+                let last: edgecell_fusion::wire::StateMessage = serde_json::from_slice(&h.bus.drain().last().unwrap().body).unwrap();
+                #[allow(clippy::cast_precision_loss)]
+                let mean = total.as_secs_f64() * 1e6 / msgs.len() as f64;
+                println!(
+                    "round {round} {label:<40} {:<22} {} msgs: mean {mean:7.1} µs  p50 {:7.1} µs  p99 {:7.1} µs  peak memory {} KiB  final ({:.4}, {:.4}, {:.4})",
+                    if fresh { "new instance per msg" } else { "one instance" },
+                    msgs.len(),
+                    pct(&mut times, 0.5),
+                    pct(&mut times, 0.99),
+                    peak / 1024,
+                    last.state.pose.x,
+                    last.state.pose.y,
+                    last.state.pose.z,
+                );
+            }
+        }
+    }
+}

@@ -1,8 +1,16 @@
 //! The sensor-fusion actor: a thin adapter between `edgecell:fusion` (and NATS messages) and
 //! the `edgecell-fusion` crate.
 //!
-//! - Localizers live in the instance; their configuration is kept in the cache provider so a
-//!   replacement instance can rebuild them (the filter state itself restarts).
+//! - A localizer's complete state (filter state and covariance, times, per-sensor baselines,
+//!   GNSS origin, counters, configuration) lives in the cache provider under
+//!   `fusion`/`localizer/<filter>`, written after every measurement with compare-and-swap on the
+//!   entry's version (read → apply → CAS; on a conflict re-read and re-apply, a bounded number of
+//!   times, then a `store` error). A wasmCloud 1.x host runs every message in a fresh instance,
+//!   possibly several at once: each continues the same filter. An instance that still holds the
+//!   version it wrote itself (the embedded host keeps instances) skips the read and the decode.
+//!   The state expires after `localizer.state_ttl_s` seconds without traffic (`wasi:config`,
+//!   default 3600, `0` = never). Corrupt or oversize stored state is replaced by a fresh filter
+//!   and counted in `fusion_state_resets_total`.
 //! - Trackers and IoT aggregators are serialised into the cache after every call, so a
 //!   replacement instance continues exactly where the last one stopped.
 //! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
@@ -18,7 +26,7 @@ mod bindings {
     });
 }
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 
 use bindings::edgecell::cache::store as cache;
@@ -33,18 +41,25 @@ use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_fusion::iot::{Aggregator, IotConfig, Output, Reading, StateStore};
 use edgecell_fusion::localizer::{Header, ImuMessage, NavSatFixMessage, OdometryMessage};
+use edgecell_fusion::persist::{CasOutcome, DEFAULT_STATE_TTL_S, PersistEvents, Versioned, VersionedStore};
 use edgecell_fusion::tracker::{Tracker, TrackerConfig};
 use edgecell_fusion::wire::{ScanMessage, SensorEnvelope, StateMessage, WireMessage};
-use edgecell_fusion::{FusionError, Localizer, LocalizerConfig};
+use edgecell_fusion::{CachedLocalizer, FusionError, Localizer, LocalizerConfig, PersistOptions};
 
 const NS: &str = "fusion";
 /// How long tracker and aggregator state survives without traffic.
 const STATE_TTL_S: u64 = 3600;
+/// `wasi:config` key: seconds a localizer's state survives without traffic (`0`: no expiry).
+const LOCALIZER_TTL_KEY: &str = "localizer.state_ttl_s";
 
 struct Actor;
 
 thread_local! {
-    static FILTERS: RefCell<BTreeMap<String, Localizer>> = const { RefCell::new(BTreeMap::new()) };
+    /// The localizers this instance holds, with the cache version each corresponds to.
+    static FILTERS: RefCell<BTreeMap<String, CachedLocalizer>> = const { RefCell::new(BTreeMap::new()) };
+    /// Persistence limits, resolved from `wasi:config` on first use.
+    static PERSIST: Cell<Option<PersistOptions>> = const { Cell::new(None) };
+    static NIS_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
 fn err(e: FusionError) -> WitError {
@@ -57,6 +72,11 @@ fn err(e: FusionError) -> WitError {
         FusionError::UnknownSensor(s) => WitError::UnknownSensor(s),
         FusionError::Store(s) => WitError::Store(s),
         FusionError::Parse(s) => WitError::Parse(s),
+        FusionError::UnknownFilter(f) => WitError::UnknownFilter(f),
+        e @ (FusionError::CorruptState(_)
+        | FusionError::StateTooLarge { .. }
+        | FusionError::StateFormat { .. }
+        | FusionError::StateConflict { .. }) => WitError::Store(e.to_string()),
         other => WitError::InvalidConfig(other.to_string()),
     }
 }
@@ -78,14 +98,33 @@ fn ns_to_secs(ns: u64) -> f64 {
 }
 
 fn count(name: &str, labels: &[(&str, &str)]) {
+    count_n(name, labels, 1);
+}
+
+fn count_n(name: &str, labels: &[(&str, &str)], n: u32) {
     let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
     // metrics are best effort: a metrics failure must not fail the measurement
-    let _ = recorder::counter_add(name, &labels, 1.0);
+    let _ = recorder::counter_add(name, &labels, f64::from(n));
 }
 
 fn observe_nis(nis: f64) {
-    let _ = recorder::register("fusion_nis", "Normalised innovation squared per update", &MetricKind::Histogram(vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]));
+    if !NIS_REGISTERED.get() {
+        let buckets = MetricKind::Histogram(vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+        NIS_REGISTERED.set(recorder::register("fusion_nis", "Normalised innovation squared per update", &buckets).is_ok());
+    }
     let _ = recorder::histogram_observe("fusion_nis", &[], nis);
+}
+
+/// Counts the exceptional things keeping a localizer in the cache took: conflicts and resets.
+/// (Not the decodes: on a wasmCloud host every message decodes, and a metric call per message
+/// is a provider round trip there.)
+fn record_persist_events(filter: &str, ev: &PersistEvents) {
+    if ev.conflicts > 0 {
+        count_n("fusion_state_conflicts_total", &[("filter", filter)], ev.conflicts);
+    }
+    for r in &ev.resets {
+        count("fusion_state_resets_total", &[("filter", filter), ("reason", r.as_str())]);
+    }
 }
 
 /// The cache as the fusion crate's state store.
@@ -105,6 +144,59 @@ impl StateStore for CacheStore {
     }
 }
 
+fn ttl_ms(ttl_seconds: Option<u64>) -> Option<u64> {
+    ttl_seconds.map(|s| s.saturating_mul(1000))
+}
+
+impl VersionedStore for CacheStore {
+    fn get_versioned(&mut self, key: &str) -> edgecell_fusion::Result<Option<Versioned>> {
+        cache::get(NS, key)
+            .map(|e| e.map(|e| Versioned { value: e.value, version: e.version }))
+            .map_err(|e| FusionError::Store(format!("{e:?}")))
+    }
+
+    fn set_versioned(&mut self, key: &str, value: &[u8], ttl_seconds: Option<u64>) -> edgecell_fusion::Result<u64> {
+        cache::set(NS, key, value, ttl_ms(ttl_seconds)).map_err(|e| FusionError::Store(format!("{e:?}")))
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        key: &str,
+        expected: Option<u64>,
+        value: &[u8],
+        ttl_seconds: Option<u64>,
+    ) -> edgecell_fusion::Result<CasOutcome> {
+        match cache::compare_and_swap(NS, key, expected, value, ttl_ms(ttl_seconds)) {
+            Ok(cache::CasOutcome::Swapped(v)) => Ok(CasOutcome::Swapped(v)),
+            Ok(cache::CasOutcome::Conflict(v)) => Ok(CasOutcome::Conflict(v)),
+            Err(e) => Err(FusionError::Store(format!("{e:?}"))),
+        }
+    }
+}
+
+/// Persistence limits: the TTL from `wasi:config` (read once per instance), the crate's defaults
+/// for the rest.
+fn persist_options() -> Result<PersistOptions, WitError> {
+    if let Some(o) = PERSIST.get() {
+        return Ok(o);
+    }
+    let ttl_seconds = match bindings::wasi::config::store::get(LOCALIZER_TTL_KEY) {
+        Ok(Some(v)) => match v.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(s) => Some(s),
+            Err(_) => return Err(WitError::InvalidConfig(format!("{LOCALIZER_TTL_KEY} = {v:?}: expected whole seconds"))),
+        },
+        _ => Some(DEFAULT_STATE_TTL_S),
+    };
+    let o = PersistOptions { ttl_seconds, ..PersistOptions::default() };
+    PERSIST.set(Some(o));
+    Ok(o)
+}
+
+fn state_key(filter: &str) -> String {
+    format!("localizer/{filter}")
+}
+
 fn parse_config(text: &str) -> Result<LocalizerConfig, FusionError> {
     if edgecell_fusion::PRESET_NAMES.contains(&text.trim()) {
         edgecell_fusion::preset(text.trim())
@@ -122,21 +214,62 @@ fn stored_config(filter: &str) -> Result<Option<String>, FusionError> {
     Ok(bindings::wasi::config::store::get(&format!("filter.{filter}")).ok().flatten())
 }
 
-fn with_filter<R>(filter: &str, f: impl FnOnce(&mut Localizer) -> Result<R, FusionError>) -> Result<R, WitError> {
+/// A fresh localizer from the filter's configuration (nothing stored yet, expired, or reset).
+fn new_localizer(filter: &str) -> Result<Localizer, FusionError> {
+    let Some(text) = stored_config(filter)? else {
+        return Err(FusionError::UnknownFilter(filter.to_owned()));
+    };
+    Localizer::new(parse_config(&text)?)
+}
+
+/// Runs `f` on this instance's slot for `filter`; a slot left holding nothing is dropped again,
+/// so junk filter ids do not accumulate.
+fn with_slot<R>(filter: &str, f: impl FnOnce(&mut CachedLocalizer) -> R) -> R {
     FILTERS.with(|filters| {
         let mut filters = filters.borrow_mut();
-        if !filters.contains_key(filter) {
-            let Some(text) = stored_config(filter).map_err(err)? else {
-                return Err(WitError::UnknownFilter(filter.to_owned()));
-            };
-            let loc = Localizer::new(parse_config(&text).map_err(err)?).map_err(err)?;
-            filters.insert(filter.to_owned(), loc);
+        if let Some(slot) = filters.get_mut(filter) {
+            let out = f(slot);
+            if slot.held().is_none() {
+                filters.remove(filter);
+            }
+            return out;
         }
-        let Some(loc) = filters.get_mut(filter) else {
-            return Err(WitError::UnknownFilter(filter.to_owned()));
-        };
-        f(loc).map_err(err)
+        let mut slot = CachedLocalizer::new();
+        let out = f(&mut slot);
+        if slot.held().is_some() {
+            filters.insert(filter.to_owned(), slot);
+        }
+        out
     })
+}
+
+/// Applies `op` to the filter's stored localizer and stores the result (read → apply →
+/// compare-and-swap, retried on conflict). `op`'s own error is returned after the state is stored.
+fn update_filter<R>(filter: &str, mut op: impl FnMut(&mut Localizer) -> Result<R, FusionError>) -> Result<R, WitError> {
+    let opts = persist_options()?;
+    let key = state_key(filter);
+    match with_slot(filter, |slot| slot.update(&mut CacheStore, &key, &opts, || new_localizer(filter), &mut op)) {
+        Ok((out, events)) => {
+            record_persist_events(filter, &events);
+            out.map_err(err)
+        }
+        Err(e) => {
+            if let FusionError::StateConflict { attempts, .. } = &e {
+                count_n("fusion_state_conflicts_total", &[("filter", filter)], *attempts);
+            }
+            Err(err(e))
+        }
+    }
+}
+
+/// Runs `f` on the filter's stored localizer without writing (decoded only if another
+/// instance wrote since this one last saw it).
+fn read_filter<R>(filter: &str, f: impl FnOnce(&Localizer) -> R) -> Result<R, WitError> {
+    let opts = persist_options()?;
+    let key = state_key(filter);
+    let (out, events) = with_slot(filter, |slot| slot.read(&mut CacheStore, &key, &opts, || new_localizer(filter), f)).map_err(err)?;
+    record_persist_events(filter, &events);
+    Ok(out)
 }
 
 fn fixed<const N: usize>(field: &str, v: &[f64]) -> Result<[f64; N], WitError> {
@@ -187,16 +320,23 @@ fn odometry_message(header: Header, s: &OdometrySample) -> Result<OdometryMessag
     })
 }
 
-fn process(filter: &str, sensor: &str, message: &WireMessage) -> Result<UpdateReport, WitError> {
-    let reports = with_filter(filter, |loc| {
+/// Fuses one message; with `publish`, also returns the state to publish, taken from the same
+/// version of the filter.
+fn process(filter: &str, sensor: &str, message: &WireMessage, publish: bool) -> Result<(UpdateReport, Option<StateMessage>), WitError> {
+    let outcome = update_filter(filter, |loc| {
         let idx = loc.sensor_index(sensor)?;
-        match message {
+        let reports = match message {
             WireMessage::Imu(m) => loc.process_imu(idx, m),
             WireMessage::Odometry(m) => loc.process_odometry(idx, m),
             WireMessage::Gnss(m) => loc.process_navsat(idx, m),
-        }
+        }?;
+        let state = publish.then(|| {
+            let st = loc.stats();
+            StateMessage { filter: filter.to_owned(), updates: st.updates, gated: st.gated, state: loc.fused_state() }
+        });
+        Ok((reports, state))
     });
-    let reports = match reports {
+    let (reports, state) = match outcome {
         Ok(r) => r,
         Err(e) => {
             count("fusion_inputs_total", &[("filter", filter), ("outcome", "rejected")]);
@@ -210,14 +350,14 @@ fn process(filter: &str, sensor: &str, message: &WireMessage) -> Result<UpdateRe
     }
     count("fusion_inputs_total", &[("filter", filter), ("outcome", if accepted { "accepted" } else { "gated" })]);
     let gated: Vec<String> = reports.iter().filter(|r| !r.accepted).map(|r| format!("{}-d update gated (NIS {:.2})", r.dof, r.nis)).collect();
-    Ok(UpdateReport { accepted, nis, rejected_reason: (!gated.is_empty()).then(|| gated.join("; ")) })
+    Ok((UpdateReport { accepted, nis, rejected_reason: (!gated.is_empty()).then(|| gated.join("; ")) }, state))
 }
 
 fn state_estimate(filter: &str) -> Result<StateEstimate, WitError> {
-    with_filter(filter, |loc| {
+    read_filter(filter, |loc| {
         let s = loc.fused_state();
         let v = |i: usize| s.state.get(i).copied().unwrap_or(0.0);
-        Ok(StateEstimate {
+        StateEstimate {
             filter_id: filter.to_owned(),
             timestamp: secs_to_ns(s.time),
             position: bindings::edgecell::types::types::Point3 { x: s.pose.x, y: s.pose.y, z: s.pose.z },
@@ -226,7 +366,7 @@ fn state_estimate(filter: &str) -> Result<StateEstimate, WitError> {
             angular_velocity: Vector3 { x: v(9), y: v(10), z: v(11) },
             linear_acceleration: Vector3 { x: v(12), y: v(13), z: v(14) },
             covariance: s.covariance,
-        })
+        }
     })
 }
 
@@ -234,9 +374,11 @@ impl estimator::Guest for Actor {
     fn configure(filter_id: String, config_toml: String) -> Result<(), WitError> {
         let cfg = parse_config(&config_toml).map_err(err)?;
         let loc = Localizer::new(cfg).map_err(err)?;
+        let opts = persist_options()?;
         CacheStore.set(&format!("filter-config/{filter_id}"), config_toml.as_bytes(), None).map_err(err)?;
-        FILTERS.with(|f| f.borrow_mut().insert(filter_id, loc));
-        Ok(())
+        // a new configuration restarts the filter, in every instance: the stored state is
+        // replaced, so their next compare-and-swap conflicts and they re-read it
+        with_slot(&filter_id, |slot| slot.replace(&mut CacheStore, &state_key(&filter_id), &opts, loc)).map_err(err)
     }
 
     fn ingest(reading: SensorReading) -> Result<UpdateReport, WitError> {
@@ -254,7 +396,7 @@ impl estimator::Guest for Actor {
                 position_covariance_type: if g.covariance.is_empty() { 0 } else { 3 },
             }),
         };
-        process(&reading.filter_id, &reading.sensor_id, &message)
+        process(&reading.filter_id, &reading.sensor_id, &message, false).map(|(report, _)| report)
     }
 
     fn state(filter_id: String) -> Result<StateEstimate, WitError> {
@@ -361,12 +503,8 @@ impl Handler for Actor {
         let s = msg.subject.as_str();
         if s.starts_with("edgecell.sensors.in.") {
             let env: SensorEnvelope = serde_json::from_slice(&msg.body).map_err(|e| format!("not a sensor envelope: {e}"))?;
-            process(&env.filter, &env.sensor, &env.message).map_err(|e| format!("{e:?}"))?;
-            let state = with_filter(&env.filter, |loc| {
-                let st = loc.stats();
-                Ok(StateMessage { filter: env.filter.clone(), updates: st.updates, gated: st.gated, state: loc.fused_state() })
-            })
-            .map_err(|e| format!("{e:?}"))?;
+            let (_, state) = process(&env.filter, &env.sensor, &env.message, true).map_err(|e| format!("{e:?}"))?;
+            let state = state.ok_or_else(|| "no state to publish".to_owned())?;
             let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
             reply(&msg, format!("edgecell.fusion.state.{}", env.filter), body)
         } else if s.starts_with("edgecell.iot.in.") {

@@ -1,5 +1,5 @@
 //! EKF predict + IMU update (15-state), the same with the UKF, tracker update with 100 targets,
-//! and IoT aggregation throughput.
+//! IoT aggregation throughput, and encoding/decoding a localizer's persisted state.
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -81,6 +81,36 @@ fn bench_filters(c: &mut Criterion) {
     let _ = STATE_SIZE;
 }
 
+/// A test2 localizer after 200 IMU messages (initialised, full covariance).
+fn running_localizer() -> Localizer {
+    let mut l = Localizer::new(preset("robot-localization-test2").unwrap()).unwrap();
+    let mut msg = ImuMessage {
+        header: Header { stamp: 0.0, frame_id: "base_link".into() },
+        orientation: [0.0043, 0.0308, 0.1796, 0.9832],
+        orientation_covariance: [2.6e-7, 0.0, 0.0, 0.0, 2.6e-7, 0.0, 0.0, 0.0, 2.5e-5],
+        angular_velocity: [0.006, -0.002, 0.04],
+        angular_velocity_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
+        linear_acceleration: [-0.59, 0.15, 9.7],
+        linear_acceleration_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
+    };
+    for k in 0..200 {
+        msg.header.stamp = f64::from(k) * 0.02;
+        l.process_imu(1, &msg).unwrap();
+    }
+    l
+}
+
+fn bench_state(c: &mut Criterion) {
+    const MAX: usize = edgecell_fusion::persist::DEFAULT_MAX_STATE_BYTES;
+    let l = running_localizer();
+    let bytes = l.to_state_bytes(MAX).unwrap();
+    let mut g = c.benchmark_group("localizer_state");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("encode", |b| b.iter(|| black_box(l.to_state_bytes(MAX).unwrap())));
+    g.bench_function("decode", |b| b.iter(|| black_box(Localizer::from_state_bytes(black_box(&bytes), MAX).unwrap())));
+    g.finish();
+}
+
 fn bench_tracker(c: &mut Criterion) {
     let frames = generate_scenario(&ScenarioConfig { targets: 100, frames: 60, area: 2000.0, clutter: 10.0, ..ScenarioConfig::default() }).unwrap();
     let warm: Vec<Vec<[f64; 2]>> = frames.iter().map(|f| f.detections.iter().map(|d| d.position).collect()).collect();
@@ -125,5 +155,5 @@ fn bench_iot(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_filters, bench_tracker, bench_iot);
+criterion_group!(benches, bench_filters, bench_state, bench_tracker, bench_iot);
 criterion_main!(benches);

@@ -53,6 +53,36 @@ pub enum FusionError {
     /// Persisted state could not be (de)serialised or the store failed.
     #[error("state store: {0}")]
     Store(String),
+    /// A filter id with neither stored state nor a configuration.
+    #[error("unknown filter {0:?}")]
+    UnknownFilter(String),
+    /// Persisted localizer state that cannot be decoded or fails validation.
+    #[error("corrupt persisted state: {0}")]
+    CorruptState(String),
+    /// Persisted state larger than the limit (read or about to be written).
+    #[error("persisted state of {bytes} bytes exceeds the limit of {limit} bytes")]
+    StateTooLarge {
+        /// size of the state
+        bytes: usize,
+        /// the limit
+        limit: usize,
+    },
+    /// Persisted state written in a newer format than this build reads; it is left alone.
+    #[error("persisted state has format {found}; this build reads format {supported}")]
+    StateFormat {
+        /// format found in the store
+        found: u32,
+        /// format this build writes and reads
+        supported: u32,
+    },
+    /// Every compare-and-swap attempt found that another writer had changed the state.
+    #[error("state {key:?} kept changing under concurrent writers: {attempts} compare-and-swap attempts conflicted")]
+    StateConflict {
+        /// store key
+        key: String,
+        /// attempts made
+        attempts: u32,
+    },
 }
 
 /// Crate result alias.

@@ -848,6 +848,80 @@ impl AnyFilter {
     }
 }
 
+/// The running part of a filter (its settings come from the configuration): enough to continue
+/// bit for bit after [`AnyFilter::restore`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterSnapshot {
+    /// Which filter wrote it.
+    pub kind: FilterKind,
+    /// State vector (15 values, state order).
+    pub x: Vec<f64>,
+    /// Covariance, 225 values, column-major (nalgebra's storage order).
+    pub p: Vec<f64>,
+    /// EKF only: the covariance is exactly symmetric (selects the symmetric fast paths).
+    #[serde(default)]
+    pub p_symmetric: bool,
+}
+
+impl AnyFilter {
+    /// Which filter this is.
+    #[must_use]
+    pub fn kind(&self) -> FilterKind {
+        match self {
+            Self::Ekf(_) => FilterKind::Ekf,
+            Self::Ukf(_) => FilterKind::Ukf,
+        }
+    }
+
+    /// State, covariance and flags, exactly as held.
+    #[must_use]
+    pub fn snapshot(&self) -> FilterSnapshot {
+        let (x, p, p_symmetric) = match self {
+            Self::Ekf(f) => (&f.x, &f.p, f.p_symmetric),
+            Self::Ukf(f) => (&f.x, &f.p, false),
+        };
+        FilterSnapshot { kind: self.kind(), x: x.as_slice().to_vec(), p: p.as_slice().to_vec(), p_symmetric }
+    }
+
+    /// Puts a [`FilterSnapshot`] back into this filter (built from the same configuration).
+    ///
+    /// Only what a running filter guarantees is checked (sizes, finite values, the symmetry
+    /// flag): a covariance the filter itself produced is accepted as it is, so the restored
+    /// filter continues bit for bit.
+    ///
+    /// # Errors
+    /// [`FusionError::CorruptState`] on a different filter kind, wrong sizes, non-finite values,
+    /// or an EKF snapshot that claims an exactly symmetric covariance that is not.
+    pub fn restore(&mut self, s: &FilterSnapshot) -> Result<()> {
+        if s.kind != self.kind() {
+            return Err(FusionError::CorruptState(format!("filter is {:?}, the state is for {:?}", self.kind(), s.kind)));
+        }
+        if s.x.len() != STATE_SIZE || s.p.len() != STATE_SIZE * STATE_SIZE {
+            return Err(FusionError::CorruptState(format!("filter state has {} + {} values, expected 15 + 225", s.x.len(), s.p.len())));
+        }
+        if !s.x.iter().chain(&s.p).all(|v| v.is_finite()) {
+            return Err(FusionError::CorruptState("non-finite filter state".into()));
+        }
+        let x = StateVector::from_column_slice(&s.x);
+        let p = StateMatrix::from_column_slice(&s.p);
+        match self {
+            Self::Ekf(f) => {
+                if s.p_symmetric && p != p.transpose() {
+                    return Err(FusionError::CorruptState("covariance flagged symmetric is not".into()));
+                }
+                f.x = x;
+                f.p = p;
+                f.p_symmetric = s.p_symmetric;
+            }
+            Self::Ukf(f) => {
+                f.x = x;
+                f.p = p;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl StateEstimator for AnyFilter {
     fn state(&self) -> &StateVector {
         match self {

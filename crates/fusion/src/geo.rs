@@ -71,6 +71,22 @@ impl EnuFrame {
     pub fn rotation_ecef_to_enu(&self) -> Matrix3<f64> {
         self.ecef_to_enu
     }
+
+    /// ECEF origin and ECEF → ENU rotation (column-major), exactly as held (for persistence).
+    pub(crate) fn parts(&self) -> ([f64; 3], [f64; 9]) {
+        let mut rot = [0.0; 9];
+        rot.copy_from_slice(self.ecef_to_enu.as_slice());
+        ([self.origin.x, self.origin.y, self.origin.z], rot)
+    }
+
+    /// Inverse of [`EnuFrame::parts`].
+    ///
+    /// # Errors
+    /// Non-finite values.
+    pub(crate) fn from_parts(origin: &[f64; 3], rotation: &[f64; 9]) -> Result<Self> {
+        ensure_finite(origin.iter().chain(rotation), "enu frame")?;
+        Ok(Self { origin: Vector3::from_column_slice(origin), ecef_to_enu: Matrix3::from_column_slice(rotation) })
+    }
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //!   [`StateEstimator`] trait (Joseph-form update, Mahalanobis gating, NIS/NEES, 2D mode).
 //! * [`localizer`]: sensor front end (odometry / IMU / GNSS messages, masks, frames, gravity
 //!   removal, differential and relative modes) → [`Localizer`].
+//! * [`persist`]: the localizer's complete state as a snapshot, kept in a versioned store with
+//!   compare-and-swap ([`persist::CachedLocalizer`]).
 //! * [`bag`], [`replay`]: ROS1 bag reader, presets reproducing robot_localization's tests,
 //!   [`replay_bag`].
 //! * [`ahrs`]: orientation filter for raw IMU/MARG data, x-io CSV reader.
@@ -23,16 +25,18 @@ pub mod filter;
 pub mod geo;
 pub mod iot;
 pub mod localizer;
+pub mod persist;
 pub mod replay;
 pub mod state;
 pub mod tracker;
 pub mod wire;
 
 pub use error::{FusionError, Result};
-pub use filter::{AnyFilter, Ekf, FilterKind, FilterSettings, Measurement, StateEstimator, Ukf, UpdateReport};
+pub use filter::{AnyFilter, Ekf, FilterKind, FilterSettings, FilterSnapshot, Measurement, StateEstimator, Ukf, UpdateReport};
 pub use localizer::{
     FusedState, FusionStats, ImuMessage, Localizer, LocalizerConfig, NavSatFixMessage, OdometryMessage, SensorConfig,
     SensorKind,
 };
+pub use persist::{CachedLocalizer, LocalizerSnapshot, PersistOptions};
 pub use replay::{PRESET_NAMES, ReplayOutput, preset, replay_bag};
 pub use state::Pose;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FusionError, Result, ensure_finite};
 use crate::filter::{AnyFilter, FilterKind, FilterSettings, MIN_VARIANCE, Measurement, StateEstimator, UpdateReport};
 use crate::geo::{EnuFrame, Geodetic};
+use crate::persist::{EnuSnapshot, FrameSnapshot, LocalizerSnapshot, PoseSnapshot, STATE_FORMAT, SensorSnapshot};
 use crate::state::{
     AX, Mask, PITCH, Pose, ROLL, STATE_SIZE, StateMatrix, VROLL, VX, X, YAW, rotation_rpy, rpy_of,
     wrap_angle,
@@ -325,6 +326,9 @@ impl Localizer {
         for t in &cfg.transforms {
             ensure_finite(t.translation.iter().chain(t.rpy.iter()), "transform")?;
         }
+        if let Some(d) = &cfg.gnss_datum {
+            Geodetic::new(d.lat_deg, d.lon_deg, d.alt_m)?;
+        }
         let filter = AnyFilter::new(cfg.filter, FilterSettings { process_noise: q, two_d_mode: cfg.two_d_mode }, p0)?;
         let enu = cfg.gnss_datum.as_ref().map(EnuFrame::new);
         Ok(Self {
@@ -384,6 +388,105 @@ impl Localizer {
             state: self.filter.state().iter().copied().collect(),
             covariance: self.filter.covariance().transpose().iter().copied().collect(),
         }
+    }
+
+    /// Everything the localizer needs to continue exactly where it is: configuration, filter
+    /// state and covariance, times, per-sensor baselines (relative origin, previous pose for
+    /// differential mode), GNSS ENU origin, counters.
+    #[must_use]
+    pub fn snapshot(&self) -> LocalizerSnapshot {
+        let mat3 = |m: &Matrix3<f64>| {
+            let mut a = [0.0; 9];
+            a.copy_from_slice(m.as_slice());
+            a
+        };
+        LocalizerSnapshot {
+            format: STATE_FORMAT,
+            config: self.cfg.clone(),
+            filter: self.filter.snapshot(),
+            initialized: self.initialized,
+            last_time: self.last_time,
+            sensors: self
+                .cfg
+                .sensors
+                .iter()
+                .zip(&self.runtime)
+                .map(|(s, rt)| SensorSnapshot {
+                    name: s.name.clone(),
+                    last_stamp: rt.last_stamp,
+                    relative_origin: rt.relative_origin.map(|(p, r)| FrameSnapshot { position: [p.x, p.y, p.z], rotation: mat3(&r) }),
+                    previous_pose: rt.previous_pose.as_ref().map(|(t, p, r, c)| PoseSnapshot {
+                        time: *t,
+                        position: [p.x, p.y, p.z],
+                        rotation: mat3(r),
+                        covariance: c.as_slice().to_vec(),
+                    }),
+                })
+                .collect(),
+            stats: self.stats.clone(),
+            enu: self.enu.map(|e| {
+                let (origin, rotation) = e.parts();
+                EnuSnapshot { origin, rotation }
+            }),
+        }
+    }
+
+    /// Rebuilds a localizer from a [`Localizer::snapshot`]; it continues bit for bit.
+    ///
+    /// # Errors
+    /// [`FusionError::StateFormat`] for a snapshot of a newer format; [`FusionError::CorruptState`]
+    /// for anything that does not fit (invalid configuration, sensors that do not match it,
+    /// wrong sizes, non-finite values).
+    pub fn from_snapshot(s: LocalizerSnapshot) -> Result<Self> {
+        if s.format > STATE_FORMAT {
+            return Err(FusionError::StateFormat { found: s.format, supported: STATE_FORMAT });
+        }
+        if s.format != STATE_FORMAT {
+            return Err(FusionError::CorruptState(format!("unknown state format {}", s.format)));
+        }
+        let corrupt = |e: FusionError| match e {
+            FusionError::CorruptState(_) => e,
+            other => FusionError::CorruptState(other.to_string()),
+        };
+        let mut loc = Self::new(s.config).map_err(corrupt)?;
+        loc.filter.restore(&s.filter)?;
+        if s.sensors.len() != loc.cfg.sensors.len() || s.sensors.iter().zip(&loc.cfg.sensors).any(|(a, b)| a.name != b.name) {
+            return Err(FusionError::CorruptState("sensor state does not match the configured sensors".into()));
+        }
+        let finite = |v: &[f64]| if v.iter().all(|x| x.is_finite()) { Ok(()) } else { Err(FusionError::CorruptState("non-finite value".into())) };
+        finite(s.last_time.as_slice())?;
+        for (rt, ss) in loc.runtime.iter_mut().zip(&s.sensors) {
+            finite(ss.last_stamp.as_slice())?;
+            if let Some(o) = &ss.relative_origin {
+                finite(&o.position)?;
+                finite(&o.rotation)?;
+                rt.relative_origin = Some((Vector3::from(o.position), Matrix3::from_column_slice(&o.rotation)));
+            }
+            if let Some(pp) = &ss.previous_pose {
+                if pp.covariance.len() != 36 {
+                    return Err(FusionError::CorruptState(format!("previous pose covariance has {} values", pp.covariance.len())));
+                }
+                finite(&[pp.time])?;
+                finite(&pp.position)?;
+                finite(&pp.rotation)?;
+                finite(&pp.covariance)?;
+                rt.previous_pose = Some((
+                    pp.time,
+                    Vector3::from(pp.position),
+                    Matrix3::from_column_slice(&pp.rotation),
+                    DMatrix::from_column_slice(6, 6, &pp.covariance),
+                ));
+            }
+            rt.last_stamp = ss.last_stamp;
+        }
+        loc.enu = match &s.enu {
+            Some(e) => Some(EnuFrame::from_parts(&e.origin, &e.rotation).map_err(corrupt)?),
+            None => None,
+        };
+        loc.initialized = s.initialized;
+        loc.last_time = s.last_time;
+        loc.stats = s.stats;
+        Ok(loc)
     }
 
     /// Predicts forward to `time` without a measurement (the sensor-timeout path).
