@@ -105,3 +105,310 @@ fn vtest_pedestrians_keep_their_ids_and_are_counted_both_ways_by_handle() {
     assert!(crossings.contains(&("west".into(), Some(Direction::Forward))), "{crossings:?}");
     assert!(crossings.contains(&("east".into(), Some(Direction::Backward))), "{crossings:?}");
 }
+
+// ---- the stream state lives in the cache: one instance, a new instance per frame, two at once
+
+use edgecell::bindings::BrokerMessage;
+use edgecell_vision::wire::{FrameRef, FrameSummary};
+
+/// The video stage's stream (`edgecell run`, crates/host/src/video_cli.rs): two full-height
+/// counting lines across the walkway and a zone over the lower half.
+const VTEST_STREAM: &str = r#"{"model":"nanodet-m-416","score_threshold":0.35,"iou_threshold":0.6,"classes":["person"],
+ "lines":[{"name":"walkway-west","a":{"x":320,"y":0},"b":{"x":320,"y":576}},
+          {"name":"walkway-east","a":{"x":480,"y":0},"b":{"x":480,"y":576}}],
+ "zones":[{"name":"square","polygon":[{"x":0,"y":300},{"x":768,"y":300},{"x":768,"y":576},{"x":0,"y":576}]}],
+ "min_frames_in_zone":3}"#;
+
+const ACTOR: &str = "video-analytics";
+
+/// The actor with `stream.<name>` = [`VTEST_STREAM`] for every stream in `streams`, plus `extra`.
+fn vtest_actor(h: &common::Host, streams: &[&str], extra: &[(&str, &str)]) -> edgecell::Actor {
+    let mut s = spec(ACTOR, common::component("edgecell_video_analytics.wasm"));
+    for name in streams {
+        s.config.insert(format!("stream.{name}"), VTEST_STREAM.into());
+    }
+    for (k, v) in extra {
+        s.config.insert((*k).into(), (*v).into());
+    }
+    h.runtime.load_actor(s).unwrap()
+}
+
+/// Puts the clip's JPEGs in the actor's cache keyspace; returns (index, timestamp, key) per frame.
+fn preload_vtest(h: &common::Host) -> Vec<(u64, u64, String)> {
+    let avi_bytes = data("video/vtest_2s_mjpeg.avi");
+    let avi = edgecell_vision::MjpegAvi::parse(&avi_bytes).unwrap();
+    let mut frames = Vec::new();
+    for f in avi.frames() {
+        let f = f.unwrap();
+        let key = format!("vtest/{}", f.index);
+        h.runtime.services().cache.set(ACTOR, "frames", &key, f.data.to_vec(), Some(600_000)).unwrap();
+        frames.push((f.index, f.timestamp_ns, key));
+    }
+    assert_eq!(frames.len(), 20);
+    frames
+}
+
+/// The NATS message for one frame of `stream`, by handle.
+fn frame_message(stream: &str, (index, ts, key): &(u64, u64, String)) -> BrokerMessage {
+    let r = FrameRef {
+        stream: stream.into(),
+        sequence: *index,
+        timestamp_ns: *ts,
+        format: edgecell_vision::PixelFormat::Jpeg,
+        width: 0,
+        height: 0,
+        namespace: "frames".into(),
+        key: key.clone(),
+    };
+    BrokerMessage { subject: format!("edgecell.video.frames.{stream}"), body: serde_json::to_vec(&r).unwrap(), reply_to: None }
+}
+
+/// What the actor published for one stream: per-frame summaries (stream name blanked, so runs
+/// of different streams compare) and every event, in order.
+#[derive(Debug, PartialEq)]
+struct Published {
+    summaries: Vec<FrameSummary>,
+    events: Vec<serde_json::Value>,
+}
+
+impl Published {
+    fn of(bus: &edgecell::LocalBus, stream: &str) -> Self {
+        let mut summaries = Vec::new();
+        let mut events = Vec::new();
+        for p in bus.drain() {
+            assert_eq!(p.from, ACTOR);
+            if p.subject == format!("edgecell.video.results.{stream}") {
+                let mut s: FrameSummary = serde_json::from_slice(&p.body).unwrap();
+                assert_eq!(s.stream, stream);
+                s.stream.clear();
+                summaries.push(s);
+            } else if p.subject == format!("edgecell.video.events.{stream}") {
+                events.extend(serde_json::from_slice::<Vec<serde_json::Value>>(&p.body).unwrap());
+            } else {
+                panic!("unexpected publication on {}", p.subject);
+            }
+        }
+        Self { summaries, events }
+    }
+
+    fn tracks(&self) -> std::collections::BTreeSet<u64> {
+        self.summaries.iter().flat_map(|s| s.tracks.iter().map(|t| t.0)).collect()
+    }
+
+    /// "region direction" → count, for `crossed` events.
+    fn crossings(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in self.events.iter().filter(|e| e["kind"] == "crossed") {
+            *m.entry(format!("{} {}", e["region"].as_str().unwrap(), e["direction"].as_str().unwrap())).or_default() += 1;
+        }
+        m
+    }
+
+    /// The clip's expected outcome (also what the NATS lattice test asserts).
+    fn assert_vtest_outcome(&self) {
+        assert_eq!(self.summaries.len(), 20);
+        assert!(self.summaries.iter().all(|s| !s.out_of_order), "{:?}", self.summaries);
+        assert_eq!(self.tracks().len(), 5, "{:?}", self.tracks());
+        let crossings: Vec<(String, usize)> = self.crossings().into_iter().collect();
+        assert_eq!(crossings, vec![("walkway-east backward".to_owned(), 2), ("walkway-west forward".to_owned(), 1)]);
+        // every summary counted its events
+        assert_eq!(self.summaries.iter().map(|s| s.events).sum::<usize>(), self.events.len());
+    }
+}
+
+fn metric(h: &common::Host, name: &str, labels: &[(&str, &str)]) -> f64 {
+    h.runtime.services().metrics.snapshot().total(name, labels).unwrap_or(0.0)
+}
+
+/// Mean of a histogram's observations for one stream (0 when none).
+fn mean(h: &common::Host, name: &str, stream: &str) -> f64 {
+    let snap = h.runtime.services().metrics.snapshot();
+    let Some(m) = snap.metrics.iter().find(|m| m.name == name) else { return 0.0 };
+    let (sum, n) = m
+        .series
+        .iter()
+        .filter(|s| s.labels.iter().any(|(k, v)| k == "stream" && v == stream))
+        .fold((0.0, 0), |(sum, n), s| (sum + s.value, n + s.count.unwrap_or(0)));
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+fn stored_state(h: &common::Host, stream: &str) -> (edgecell_kv_cache::Entry, edgecell_vision::StreamState) {
+    let e = h.runtime.services().cache.get(ACTOR, "video", &format!("state/{stream}")).unwrap().expect("a stored state");
+    let s = edgecell_vision::StreamState::decode(&e.value).unwrap();
+    (e, s)
+}
+
+#[test]
+fn vtest_with_a_new_instance_per_frame_tracks_and_counts_as_one_instance_does() {
+    let h = host_with_models(RuntimeConfig::default());
+    let frames = preload_vtest(&h);
+    let actor = vtest_actor(&h, &["one", "fresh"], &[]);
+
+    // the embedded host's way: one instance for the whole clip
+    let started = std::time::Instant::now();
+    let mut inst = actor.instantiate().unwrap();
+    for f in &frames {
+        inst.handle_message(&frame_message("one", f)).unwrap().unwrap();
+    }
+    let one_ms = started.elapsed().as_secs_f64() * 1e3 / 20.0;
+    let one = Published::of(&h.bus, "one");
+    one.assert_vtest_outcome();
+
+    // wasmCloud 1.x's way: a fresh instance for every frame
+    let started = std::time::Instant::now();
+    for f in &frames {
+        let mut inst = actor.instantiate().unwrap();
+        inst.handle_message(&frame_message("fresh", f)).unwrap().unwrap();
+    }
+    let fresh_ms = started.elapsed().as_secs_f64() * 1e3 / 20.0;
+    let fresh = Published::of(&h.bus, "fresh");
+    // figures for the record (not asserted): per frame, and the state's share of it
+    eprintln!(
+        "per frame: one instance {one_ms:.1} ms (state {:.0} µs), new instance per frame {fresh_ms:.1} ms (state {:.0} µs)",
+        mean(&h, "video_state_seconds", "one") * 1e6,
+        mean(&h, "video_state_seconds", "fresh") * 1e6
+    );
+    assert_eq!(fresh, one);
+    fresh.assert_vtest_outcome();
+
+    // the kept instance skipped decoding after the first frame; fresh instances decoded every time
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "one"), ("from", "new")]), 1.0);
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "one"), ("from", "instance")]), 19.0);
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "fresh"), ("from", "new")]), 1.0);
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "fresh"), ("from", "decoded")]), 19.0);
+    assert_eq!(metric(&h, "video_state_resets_total", &[]), 0.0);
+    assert_eq!(metric(&h, "video_state_conflicts_total", &[]), 0.0);
+
+    // both streams end in the same state: 20 frames, ids 1.., under the same configuration, TTL 10 min
+    let (e1, s1) = stored_state(&h, "one");
+    let (e2, s2) = stored_state(&h, "fresh");
+    assert_eq!(s1, s2);
+    assert_eq!(s1.tracker().frame_count(), 20);
+    assert_eq!(s1.last_timestamp_ns(), Some(frames[19].1));
+    for e in [&e1, &e2] {
+        let ttl = e.ttl_remaining.expect("the state has a TTL").as_millis();
+        assert!(ttl > 0 && ttl <= 600_000, "{ttl}");
+    }
+}
+
+#[test]
+fn two_instances_on_one_stream_interleaved_or_racing_share_one_state() {
+    let h = host_with_models(RuntimeConfig::default());
+    let frames = preload_vtest(&h);
+    // 32 attempts > 20 frames: a lost compare-and-swap means the other instance wrote a frame,
+    // so no frame can lose them all
+    let actor = std::sync::Arc::new(vtest_actor(&h, &["one", "ab", "race"], &[("state-cas-attempts", "32")]));
+
+    let mut inst = actor.instantiate().unwrap();
+    for f in &frames {
+        inst.handle_message(&frame_message("one", f)).unwrap().unwrap();
+    }
+    let one = Published::of(&h.bus, "one");
+    one.assert_vtest_outcome();
+
+    // A takes the even frames, B the odd ones: each finds the other's write (a newer version
+    // than the one it holds), decodes it and carries on — exactly as one instance
+    let mut a = actor.instantiate().unwrap();
+    let mut b = actor.instantiate().unwrap();
+    for f in &frames {
+        let inst = if f.0 % 2 == 0 { &mut a } else { &mut b };
+        inst.handle_message(&frame_message("ab", f)).unwrap().unwrap();
+    }
+    assert_eq!(Published::of(&h.bus, "ab"), one);
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "ab"), ("from", "decoded")]), 19.0);
+    assert_eq!(metric(&h, "video_state_loads_total", &[("stream", "ab"), ("from", "instance")]), 0.0);
+
+    // two instances at once on two threads, frames handed out in order: their compare-and-swaps
+    // race. Whatever the timing, no frame is lost or applied twice: every frame is answered,
+    // and each either moved the stored state by exactly one step or was reported out of order
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut inst = actor.instantiate().unwrap();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(f) = frames.get(i) else { break };
+                    inst.handle_message(&frame_message("race", f)).unwrap().unwrap();
+                }
+            });
+        }
+    });
+    let race = Published::of(&h.bus, "race");
+    assert_eq!(race.summaries.len(), 20);
+    let late = race.summaries.iter().filter(|s| s.out_of_order).count();
+    assert!(race.summaries.iter().filter(|s| s.out_of_order).all(|s| s.tracks.is_empty() && s.events == 0));
+    let (_, state) = stored_state(&h, "race");
+    assert_eq!(state.tracker().frame_count(), 20 - late as u64, "a frame was lost or applied twice");
+    assert_eq!(metric(&h, "video_frames_out_of_order_total", &[("stream", "race")]), late as f64);
+    let conflicts = metric(&h, "video_state_conflicts_total", &[("stream", "race")]);
+    eprintln!("racing instances: {conflicts} compare-and-swap conflicts, {late} frames out of order, tracks {:?}", race.tracks());
+    assert_eq!(metric(&h, "video_state_contended_total", &[]), 0.0);
+    assert_eq!(metric(&h, "video_state_resets_total", &[]), 0.0);
+}
+
+#[test]
+fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() {
+    let h = host_with_models(RuntimeConfig::default());
+    let frames = preload_vtest(&h);
+    let actor = vtest_actor(&h, &["vtest"], &[("state-ttl-ms", "30000")]);
+    let cache = &h.runtime.services().cache;
+    let key = "state/vtest";
+    let send = |f: &(u64, u64, String)| {
+        let mut inst = actor.instantiate().unwrap();
+        let out = inst.handle_message(&frame_message("vtest", f)).unwrap();
+        assert!(!inst.is_poisoned());
+        out
+    };
+    let last_summary = || Published::of(&h.bus, "vtest").summaries.pop().unwrap();
+
+    for f in &frames[..10] {
+        send(f).unwrap();
+    }
+    let _ = h.bus.drain();
+    let (entry, state) = stored_state(&h, "vtest");
+    assert_eq!(state.tracker().frame_count(), 10);
+    let ttl = entry.ttl_remaining.unwrap().as_millis();
+    assert!(ttl > 0 && ttl <= 30_000, "state-ttl-ms: {ttl}");
+
+    // a frame older than the state's last one: reported (detections), tracker not rewound
+    send(&frames[4]).unwrap();
+    let s = last_summary();
+    assert!(s.out_of_order && s.tracks.is_empty() && s.events == 0 && s.detections > 0, "{s:?}");
+    assert_eq!(metric(&h, "video_frames_out_of_order_total", &[("stream", "vtest")]), 1.0);
+    let (after, _) = stored_state(&h, "vtest");
+    assert_eq!(after.version, entry.version, "an out-of-order frame wrote the state");
+
+    // every kind of unusable state: replaced by a fresh one (tracks restart), counted by reason
+    let good = entry.value.clone();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("corrupt", b"\x00\x01not json".to_vec()),
+        ("corrupt", good[..good.len() / 2].to_vec()),
+        ("format", edit(&|v| v["format"] = 99.into())),
+        ("config", edit(&|v| v["config"] = 12345.into())),
+        ("inconsistent", edit(&|v| v["tracker"]["next_id"] = 0.into())),
+        ("inconsistent", edit(&|v| v["analytics"]["counts"] = serde_json::json!([]))),
+    ];
+    for (i, (reason, bytes)) in cases.iter().enumerate() {
+        cache.set(ACTOR, "video", key, bytes.clone(), None).unwrap();
+        let before = metric(&h, "video_state_resets_total", &[("stream", "vtest"), ("reason", reason)]);
+        send(&frames[10 + i]).unwrap();
+        assert_eq!(metric(&h, "video_state_resets_total", &[("stream", "vtest"), ("reason", reason)]), before + 1.0, "{reason}");
+        let (_, state) = stored_state(&h, "vtest");
+        assert_eq!(state.tracker().frame_count(), 1, "{reason}: the stream starts over");
+        // a fresh tracker confirms every track on its first frame, with ids from 1
+        let s = last_summary();
+        let ids: Vec<u64> = s.tracks.iter().map(|t| t.0).collect();
+        assert!(!ids.is_empty() && ids == (1..=ids.len() as u64).collect::<Vec<_>>(), "{reason}: {s:?}");
+    }
+    assert_eq!(metric(&h, "video_state_resets_total", &[("stream", "vtest")]), cases.len() as f64);
+
+    // and the stream goes on from there
+    send(&frames[16]).unwrap();
+    assert_eq!(stored_state(&h, "vtest").1.tracker().frame_count(), 2);
+}

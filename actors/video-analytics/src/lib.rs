@@ -3,9 +3,22 @@
 //!
 //! Per frame: read the bytes (inline or from the cache provider) → decode → letterbox and
 //! normalise → `edgecell:inference/runner.run` → NanoDet decoding and NMS → tracker → zones and
-//! lines → events. Stream configurations are kept in the cache so a replacement instance can
-//! rebuild a stream (its tracks restart); streams not configured explicitly come from
-//! `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
+//! lines → events.
+//!
+//! A stream's whole state (tracker, zones, lines) lives in the cache provider, not in the
+//! instance: a wasmCloud 1.x host runs every invocation in a fresh instance, several at once.
+//! Per frame the actor reads `video/state/<stream>` with its version, advances it and writes it
+//! back with compare-and-swap on that version (TTL `wasi:config` `state-ttl-ms`, default 10 min,
+//! 0 = none); on a conflict it re-reads and redoes the tracker step (not inference), at most
+//! `state-cas-attempts` times (default 4). An instance that still holds exactly the stored
+//! entry skips decoding it (the embedded host keeps instances). A stored state that cannot be
+//! used is replaced by a fresh one and counted in `video_state_resets_total`; a frame older
+//! than the state's last frame is reported (detections only) without touching the state and
+//! counted in `video_frames_out_of_order_total` (see `edgecell_vision::persist`).
+//!
+//! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
+//! `configure`, which also resets the stream's state); streams not configured explicitly come
+//! from `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
 
 // The generated guest glue is FFI with the component ABI and needs `unsafe`.
 #[allow(unsafe_code)]
@@ -29,11 +42,16 @@ use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_vision::wire::{FrameRef, FrameSummary};
 use edgecell_vision::{
-    AnalyticsEvent, BBox, Detection, Direction, EventKind, FrameLimits, Line, NanoDetHead, Normalization, PixelFormat, Point,
-    StreamConfig, StreamProcessor, TensorView, VisionError, Zone, coco, decode_frame, letterbox, postprocess_nanodet,
+    AnalyticsEvent, BBox, CasOutcome, Detection, Direction, EventKind, FrameAnalysis, FrameLimits, Line, NanoDetHead, Normalization,
+    PersistError, PersistedStream, PixelFormat, Point, StateStore, StoredState, StreamConfig, TensorView, VisionError, Zone, coco,
+    decode_frame, letterbox, postprocess_nanodet,
 };
 
 const NS: &str = "video";
+/// Default TTL of a stream's state: an idle stream starts over after this long.
+const DEFAULT_STATE_TTL_MS: u64 = 10 * 60 * 1000;
+/// Default compare-and-swap attempts per frame before `PersistError::Contended`.
+const DEFAULT_STATE_CAS_ATTEMPTS: u32 = 4;
 
 struct Actor;
 
@@ -46,7 +64,8 @@ struct ModelInput {
 }
 
 thread_local! {
-    static STREAMS: RefCell<BTreeMap<String, StreamProcessor>> = const { RefCell::new(BTreeMap::new()) };
+    /// Per stream: its configuration and the state this instance last wrote or read.
+    static STREAMS: RefCell<BTreeMap<String, PersistedStream>> = const { RefCell::new(BTreeMap::new()) };
     static MODELS: RefCell<BTreeMap<String, ModelInput>> = const { RefCell::new(BTreeMap::new()) };
 }
 
@@ -60,6 +79,17 @@ fn verr(e: VisionError) -> VideoError {
         VisionError::FrameTooLarge { bytes, .. } => VideoError::FrameTooLarge(bytes),
         VisionError::InvalidConfig(m) => VideoError::InvalidConfig(m),
         VisionError::OutputShape(m) => VideoError::Inference(format!("unexpected model output: {m}")),
+        // Unusable stored states are reset before they get here; this is the fallback.
+        VisionError::State(e) => VideoError::InvalidConfig(format!("stream state: {e}")),
+    }
+}
+
+/// `edgecell:video` has no variant for the state store (the WIT is shared; see the report):
+/// the store failing or staying contended is reported as a provider failure, like inference.
+fn perr(e: PersistError) -> VideoError {
+    match e {
+        PersistError::Vision(e) => verr(e),
+        PersistError::Store(_) | PersistError::Contended { .. } => VideoError::Inference(e.to_string()),
     }
 }
 
@@ -79,13 +109,13 @@ fn format(f: wit::PixelFormat) -> PixelFormat {
 /// plus its decoded image and tensors; 16 MiB fits 4K NV12 and 1440p RGB in a 64 MiB instance.
 const DEFAULT_MAX_FRAME_BYTES: u64 = 16 << 20;
 
+/// A number from `wasi:config`, or `default` when absent or not a number.
+fn config_number<T: std::str::FromStr>(key: &str, default: T) -> T {
+    bindings::wasi::config::store::get(key).ok().flatten().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
 fn limits() -> FrameLimits {
-    let max_bytes = bindings::wasi::config::store::get("max-frame-bytes")
-        .ok()
-        .flatten()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_MAX_FRAME_BYTES);
-    FrameLimits { max_bytes, ..FrameLimits::default() }
+    FrameLimits { max_bytes: config_number("max-frame-bytes", DEFAULT_MAX_FRAME_BYTES), ..FrameLimits::default() }
 }
 
 /// The frame's bytes, from the message or from the cache provider.
@@ -186,62 +216,148 @@ fn stream_config(c: wit::StreamConfig) -> StreamConfig {
     }
 }
 
-fn install(stream: &str, cfg: StreamConfig, persist: bool) -> Result<(), VideoError> {
-    let json = if persist { Some(serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?) } else { None };
-    let sp = StreamProcessor::new(cfg).map_err(verr)?;
-    if let Some(json) = json {
-        cache::set(NS, &format!("stream-config/{stream}"), &json, None).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
-    }
-    STREAMS.with(|s| s.borrow_mut().insert(stream.to_owned(), sp));
-    Ok(())
+fn config_key(stream: &str) -> String {
+    format!("stream-config/{stream}")
 }
 
-/// Make sure `stream` has a processor: from this instance, the cache, or `wasi:config`.
-fn ensure_stream(stream: &str) -> Result<(), VideoError> {
-    if STREAMS.with(|s| s.borrow().contains_key(stream)) {
-        return Ok(());
-    }
-    let stored = cache::get(NS, &format!("stream-config/{stream}")).ok().flatten().map(|e| e.value);
+fn state_key(stream: &str) -> String {
+    format!("state/{stream}")
+}
+
+/// The stream's configuration as stored: the cache (written by `configure`), else `wasi:config`.
+fn stored_config(stream: &str) -> Result<Option<StreamConfig>, VideoError> {
+    let stored = match cache::get(NS, &config_key(stream)) {
+        Ok(e) => e.map(|e| e.value),
+        Err(e) => return Err(VideoError::InvalidConfig(format!("stream {stream}: cache: {e:?}"))),
+    };
     let text = match stored {
         Some(v) => v,
         None => match bindings::wasi::config::store::get(&format!("stream.{stream}")) {
             Ok(Some(t)) => t.into_bytes(),
-            _ => return Err(VideoError::UnknownStream(stream.to_owned())),
+            _ => return Ok(None),
         },
     };
-    let cfg: StreamConfig = serde_json::from_slice(&text).map_err(|e| VideoError::InvalidConfig(format!("stream {stream}: {e}")))?;
-    install(stream, cfg, false)
+    serde_json::from_slice(&text).map(Some).map_err(|e| VideoError::InvalidConfig(format!("stream {stream}: {e}")))
 }
 
-fn observe(name: &str, value: f64, buckets: &[f64]) {
-    let _ = recorder::register(name, "Per-frame time in the video actor (seconds)", &MetricKind::Histogram(buckets.to_vec()));
-    let _ = recorder::histogram_observe(name, &[], value);
+/// Make sure this instance knows `stream`'s configuration: from itself, the cache or `wasi:config`.
+fn ensure_stream(stream: &str) -> Result<(), VideoError> {
+    if STREAMS.with(|s| s.borrow().contains_key(stream)) {
+        return Ok(());
+    }
+    let cfg = stored_config(stream)?.ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
+    let ps = PersistedStream::new(cfg).map_err(verr)?;
+    STREAMS.with(|s| s.borrow_mut().insert(stream.to_owned(), ps));
+    Ok(())
 }
 
-fn count(name: &str, labels: &[(&str, &str)], by: f64) {
-    let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
-    let _ = recorder::counter_add(name, &labels, by);
+/// The stream's state entry in the cache provider.
+struct CacheState<'a> {
+    stream: &'a str,
+    key: String,
+    ttl_ms: Option<u64>,
+}
+
+impl StateStore for CacheState<'_> {
+    fn load(&mut self) -> Result<Option<StoredState>, String> {
+        match cache::get(NS, &self.key) {
+            Ok(e) => Ok(e.map(|e| StoredState { value: e.value, version: e.version })),
+            Err(e) => Err(format!("get {NS}/{}: {e:?}", self.key)),
+        }
+    }
+
+    fn compare_and_swap(&mut self, expected: Option<u64>, value: &[u8]) -> Result<CasOutcome, String> {
+        match cache::compare_and_swap(NS, &self.key, expected, value, self.ttl_ms) {
+            Ok(cache::CasOutcome::Swapped(v)) => Ok(CasOutcome::Swapped(v)),
+            Ok(cache::CasOutcome::Conflict(_)) => Ok(CasOutcome::Conflict),
+            Err(e) => Err(format!("compare-and-swap {NS}/{}: {e:?}", self.key)),
+        }
+    }
+
+    fn current_config(&mut self) -> Result<Option<StreamConfig>, String> {
+        stored_config(self.stream).map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
+    pairs.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect()
+}
+
+fn observe(name: &str, help: &str, pairs: &[(&str, &str)], value: f64, buckets: &[f64]) {
+    let _ = recorder::register(name, help, &MetricKind::Histogram(buckets.to_vec()));
+    let _ = recorder::histogram_observe(name, &labels(pairs), value);
+}
+
+fn count(name: &str, pairs: &[(&str, &str)], by: f64) {
+    let _ = recorder::counter_add(name, &labels(pairs), by);
+}
+
+/// Tracking and analytics for one frame's detections through the stream's stored state.
+fn advance(stream: &str, timestamp: u64, detections: &[Detection]) -> Result<FrameAnalysis, VideoError> {
+    let started = std::time::Instant::now();
+    let ttl = config_number("state-ttl-ms", DEFAULT_STATE_TTL_MS);
+    let attempts = config_number("state-cas-attempts", DEFAULT_STATE_CAS_ATTEMPTS);
+    let mut store = CacheState { stream, key: state_key(stream), ttl_ms: (ttl > 0).then_some(ttl) };
+    let outcome = STREAMS.with(|s| {
+        let mut s = s.borrow_mut();
+        let ps = s.get_mut(stream).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
+        Ok::<_, VideoError>(ps.process(&mut store, timestamp, detections, attempts))
+    })?;
+    let frame = match outcome {
+        Ok(f) => f,
+        Err(e) => {
+            if let PersistError::Contended { attempts } = e {
+                count("video_state_conflicts_total", &[("stream", stream)], f64::from(attempts));
+                count("video_state_contended_total", &[("stream", stream)], 1.0);
+            }
+            return Err(perr(e));
+        }
+    };
+    count("video_state_loads_total", &[("stream", stream), ("from", frame.source.label())], 1.0);
+    if frame.conflicts > 0 {
+        count("video_state_conflicts_total", &[("stream", stream)], f64::from(frame.conflicts));
+    }
+    if let Some(reason) = &frame.reset {
+        count("video_state_resets_total", &[("stream", stream), ("reason", reason.reason())], 1.0);
+    }
+    if frame.config_reloaded {
+        count("video_config_reloads_total", &[("stream", stream)], 1.0);
+    }
+    if frame.analysis.out_of_order {
+        count("video_frames_out_of_order_total", &[("stream", stream)], 1.0);
+    }
+    observe(
+        "video_state_seconds",
+        "Per-frame time spent reading, decoding, encoding and writing the stream state, tracker step included (seconds)",
+        &[("stream", stream)],
+        started.elapsed().as_secs_f64(),
+        &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01],
+    );
+    Ok(frame.analysis)
 }
 
 /// The whole per-frame path for a configured stream.
-fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: u32, height: u32) -> Result<wit::FrameResult, VideoError> {
+fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: u32, height: u32) -> Result<(wit::FrameResult, bool), VideoError> {
     let started = std::time::Instant::now();
     ensure_stream(stream)?;
     let (model, nms, classes, threshold) = STREAMS.with(|s| {
         let s = s.borrow();
-        let sp = s.get(stream).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
-        Ok::<_, VideoError>((sp.config().model.clone(), sp.nms_config(), sp.class_filter().to_vec(), sp.config().score_threshold))
+        let ps = s.get(stream).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
+        Ok::<_, VideoError>((ps.config().model.clone(), ps.nms_config(), ps.class_filter().to_vec(), ps.config().score_threshold))
     })?;
     let detections = detect_bytes(bytes, fmt, width, height, &model, &nms, &classes)?;
-    let analysis = STREAMS.with(|s| {
-        let mut s = s.borrow_mut();
-        s.get_mut(stream).map(|sp| sp.process(timestamp, &detections)).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))
-    })?;
+    let analysis = advance(stream, timestamp, &detections)?;
     count("video_frames_total", &[("stream", stream)], 1.0);
     #[allow(clippy::cast_precision_loss)]
     count("video_events_total", &[("stream", stream)], analysis.events.len() as f64);
-    observe("video_frame_seconds", started.elapsed().as_secs_f64(), &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]);
-    Ok(wit::FrameResult {
+    observe(
+        "video_frame_seconds",
+        "Per-frame time in the video actor (seconds)",
+        &[],
+        started.elapsed().as_secs_f64(),
+        &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+    );
+    let result = wit::FrameResult {
         stream_id: stream.to_owned(),
         sequence: 0,
         detections: analysis.detections.iter().filter(|d| d.score >= threshold).map(wit_detection).collect(),
@@ -257,17 +373,25 @@ fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: 
             })
             .collect(),
         events: analysis.events.iter().map(wit_event).collect(),
-    })
+    };
+    Ok((result, analysis.out_of_order))
 }
 
 impl wit::Guest for Actor {
+    /// Stores the configuration and starts the stream over (its stored state is dropped).
     fn configure(stream_id: String, config: wit::StreamConfig) -> Result<(), VideoError> {
-        install(&stream_id, stream_config(config), true)
+        let cfg = stream_config(config);
+        let ps = PersistedStream::new(cfg.clone()).map_err(verr)?;
+        let json = serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?;
+        cache::set(NS, &config_key(&stream_id), &json, None).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
+        cache::delete(NS, &state_key(&stream_id)).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
+        STREAMS.with(|s| s.borrow_mut().insert(stream_id, ps));
+        Ok(())
     }
 
     fn process_frame(frame: wit::Frame) -> Result<wit::FrameResult, VideoError> {
         let bytes = frame_bytes(&frame.data)?;
-        let mut r = process(&frame.stream_id, frame.timestamp, &bytes, format(frame.format), frame.width, frame.height)?;
+        let (mut r, _) = process(&frame.stream_id, frame.timestamp, &bytes, format(frame.format), frame.width, frame.height)?;
         r.sequence = frame.sequence;
         Ok(r)
     }
@@ -288,7 +412,7 @@ impl Handler for Actor {
         }
         let r: FrameRef = serde_json::from_slice(&msg.body).map_err(|e| format!("not a frame reference: {e}"))?;
         let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
-        let result = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
+        let (result, out_of_order) = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
         let events: Vec<serde_json::Value> = result
             .events
             .iter()
@@ -322,6 +446,7 @@ impl Handler for Actor {
             detections: result.detections.len(),
             tracks: result.tracks.iter().map(|t| (t.track_id, t.class_name.clone())).collect(),
             events: result.events.len(),
+            out_of_order,
         };
         let body = serde_json::to_vec(&summary).map_err(|e| e.to_string())?;
         let subject = msg.reply_to.unwrap_or_else(|| format!("edgecell.video.results.{}", r.stream));

@@ -176,6 +176,33 @@ fn bench_tracking(c: &mut Criterion) {
             n
         });
     });
+
+    // The per-frame state round trip of the video actor on a lattice (`persist`): encode the
+    // state after 50 frames of these 20 walkers, decode and restore it.
+    let mut sp = StreamProcessor::new(cfg.clone()).unwrap();
+    for (f, dets) in frames.iter().take(50).enumerate() {
+        sp.process(f as u64 * 100_000_000, dets);
+    }
+    let bytes = sp.encode_state().unwrap();
+    eprintln!(
+        "stream state, 20 walkers after 50 frames: {} bytes of JSON",
+        bytes.len()
+    );
+    c.bench_function("stream_state_encode_20_tracks", |b| {
+        b.iter(|| black_box(&sp).encode_state().unwrap());
+    });
+    c.bench_function("stream_state_decode_20_tracks", |b| {
+        b.iter(|| StreamProcessor::decode_state(cfg.clone(), black_box(&bytes)).unwrap());
+    });
+    // One tracker + analytics step on its own, for scale (the processor is cloned each time).
+    c.bench_function("stream_step_20_tracks", |b| {
+        b.iter(|| {
+            let mut s = sp.clone();
+            s.process(5_000_000_000, black_box(&frames[50]))
+                .tracks
+                .len()
+        });
+    });
 }
 
 criterion_group!(benches, bench_frames, bench_postprocess, bench_tracking);

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::coco;
-use crate::error::{Result, VisionError};
+use crate::error::{Result, StateError, VisionError};
 use crate::track::Track;
 
 /// A point in frame pixels.
@@ -203,7 +203,7 @@ pub struct LineCount {
     pub backward: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct ZoneState {
     /// Confirmed inside (after `entered`).
     inside: bool,
@@ -217,13 +217,36 @@ struct ZoneState {
     last_inside_ns: u64,
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct TrackAnalytics {
     class_id: u32,
     zones: Vec<ZoneState>,
     /// Per line: last anchor seen strictly off the line (a point on the line does not count
     /// as a side, so touching the line and stepping back is not a crossing).
     line_anchor: Vec<Option<Point>>,
+}
+
+/// Everything an [`Analytics`] carries from frame to frame except its configuration: per track
+/// its class, per zone whether it is inside, the current in/out streak, dwell start and last
+/// frame inside, per line the last anchor seen off the line; and the crossing totals.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct AnalyticsState {
+    tracks: BTreeMap<u64, TrackAnalytics>,
+    counts: Vec<LineCount>,
+}
+
+impl AnalyticsState {
+    /// Number of tracks with zone or line state.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// True when no track has zone or line state.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
 }
 
 /// Stateful analytics for one stream.
@@ -247,6 +270,47 @@ impl Analytics {
             tracks: BTreeMap::new(),
             counts,
         })
+    }
+
+    /// Analytics for `cfg` that continue exactly from `state`.
+    ///
+    /// # Errors
+    /// [`VisionError::InvalidConfig`] for `cfg`; [`VisionError::State`] when the state does not
+    /// have one slot per zone and line of `cfg`.
+    pub fn from_state(cfg: AnalyticsConfig, state: AnalyticsState) -> Result<Self> {
+        cfg.validate()?;
+        let (zones, lines) = (cfg.zones.len(), cfg.lines.len());
+        if state.counts.len() != lines {
+            return Err(StateError::Inconsistent(format!(
+                "{} line counts for {lines} lines",
+                state.counts.len()
+            ))
+            .into());
+        }
+        if let Some((id, _)) = state
+            .tracks
+            .iter()
+            .find(|(_, t)| t.zones.len() != zones || t.line_anchor.len() != lines)
+        {
+            return Err(StateError::Inconsistent(format!(
+                "track {id} does not have {zones} zone and {lines} line slots"
+            ))
+            .into());
+        }
+        Ok(Self {
+            cfg,
+            tracks: state.tracks,
+            counts: state.counts,
+        })
+    }
+
+    /// A copy of the analytics state (everything but the configuration).
+    #[must_use]
+    pub fn state(&self) -> AnalyticsState {
+        AnalyticsState {
+            tracks: self.tracks.clone(),
+            counts: self.counts.clone(),
+        }
     }
 
     /// The configuration.

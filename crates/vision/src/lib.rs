@@ -21,23 +21,28 @@ pub mod coco;
 pub mod detect;
 pub mod error;
 pub mod frame;
+pub mod persist;
 pub mod pipeline;
 pub mod preprocess;
 pub mod track;
 pub mod wire;
 
 pub use analytics::{
-    Analytics, AnalyticsConfig, AnalyticsEvent, Direction, EventKind, Line, LineCount, Point, Zone,
+    Analytics, AnalyticsConfig, AnalyticsEvent, AnalyticsState, Direction, EventKind, Line,
+    LineCount, Point, Zone,
 };
 pub use avi::{AviFrame, AviInfo, MjpegAvi};
 pub use detect::{BBox, Detection, NanoDetHead, NmsConfig, TensorView, nms, postprocess_nanodet};
-pub use error::{Result, VisionError};
+pub use error::{PersistError, Result, StateError, VisionError};
 pub use frame::{FrameLimits, PixelFormat, RgbImage, YuvRange, decode_frame, decode_image};
-pub use pipeline::{FrameAnalysis, StreamConfig, StreamProcessor};
+pub use persist::{
+    CasOutcome, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
+};
+pub use pipeline::{FrameAnalysis, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
 pub use preprocess::{
     ChannelOrder, Letterbox, Normalization, PreprocessScratch, letterbox, letterbox_into,
 };
-pub use track::{ByteTracker, Track, TrackState, TrackerConfig, TrackerOutput};
+pub use track::{ByteTracker, Track, TrackState, TrackerConfig, TrackerOutput, TrackerState};
 
 /// NanoDet-m-416 model input side.
 pub const NANODET_INPUT: u32 = 416;

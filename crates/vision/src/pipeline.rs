@@ -1,13 +1,16 @@
 //! Per-stream state that ties post-processed detections to the tracker and the analytics
-//! (what `edgecell:video/analytics.process-frame` does after inference).
+//! (what `edgecell:video/analytics.process-frame` does after inference), and its persisted
+//! form, [`StreamState`], for hosts that run every frame in a fresh instance.
 
 use serde::{Deserialize, Serialize};
 
-use crate::analytics::{Analytics, AnalyticsConfig, AnalyticsEvent, Line, LineCount, Zone};
+use crate::analytics::{
+    Analytics, AnalyticsConfig, AnalyticsEvent, AnalyticsState, Line, LineCount, Zone,
+};
 use crate::coco;
 use crate::detect::{Detection, NmsConfig};
-use crate::error::{Result, VisionError};
-use crate::track::{ByteTracker, Track, TrackerConfig};
+use crate::error::{Result, StateError, VisionError};
+use crate::track::{ByteTracker, Track, TrackerConfig, TrackerState};
 
 /// Stream configuration (mirrors `edgecell:video/analytics.stream-config`, plus tracker tuning).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +67,98 @@ pub struct FrameAnalysis {
     pub tracks: Vec<Track>,
     /// Zone and line events of this frame.
     pub events: Vec<AnalyticsEvent>,
+    /// The frame is older than the last one processed: its detections are reported but it did
+    /// not move the tracker (no tracks, no events).
+    pub out_of_order: bool,
+}
+
+/// The format [`StreamState::encode`] writes; another value in stored bytes is refused.
+pub const STATE_FORMAT: u32 = 1;
+
+/// Everything a [`StreamProcessor`] carries from frame to frame, without its configuration
+/// (stored once, elsewhere): the tracker's and the analytics' state, the time of the last frame
+/// processed, and a fingerprint of the configuration it was built under.
+///
+/// Encoded as JSON (exact: `serde_json` with `float_roundtrip` writes the shortest form that
+/// reads back to the same `f64`/`f32`). A [`StreamProcessor::restore`]d processor continues
+/// exactly as the one the state was taken from would have.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StreamState {
+    format: u32,
+    config: u64,
+    last_timestamp_ns: Option<u64>,
+    tracker: TrackerState,
+    analytics: AnalyticsState,
+}
+
+/// Only the format field of an encoded state, to tell a format change from corruption.
+#[derive(Deserialize)]
+struct FormatProbe {
+    format: u32,
+}
+
+impl StreamState {
+    /// Fingerprint of the configuration the state was built under.
+    #[must_use]
+    pub fn config_fingerprint(&self) -> u64 {
+        self.config
+    }
+
+    /// Timestamp of the last frame processed (none before the first).
+    #[must_use]
+    pub fn last_timestamp_ns(&self) -> Option<u64> {
+        self.last_timestamp_ns
+    }
+
+    /// The tracker's part.
+    #[must_use]
+    pub fn tracker(&self) -> &TrackerState {
+        &self.tracker
+    }
+
+    /// The zones' and lines' part.
+    #[must_use]
+    pub fn analytics(&self) -> &AnalyticsState {
+        &self.analytics
+    }
+
+    /// The bytes to persist.
+    ///
+    /// # Errors
+    /// [`StateError::Inconsistent`] if the state holds a value JSON cannot carry.
+    pub fn encode(&self) -> std::result::Result<Vec<u8>, StateError> {
+        serde_json::to_vec(self).map_err(|e| StateError::Inconsistent(e.to_string()))
+    }
+
+    /// Reads bytes written by [`StreamState::encode`].
+    ///
+    /// # Errors
+    /// [`StateError::Format`] for another format, [`StateError::Corrupt`] for anything else
+    /// that does not decode.
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Self, StateError> {
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(s) if s.format == STATE_FORMAT => Ok(s),
+            Ok(s) => Err(StateError::Format {
+                found: s.format,
+                expected: STATE_FORMAT,
+            }),
+            Err(e) => match serde_json::from_slice::<FormatProbe>(bytes) {
+                Ok(p) if p.format != STATE_FORMAT => Err(StateError::Format {
+                    found: p.format,
+                    expected: STATE_FORMAT,
+                }),
+                _ => Err(StateError::Corrupt(e.to_string())),
+            },
+        }
+    }
+}
+
+/// FNV-1a (64-bit) of the configuration's JSON: stable across builds and platforms.
+fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
+    let json = serde_json::to_vec(cfg).map_err(|e| VisionError::InvalidConfig(e.to_string()))?;
+    Ok(json.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    }))
 }
 
 /// Tracker + analytics for one stream.
@@ -71,6 +166,8 @@ pub struct FrameAnalysis {
 pub struct StreamProcessor {
     cfg: StreamConfig,
     class_ids: Vec<u32>,
+    fingerprint: u64,
+    last_timestamp_ns: Option<u64>,
     tracker: ByteTracker,
     analytics: Analytics,
 }
@@ -81,6 +178,83 @@ impl StreamProcessor {
     /// # Errors
     /// [`VisionError::InvalidConfig`] for unknown class names, bad thresholds, zones or lines.
     pub fn new(cfg: StreamConfig) -> Result<Self> {
+        let tracker = ByteTracker::new(cfg.tracker)?;
+        let fingerprint = fingerprint(&cfg)?;
+        Self::build(cfg, fingerprint, tracker, None, None)
+    }
+
+    /// Continues from a persisted `state` under `cfg`.
+    ///
+    /// # Errors
+    /// As [`StreamProcessor::new`] for `cfg`; [`VisionError::State`] with
+    /// [`StateError::ConfigMismatch`] when `state` was built under another configuration, or
+    /// [`StateError::Inconsistent`] when it does not hold together.
+    pub fn restore(cfg: StreamConfig, state: StreamState) -> Result<Self> {
+        let tracker = ByteTracker::from_state(cfg.tracker, state.tracker)?;
+        let expected = fingerprint(&cfg)?;
+        if state.config != expected {
+            return Err(StateError::ConfigMismatch {
+                found: state.config,
+                expected,
+            }
+            .into());
+        }
+        Self::build(
+            cfg,
+            expected,
+            tracker,
+            Some(state.analytics),
+            state.last_timestamp_ns,
+        )
+    }
+
+    /// [`StreamState::decode`] then [`StreamProcessor::restore`].
+    ///
+    /// # Errors
+    /// As those two.
+    pub fn decode_state(cfg: StreamConfig, bytes: &[u8]) -> Result<Self> {
+        Self::restore(cfg, StreamState::decode(bytes)?)
+    }
+
+    /// A copy of the per-frame state, to persist.
+    #[must_use]
+    pub fn snapshot(&self) -> StreamState {
+        StreamState {
+            format: STATE_FORMAT,
+            config: self.fingerprint,
+            last_timestamp_ns: self.last_timestamp_ns,
+            tracker: self.tracker.state(),
+            analytics: self.analytics.state(),
+        }
+    }
+
+    /// [`StreamProcessor::snapshot`] then [`StreamState::encode`].
+    ///
+    /// # Errors
+    /// As [`StreamState::encode`].
+    pub fn encode_state(&self) -> Result<Vec<u8>> {
+        Ok(self.snapshot().encode()?)
+    }
+
+    /// Fingerprint of the configuration (what [`StreamState::config_fingerprint`] must equal).
+    #[must_use]
+    pub fn config_fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+
+    /// Timestamp of the last frame processed.
+    #[must_use]
+    pub fn last_timestamp_ns(&self) -> Option<u64> {
+        self.last_timestamp_ns
+    }
+
+    fn build(
+        cfg: StreamConfig,
+        fingerprint: u64,
+        tracker: ByteTracker,
+        analytics: Option<AnalyticsState>,
+        last_timestamp_ns: Option<u64>,
+    ) -> Result<Self> {
         let class_ids = cfg
             .classes
             .iter()
@@ -95,15 +269,20 @@ impl StreamProcessor {
             max_detections: 100,
         };
         nms.validate()?;
-        let tracker = ByteTracker::new(cfg.tracker)?;
-        let analytics = Analytics::new(AnalyticsConfig {
+        let acfg = AnalyticsConfig {
             zones: cfg.zones.clone(),
             lines: cfg.lines.clone(),
             min_frames_in_zone: cfg.min_frames_in_zone,
-        })?;
+        };
+        let analytics = match analytics {
+            Some(state) => Analytics::from_state(acfg, state)?,
+            None => Analytics::new(acfg)?,
+        };
         Ok(Self {
             cfg,
             class_ids,
+            fingerprint,
+            last_timestamp_ns,
             tracker,
             analytics,
         })
@@ -133,25 +312,46 @@ impl StreamProcessor {
     }
 
     /// Feeds one frame's post-processed detections (source pixels).
+    ///
+    /// A frame with a timestamp before the last processed one (out of order) does not rewind
+    /// or advance anything: its detections are reported, with no tracks and no events, and
+    /// [`FrameAnalysis::out_of_order`] is set. Equal timestamps count as in order.
     pub fn process(&mut self, timestamp_ns: u64, detections: &[Detection]) -> FrameAnalysis {
         let kept: Vec<Detection> = detections
             .iter()
             .copied()
             .filter(|d| self.class_ids.is_empty() || self.class_ids.contains(&d.class_id))
             .collect();
+        let reported: Vec<Detection> = kept
+            .iter()
+            .copied()
+            .filter(|d| d.score >= self.cfg.score_threshold)
+            .collect();
+        if self.is_out_of_order(timestamp_ns) {
+            return FrameAnalysis {
+                detections: reported,
+                out_of_order: true,
+                ..FrameAnalysis::default()
+            };
+        }
+        self.last_timestamp_ns = Some(timestamp_ns);
         let out = self.tracker.update(&kept);
         let events = self
             .analytics
             .update(timestamp_ns, &out.tracks, &out.removed);
-        let reported = kept
-            .into_iter()
-            .filter(|d| d.score >= self.cfg.score_threshold)
-            .collect();
         FrameAnalysis {
             detections: reported,
             tracks: out.tracks,
             events,
+            out_of_order: false,
         }
+    }
+
+    /// True when a frame at `timestamp_ns` is older than the last one processed.
+    #[must_use]
+    pub fn is_out_of_order(&self, timestamp_ns: u64) -> bool {
+        self.last_timestamp_ns
+            .is_some_and(|last| timestamp_ns < last)
     }
 
     /// Crossing totals per line.

@@ -9,14 +9,17 @@
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{BBox, Detection};
-use crate::error::{Result, VisionError};
+use crate::error::{Result, StateError, VisionError};
 
 type Vec8 = [f64; 8];
 type Mat8 = [[f64; 8]; 8];
 type Mat4 = [[f64; 4]; 4];
 
 /// Kalman filter state of one box: mean (cx, cy, a, h, vcx, vcy, va, vh) and covariance.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Serialises as its full mean and covariance so a restored filter continues bit for bit (the
+/// covariance is kept whole: `predict` does not keep it exactly symmetric).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KalmanBox {
     mean: Vec8,
     cov: Mat8,
@@ -156,6 +159,15 @@ impl KalmanBox {
     pub fn velocity(&self) -> (f64, f64) {
         (self.mean[4], self.mean[5])
     }
+
+    /// True when mean and covariance hold only finite numbers.
+    #[must_use]
+    pub fn is_finite(&self) -> bool {
+        self.mean
+            .iter()
+            .chain(self.cov.iter().flatten())
+            .all(|v| v.is_finite())
+    }
 }
 
 /// Gauss–Jordan inverse with partial pivoting; `None` when (near) singular.
@@ -288,7 +300,7 @@ impl Track {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct TrackInner {
     id: u64,
     class_id: u32,
@@ -319,6 +331,67 @@ pub struct TrackerOutput {
     pub tracks: Vec<Track>,
     /// Ids of tracks removed this frame (lost for longer than the buffer).
     pub removed: Vec<u64>,
+}
+
+/// Everything a [`ByteTracker`] carries from frame to frame except its configuration: every
+/// live track (Kalman mean and covariance, id, class, score, lifecycle state, birth and last
+/// matched frame), the next id and the frame counter. [`ByteTracker::state`] takes it,
+/// [`ByteTracker::from_state`] continues from it exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrackerState {
+    tracks: Vec<TrackInner>,
+    next_id: u64,
+    frame: u64,
+}
+
+impl TrackerState {
+    /// Number of live tracks (tracked, tentative and lost).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// True when no track is alive.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+
+    /// Frames processed.
+    #[must_use]
+    pub fn frame_count(&self) -> u64 {
+        self.frame
+    }
+
+    /// Checks what deserialisation alone cannot: ids below the next id and unique, frames in
+    /// order, finite filters.
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(StateError::Inconsistent(m).into());
+        // Counters this large cannot come from a real stream; refusing them keeps `+= 1` safe.
+        const MAX_COUNTER: u64 = 1 << 62;
+        if self.next_id == 0 || self.next_id > MAX_COUNTER || self.frame > MAX_COUNTER {
+            return bad(format!(
+                "next track id {} / frame {}",
+                self.next_id, self.frame
+            ));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for t in &self.tracks {
+            if t.id == 0 || t.id >= self.next_id || !ids.insert(t.id) {
+                return bad(format!("track id {} (next id {})", t.id, self.next_id));
+            }
+            if t.start_frame > t.last_frame || t.last_frame > self.frame {
+                return bad(format!(
+                    "track {} frames {}..{} past frame {}",
+                    t.id, t.start_frame, t.last_frame, self.frame
+                ));
+            }
+            if !t.kf.is_finite() || !t.score.is_finite() {
+                return bad(format!("track {} has a non-finite filter or score", t.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The tracker. Feed it the detections of each frame in order.
@@ -402,7 +475,33 @@ impl ByteTracker {
     /// Total ids handed out so far.
     #[must_use]
     pub fn ids_issued(&self) -> u64 {
-        self.next_id - 1
+        self.next_id.saturating_sub(1)
+    }
+
+    /// A copy of the tracker's state (everything but the configuration).
+    #[must_use]
+    pub fn state(&self) -> TrackerState {
+        TrackerState {
+            tracks: self.tracks.clone(),
+            next_id: self.next_id,
+            frame: self.frame,
+        }
+    }
+
+    /// A tracker with `cfg` that continues exactly from `state`.
+    ///
+    /// # Errors
+    /// [`VisionError::InvalidConfig`] for `cfg`; [`VisionError::State`] for a state that is not
+    /// self-consistent (duplicate or future ids, frames out of order, non-finite filters).
+    pub fn from_state(cfg: TrackerConfig, state: TrackerState) -> Result<Self> {
+        cfg.validate()?;
+        state.validate()?;
+        Ok(Self {
+            cfg,
+            tracks: state.tracks,
+            next_id: state.next_id,
+            frame: state.frame,
+        })
     }
 
     /// Advances one frame with that frame's detections (any score; those below

@@ -1,0 +1,325 @@
+//! A stream's state kept in a versioned key-value store between frames, for hosts that run
+//! every invocation in a fresh instance, possibly several at once (wasmCloud 1.x).
+//!
+//! Per frame, [`PersistedStream::process`]:
+//! 1. reads the stored state and its version;
+//! 2. if this instance wrote (or read) exactly that entry last — same version and same bytes —
+//!    it continues with the processor it holds and skips decoding; otherwise it decodes;
+//! 3. runs the tracker and analytics step;
+//! 4. writes the new state back with compare-and-swap on the version it read. When another
+//!    writer got there first it re-reads and redoes step 3 on the newer state (the frame's
+//!    detections are kept: inference is not repeated), at most `max_attempts` times, then gives
+//!    up with [`PersistError::Contended`].
+//!
+//! A stored state that cannot be used (corrupt, another format, built under another
+//! configuration, inconsistent) is replaced by a fresh one — the stream's tracks restart — and
+//! reported in [`PersistedFrame::reset`] so the caller can count it. A frame older than the
+//! stored state's last frame is processed against it (detections reported) but does not change
+//! it and nothing is written ([`FrameAnalysis::out_of_order`]).
+
+use crate::detect::{Detection, NmsConfig};
+use crate::error::{PersistError, StateError, VisionError};
+use crate::pipeline::{FrameAnalysis, StreamConfig, StreamProcessor};
+
+/// A state entry as read from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// The encoded [`crate::StreamState`].
+    pub value: Vec<u8>,
+    /// The entry's version (changes on every write).
+    pub version: u64,
+}
+
+/// The result of a compare-and-swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// Written; the new version.
+    Swapped(u64),
+    /// The entry's version was not the expected one; nothing written.
+    Conflict,
+}
+
+/// Where one stream's state lives: one key of a store with versions and compare-and-swap
+/// (`edgecell:cache/store` in the video actor). The key, its TTL and where configurations come
+/// from are the implementation's business. Errors are the store's own messages.
+pub trait StateStore {
+    /// Reads the state entry (none if absent or expired).
+    ///
+    /// # Errors
+    /// The store's failure, as text.
+    fn load(&mut self) -> Result<Option<StoredState>, String>;
+
+    /// Writes `value` only if the entry's version is `expected` (none: the key must be absent).
+    ///
+    /// # Errors
+    /// The store's failure, as text.
+    fn compare_and_swap(
+        &mut self,
+        expected: Option<u64>,
+        value: &[u8],
+    ) -> Result<CasOutcome, String>;
+
+    /// The stream's configuration as currently stored, if any. Asked when the stored state was
+    /// built under a configuration other than the one held, and when no state is stored (a
+    /// stream (re)starts), so a long-lived instance picks up a new configuration.
+    ///
+    /// # Errors
+    /// The store's failure, as text.
+    fn current_config(&mut self) -> Result<Option<StreamConfig>, String>;
+}
+
+/// How the state a frame was processed against was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateSource {
+    /// None was stored (or it was unusable): a fresh tracker.
+    New,
+    /// This instance still held exactly the stored entry: nothing decoded.
+    Instance,
+    /// Decoded from the stored bytes.
+    Decoded,
+}
+
+impl StateSource {
+    /// A short label for metrics: `new`, `instance` or `decoded`.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Instance => "instance",
+            Self::Decoded => "decoded",
+        }
+    }
+}
+
+/// One frame carried through the persisted state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersistedFrame {
+    /// Detections, tracks and events (see [`StreamProcessor::process`]).
+    pub analysis: FrameAnalysis,
+    /// Where the state came from on the attempt that counted.
+    pub source: StateSource,
+    /// Compare-and-swap attempts lost before the one that counted.
+    pub conflicts: u32,
+    /// The stored state that was found unusable and replaced by a fresh one, if any.
+    pub reset: Option<StateError>,
+    /// The stored configuration was adopted because the stored state (or its absence) said
+    /// the one this instance held is stale.
+    pub config_reloaded: bool,
+    /// Version written (none for an out-of-order frame: nothing is written).
+    pub version: Option<u64>,
+    /// Size of the state written (0 when nothing was written).
+    pub state_bytes: usize,
+}
+
+/// What an instance keeps for one stream between frames.
+#[derive(Debug)]
+struct Held {
+    version: u64,
+    bytes: Vec<u8>,
+    processor: StreamProcessor,
+}
+
+/// One stream's configuration, and the state this instance last wrote or read.
+#[derive(Debug)]
+pub struct PersistedStream {
+    /// A processor with no frames: the configuration, NMS settings, class filter and
+    /// fingerprint, and what a reset starts from.
+    fresh: StreamProcessor,
+    held: Option<Held>,
+}
+
+/// What one attempt resolved the stored entry to.
+struct Resolved {
+    processor: StreamProcessor,
+    expected: Option<u64>,
+    /// The stored bytes, when they are exactly what `processor` holds (kept to skip decoding
+    /// on the next frame if this one is not written).
+    stored: Option<Vec<u8>>,
+    source: StateSource,
+    reset: Option<StateError>,
+}
+
+impl PersistedStream {
+    /// A stream with `cfg`, holding no state yet.
+    ///
+    /// # Errors
+    /// As [`StreamProcessor::new`].
+    pub fn new(cfg: StreamConfig) -> Result<Self, VisionError> {
+        Ok(Self {
+            fresh: StreamProcessor::new(cfg)?,
+            held: None,
+        })
+    }
+
+    /// The configuration in use.
+    #[must_use]
+    pub fn config(&self) -> &StreamConfig {
+        self.fresh.config()
+    }
+
+    /// NMS settings to post-process this stream's frames with.
+    #[must_use]
+    pub fn nms_config(&self) -> NmsConfig {
+        self.fresh.nms_config()
+    }
+
+    /// Class ids to keep (empty = all).
+    #[must_use]
+    pub fn class_filter(&self) -> &[u32] {
+        self.fresh.class_filter()
+    }
+
+    /// Version of the stored state this instance holds, if any.
+    #[must_use]
+    pub fn held_version(&self) -> Option<u64> {
+        self.held.as_ref().map(|h| h.version)
+    }
+
+    /// The processor this instance holds (the stream's state after the last frame it wrote).
+    #[must_use]
+    pub fn held(&self) -> Option<&StreamProcessor> {
+        self.held.as_ref().map(|h| &h.processor)
+    }
+
+    /// Carries one frame's detections through the stored state (see the module docs).
+    ///
+    /// # Errors
+    /// [`PersistError::Store`] when the store fails, [`PersistError::Contended`] after
+    /// `max_attempts` lost compare-and-swaps (at least one attempt is made),
+    /// [`PersistError::Vision`] for a stored configuration that is invalid.
+    pub fn process<S: StateStore>(
+        &mut self,
+        store: &mut S,
+        timestamp_ns: u64,
+        detections: &[Detection],
+        max_attempts: u32,
+    ) -> Result<PersistedFrame, PersistError> {
+        let attempts = max_attempts.max(1);
+        let mut config_reloaded = false;
+        for conflicts in 0..attempts {
+            let entry = store.load().map_err(PersistError::Store)?;
+            let resolved = self.resolve(store, entry, &mut config_reloaded)?;
+            let Resolved {
+                mut processor,
+                expected,
+                stored,
+                source,
+                reset,
+            } = resolved;
+            let analysis = processor.process(timestamp_ns, detections);
+            let mut frame = PersistedFrame {
+                analysis,
+                source,
+                conflicts,
+                reset,
+                config_reloaded,
+                version: None,
+                state_bytes: 0,
+            };
+            if frame.analysis.out_of_order {
+                // Nothing changed: keep holding the stored entry if we have it exactly.
+                if let (Some(version), Some(bytes)) = (expected, stored) {
+                    self.held = Some(Held {
+                        version,
+                        bytes,
+                        processor,
+                    });
+                }
+                return Ok(frame);
+            }
+            let bytes = processor.encode_state()?;
+            match store
+                .compare_and_swap(expected, &bytes)
+                .map_err(PersistError::Store)?
+            {
+                CasOutcome::Swapped(version) => {
+                    frame.version = Some(version);
+                    frame.state_bytes = bytes.len();
+                    self.held = Some(Held {
+                        version,
+                        bytes,
+                        processor,
+                    });
+                    return Ok(frame);
+                }
+                CasOutcome::Conflict => self.held = None,
+            }
+        }
+        Err(PersistError::Contended { attempts })
+    }
+
+    /// Turns the stored entry into a processor to advance.
+    fn resolve<S: StateStore>(
+        &mut self,
+        store: &mut S,
+        entry: Option<StoredState>,
+        config_reloaded: &mut bool,
+    ) -> Result<Resolved, PersistError> {
+        let Some(entry) = entry else {
+            // A stream (re)starting: whatever we held is gone, and the configuration may have
+            // been replaced with it.
+            self.held = None;
+            if let Some(cfg) = store.current_config().map_err(PersistError::Store)?
+                && &cfg != self.fresh.config()
+            {
+                self.fresh = StreamProcessor::new(cfg)?;
+                *config_reloaded = true;
+            }
+            return Ok(self.fresh_state(None, None));
+        };
+        if let Some(held) = self.held.take()
+            && held.version == entry.version
+            && held.bytes == entry.value
+        {
+            return Ok(Resolved {
+                processor: held.processor,
+                expected: Some(entry.version),
+                stored: Some(entry.value),
+                source: StateSource::Instance,
+                reset: None,
+            });
+        }
+        let decoded = match StreamProcessor::decode_state(self.fresh.config().clone(), &entry.value)
+        {
+            Err(VisionError::State(StateError::ConfigMismatch { found, expected })) => {
+                // Someone may have reconfigured the stream: adopt the stored configuration if
+                // the state was built under it.
+                match store.current_config().map_err(PersistError::Store)? {
+                    Some(cfg) if &cfg != self.fresh.config() => {
+                        let candidate = StreamProcessor::new(cfg)?;
+                        if candidate.config_fingerprint() == found {
+                            self.fresh = candidate;
+                            *config_reloaded = true;
+                            StreamProcessor::decode_state(self.fresh.config().clone(), &entry.value)
+                        } else {
+                            Err(StateError::ConfigMismatch { found, expected }.into())
+                        }
+                    }
+                    _ => Err(StateError::ConfigMismatch { found, expected }.into()),
+                }
+            }
+            other => other,
+        };
+        match decoded {
+            Ok(processor) => Ok(Resolved {
+                processor,
+                expected: Some(entry.version),
+                stored: Some(entry.value),
+                source: StateSource::Decoded,
+                reset: None,
+            }),
+            Err(VisionError::State(e)) => Ok(self.fresh_state(Some(entry.version), Some(e))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn fresh_state(&self, expected: Option<u64>, reset: Option<StateError>) -> Resolved {
+        Resolved {
+            processor: self.fresh.clone(),
+            expected,
+            stored: None,
+            source: StateSource::New,
+            reset,
+        }
+    }
+}

@@ -1,0 +1,569 @@
+//! A stream's state persisted between frames: exact continuation after encode → decode, and
+//! the compare-and-swap loop of `persist` against an in-memory store.
+//!
+//! The detections are the real NanoDet-m-416 output for the vtest clip, recorded once (see
+//! `tests/data/vtest_state/README.md`): the model itself runs in the inference provider, which
+//! this crate does not depend on.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+
+use edgecell_vision::{
+    CasOutcome, Detection, Direction, EventKind, FrameAnalysis, PersistError, PersistedStream,
+    STATE_FORMAT, StateError, StateSource, StateStore, StoredState, StreamConfig, StreamProcessor,
+    StreamState, VisionError,
+};
+use serde::Deserialize;
+
+const CASE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/vtest_state");
+
+#[derive(Debug, Deserialize)]
+struct RecordedFrame {
+    sequence: u64,
+    timestamp_ns: u64,
+    detections: Vec<Detection>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Expected {
+    tracks: usize,
+    /// "region direction" → count.
+    crossings: BTreeMap<String, usize>,
+    events: usize,
+}
+
+fn config() -> StreamConfig {
+    serde_json::from_slice(&std::fs::read(format!("{CASE}/stream.json")).unwrap()).unwrap()
+}
+
+fn frames() -> Vec<RecordedFrame> {
+    let text = std::fs::read_to_string(format!("{CASE}/detections.jsonl")).unwrap();
+    let frames: Vec<RecordedFrame> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(frames.len(), 20);
+    assert!(
+        frames
+            .iter()
+            .enumerate()
+            .all(|(i, f)| f.sequence == i as u64)
+    );
+    frames
+}
+
+fn expected() -> Expected {
+    serde_json::from_slice(&std::fs::read(format!("{CASE}/expected.json")).unwrap()).unwrap()
+}
+
+/// The whole clip through one processor, optionally encoded, dropped and decoded before the
+/// frames in `restore_before`.
+fn run(restore_before: &[usize]) -> (Vec<FrameAnalysis>, StreamProcessor) {
+    let cfg = config();
+    let mut sp = StreamProcessor::new(cfg.clone()).unwrap();
+    let mut out = Vec::new();
+    for (i, f) in frames().iter().enumerate() {
+        if restore_before.contains(&i) {
+            let bytes = sp.encode_state().unwrap();
+            drop(sp);
+            sp = StreamProcessor::decode_state(cfg.clone(), &bytes).unwrap();
+        }
+        out.push(sp.process(f.timestamp_ns, &f.detections));
+    }
+    (out, sp)
+}
+
+fn crossings(frames: &[FrameAnalysis]) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for e in frames
+        .iter()
+        .flat_map(|f| &f.events)
+        .filter(|e| e.kind == EventKind::Crossed)
+    {
+        let dir = match e.direction {
+            Some(Direction::Forward) => "forward",
+            Some(Direction::Backward) => "backward",
+            None => "none",
+        };
+        *m.entry(format!("{} {dir}", e.region)).or_default() += 1;
+    }
+    m
+}
+
+fn track_ids(frames: &[FrameAnalysis]) -> BTreeSet<u64> {
+    frames
+        .iter()
+        .flat_map(|f| f.tracks.iter().map(|t| t.track_id))
+        .collect()
+}
+
+#[test]
+fn the_recorded_clip_gives_the_expected_tracks_and_crossings() {
+    let (out, sp) = run(&[]);
+    let want = expected();
+    assert_eq!(track_ids(&out).len(), want.tracks, "{:?}", track_ids(&out));
+    assert_eq!(crossings(&out), want.crossings);
+    assert_eq!(
+        out.iter().map(|f| f.events.len()).sum::<usize>(),
+        want.events
+    );
+    assert_eq!(sp.snapshot().tracker().frame_count(), 20);
+}
+
+#[test]
+fn a_state_restored_half_way_continues_exactly() {
+    let (straight, sp_straight) = run(&[]);
+    let (halved, sp_halved) = run(&[10]);
+    // every frame's tracks (Kalman boxes to the bit), events and detections are the same
+    assert_eq!(halved, straight);
+    assert_eq!(sp_halved.snapshot(), sp_straight.snapshot());
+    assert_eq!(sp_halved.line_counts(), sp_straight.line_counts());
+    assert_eq!(sp_halved.tracks_started(), sp_straight.tracks_started());
+    // and so it does when the state goes through bytes before every frame (the lattice case)
+    let (every, sp_every) = run(&(0..20).collect::<Vec<_>>());
+    assert_eq!(every, straight);
+    assert_eq!(sp_every.snapshot(), sp_straight.snapshot());
+
+    // the half-way state is not trivial: live tracks with zone and line state
+    let cfg = config();
+    let mut sp = StreamProcessor::new(cfg).unwrap();
+    for f in &frames()[..10] {
+        sp.process(f.timestamp_ns, &f.detections);
+    }
+    let state = sp.snapshot();
+    assert!(state.tracker().len() >= 3, "{state:?}");
+    assert!(state.analytics().len() >= 3, "{state:?}");
+    assert_eq!(state.last_timestamp_ns(), Some(frames()[9].timestamp_ns));
+    let bytes = state.encode().unwrap();
+    eprintln!(
+        "state after 10 frames: {} tracks, {} bytes of JSON",
+        state.tracker().len(),
+        bytes.len()
+    );
+    assert_eq!(StreamState::decode(&bytes).unwrap(), state);
+}
+
+#[test]
+fn out_of_order_frames_are_reported_without_moving_the_state() {
+    let cfg = config();
+    let frames = frames();
+    let mut sp = StreamProcessor::new(cfg).unwrap();
+    for f in &frames[..8] {
+        sp.process(f.timestamp_ns, &f.detections);
+    }
+    let before = sp.snapshot();
+    let late = sp.process(frames[3].timestamp_ns, &frames[3].detections);
+    assert!(late.out_of_order);
+    assert!(late.tracks.is_empty() && late.events.is_empty());
+    // detections at or above the report threshold are still reported
+    let reported = frames[3]
+        .detections
+        .iter()
+        .filter(|d| d.score >= 0.35)
+        .count();
+    assert!(reported > 0);
+    assert_eq!(late.detections.len(), reported);
+    assert_eq!(sp.snapshot(), before);
+    // an equal timestamp is in order
+    assert!(!sp.is_out_of_order(frames[7].timestamp_ns));
+    assert!(sp.is_out_of_order(frames[6].timestamp_ns));
+}
+
+#[test]
+fn unusable_states_are_typed_errors() {
+    let cfg = config();
+    let mut sp = StreamProcessor::new(cfg.clone()).unwrap();
+    for f in &frames()[..5] {
+        sp.process(f.timestamp_ns, &f.detections);
+    }
+    let good = sp.encode_state().unwrap();
+    let edit = |f: &dyn Fn(&mut serde_json::Value)| {
+        let mut v: serde_json::Value = serde_json::from_slice(&good).unwrap();
+        f(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    };
+    let reason = |bytes: &[u8], cfg: &StreamConfig| match StreamProcessor::decode_state(
+        cfg.clone(),
+        bytes,
+    ) {
+        Err(VisionError::State(e)) => e.reason(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(reason(b"", &cfg), "corrupt");
+    assert_eq!(reason(&good[..good.len() - 1], &cfg), "corrupt");
+    assert_eq!(reason(&edit(&|v| v["format"] = 2.into()), &cfg), "format");
+    assert!(matches!(
+        StreamState::decode(&edit(&|v| v["format"] = 7.into())),
+        Err(StateError::Format {
+            found: 7,
+            expected: STATE_FORMAT
+        })
+    ));
+    // a format change that also reshapes the rest is still a format error
+    assert_eq!(reason(br#"{"format":9,"whatever":[]}"#, &cfg), "format");
+    let other = StreamConfig {
+        min_frames_in_zone: 5,
+        ..cfg.clone()
+    };
+    assert_eq!(reason(&good, &other), "config");
+    for broken in [
+        edit(&|v| v["tracker"]["next_id"] = 0.into()),
+        edit(&|v| v["tracker"]["next_id"] = 1.into()),
+        edit(&|v| v["tracker"]["frame"] = 0.into()),
+        edit(&|v| v["tracker"]["tracks"][0]["start_frame"] = 99.into()),
+        edit(&|v| v["analytics"]["counts"] = serde_json::json!([])),
+        edit(&|v| {
+            let tracks = v["analytics"]["tracks"].as_object_mut().unwrap();
+            let first = tracks.values_mut().next().unwrap();
+            first["zones"] = serde_json::json!([]);
+        }),
+    ] {
+        assert_eq!(reason(&broken, &cfg), "inconsistent");
+    }
+    // a non-finite filter cannot even be written as JSON (null), so it reads as corrupt
+    assert_eq!(
+        reason(
+            &edit(&|v| v["tracker"]["tracks"][0]["kf"]["mean"][0] = serde_json::Value::Null),
+            &cfg
+        ),
+        "corrupt"
+    );
+    // the untouched state still restores
+    assert!(StreamProcessor::decode_state(cfg, &good).is_ok());
+}
+
+// ---- the compare-and-swap loop against an in-memory store
+
+#[derive(Debug, Default)]
+struct Shared {
+    entry: Option<StoredState>,
+    next_version: u64,
+    config: Option<StreamConfig>,
+    loads: usize,
+    writes: usize,
+}
+
+type Hook = Box<dyn FnMut(&Rc<RefCell<Shared>>)>;
+
+/// One instance's view of the store; `before_cas` runs before each of its compare-and-swaps
+/// (another instance writing in between).
+struct Store {
+    shared: Rc<RefCell<Shared>>,
+    before_cas: Option<Hook>,
+    fail: bool,
+}
+
+impl Store {
+    fn new(shared: &Rc<RefCell<Shared>>) -> Self {
+        Self {
+            shared: Rc::clone(shared),
+            before_cas: None,
+            fail: false,
+        }
+    }
+}
+
+fn write(shared: &Rc<RefCell<Shared>>, value: Vec<u8>) -> u64 {
+    let mut s = shared.borrow_mut();
+    s.next_version += 1;
+    let version = s.next_version;
+    s.entry = Some(StoredState { value, version });
+    s.writes += 1;
+    version
+}
+
+impl StateStore for Store {
+    fn load(&mut self) -> Result<Option<StoredState>, String> {
+        if self.fail {
+            return Err("unavailable".into());
+        }
+        let mut s = self.shared.borrow_mut();
+        s.loads += 1;
+        Ok(s.entry.clone())
+    }
+
+    fn compare_and_swap(
+        &mut self,
+        expected: Option<u64>,
+        value: &[u8],
+    ) -> Result<CasOutcome, String> {
+        if let Some(hook) = &mut self.before_cas {
+            hook(&self.shared);
+        }
+        let current = self.shared.borrow().entry.as_ref().map(|e| e.version);
+        if current != expected {
+            return Ok(CasOutcome::Conflict);
+        }
+        Ok(CasOutcome::Swapped(write(&self.shared, value.to_vec())))
+    }
+
+    fn current_config(&mut self) -> Result<Option<StreamConfig>, String> {
+        Ok(self.shared.borrow().config.clone())
+    }
+}
+
+#[test]
+fn one_instance_skips_decoding_and_fresh_instances_decode_with_the_same_result() {
+    let (straight, _) = run(&[]);
+    let frames = frames();
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut store = Store::new(&shared);
+    let mut kept = PersistedStream::new(config()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        let r = kept
+            .process(&mut store, f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+        assert_eq!(r.analysis, straight[i]);
+        let want = if i == 0 {
+            StateSource::New
+        } else {
+            StateSource::Instance
+        };
+        assert_eq!(r.source, want);
+        assert_eq!((r.conflicts, r.reset.clone()), (0, None));
+        assert_eq!(r.version, Some(i as u64 + 1));
+        assert_eq!(kept.held_version(), r.version);
+    }
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    for (i, f) in frames.iter().enumerate() {
+        let mut fresh = PersistedStream::new(config()).unwrap();
+        let r = fresh
+            .process(&mut Store::new(&shared), f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+        assert_eq!(r.analysis, straight[i]);
+        let want = if i == 0 {
+            StateSource::New
+        } else {
+            StateSource::Decoded
+        };
+        assert_eq!(r.source, want);
+    }
+    assert_eq!(shared.borrow().writes, 20);
+}
+
+#[test]
+fn a_lost_compare_and_swap_redoes_the_tracker_step_on_the_winner_s_state() {
+    let (straight, _) = run(&[]);
+    let frames = Rc::new(frames());
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut a = PersistedStream::new(config()).unwrap();
+    let mut store_a = Store::new(&shared);
+    let mut results: BTreeMap<usize, FrameAnalysis> = BTreeMap::new();
+    for i in 0..10 {
+        let f = &frames[i];
+        let r = a
+            .process(&mut store_a, f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+        results.insert(i, r.analysis);
+    }
+    // A handles frame 11 while B handles frame 10; both read the state after frame 9, B writes
+    // first, A's compare-and-swap loses, A re-reads and applies frame 11 after frame 10
+    let b_result = Rc::new(RefCell::new(None));
+    {
+        let (frames, b_result) = (Rc::clone(&frames), Rc::clone(&b_result));
+        let mut once = true;
+        store_a.before_cas = Some(Box::new(move |shared| {
+            if std::mem::take(&mut once) {
+                let mut b = PersistedStream::new(config()).unwrap();
+                let f = &frames[10];
+                let r = b
+                    .process(&mut Store::new(shared), f.timestamp_ns, &f.detections, 3)
+                    .unwrap();
+                *b_result.borrow_mut() = Some(r);
+            }
+        }));
+    }
+    let r = a
+        .process(
+            &mut store_a,
+            frames[11].timestamp_ns,
+            &frames[11].detections,
+            3,
+        )
+        .unwrap();
+    assert_eq!(r.conflicts, 1);
+    assert_eq!(r.source, StateSource::Decoded);
+    let b = b_result.borrow_mut().take().unwrap();
+    assert_eq!((b.source, b.conflicts), (StateSource::Decoded, 0));
+    results.insert(10, b.analysis);
+    results.insert(11, r.analysis);
+    for i in 12..20 {
+        let f = &frames[i];
+        let r = a
+            .process(&mut store_a, f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+        results.insert(i, r.analysis);
+    }
+    let results: Vec<FrameAnalysis> = results.into_values().collect();
+    assert_eq!(results, straight);
+
+    // the other way round: the older frame loses and is reported out of order, unwritten
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut a = PersistedStream::new(config()).unwrap();
+    let mut store_a = Store::new(&shared);
+    for f in &frames[..10] {
+        a.process(&mut store_a, f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+    }
+    {
+        let frames = Rc::clone(&frames);
+        let mut once = true;
+        store_a.before_cas = Some(Box::new(move |shared| {
+            if std::mem::take(&mut once) {
+                let mut b = PersistedStream::new(config()).unwrap();
+                let f = &frames[11];
+                b.process(&mut Store::new(shared), f.timestamp_ns, &f.detections, 3)
+                    .unwrap();
+            }
+        }));
+    }
+    let writes = shared.borrow().writes;
+    let r = a
+        .process(
+            &mut store_a,
+            frames[10].timestamp_ns,
+            &frames[10].detections,
+            3,
+        )
+        .unwrap();
+    assert!(r.analysis.out_of_order && r.analysis.tracks.is_empty());
+    assert_eq!((r.conflicts, r.version), (1, None));
+    assert_eq!(shared.borrow().writes, writes + 1, "only B's write");
+    // A now holds B's entry: the next frame needs no decoding
+    let r = a
+        .process(
+            &mut store_a,
+            frames[12].timestamp_ns,
+            &frames[12].detections,
+            3,
+        )
+        .unwrap();
+    assert_eq!(r.source, StateSource::Instance);
+}
+
+#[test]
+fn endless_contention_is_a_typed_error_and_store_failures_too() {
+    let frames = frames();
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut a = PersistedStream::new(config()).unwrap();
+    let mut store = Store::new(&shared);
+    // someone writes (a valid state, a frame ahead) before every one of A's swaps
+    let mut other = StreamProcessor::new(config()).unwrap();
+    other.process(frames[0].timestamp_ns, &frames[0].detections);
+    let other_bytes = other.encode_state().unwrap();
+    store.before_cas = Some(Box::new(move |shared| {
+        write(shared, other_bytes.clone());
+    }));
+    let e = a
+        .process(&mut store, frames[1].timestamp_ns, &frames[1].detections, 3)
+        .unwrap_err();
+    assert_eq!(e, PersistError::Contended { attempts: 3 });
+    assert_eq!(shared.borrow().loads, 3);
+    assert_eq!(a.held_version(), None);
+    // zero attempts still makes one
+    let e = a
+        .process(&mut store, frames[1].timestamp_ns, &frames[1].detections, 0)
+        .unwrap_err();
+    assert_eq!(e, PersistError::Contended { attempts: 1 });
+
+    store.before_cas = None;
+    store.fail = true;
+    let e = a
+        .process(&mut store, frames[1].timestamp_ns, &frames[1].detections, 3)
+        .unwrap_err();
+    assert_eq!(e, PersistError::Store("unavailable".into()));
+    store.fail = false;
+    let r = a
+        .process(&mut store, frames[2].timestamp_ns, &frames[2].detections, 3)
+        .unwrap();
+    assert_eq!((r.source, r.conflicts), (StateSource::Decoded, 0));
+}
+
+#[test]
+fn an_unusable_stored_state_is_replaced_and_reported() {
+    let frames = frames();
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    write(&shared, b"{\"format\":1,\"tracker\":".to_vec());
+    let mut a = PersistedStream::new(config()).unwrap();
+    let mut store = Store::new(&shared);
+    let r = a
+        .process(&mut store, frames[0].timestamp_ns, &frames[0].detections, 3)
+        .unwrap();
+    assert_eq!(r.source, StateSource::New);
+    assert_eq!(r.reset.as_ref().map(StateError::reason), Some("corrupt"));
+    assert_eq!(r.version, Some(2), "the corrupt entry was swapped out");
+    let (straight, _) = run(&[]);
+    assert_eq!(r.analysis, straight[0]);
+    let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
+    assert_eq!(stored.tracker().frame_count(), 1);
+}
+
+#[test]
+fn a_state_built_under_the_stored_configuration_makes_a_stale_instance_adopt_it() {
+    let frames = frames();
+    let old = config();
+    let new = StreamConfig {
+        min_frames_in_zone: 2,
+        ..old.clone()
+    };
+    let shared = Rc::new(RefCell::new(Shared {
+        config: Some(new.clone()),
+        ..Shared::default()
+    }));
+    // an up-to-date instance writes two frames under the new configuration
+    let mut up = PersistedStream::new(new.clone()).unwrap();
+    for f in &frames[..2] {
+        up.process(&mut Store::new(&shared), f.timestamp_ns, &f.detections, 3)
+            .unwrap();
+    }
+    // an instance still holding the old configuration adopts the new one instead of resetting
+    let mut stale = PersistedStream::new(old.clone()).unwrap();
+    let r = stale
+        .process(
+            &mut Store::new(&shared),
+            frames[2].timestamp_ns,
+            &frames[2].detections,
+            3,
+        )
+        .unwrap();
+    assert!(r.config_reloaded);
+    assert_eq!((r.source, r.reset), (StateSource::Decoded, None));
+    assert_eq!(stale.config(), &new);
+    // a state under a configuration nobody has any more is reset
+    let mut other = StreamProcessor::new(StreamConfig {
+        min_frames_in_zone: 7,
+        ..old
+    })
+    .unwrap();
+    other.process(frames[0].timestamp_ns, &frames[0].detections);
+    write(&shared, other.encode_state().unwrap());
+    let r = stale
+        .process(
+            &mut Store::new(&shared),
+            frames[3].timestamp_ns,
+            &frames[3].detections,
+            3,
+        )
+        .unwrap();
+    assert_eq!(r.reset.as_ref().map(StateError::reason), Some("config"));
+    assert_eq!(r.source, StateSource::New);
+    // a stream starting over (no state stored) picks up the stored configuration too
+    shared.borrow_mut().entry = None;
+    let newest = StreamConfig {
+        min_frames_in_zone: 4,
+        ..new
+    };
+    shared.borrow_mut().config = Some(newest.clone());
+    let r = stale
+        .process(
+            &mut Store::new(&shared),
+            frames[4].timestamp_ns,
+            &frames[4].detections,
+            3,
+        )
+        .unwrap();
+    assert!(r.config_reloaded);
+    assert_eq!(stale.config(), &newest);
+}
