@@ -9,6 +9,7 @@ pub mod config;
 pub mod inference;
 pub mod inspect;
 pub mod nats;
+pub mod produce;
 pub mod runtime;
 pub mod services;
 pub mod state;

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod fusion_cli;
+mod produce_cli;
 mod run;
 mod v2x_cli;
 mod video_cli;
@@ -52,6 +53,9 @@ enum Command {
         #[arg(long)]
         url: String,
     },
+    /// Replay the bundled data (ROS bags, V2X traces, MJPEG video) onto NATS at a given rate.
+    #[command(subcommand)]
+    Produce(produce_cli::ProduceCmd),
     /// Run actors from a host config file, fed by their NATS subjects, until Ctrl-C.
     Serve {
         #[arg(long)]
@@ -70,6 +74,7 @@ fn main() -> std::process::ExitCode {
         Command::Video(cmd) => video_cli::run(cmd),
         Command::Inspect { component, json } => inspect(&component, json),
         Command::Metrics { url } => metrics(&url),
+        Command::Produce(cmd) => produce_cli::run(cmd),
         Command::Serve { config } => serve(&config),
     };
     match outcome {
@@ -135,6 +140,15 @@ fn serve(config_path: &Path) -> Result<()> {
             let conn = NatsConnection::connect(url)?;
             services.bus = conn.bus();
             Some(conn)
+        }
+        None => None,
+    };
+    // producers put large payloads (video frames) into the actors' keyspaces over NATS
+    let _ingest = match &nats {
+        Some(conn) => {
+            let ingest = conn.cache_ingest(Arc::clone(&services.cache))?;
+            println!("cache ingest ← {}.>", edgecell::nats::CACHE_PUT_PREFIX);
+            Some(ingest)
         }
         None => None,
     };

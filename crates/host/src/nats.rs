@@ -1,11 +1,36 @@
 //! NATS for the embedded host: actors' `wasmcloud:messaging/consumer` calls go to NATS, and
 //! the subjects in an actor's config feed its `wasmcloud:messaging/handler`.
+//!
+//! # Cache ingest
+//!
+//! [`NatsConnection::cache_ingest`] (started by `edgecell serve`) answers producers' cache put
+//! requests, so large payloads (video frames) reach an actor's keyspace without travelling on
+//! the bus more than once; the wasmCloud kv-cache provider answers the same protocol:
+//!
+//! - request subject `edgecell.cache.put.<keyspace>`: the keyspace is the one token after the
+//!   prefix (non-empty, no wildcards, no further `.`), e.g. `video-analytics`, the
+//!   video-analytics actor's keyspace;
+//! - header `edgecell-namespace` (required): the namespace inside the keyspace;
+//! - header `edgecell-key` (required): the key;
+//! - header `edgecell-ttl-ms` (optional): lifetime in decimal milliseconds; absent or empty =
+//!   no expiry;
+//! - body: the value's bytes (at most the cache's `max_value_bytes`).
+//!
+//! The reply is JSON `{"version":N}` (the entry's new version) or `{"error":"<message>"}`
+//! (`subject … is not <prefix>.<keyspace>`, `missing header …`, `header edgecell-ttl-ms: …`,
+//! `invalid key: …`, `invalid namespace: …`, `value larger than the per-entry limit …`). A bad
+//! request never stops the handler. Requests without a reply subject are applied silently.
+//! Every embedded host on the lattice subscribes (no queue group), so each host's cache holds
+//! the frames whichever host's actor is handed the reference.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+
+use edgecell_kv_cache::Cache;
+use edgecell_kv_cache::ingest;
 
 use crate::bindings::BrokerMessage;
 use crate::runtime::InstancePool;
@@ -20,6 +45,9 @@ pub enum NatsError {
     #[error("subscribing to {subject}: {message}")]
     Subscribe { subject: String, message: String },
 }
+
+/// Subject prefix of cache put requests (`<prefix>.<keyspace>`).
+pub const CACHE_PUT_PREFIX: &str = "edgecell.cache.put";
 
 /// A NATS client with its own small tokio runtime.
 pub struct NatsConnection {
@@ -117,9 +145,91 @@ impl NatsConnection {
         // Round trip to the server so the subscriptions are live when this returns: a request
         // sent right after must not meet "no responders".
         self.rt
-            .block_on(self.client.flush())
-            .map_err(|e| NatsError::Subscribe { subject: subjects.join(","), message: format!("flush: {e}") })?;
+            .block_on(server_round_trip(&self.client))
+            .map_err(|message| NatsError::Subscribe { subject: subjects.join(","), message })?;
         Ok(Feed { tasks, stats })
+    }
+
+    /// Answer cache put requests on `edgecell.cache.put.>` by writing into `cache` (see the
+    /// module docs for the protocol). Live when this returns; stops when the result is dropped.
+    pub fn cache_ingest(&self, cache: Arc<Cache>) -> Result<CacheIngest, NatsError> {
+        let subject = format!("{CACHE_PUT_PREFIX}.>");
+        let sub_err = |message: String| NatsError::Subscribe { subject: subject.clone(), message };
+        let mut sub = self.rt.block_on(self.client.subscribe(subject.clone())).map_err(|e| sub_err(e.to_string()))?;
+        let stats = Arc::new(IngestStats::default());
+        let (client, task_stats) = (self.client.clone(), Arc::clone(&stats));
+        let task = self.rt.spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let reply = answer_cache_put(&cache, &msg, &task_stats);
+                if let Some(to) = msg.reply
+                    && let Err(e) = client.publish(to, reply.into()).await
+                {
+                    tracing::warn!(subject = %msg.subject, error = %e, "cache put reply not sent");
+                }
+            }
+        });
+        self.rt.block_on(server_round_trip(&self.client)).map_err(sub_err)?;
+        Ok(CacheIngest { task, stats })
+    }
+}
+
+/// Returns once the server has processed everything this client sent before the call (its
+/// SUBs included): a message to a fresh inbox comes back through the server. `flush()` alone
+/// only empties the client's write buffer.
+async fn server_round_trip(client: &async_nats::Client) -> Result<(), String> {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.map_err(|e| format!("round trip: {e}"))?;
+    client.publish(inbox, Vec::new().into()).await.map_err(|e| format!("round trip: {e}"))?;
+    client.flush().await.map_err(|e| format!("round trip flush: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(5), echo.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("round trip: subscription closed".into()),
+        Err(_) => Err("round trip: no echo from the server within 5 s".into()),
+    }
+}
+
+/// Applies one cache put request to `cache` and returns the reply body (`{"version":N}` or
+/// `{"error":"…"}`); counts the outcome in `stats`.
+pub fn answer_cache_put(cache: &Cache, msg: &async_nats::Message, stats: &IngestStats) -> Vec<u8> {
+    let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(async_nats::HeaderValue::as_str);
+    let outcome = ingest::put(cache, CACHE_PUT_PREFIX, msg.subject.as_str(), header, msg.payload.to_vec());
+    match &outcome {
+        Ok(version) => {
+            stats.stored.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(subject = %msg.subject, version, bytes = msg.payload.len(), "cache put");
+        }
+        Err(e) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(subject = %msg.subject, error = %e, "cache put refused");
+        }
+    }
+    ingest::reply(&outcome)
+}
+
+/// Counts of a [`CacheIngest`]'s requests.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    pub stored: AtomicU64,
+    pub refused: AtomicU64,
+}
+
+/// The running cache put handler; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct CacheIngest {
+    task: tokio::task::JoinHandle<()>,
+    stats: Arc<IngestStats>,
+}
+
+impl CacheIngest {
+    #[must_use]
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+}
+
+impl Drop for CacheIngest {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

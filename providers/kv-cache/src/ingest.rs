@@ -1,0 +1,118 @@
+//! The NATS put protocol producers use to place large payloads (video frames) in the cache so
+//! that only a handle travels on the bus. Both the wasmCloud provider and the embedded host's
+//! `serve` answer it, with this one implementation.
+//!
+//! - request subject: `<prefix>.<keyspace>` (prefix default `edgecell.cache.put`)
+//! - headers: `edgecell-namespace` (required), `edgecell-key` (required), `edgecell-ttl-ms`
+//!   (optional, decimal milliseconds)
+//! - body: the value's bytes
+//! - reply: JSON `{"version": N}` on success, `{"error": "<message>"}` otherwise
+
+use crate::{Cache, CacheError};
+
+/// Header carrying the cache namespace.
+pub const NAMESPACE_HEADER: &str = "edgecell-namespace";
+/// Header carrying the cache key.
+pub const KEY_HEADER: &str = "edgecell-key";
+/// Header carrying the TTL in milliseconds.
+pub const TTL_HEADER: &str = "edgecell-ttl-ms";
+
+/// Why a put request was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("subject `{0}` is not <prefix>.<keyspace>")]
+    Subject(String),
+    #[error("missing header `{0}`")]
+    MissingHeader(&'static str),
+    #[error("header `{TTL_HEADER}`: `{0}` is not a number of milliseconds")]
+    Ttl(String),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The keyspace a put subject names, if it is `<prefix>.<one token>`.
+#[must_use]
+pub fn keyspace_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?;
+    (!rest.is_empty() && !rest.contains(['.', '*', '>'])).then_some(rest)
+}
+
+/// Applies one put request to `cache`; `header` looks a header up by name.
+///
+/// # Errors
+/// [`IngestError`] for a malformed request or a value the cache refuses.
+pub fn put<'h>(
+    cache: &Cache,
+    prefix: &str,
+    subject: &str,
+    header: impl Fn(&str) -> Option<&'h str>,
+    body: Vec<u8>,
+) -> Result<u64, IngestError> {
+    let keyspace = keyspace_of(prefix, subject).ok_or_else(|| IngestError::Subject(subject.to_owned()))?;
+    let namespace = header(NAMESPACE_HEADER).ok_or(IngestError::MissingHeader(NAMESPACE_HEADER))?;
+    let key = header(KEY_HEADER).ok_or(IngestError::MissingHeader(KEY_HEADER))?;
+    let ttl_ms = match header(TTL_HEADER).map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(t.parse::<u64>().map_err(|_| IngestError::Ttl(t.to_owned()))?),
+    };
+    Ok(cache.set(keyspace, namespace, key, body, ttl_ms)?)
+}
+
+/// The JSON reply body for a put's outcome.
+#[must_use]
+pub fn reply(outcome: &Result<u64, IngestError>) -> Vec<u8> {
+    match outcome {
+        Ok(version) => format!("{{\"version\":{version}}}").into_bytes(),
+        Err(e) => {
+            let mut s = String::from("{\"error\":\"");
+            for c in e.to_string().chars() {
+                match c {
+                    '"' => s.push_str("\\\""),
+                    '\\' => s.push_str("\\\\"),
+                    c if c.is_control() => s.push_str(&format!("\\u{:04x}", u32::from(c))),
+                    c => s.push(c),
+                }
+            }
+            s.push_str("\"}");
+            s.into_bytes()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CacheConfig;
+
+    fn headers<'a>(h: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<&'a str> {
+        move |name| h.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+    }
+
+    #[test]
+    fn put_lands_in_the_named_keyspace() {
+        let cache = Cache::new(CacheConfig::default());
+        let h = [(NAMESPACE_HEADER, "frames"), (KEY_HEADER, "vtest/7"), (TTL_HEADER, "60000")];
+        let v = put(&cache, "edgecell.cache.put", "edgecell.cache.put.video-analytics", headers(&h), vec![0xff, 0xd8]).unwrap();
+        let e = cache.get("video-analytics", "frames", "vtest/7").unwrap().unwrap();
+        assert_eq!((e.version, e.value), (v, vec![0xff, 0xd8]));
+        assert!(e.ttl_remaining.is_some_and(|t| t.as_millis() <= 60_000));
+        assert_eq!(reply(&Ok(v)), format!("{{\"version\":{v}}}").into_bytes());
+    }
+
+    #[test]
+    fn malformed_requests_are_typed_errors() {
+        let cache = Cache::new(CacheConfig::default());
+        let ok = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k")];
+        assert_eq!(put(&cache, "p", "p.a.b", headers(&ok), vec![]), Err(IngestError::Subject("p.a.b".into())));
+        assert_eq!(put(&cache, "p", "p", headers(&ok), vec![]), Err(IngestError::Subject("p".into())));
+        assert_eq!(put(&cache, "p", "p.ks", headers(&[(KEY_HEADER, "k")]), vec![]), Err(IngestError::MissingHeader(NAMESPACE_HEADER)));
+        let bad_ttl = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k"), (TTL_HEADER, "soon")];
+        assert_eq!(put(&cache, "p", "p.ks", headers(&bad_ttl), vec![]), Err(IngestError::Ttl("soon".into())));
+        let empty_key = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "")];
+        let err = put(&cache, "p", "p.ks", headers(&empty_key), vec![]);
+        assert!(matches!(err, Err(IngestError::Cache(CacheError::InvalidKey(_)))));
+        let body = String::from_utf8(reply(&err)).unwrap();
+        assert!(body.starts_with("{\"error\":\"invalid key"), "{body}");
+        assert_eq!(cache.stats().entries, 0);
+    }
+}
