@@ -1,6 +1,8 @@
 # edgecell — one entry point for newcomers, developers and CI.
 #   make run    the main job: the embedded pipeline over the bundled data (does its own setup)
-#   make test   every test (does its own setup)
+#   make test   every test (does its own setup), including the lattice end-to-end test
+#   make e2e    only the end-to-end test on a real wasmCloud 1.9 lattice (NATS + wadm + host)
+#   make up / deploy / down   a local lattice on loopback (see wadm/README.md)
 SHELL := /bin/bash
 CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
@@ -9,8 +11,16 @@ COMPONENT_DIR := $(TARGET_DIR)/wasm32-wasip2/component
 COMPONENTS := edgecell-probe edgecell-sensor-fusion edgecell-v2x-validator edgecell-video-analytics edgecell-kernels-component
 export EDGECELL_COMPONENTS := $(COMPONENT_DIR)
 export EDGECELL_NATS_SERVER := $(CURDIR)/tools/bin/nats-server
+# tools/lattice (own workspace: wasmCloud 1.9.2 pins) builds into the same target dir
+LATTICE_TARGET_DIR ?= $(TARGET_DIR)
+LATTICE_BIN := $(LATTICE_TARGET_DIR)/release
+export EDGECELL_LATTICE_BIN := $(LATTICE_BIN)
+PROVIDERS := kv-cache metrics inference
+LATTICE_PACKAGES := edgecell-lattice-host edgecell-lattice-wadm edgecell-lattice-ctl edgecell-manifest-check $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
+LATTICE_TESTS := edgecell-lattice-ctl edgecell-manifest-check $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
+LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
-.PHONY: setup components build run test lint bench fmt clean-cache
+.PHONY: setup components build run test lint bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
 
 setup:
 	@bash scripts/setup.sh
@@ -24,11 +34,44 @@ build: components
 run: build
 	$(TARGET_DIR)/release/edgecell run $(RUN_ARGS)
 
-test: components
-	$(CARGO) test --release --workspace
+test: components lattice
+	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release --workspace
+	$(LATTICE_CARGO) test --release --locked $(addprefix -p ,$(LATTICE_TESTS))
+
+# the real lattice: host + wadm launchers, the three providers as .par.gz, components in build/
+lattice: components
+	$(LATTICE_CARGO) build --release --locked $(addprefix -p ,$(LATTICE_PACKAGES))
+	mkdir -p build/components build/providers
+	cp $(COMPONENT_DIR)/edgecell_probe.wasm $(COMPONENT_DIR)/edgecell_v2x_validator.wasm $(COMPONENT_DIR)/edgecell_sensor_fusion.wasm $(COMPONENT_DIR)/edgecell_video_analytics.wasm build/components/
+	for p in $(PROVIDERS); do $(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$$p-provider --name edgecell-$$p --out build/providers/edgecell-$$p.par.gz || exit 1; done
+
+e2e: lattice
+	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --nocapture
+
+# producer -> actor -> result latency on the real lattice, next to the host's echo (BENCHMARKS.md)
+bench-lattice: lattice
+	$(CARGO) bench -p edgecell-tests --bench lattice_latency
+
+up: lattice
+	@bash scripts/lattice.sh up
+
+deploy:
+	$(LATTICE_BIN)/edgecell-lattice deploy wadm/local.wadm.yaml
+
+down:
+	@bash scripts/lattice.sh down
+
+# re-pin wadm/edgecell.wadm.yaml to the sha256 of the current build outputs
+pin: lattice
+	$(LATTICE_BIN)/edgecell-manifest-check pin wadm/edgecell.wadm.yaml \
+	  v2x-validator=build/components/edgecell_v2x_validator.wasm \
+	  sensor-fusion=build/components/edgecell_sensor_fusion.wasm \
+	  video-analytics=build/components/edgecell_video_analytics.wasm \
+	  $(foreach p,$(PROVIDERS),$(p)=build/providers/edgecell-$(p).par.gz)
 
 lint: components
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(LATTICE_CARGO) clippy --release --locked --all-targets $(addprefix -p ,$(LATTICE_TESTS)) -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip2 --profile component $(addprefix -p ,$(COMPONENTS)) -- -D warnings
 
 bench: components

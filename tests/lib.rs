@@ -1,1 +1,4 @@
-//! Shared helpers live in `all/`; this library is empty.
+//! Support shared by the integration tests (`all/`) and the lattice benchmark (`benches/`).
+#![forbid(unsafe_code)]
+
+pub mod support;

@@ -12,3 +12,5 @@ mod fusion;
 mod video;
 mod host;
 mod nats;
+mod produce;
+mod lattice;

@@ -1,64 +1,12 @@
 //! The embedded host on a real nats-server: subjects feed an actor, its replies go back on NATS.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgecell::nats::NatsConnection;
 use edgecell::{InstancePool, Runtime, RuntimeConfig, Services};
 
-/// A nats-server this test started, on 127.0.0.1 and a free port; killed (by PID) on drop.
-pub struct NatsServer {
-    child: Child,
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-fn nats_server_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("EDGECELL_NATS_SERVER") {
-        return PathBuf::from(p);
-    }
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let local = repo.join("tools/bin/nats-server");
-    if local.exists() {
-        return local;
-    }
-    PathBuf::from("nats-server")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-impl NatsServer {
-    pub fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let bin = nats_server_binary();
-        let child = Command::new(&bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}): run `make setup` to install nats-server", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on 127.0.0.1:{port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub use edgecell_tests::support::NatsServer;
 
 #[test]
 fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {

@@ -107,36 +107,19 @@ impl wit_config::Host for HostState {
 
 // ---- edgecell:cache/store ------------------------------------------------------------------
 
-fn cache_err(e: edgecell_kv_cache::CacheError) -> wit_cache::CacheError {
-    use edgecell_kv_cache::CacheError as E;
-    match e {
-        E::InvalidNamespace(m) => wit_cache::CacheError::InvalidNamespace(m),
-        E::InvalidKey(n) => wit_cache::CacheError::InvalidKey(n),
-        E::ValueTooLarge(n) => wit_cache::CacheError::ValueTooLarge(n),
-        E::NotACounter(m) => wit_cache::CacheError::NotACounter(m),
-        E::BatchTooLarge(n) => wit_cache::CacheError::BatchTooLarge(n),
-    }
-}
-
-fn entry(e: edgecell_kv_cache::Entry) -> wit_cache::Entry {
-    wit_cache::Entry {
-        value: e.value,
-        version: e.version,
-        ttl_remaining_ms: e.ttl_remaining.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-    }
-}
+edgecell_kv_cache::wit_conversions!(wit_cache);
 
 impl wit_cache::Host for HostState {
     fn get(&mut self, namespace: String, key: String) -> Result<Option<wit_cache::Entry>, wit_cache::CacheError> {
-        self.services.cache.get(&self.component, &namespace, &key).map(|o| o.map(entry)).map_err(cache_err)
+        self.services.cache.get(&self.component, &namespace, &key).map(|o| o.map(cache_entry)).map_err(cache_error)
     }
 
     fn set(&mut self, namespace: String, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<u64, wit_cache::CacheError> {
-        self.services.cache.set(&self.component, &namespace, &key, value, ttl_ms).map_err(cache_err)
+        self.services.cache.set(&self.component, &namespace, &key, value, ttl_ms).map_err(cache_error)
     }
 
     fn delete(&mut self, namespace: String, key: String) -> Result<bool, wit_cache::CacheError> {
-        self.services.cache.delete(&self.component, &namespace, &key).map_err(cache_err)
+        self.services.cache.delete(&self.component, &namespace, &key).map_err(cache_error)
     }
 
     fn compare_and_swap(
@@ -147,24 +130,19 @@ impl wit_cache::Host for HostState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<wit_cache::CasOutcome, wit_cache::CacheError> {
-        use edgecell_kv_cache::CasOutcome as C;
-        match self.services.cache.compare_and_swap(&self.component, &namespace, &key, expected, value, ttl_ms) {
-            Ok(C::Swapped(v)) => Ok(wit_cache::CasOutcome::Swapped(v)),
-            Ok(C::Conflict(v)) => Ok(wit_cache::CasOutcome::Conflict(v)),
-            Err(e) => Err(cache_err(e)),
-        }
+        self.services.cache.compare_and_swap(&self.component, &namespace, &key, expected, value, ttl_ms).map(cache_cas).map_err(cache_error)
     }
 
     fn increment(&mut self, namespace: String, key: String, delta: i64, ttl_ms: Option<u64>) -> Result<i64, wit_cache::CacheError> {
-        self.services.cache.increment(&self.component, &namespace, &key, delta, ttl_ms).map_err(cache_err)
+        self.services.cache.increment(&self.component, &namespace, &key, delta, ttl_ms).map_err(cache_error)
     }
 
     fn get_many(&mut self, namespace: String, keys: Vec<String>) -> Result<Vec<Option<wit_cache::Entry>>, wit_cache::CacheError> {
         self.services
             .cache
             .get_many(&self.component, &namespace, &keys)
-            .map(|v| v.into_iter().map(|o| o.map(entry)).collect())
-            .map_err(cache_err)
+            .map(|v| v.into_iter().map(|o| o.map(cache_entry)).collect())
+            .map_err(cache_error)
     }
 
     fn set_many(
@@ -173,53 +151,33 @@ impl wit_cache::Host for HostState {
         items: Vec<(String, Vec<u8>)>,
         ttl_ms: Option<u64>,
     ) -> Result<Vec<u64>, wit_cache::CacheError> {
-        self.services.cache.set_many(&self.component, &namespace, items, ttl_ms).map_err(cache_err)
+        self.services.cache.set_many(&self.component, &namespace, items, ttl_ms).map_err(cache_error)
     }
 }
 
 // ---- edgecell:metrics/recorder -------------------------------------------------------------
 
-fn metrics_err(e: edgecell_metrics::MetricsError) -> wit_metrics::MetricsError {
-    use edgecell_metrics::MetricsError as E;
-    match e {
-        E::InvalidName(m) => wit_metrics::MetricsError::InvalidName(m),
-        E::InvalidLabel(m) => wit_metrics::MetricsError::InvalidLabel(m),
-        E::KindMismatch(m) => wit_metrics::MetricsError::KindMismatch(m),
-        E::InvalidBuckets(m) => wit_metrics::MetricsError::InvalidBuckets(m),
-        E::InvalidValue(m) => wit_metrics::MetricsError::InvalidValue(m),
-        E::NotRegistered(m) => wit_metrics::MetricsError::NotRegistered(m),
-        E::CardinalityExceeded(n) => wit_metrics::MetricsError::CardinalityExceeded(n),
-    }
-}
-
-fn labels(l: Vec<wit_metrics::Label>) -> Vec<(String, String)> {
-    l.into_iter().map(|l| (l.key, l.value)).collect()
-}
+edgecell_metrics::wit_conversions!(wit_metrics);
 
 impl wit_metrics::Host for HostState {
     fn register(&mut self, name: String, help: String, kind: wit_metrics::MetricKind) -> Result<(), wit_metrics::MetricsError> {
-        let kind = match kind {
-            wit_metrics::MetricKind::Counter => edgecell_metrics::MetricKind::Counter,
-            wit_metrics::MetricKind::Gauge => edgecell_metrics::MetricKind::Gauge,
-            wit_metrics::MetricKind::Histogram(b) => edgecell_metrics::MetricKind::Histogram(b),
-        };
-        self.services.metrics.register(&name, &help, kind).map_err(metrics_err)
+        self.services.metrics.register(&name, &help, metric_kind(kind)).map_err(metrics_error)
     }
 
     fn counter_add(&mut self, name: String, l: Vec<wit_metrics::Label>, delta: f64) -> Result<(), wit_metrics::MetricsError> {
-        self.services.metrics.counter_add(&name, &labels(l), &self.host_labels, delta).map_err(metrics_err)
+        self.services.metrics.counter_add(&name, &metric_labels(l), &self.host_labels, delta).map_err(metrics_error)
     }
 
     fn gauge_set(&mut self, name: String, l: Vec<wit_metrics::Label>, value: f64) -> Result<(), wit_metrics::MetricsError> {
-        self.services.metrics.gauge_set(&name, &labels(l), &self.host_labels, value).map_err(metrics_err)
+        self.services.metrics.gauge_set(&name, &metric_labels(l), &self.host_labels, value).map_err(metrics_error)
     }
 
     fn gauge_add(&mut self, name: String, l: Vec<wit_metrics::Label>, delta: f64) -> Result<(), wit_metrics::MetricsError> {
-        self.services.metrics.gauge_add(&name, &labels(l), &self.host_labels, delta).map_err(metrics_err)
+        self.services.metrics.gauge_add(&name, &metric_labels(l), &self.host_labels, delta).map_err(metrics_error)
     }
 
     fn histogram_observe(&mut self, name: String, l: Vec<wit_metrics::Label>, value: f64) -> Result<(), wit_metrics::MetricsError> {
-        self.services.metrics.histogram_observe(&name, &labels(l), &self.host_labels, value).map_err(metrics_err)
+        self.services.metrics.histogram_observe(&name, &metric_labels(l), &self.host_labels, value).map_err(metrics_error)
     }
 }
 

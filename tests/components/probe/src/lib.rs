@@ -80,6 +80,26 @@ impl ProbeApi for Probe {
 impl Handler for Probe {
     /// Counts messages in the cache and answers requests with `<count>:<body>`.
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        // `edgecell.echo.*`: the body straight back to the reply subject, no provider call: the
+        // host's own messaging round trip, the baseline latency figures are compared with.
+        if msg.subject.starts_with("edgecell.echo.") {
+            return match msg.reply_to {
+                Some(reply_to) => consumer::publish(&BrokerMessage { subject: reply_to, body: msg.body, reply_to: None }),
+                None => Ok(()),
+            };
+        }
+        // `edgecell.probe.cache.<n>`: n cache reads, then the reply: (RTT(n) - RTT(echo)) / n is
+        // one component -> cache provider call.
+        if let Some(n) = msg.subject.strip_prefix("edgecell.probe.cache.") {
+            let n: u32 = n.parse().map_err(|_| format!("not a call count: {n}"))?;
+            for _ in 0..n {
+                store::get(NS, "last-subject").map_err(|e| format!("cache: {e:?}"))?;
+            }
+            return match msg.reply_to {
+                Some(reply_to) => consumer::publish(&BrokerMessage { subject: reply_to, body: msg.body, reply_to: None }),
+                None => Ok(()),
+            };
+        }
         let count = store::increment(NS, "messages", 1, None).map_err(|e| format!("cache: {e:?}"))?;
         store::set(NS, "last-subject", msg.subject.as_bytes(), None).map_err(|e| format!("cache: {e:?}"))?;
         recorder::counter_add("probe_messages_total", &[], 1.0).map_err(|e| format!("metrics: {e:?}"))?;

@@ -1,0 +1,116 @@
+//! Typed configuration of the kv-cache provider: named config given to the provider (cache
+//! sizing, NATS ingest) and link config given per component (keyspace).
+
+use std::collections::HashMap;
+
+use edgecell_kv_cache::CacheConfig;
+
+/// A configuration value that could not be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("config `{key}`: `{value}` is not a valid {expected}")]
+    Invalid { key: &'static str, value: String, expected: &'static str },
+    #[error("config `keyspace`: {0}")]
+    Keyspace(String),
+}
+
+/// The provider's own configuration (named config attached to the provider in the manifest).
+///
+/// | key               | meaning                                             | default              |
+/// |-------------------|-----------------------------------------------------|----------------------|
+/// | `max-bytes`       | memory budget of all entries, bytes                 | 64 MiB               |
+/// | `max-value-bytes` | largest single value, bytes                         | 8 MiB                |
+/// | `shards`          | independently locked shards                         | 16                   |
+/// | `max-batch`       | items per `get-many`/`set-many`                     | 1024                 |
+/// | `ingest-prefix`   | NATS subject prefix for producers' puts; `off` = no | `edgecell.cache.put` |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProviderConfig {
+    pub cache: CacheConfig,
+    pub ingest_prefix: Option<String>,
+}
+
+pub const DEFAULT_INGEST_PREFIX: &str = "edgecell.cache.put";
+
+fn parse<T: std::str::FromStr>(
+    map: &HashMap<String, String>,
+    key: &'static str,
+    expected: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match map.get(key) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|_| ConfigError::Invalid { key, value: v.clone(), expected }),
+    }
+}
+
+impl ProviderConfig {
+    pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let d = CacheConfig::default();
+        let cache = CacheConfig {
+            memory_budget_bytes: parse(map, "max-bytes", "byte count", d.memory_budget_bytes)?,
+            max_value_bytes: parse(map, "max-value-bytes", "byte count", d.max_value_bytes)?,
+            shards: parse(map, "shards", "shard count", d.shards)?,
+            max_batch: parse(map, "max-batch", "item count", d.max_batch)?,
+            ..d
+        };
+        let ingest_prefix = match map.get("ingest-prefix").map(|s| s.trim()) {
+            None => Some(DEFAULT_INGEST_PREFIX.to_owned()),
+            Some("off" | "") => None,
+            Some(p) if valid_subject_prefix(p) => Some(p.to_owned()),
+            Some(p) => {
+                return Err(ConfigError::Invalid { key: "ingest-prefix", value: p.to_owned(), expected: "NATS subject prefix" });
+            }
+        };
+        Ok(Self { cache, ingest_prefix })
+    }
+}
+
+fn valid_subject_prefix(p: &str) -> bool {
+    !p.is_empty() && p.split('.').all(|t| !t.is_empty() && !t.contains(['*', '>', ' ', '\t']))
+}
+
+/// The keyspace of one linked component: link target config `keyspace`, else the component id.
+/// Sharing a keyspace by name is what lets a NATS producer put frames where an actor reads them.
+pub fn keyspace(link_config: &HashMap<String, String>, source_id: &str) -> Result<String, ConfigError> {
+    match link_config.get("keyspace").map(|s| s.trim()) {
+        None | Some("") => Ok(source_id.to_owned()),
+        Some(k) if k.len() <= 128 && !k.contains(['*', '>', '.', ' ']) && !k.chars().any(char::is_control) => Ok(k.to_owned()),
+        Some(k) => Err(ConfigError::Keyspace(format!("`{k}` must be 1-128 characters without '.', '*', '>', spaces or control characters"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
+        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = ProviderConfig::from_map(&map(&[])).unwrap();
+        assert_eq!(c.cache, CacheConfig::default());
+        assert_eq!(c.ingest_prefix.as_deref(), Some(DEFAULT_INGEST_PREFIX));
+        let c = ProviderConfig::from_map(&map(&[("max-bytes", "1048576"), ("shards", "4"), ("ingest-prefix", "off")])).unwrap();
+        assert_eq!(c.cache.memory_budget_bytes, 1_048_576);
+        assert_eq!(c.cache.shards, 4);
+        assert_eq!(c.ingest_prefix, None);
+    }
+
+    #[test]
+    fn bad_values_are_typed_errors() {
+        assert_eq!(
+            ProviderConfig::from_map(&map(&[("max-bytes", "lots")])),
+            Err(ConfigError::Invalid { key: "max-bytes", value: "lots".into(), expected: "byte count" })
+        );
+        assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-prefix", "a.*")])), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn keyspace_from_link_or_component() {
+        assert_eq!(keyspace(&map(&[]), "edgecell-video_analytics").unwrap(), "edgecell-video_analytics");
+        assert_eq!(keyspace(&map(&[("keyspace", "video-analytics")]), "x").unwrap(), "video-analytics");
+        assert!(keyspace(&map(&[("keyspace", "a.b")]), "x").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! wRPC bindings, handlers and link hooks of the kv-cache provider over `edgecell-kv-cache`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use anyhow::Context as _;
+use edgecell_kv_cache::Cache;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+use wasmcloud_provider_sdk::{get_connection, run_provider, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
+
+use crate::config::{self, ProviderConfig};
+
+wit_bindgen_wrpc::generate!({
+    world: "kv-cache-provider",
+    path: "../../../wit",
+    generate_all,
+});
+
+use exports::edgecell::cache::store as wit_cache;
+
+edgecell_kv_cache::wit_conversions!(wit_cache);
+
+#[derive(Default)]
+struct State {
+    cache: OnceLock<Arc<Cache>>,
+    config: OnceLock<ProviderConfig>,
+    /// Keyspace per linked component (source id).
+    keyspaces: RwLock<HashMap<String, String>>,
+    ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The provider: one cache shared by all linked components, each in its own keyspace.
+#[derive(Clone, Default)]
+pub struct KvCacheProvider(Arc<State>);
+
+impl KvCacheProvider {
+    pub async fn run() -> anyhow::Result<()> {
+        let provider = Self::default();
+        let shutdown = run_provider(provider.clone(), "edgecell-kv-cache").await.context("failed to start provider")?;
+        let connection = get_connection();
+        if let (Some(prefix), Some(cache)) =
+            (provider.0.config.get().and_then(|c| c.ingest_prefix.clone()), provider.0.cache.get().cloned())
+        {
+            let nats = Arc::clone(&connection.nats);
+            let task = tokio::spawn(async move {
+                if let Err(e) = crate::ingest::serve(nats, cache, prefix).await {
+                    warn!(error = %e, "cache put subscription failed");
+                }
+            });
+            *provider.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+        }
+        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
+        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
+            .await
+            .context("failed to serve exports")
+    }
+
+    fn cache(&self) -> anyhow::Result<&Arc<Cache>> {
+        self.0.cache.get().context("cache provider not initialised")
+    }
+
+    /// The caller's keyspace: from its link, else its component id.
+    fn keyspace(&self, cx: Option<&Context>) -> anyhow::Result<String> {
+        let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
+        let map = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Ok(map.get(source).cloned().unwrap_or_else(|| source.to_owned()))
+    }
+}
+
+impl Provider for KvCacheProvider {
+    async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
+        let config = ProviderConfig::from_map(init.get_config()).context("invalid kv-cache configuration")?;
+        info!(
+            provider_id = init.get_provider_id(),
+            memory_budget_bytes = config.cache.memory_budget_bytes,
+            ingest = config.ingest_prefix.as_deref().unwrap_or("off"),
+            "kv-cache provider starting"
+        );
+        let _ = self.0.cache.set(Arc::new(Cache::new(config.cache)));
+        let _ = self.0.config.set(config);
+        Ok(())
+    }
+
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let keyspace = config::keyspace(link.config, link.source_id).context("invalid link configuration")?;
+        info!(source = link.source_id, keyspace, "component linked");
+        self.0.keyspaces.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(link.source_id.to_owned(), keyspace);
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.0.keyspaces.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(info.get_source_id());
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        if let Some(task) = self.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+            task.abort();
+        }
+        if let Some(cache) = self.0.cache.get() {
+            let s = cache.stats();
+            info!(entries = s.entries, bytes = s.bytes, hits = s.hits, misses = s.misses, "kv-cache provider stopping");
+        }
+        Ok(())
+    }
+}
+
+type CacheResult<T> = anyhow::Result<Result<T, wit_cache::CacheError>>;
+
+impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
+    async fn get(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<Option<wit_cache::Entry>> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self.cache()?.get(&ks, &namespace, &key).map(|o| o.map(cache_entry)).map_err(cache_error))
+    }
+
+    async fn set(
+        &self,
+        cx: Option<Context>,
+        namespace: String,
+        key: String,
+        value: bytes::Bytes,
+        ttl_ms: Option<u64>,
+    ) -> CacheResult<u64> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self.cache()?.set(&ks, &namespace, &key, value.into(), ttl_ms).map_err(cache_error))
+    }
+
+    async fn delete(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<bool> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self.cache()?.delete(&ks, &namespace, &key).map_err(cache_error))
+    }
+
+    async fn compare_and_swap(
+        &self,
+        cx: Option<Context>,
+        namespace: String,
+        key: String,
+        expected: Option<u64>,
+        value: bytes::Bytes,
+        ttl_ms: Option<u64>,
+    ) -> CacheResult<wit_cache::CasOutcome> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self.cache()?.compare_and_swap(&ks, &namespace, &key, expected, value.into(), ttl_ms).map(cache_cas).map_err(cache_error))
+    }
+
+    async fn increment(
+        &self,
+        cx: Option<Context>,
+        namespace: String,
+        key: String,
+        delta: i64,
+        ttl_ms: Option<u64>,
+    ) -> CacheResult<i64> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self.cache()?.increment(&ks, &namespace, &key, delta, ttl_ms).map_err(cache_error))
+    }
+
+    async fn get_many(&self, cx: Option<Context>, namespace: String, keys: Vec<String>) -> CacheResult<Vec<Option<wit_cache::Entry>>> {
+        let ks = self.keyspace(cx.as_ref())?;
+        Ok(self
+            .cache()?
+            .get_many(&ks, &namespace, &keys)
+            .map(|v| v.into_iter().map(|o| o.map(cache_entry)).collect())
+            .map_err(cache_error))
+    }
+
+    async fn set_many(
+        &self,
+        cx: Option<Context>,
+        namespace: String,
+        items: Vec<(String, bytes::Bytes)>,
+        ttl_ms: Option<u64>,
+    ) -> CacheResult<Vec<u64>> {
+        let ks = self.keyspace(cx.as_ref())?;
+        let items = items.into_iter().map(|(k, v)| (k, v.into())).collect();
+        Ok(self.cache()?.set_many(&ks, &namespace, items, ttl_ms).map_err(cache_error))
+    }
+}

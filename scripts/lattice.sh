@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `make up` / `make down`: a local wasmCloud 1.9 lattice on loopback, from our own builds:
+# nats-server (manifests/nats/core.conf: JetStream, 127.0.0.1 only), wadm and one host with
+# the edge label set. PIDs and logs go to build/run/; `down` stops exactly those PIDs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUN=build/run
+BIN=${EDGECELL_LATTICE_BIN:?run through make}
+NATS=${EDGECELL_NATS_SERVER:-tools/bin/nats-server}
+PORT=${EDGECELL_NATS_PORT:-4222}
+URL="nats://127.0.0.1:${PORT}"
+
+alive() { [[ -f "$RUN/$1.pid" ]] && kill -0 "$(cat "$RUN/$1.pid")" 2>/dev/null; }
+
+start() { # name, command...
+    local name=$1; shift
+    if alive "$name"; then echo "$name already running (pid $(cat "$RUN/$name.pid"))"; return; fi
+    "$@" >"$RUN/$name.log" 2>&1 &
+    echo $! >"$RUN/$name.pid"
+    echo "$name started (pid $!, log $RUN/$name.log)"
+}
+
+stop() { # name
+    local name=$1
+    if ! alive "$name"; then rm -f "$RUN/$name.pid"; return; fi
+    local pid; pid=$(cat "$RUN/$name.pid")
+    kill -TERM "$pid"
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
+    rm -f "$RUN/$name.pid"
+    echo "$name stopped (pid $pid)"
+}
+
+case "${1:-}" in
+up)
+    mkdir -p "$RUN/js" "$RUN/tmp"
+    start nats "$NATS" -c manifests/nats/core.conf -p "$PORT" -sd "$PWD/$RUN/js"
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+    start wadm "$BIN/edgecell-lattice-wadm" --nats-server "127.0.0.1:$PORT"
+    labels=()
+    while read -r l; do [[ -n "$l" && "$l" != \#* ]] && labels+=(--label "$l"); done < <(grep -v '^\s*#' manifests/hosts/edge.env 2>/dev/null || printf 'tier=edge\nregion=local\n')
+    TMPDIR="$PWD/$RUN/tmp" start host "$BIN/edgecell-lattice-host" --nats-url "$URL" --allow-file-load "${labels[@]}"
+    echo "lattice up on $URL; next: make deploy (then make down)"
+    ;;
+down)
+    if alive wadm && alive host; then
+        "$BIN/edgecell-lattice" undeploy edgecell --nats "$URL" 2>/dev/null || true
+    fi
+    stop host; stop wadm; stop nats
+    ;;
+*) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

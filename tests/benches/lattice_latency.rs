@@ -1,0 +1,159 @@
+//! Latency on the real wasmCloud 1.9 lattice (nats-server + wadm + wasmcloud-host 0.27.1 with the
+//! edgecell providers), producer → actor → result, open loop at fixed rates, next to the host's
+//! own echo round trip measured in the same run; plus the component → kv-cache provider call.
+//!
+//! Not a criterion bench: an open-loop load test needs a schedule, not iterations. Run with
+//! `make bench-lattice` (needs `make lattice`); it prints a Markdown table for BENCHMARKS.md.
+//! Environment: `EDGECELL_BENCH_SECS` (per rate, default 3), `EDGECELL_BENCH_RATES` (default
+//! `1000,5000`).
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use edgecell_tests::support::{lattice_bin, Lattice};
+use futures::StreamExt as _;
+
+fn beacon(i: u64, pseudonyms: u64) -> Vec<u8> {
+    let pseudo = 1000 + i % pseudonyms;
+    let t = 1.0 + (i / pseudonyms) as f64 * 0.1;
+    serde_json::json!({
+        "type": 3, "rcvTime": t, "sendTime": t - 0.01, "sender": 9, "senderPseudo": pseudo, "messageID": i,
+        "pos": [300.0 + 10.0 * t, (pseudo % 50) as f64 * 4.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [10.0, 0.0, 0.0],
+        "spd_noise": [0.1, 0.1, 0.0], "acl": [0.0, 0.0, 0.0], "hed": [1.0, 0.0, 0.0], "hed_noise": [0.02, 0.02, 0.0]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+#[derive(Debug)]
+struct Run {
+    sent: usize,
+    latencies: Vec<Duration>,
+    achieved_rate: f64,
+}
+
+impl Run {
+    fn pct(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let idx = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+        self.latencies[idx]
+    }
+}
+
+/// Publishes `n` messages at `rate`/s (absolute schedule), each with its own reply subject, and
+/// measures send → reply for every one.
+async fn open_loop(client: &async_nats::Client, subject: &str, rate: f64, n: usize, body: impl Fn(u64) -> Vec<u8>) -> Run {
+    let inbox = format!("bench.{}.{}", std::process::id(), subject.replace('.', "-"));
+    let mut sub = client.subscribe(format!("{inbox}.*")).await.unwrap();
+    client.flush().await.unwrap();
+    let sent_at: Arc<Mutex<Vec<Option<Instant>>>> = Arc::new(Mutex::new(vec![None; n]));
+    let recv = tokio::spawn({
+        let sent_at = Arc::clone(&sent_at);
+        async move {
+            let mut lat = Vec::with_capacity(n);
+            loop {
+                let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), sub.next()).await else { break };
+                let now = Instant::now();
+                let Some(i) = m.subject.rsplit('.').next().and_then(|s| s.parse::<usize>().ok()) else { continue };
+                if let Some(Some(t)) = sent_at.lock().unwrap().get(i) {
+                    lat.push(now - *t);
+                }
+                if lat.len() == n {
+                    break;
+                }
+            }
+            lat
+        }
+    });
+    let bodies: Vec<Vec<u8>> = (0..n as u64).map(&body).collect();
+    let start = Instant::now();
+    for (i, b) in bodies.into_iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        sent_at.lock().unwrap()[i] = Some(Instant::now());
+        client.publish_with_reply(subject.to_owned(), format!("{inbox}.{i}"), b.into()).await.unwrap();
+    }
+    client.flush().await.unwrap();
+    let elapsed = start.elapsed();
+    let mut latencies = recv.await.unwrap();
+    latencies.sort();
+    Run { sent: n, latencies, achieved_rate: n as f64 / elapsed.as_secs_f64() }
+}
+
+/// Sequential request/reply round trips.
+async fn closed_loop(client: &async_nats::Client, subject: &str, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        client.request(subject.to_owned(), "x".into()).await.unwrap();
+        out.push(t.elapsed());
+    }
+    out.sort();
+    out
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0}", d.as_secs_f64() * 1e6)
+}
+
+fn main() {
+    let Some(bin) = lattice_bin() else { return };
+    let secs: f64 = std::env::var("EDGECELL_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let rates: Vec<f64> = std::env::var("EDGECELL_BENCH_RATES")
+        .unwrap_or_else(|_| "1000,5000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let lattice = Lattice::start(&bin, &["tier=edge", "region=bench"]);
+    lattice.deploy("tests/lattice/bench.wadm.yaml");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut rows = Vec::new();
+    let mut provider_rt = None;
+    rt.block_on(async {
+        let client = async_nats::connect(&lattice.nats.url).await.unwrap();
+        // warm up: instances, wRPC connections, the cache
+        open_loop(&client, "edgecell.echo.bench", 500.0, 500, |_| b"warm".to_vec()).await;
+        open_loop(&client, "edgecell.v2x.in.bench", 500.0, 500, |i| beacon(i, 500)).await;
+        // component -> kv-cache provider: 10 calls vs none, closed loop
+        let zero = closed_loop(&client, "edgecell.probe.cache.0", 300).await;
+        let ten = closed_loop(&client, "edgecell.probe.cache.10", 300).await;
+        let per_call = (ten[ten.len() / 2].saturating_sub(zero[zero.len() / 2])) / 10;
+        provider_rt = Some((zero[zero.len() / 2], ten[ten.len() / 2], per_call));
+        for &rate in &rates {
+            let n = (rate * secs) as usize;
+            // echo and the actor in the same run, interleaved per rate
+            let echo = open_loop(&client, "edgecell.echo.bench", rate, n, |_| vec![b'e'; 256]).await;
+            let v2x = open_loop(&client, "edgecell.v2x.in.bench", rate, n, |i| beacon(i + 10_000, 500)).await;
+            rows.push((rate, echo, v2x));
+        }
+    });
+    println!("\n| rate (msg/s) | path | sent | answered | achieved rate | p50 µs | p99 µs | max µs | p50 ÷ echo p50 |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for (rate, echo, v2x) in &rows {
+        for (name, r) in [("echo (probe, no provider call)", echo), ("v2x-validator", v2x)] {
+            println!(
+                "| {rate:.0} | {name} | {} | {} | {:.0} | {} | {} | {} | {:.2} |",
+                r.sent,
+                r.latencies.len(),
+                r.achieved_rate,
+                us(r.pct(0.5)),
+                us(r.pct(0.99)),
+                us(r.latencies.last().copied().unwrap_or_default()),
+                r.pct(0.5).as_secs_f64() / echo.pct(0.5).as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    if let Some((zero, ten, per_call)) = provider_rt {
+        println!(
+            "\ncomponent -> kv-cache provider call (closed loop, 300 requests each): p50 with 0 calls {} µs, with 10 calls {} µs: {} µs per call",
+            us(zero),
+            us(ten),
+            us(per_call)
+        );
+    }
+    lattice.undeploy("edgecell-bench");
+    lattice.shutdown();
+}
