@@ -502,6 +502,42 @@ fn parse_counter(value: &[u8]) -> Result<i64, CacheError> {
         .ok_or_else(|| CacheError::NotACounter(format!("{} bytes that are not a decimal i64", value.len())))
 }
 
+/// Generates the conversions from this crate's results into the types a WIT binding generator
+/// made for `edgecell:cache/store` (wasmtime's `bindgen!` in the embedded host, wit-bindgen-wrpc
+/// in the wasmCloud provider), so both adapters map errors and entries the same way:
+/// `cache_error`, `cache_entry` and `cache_cas` in the calling module. `$wit` names the
+/// generated `store` module (brought into scope with `use … as $wit`).
+#[macro_export]
+macro_rules! wit_conversions {
+    ($wit:ident) => {
+        fn cache_error(e: $crate::CacheError) -> $wit::CacheError {
+            match e {
+                $crate::CacheError::InvalidNamespace(m) => $wit::CacheError::InvalidNamespace(m),
+                $crate::CacheError::InvalidKey(n) => $wit::CacheError::InvalidKey(n),
+                $crate::CacheError::ValueTooLarge(n) => $wit::CacheError::ValueTooLarge(n),
+                $crate::CacheError::NotACounter(m) => $wit::CacheError::NotACounter(m),
+                $crate::CacheError::BatchTooLarge(n) => $wit::CacheError::BatchTooLarge(n),
+            }
+        }
+
+        #[allow(clippy::useless_conversion)]
+        fn cache_entry(e: $crate::Entry) -> $wit::Entry {
+            $wit::Entry {
+                value: e.value.into(),
+                version: e.version,
+                ttl_remaining_ms: e.ttl_remaining.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            }
+        }
+
+        fn cache_cas(o: $crate::CasOutcome) -> $wit::CasOutcome {
+            match o {
+                $crate::CasOutcome::Swapped(v) => $wit::CasOutcome::Swapped(v),
+                $crate::CasOutcome::Conflict(v) => $wit::CasOutcome::Conflict(v),
+            }
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,40 +722,4 @@ mod tests {
         assert!(c.get("a", "ns", "big").unwrap().is_some());
         assert!(c.get("a", "ns", "small").unwrap().is_none());
     }
-}
-
-/// Generates the conversions from this crate's results into the types a WIT binding generator
-/// made for `edgecell:cache/store` (wasmtime's `bindgen!` in the embedded host, wit-bindgen-wrpc
-/// in the wasmCloud provider), so both adapters map errors and entries the same way:
-/// `cache_error`, `cache_entry` and `cache_cas` in the calling module. `$wit` names the
-/// generated `store` module (brought into scope with `use … as $wit`).
-#[macro_export]
-macro_rules! wit_conversions {
-    ($wit:ident) => {
-        fn cache_error(e: $crate::CacheError) -> $wit::CacheError {
-            match e {
-                $crate::CacheError::InvalidNamespace(m) => $wit::CacheError::InvalidNamespace(m),
-                $crate::CacheError::InvalidKey(n) => $wit::CacheError::InvalidKey(n),
-                $crate::CacheError::ValueTooLarge(n) => $wit::CacheError::ValueTooLarge(n),
-                $crate::CacheError::NotACounter(m) => $wit::CacheError::NotACounter(m),
-                $crate::CacheError::BatchTooLarge(n) => $wit::CacheError::BatchTooLarge(n),
-            }
-        }
-
-        #[allow(clippy::useless_conversion)]
-        fn cache_entry(e: $crate::Entry) -> $wit::Entry {
-            $wit::Entry {
-                value: e.value.into(),
-                version: e.version,
-                ttl_remaining_ms: e.ttl_remaining.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            }
-        }
-
-        fn cache_cas(o: $crate::CasOutcome) -> $wit::CasOutcome {
-            match o {
-                $crate::CasOutcome::Swapped(v) => $wit::CasOutcome::Swapped(v),
-                $crate::CasOutcome::Conflict(v) => $wit::CasOutcome::Conflict(v),
-            }
-        }
-    };
 }

@@ -428,6 +428,39 @@ pub fn render_prometheus(snapshot: &Snapshot) -> String {
     out
 }
 
+/// Generates the conversions between this crate's types and the types a WIT binding generator
+/// made for `edgecell:metrics/recorder` (the embedded host's wasmtime bindings and the wasmCloud
+/// provider's wit-bindgen-wrpc bindings): `metrics_error`, `metric_kind` and `metric_labels` in
+/// the calling module. `$wit` names the generated `recorder` module.
+#[macro_export]
+macro_rules! wit_conversions {
+    ($wit:ident) => {
+        fn metrics_error(e: $crate::MetricsError) -> $wit::MetricsError {
+            match e {
+                $crate::MetricsError::InvalidName(m) => $wit::MetricsError::InvalidName(m),
+                $crate::MetricsError::InvalidLabel(m) => $wit::MetricsError::InvalidLabel(m),
+                $crate::MetricsError::KindMismatch(m) => $wit::MetricsError::KindMismatch(m),
+                $crate::MetricsError::InvalidBuckets(m) => $wit::MetricsError::InvalidBuckets(m),
+                $crate::MetricsError::InvalidValue(m) => $wit::MetricsError::InvalidValue(m),
+                $crate::MetricsError::NotRegistered(m) => $wit::MetricsError::NotRegistered(m),
+                $crate::MetricsError::CardinalityExceeded(n) => $wit::MetricsError::CardinalityExceeded(n),
+            }
+        }
+
+        fn metric_kind(k: $wit::MetricKind) -> $crate::MetricKind {
+            match k {
+                $wit::MetricKind::Counter => $crate::MetricKind::Counter,
+                $wit::MetricKind::Gauge => $crate::MetricKind::Gauge,
+                $wit::MetricKind::Histogram(b) => $crate::MetricKind::Histogram(b),
+            }
+        }
+
+        fn metric_labels(l: Vec<$wit::Label>) -> Vec<$crate::Label> {
+            l.into_iter().map(|l| (l.key, l.value)).collect()
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -508,37 +541,4 @@ requests_total{component=\"probe\",op=\"get\"} 3
         r.counter_add("c", &[l("i", "0")], &[], 1.0).unwrap();
         assert_eq!(r.snapshot().total("c", &[]), Some(4.0));
     }
-}
-
-/// Generates the conversions between this crate's types and the types a WIT binding generator
-/// made for `edgecell:metrics/recorder` (the embedded host's wasmtime bindings and the wasmCloud
-/// provider's wit-bindgen-wrpc bindings): `metrics_error`, `metric_kind` and `metric_labels` in
-/// the calling module. `$wit` names the generated `recorder` module.
-#[macro_export]
-macro_rules! wit_conversions {
-    ($wit:ident) => {
-        fn metrics_error(e: $crate::MetricsError) -> $wit::MetricsError {
-            match e {
-                $crate::MetricsError::InvalidName(m) => $wit::MetricsError::InvalidName(m),
-                $crate::MetricsError::InvalidLabel(m) => $wit::MetricsError::InvalidLabel(m),
-                $crate::MetricsError::KindMismatch(m) => $wit::MetricsError::KindMismatch(m),
-                $crate::MetricsError::InvalidBuckets(m) => $wit::MetricsError::InvalidBuckets(m),
-                $crate::MetricsError::InvalidValue(m) => $wit::MetricsError::InvalidValue(m),
-                $crate::MetricsError::NotRegistered(m) => $wit::MetricsError::NotRegistered(m),
-                $crate::MetricsError::CardinalityExceeded(n) => $wit::MetricsError::CardinalityExceeded(n),
-            }
-        }
-
-        fn metric_kind(k: $wit::MetricKind) -> $crate::MetricKind {
-            match k {
-                $wit::MetricKind::Counter => $crate::MetricKind::Counter,
-                $wit::MetricKind::Gauge => $crate::MetricKind::Gauge,
-                $wit::MetricKind::Histogram(b) => $crate::MetricKind::Histogram(b),
-            }
-        }
-
-        fn metric_labels(l: Vec<$wit::Label>) -> Vec<$crate::Label> {
-            l.into_iter().map(|l| (l.key, l.value)).collect()
-        }
-    };
 }
