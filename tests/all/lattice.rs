@@ -11,17 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::v2x::beacon;
 use edgecell_tests::support::{children_of, lattice_bin, metric_sum, repo, Lattice};
-
-fn beacon(pseudo: u64, t: f64, x: f64, speed: f64) -> Vec<u8> {
-    serde_json::json!({
-        "type": 3, "rcvTime": t, "sendTime": t - 0.01, "sender": 9, "senderPseudo": pseudo, "messageID": (t * 10.0) as u64,
-        "pos": [x, 0.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [speed, 0.0, 0.0], "spd_noise": [0.1, 0.1, 0.0],
-        "acl": [0.0, 0.0, 0.0], "hed": [1.0, 0.0, 0.0], "hed_noise": [0.02, 0.02, 0.0]
-    })
-    .to_string()
-    .into_bytes()
-}
 
 async fn request(client: &async_nats::Client, subject: &str, body: Vec<u8>) -> serde_json::Value {
     let reply = tokio::time::timeout(Duration::from_secs(30), client.request(subject.to_owned(), body.into()))

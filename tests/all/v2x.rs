@@ -39,7 +39,8 @@ fn failed(v: &Validation) -> Vec<&str> {
 }
 
 /// A VeReMi type 3 beacon moving east (heading vector (1, 0)) at `speed` m/s.
-fn beacon(pseudo: u64, t: f64, x: f64, speed: f64) -> Vec<u8> {
+/// A VeReMi type-3 beacon of `pseudo` at (x, 0) moving along x.
+pub fn beacon(pseudo: u64, t: f64, x: f64, speed: f64) -> Vec<u8> {
     serde_json::json!({
         "type": 3, "rcvTime": t, "sendTime": t - 0.01, "sender": 9, "senderPseudo": pseudo, "messageID": (t * 10.0) as u64,
         "pos": [x, 0.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [speed, 0.0, 0.0], "spd_noise": [0.1, 0.1, 0.0],

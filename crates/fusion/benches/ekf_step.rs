@@ -62,15 +62,7 @@ fn bench_filters(c: &mut Criterion) {
     g.bench_function("localizer_imu_message", |b| {
         let mut l = Localizer::new(preset("robot-localization-test2").unwrap()).unwrap();
         let mut t = 0.0;
-        let mut msg = ImuMessage {
-            header: Header { stamp: 0.0, frame_id: "base_link".into() },
-            orientation: [0.0043, 0.0308, 0.1796, 0.9832],
-            orientation_covariance: [2.6e-7, 0.0, 0.0, 0.0, 2.6e-7, 0.0, 0.0, 0.0, 2.5e-5],
-            angular_velocity: [0.006, -0.002, 0.04],
-            angular_velocity_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
-            linear_acceleration: [-0.59, 0.15, 9.7],
-            linear_acceleration_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
-        };
+        let mut msg = imu_message();
         b.iter(|| {
             t += 0.02;
             msg.header.stamp = t;
@@ -81,10 +73,9 @@ fn bench_filters(c: &mut Criterion) {
     let _ = STATE_SIZE;
 }
 
-/// A test2 localizer after 200 IMU messages (initialised, full covariance).
-fn running_localizer() -> Localizer {
-    let mut l = Localizer::new(preset("robot-localization-test2").unwrap()).unwrap();
-    let mut msg = ImuMessage {
+/// A Jackal IMU message with test2's covariances, at stamp 0.
+fn imu_message() -> ImuMessage {
+    ImuMessage {
         header: Header { stamp: 0.0, frame_id: "base_link".into() },
         orientation: [0.0043, 0.0308, 0.1796, 0.9832],
         orientation_covariance: [2.6e-7, 0.0, 0.0, 0.0, 2.6e-7, 0.0, 0.0, 0.0, 2.5e-5],
@@ -92,7 +83,13 @@ fn running_localizer() -> Localizer {
         angular_velocity_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
         linear_acceleration: [-0.59, 0.15, 9.7],
         linear_acceleration_covariance: [2.5e-5, 0.0, 0.0, 0.0, 2.5e-5, 0.0, 0.0, 0.0, 2.5e-5],
-    };
+    }
+}
+
+/// A test2 localizer after 200 IMU messages (initialised, full covariance).
+fn running_localizer() -> Localizer {
+    let mut l = Localizer::new(preset("robot-localization-test2").unwrap()).unwrap();
+    let mut msg = imu_message();
     for k in 0..200 {
         msg.header.stamp = f64::from(k) * 0.02;
         l.process_imu(1, &msg).unwrap();
