@@ -116,7 +116,17 @@ async fn deploy(path: PathBuf, lattice: &Lattice, replace: &[(String, String)], 
     let resolved = manifest::resolve_file_refs(&text, base)?;
     let manifest = wadm_client::loader::parse_yaml_or_json(resolved.as_bytes()).context("wadm rejects the manifest")?;
     let client = lattice.client().await?;
-    let (name, version) = client.put_and_deploy_manifest(manifest).await.context("failed to put and deploy the manifest")?;
+    // wadm answers its API only once it has subscribed: right after it starts, retry "no responders"
+    let put_start = Instant::now();
+    let (name, version) = loop {
+        match client.put_and_deploy_manifest(manifest.clone()).await {
+            Ok(done) => break done,
+            Err(e) if e.to_string().contains("no responders") && put_start.elapsed() < Duration::from_secs(30) => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e).context("failed to put and deploy the manifest"),
+        }
+    };
     println!("deploying {name} {version}");
     if wait.is_zero() {
         return Ok(());
