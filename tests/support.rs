@@ -31,11 +31,21 @@ pub fn nats_server_binary() -> PathBuf {
 
 
 impl NatsServer {
+    /// JetStream on, defaults otherwise.
     pub fn start() -> Self {
+        Self::start_with_config("")
+    }
+
+    /// JetStream on, plus `config` (nats-server configuration text, e.g. `max_payload: 16384`).
+    pub fn start_with_config(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let bin = nats_server_binary();
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(&conf, config).unwrap();
         let child = Command::new(&bin)
+            .arg("-c")
+            .arg(&conf)
             .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
             .arg(dir.path())
             .stdout(Stdio::null())

@@ -10,7 +10,6 @@
 //! --duration 30` (780 records, 750 beacons, 175 malicious).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -439,47 +438,9 @@ fn messages_arrive_in_order_on_the_paced_schedule() {
     assert_eq!((first["type"].as_u64(), first["rcvTime"].as_f64()), (Some(2), Some(0.0)));
 }
 
-/// A nats-server with a small max_payload, from a config file; killed by PID on drop.
-struct SmallPayloadServer {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl SmallPayloadServer {
-    fn start(max_payload: usize) -> Self {
-        let bin = std::env::var("EDGECELL_NATS_SERVER")
-            .map_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tools/bin/nats-server"), PathBuf::from);
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let conf = dir.path().join("nats.conf");
-        std::fs::write(&conf, format!("listen: \"127.0.0.1:{port}\"\nmax_payload: {max_payload}\n")).unwrap();
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} ({e}): run `make setup`", bin.display()));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen on 127.0.0.1:{port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
-    }
-}
-
-impl Drop for SmallPayloadServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_frame_over_the_servers_max_payload_is_refused_before_sending() {
-    let server = SmallPayloadServer::start(16 * 1024);
+    let server = crate::nats::NatsServer::start_with_config(&format!("max_payload: {}\n", 16 * 1024));
     let conn = NatsConnection::connect(&server.url).unwrap();
     let cache = Arc::new(Cache::new(CacheConfig::default()));
     let ingest = conn.cache_ingest(Arc::clone(&cache)).unwrap();

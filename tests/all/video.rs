@@ -220,18 +220,6 @@ fn metric(h: &common::Host, name: &str, labels: &[(&str, &str)]) -> f64 {
     h.runtime.services().metrics.snapshot().total(name, labels).unwrap_or(0.0)
 }
 
-/// Mean of a histogram's observations for one stream (0 when none).
-fn mean(h: &common::Host, name: &str, stream: &str) -> f64 {
-    let snap = h.runtime.services().metrics.snapshot();
-    let Some(m) = snap.metrics.iter().find(|m| m.name == name) else { return 0.0 };
-    let (sum, n) = m
-        .series
-        .iter()
-        .filter(|s| s.labels.iter().any(|(k, v)| k == "stream" && v == stream))
-        .fold((0.0, 0), |(sum, n), s| (sum + s.value, n + s.count.unwrap_or(0)));
-    if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
 fn stored_state(h: &common::Host, stream: &str) -> (edgecell_kv_cache::Entry, edgecell_vision::StreamState) {
     let e = h.runtime.services().cache.get(ACTOR, "video", &format!("state/{stream}")).unwrap().expect("a stored state");
     let s = edgecell_vision::StreamState::decode(&e.value).unwrap();
@@ -245,29 +233,19 @@ fn vtest_with_a_new_instance_per_frame_tracks_and_counts_as_one_instance_does() 
     let actor = vtest_actor(&h, &["one", "fresh"], &[]);
 
     // the embedded host's way: one instance for the whole clip
-    let started = std::time::Instant::now();
     let mut inst = actor.instantiate().unwrap();
     for f in &frames {
         inst.handle_message(&frame_message("one", f)).unwrap().unwrap();
     }
-    let one_ms = started.elapsed().as_secs_f64() * 1e3 / 20.0;
     let one = Published::of(&h.bus, "one");
     one.assert_vtest_outcome();
 
     // wasmCloud 1.x's way: a fresh instance for every frame
-    let started = std::time::Instant::now();
     for f in &frames {
         let mut inst = actor.instantiate().unwrap();
         inst.handle_message(&frame_message("fresh", f)).unwrap().unwrap();
     }
-    let fresh_ms = started.elapsed().as_secs_f64() * 1e3 / 20.0;
     let fresh = Published::of(&h.bus, "fresh");
-    // figures for the record (not asserted): per frame, and the state's share of it
-    eprintln!(
-        "per frame: one instance {one_ms:.1} ms (state {:.0} µs), new instance per frame {fresh_ms:.1} ms (state {:.0} µs)",
-        mean(&h, "video_state_seconds", "one") * 1e6,
-        mean(&h, "video_state_seconds", "fresh") * 1e6
-    );
     assert_eq!(fresh, one);
     fresh.assert_vtest_outcome();
 
