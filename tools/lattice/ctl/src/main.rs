@@ -108,6 +108,11 @@ async fn package(binary: PathBuf, name: &str, vendor: &str, version: &str, out: 
     Ok(())
 }
 
+/// One line per scaler of an application's status, for error messages.
+fn scaler_lines(status: &wadm_types::api::Status) -> Vec<String> {
+    status.scalers.iter().map(|s| format!("{} {:?} {}", s.name, s.info.status_type, s.info.message)).collect()
+}
+
 async fn deploy(path: PathBuf, lattice: &Lattice, replace: &[(String, String)], wait: Duration) -> anyhow::Result<()> {
     let text = tokio::fs::read_to_string(&path).await.with_context(|| format!("failed to read {}", path.display()))?;
     let text = replace.iter().fold(text, |t, (from, to)| t.replace(from, to));
@@ -154,16 +159,12 @@ async fn deploy(path: PathBuf, lattice: &Lattice, replace: &[(String, String)], 
                 return Ok(());
             }
             StatusType::Failed if start.elapsed() > Duration::from_secs(30) => {
-                let scalers: Vec<String> =
-                    status.scalers.iter().map(|s| format!("{} {:?} {}", s.name, s.info.status_type, s.info.message)).collect();
-                bail!("{name} failed: {}; scalers: {scalers:?}", status.info.message)
+                bail!("{name} failed: {}; scalers: {:?}", status.info.message, scaler_lines(&status))
             }
             _ => {}
         }
         if start.elapsed() > wait {
-            let scalers: Vec<String> =
-                status.scalers.iter().map(|s| format!("{} {:?} {}", s.name, s.info.status_type, s.info.message)).collect();
-            bail!("{name} not deployed after {} s: {line}; scalers: {scalers:?}", wait.as_secs());
+            bail!("{name} not deployed after {} s: {line}; scalers: {:?}", wait.as_secs(), scaler_lines(&status));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }

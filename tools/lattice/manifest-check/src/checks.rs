@@ -50,6 +50,20 @@ pub fn image(c: &Component) -> Option<&str> {
     }
 }
 
+/// Every component with the image of a build artifact, i.e. all but the host's built-in
+/// messaging provider; a component without an image is a problem.
+fn artifact_images<'m>(m: &'m Manifest, problems: &mut Vec<String>) -> Vec<(&'m Component, &'m str)> {
+    let mut out = Vec::new();
+    for c in &m.spec.components {
+        match image(c) {
+            None => problems.push(format!("{}: no image", c.name)),
+            Some(img) if img == BUILTIN_MESSAGING && kind(c) == Kind::Capability => {}
+            Some(img) => out.push((c, img)),
+        }
+    }
+    out
+}
+
 /// A component's `id`, if it has one.
 pub fn id(c: &Component) -> Option<&str> {
     match &c.properties {
@@ -538,14 +552,7 @@ fn normalize(p: &Path) -> PathBuf {
 /// outputs and are not required to exist.
 pub fn local_images(m: &Manifest, manifest_dir: &Path, repo_root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    for c in &m.spec.components {
-        let Some(img) = image(c) else {
-            problems.push(format!("{}: no image", c.name));
-            continue;
-        };
-        if img == BUILTIN_MESSAGING && kind(c) == Kind::Capability {
-            continue;
-        }
+    for (c, img) in artifact_images(m, &mut problems) {
         let Some(rel) = img.strip_prefix("file://") else {
             problems.push(format!(
                 "{}: image `{img}` is not a file:// reference",
@@ -619,14 +626,7 @@ pub fn parse_pinned_ref(r: &str) -> Option<(&str, &str, &str)> {
 pub fn pinned_images(m: &Manifest) -> Vec<String> {
     let mut problems = Vec::new();
     let mut repos = BTreeSet::new();
-    for c in &m.spec.components {
-        let Some(img) = image(c) else {
-            problems.push(format!("{}: no image", c.name));
-            continue;
-        };
-        if img == BUILTIN_MESSAGING && kind(c) == Kind::Capability {
-            continue;
-        }
+    for (c, img) in artifact_images(m, &mut problems) {
         match parse_pinned_ref(img) {
             Some((repo, _, _)) => {
                 if !repos.insert(repo) {
