@@ -173,10 +173,15 @@ pub struct Lattice {
     pub bin: PathBuf,
     /// The host's TMPDIR: provider binaries are unpacked below it.
     pub tmp: tempfile::TempDir,
+    /// Held while this lattice runs: a lattice (NATS, wadm, host, providers) takes the whole of
+    /// a 2-core machine, so tests run one lattice at a time. Declared last, so dropped last.
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Lattice {
     pub fn start(bin: &Path, labels: &[&str]) -> Self {
+        static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let nats = NatsServer::start();
         let tmp = tempfile::tempdir().unwrap();
         let addr = nats.url.trim_start_matches("nats://").to_owned();
@@ -203,7 +208,7 @@ impl Lattice {
             }
         });
         let host_id = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("host did not start:\n{}", host.log_tail()));
-        Self { host, wadm, nats, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp }
+        Self { _one_at_a_time: one_at_a_time, host, wadm, nats, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp }
     }
 
     pub fn ctl(&self) -> Command {
