@@ -34,8 +34,11 @@ build: components
 run: build
 	$(TARGET_DIR)/release/edgecell run $(RUN_ARGS)
 
+# the lattice tests run after the others, one at a time: each starts NATS, wadm, a host and
+# three providers, which takes the whole of a 2-core machine
 test: components lattice
-	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release --workspace
+	$(CARGO) test --release --workspace -- --skip lattice::
+	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --test-threads=1
 	$(LATTICE_CARGO) test --release --locked $(addprefix -p ,$(LATTICE_TESTS))
 
 # the real lattice: host + wadm launchers, the three providers as .par.gz, components in build/
@@ -46,7 +49,7 @@ lattice: components
 	for p in $(PROVIDERS); do $(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$$p-provider --name edgecell-$$p --out build/providers/edgecell-$$p.par.gz || exit 1; done
 
 e2e: lattice
-	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --nocapture
+	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --test-threads=1 --nocapture
 
 # producer -> actor -> result latency on the real lattice, next to the host's echo (BENCHMARKS.md)
 bench-lattice: lattice

@@ -192,7 +192,9 @@ impl Lattice {
             Duration::from_secs(5),
         );
         let mut host_cmd = Command::new(bin.join("edgecell-lattice-host"));
-        host_cmd.args(["--nats-url", &nats.url, "--allow-file-load", "--heartbeat-secs", "2"]).env("TMPDIR", tmp.path());
+        // a provider call that waits behind a loaded CPU must not hit the 2 s default wRPC
+        // timeout: that fails the import and traps the invocation, so its message gets no reply
+        host_cmd.args(["--nats-url", &nats.url, "--allow-file-load", "--heartbeat-secs", "2", "--rpc-timeout-ms", "10000"]).env("TMPDIR", tmp.path());
         for l in labels {
             host_cmd.args(["--label", l]);
         }
