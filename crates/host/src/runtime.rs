@@ -274,7 +274,11 @@ fn write_cache_file(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), HostErr
     let err = |message: String| HostError::Cache { path: path.to_owned(), message };
     std::fs::create_dir_all(dir).map_err(|e| err(format!("create dir: {e}")))?;
     // write both files under temporary names, then rename: a crash never leaves a torn file
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    // unique per process and per call: two threads of one process may compile the same
+    // component at once, and must not write into each other's temporary file
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp{}-{n}", std::process::id()));
     std::fs::write(&tmp, bytes).map_err(|e| err(format!("write: {e}")))?;
     let tmp_sum = tmp.with_extension("sha256tmp");
     std::fs::write(&tmp_sum, sha256_hex(bytes)).map_err(|e| err(format!("write digest: {e}")))?;

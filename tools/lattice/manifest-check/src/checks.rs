@@ -1160,7 +1160,12 @@ spec:
     /// A two-package WIT in a temp dir: world `actor` imports `t:svc/api`, exports
     /// `t:svc/events`; world `svc-provider` exports `t:svc/api` and calls (imports) `t:svc/events`.
     fn tiny_wit() -> WitIndex {
-        let dir = std::env::temp_dir().join(format!("edgecell-mc-wit-{}", std::process::id()));
+        // Tests run on several threads of one process: each call needs its own directory,
+        // or one test's cleanup deletes the files another is parsing.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir()
+            .join(format!("edgecell-mc-wit-{}-{n}", std::process::id()));
         std::fs::create_dir_all(dir.join("deps/svc")).unwrap();
         std::fs::write(
             dir.join("app.wit"),
