@@ -15,9 +15,11 @@ export EDGECELL_NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 LATTICE_TARGET_DIR ?= $(TARGET_DIR)
 LATTICE_BIN := $(LATTICE_TARGET_DIR)/release
 export EDGECELL_LATTICE_BIN := $(LATTICE_BIN)
-PROVIDERS := kv-cache metrics inference
+# kv-cache, metrics, inference: edgecell's capabilities; messaging-nats: NATS messaging that
+# keeps OpenTelemetry traces whole (a drop-in for the host's built-in one)
+PROVIDERS := kv-cache metrics inference messaging-nats
 LATTICE_PACKAGES := edgecell-lattice-host edgecell-lattice-wadm edgecell-lattice-ctl edgecell-manifest-check $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
-LATTICE_TESTS := edgecell-lattice-ctl edgecell-manifest-check $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
+LATTICE_TESTS := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
 LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
 .PHONY: setup components build run test lint bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
@@ -70,7 +72,8 @@ pin: lattice
 	  v2x-validator=build/components/edgecell_v2x_validator.wasm \
 	  sensor-fusion=build/components/edgecell_sensor_fusion.wasm \
 	  video-analytics=build/components/edgecell_video_analytics.wasm \
-	  $(foreach p,$(PROVIDERS),$(p)=build/providers/edgecell-$(p).par.gz)
+	  kv-cache=build/providers/edgecell-kv-cache.par.gz metrics=build/providers/edgecell-metrics.par.gz \
+	  inference=build/providers/edgecell-inference.par.gz nats-messaging=build/providers/edgecell-messaging-nats.par.gz
 
 lint: components
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings

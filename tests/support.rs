@@ -110,11 +110,28 @@ impl Proc {
         self.child.id()
     }
 
+    /// Waits for the first stdout line starting with `prefix` and returns the rest of it; a
+    /// thread keeps draining stdout afterwards so the process never blocks on a full pipe.
+    pub fn stdout_value(&mut self, prefix: &'static str, timeout: Duration) -> String {
+        let stdout = self.child.stdout.take().expect("stdout already taken");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(v) = line.strip_prefix(prefix) {
+                    let _ = tx.send(v.to_owned());
+                }
+            }
+        });
+        rx.recv_timeout(timeout).unwrap_or_else(|_| panic!("{} printed no `{prefix}` within {timeout:?}:\n{}", self.name, self.log_tail()))
+    }
+
     /// The last lines of its log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // lossy: a provider's output in the host's log need not be UTF-8
+        let bytes = std::fs::read(&self.log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        lines[lines.len().saturating_sub(60)..].join("\n")
     }
 
     pub fn stop(&mut self) {
@@ -163,6 +180,35 @@ pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
     out
 }
 
+/// An OTLP/HTTP trace receiver (`edgecell-lattice otlp-sink`) on loopback: what the host and
+/// the providers export lands in a file, one JSON object per span.
+pub struct TraceSink {
+    pub proc: Proc,
+    /// Where exporters send traces (`http://127.0.0.1:<port>/v1/traces`).
+    pub endpoint: String,
+    pub file: PathBuf,
+}
+
+impl TraceSink {
+    pub fn start(bin: &Path, dir: &Path) -> Self {
+        let file = dir.join("spans.jsonl");
+        let mut proc = Proc::spawn(
+            "otlp-sink",
+            Command::new(bin.join("edgecell-lattice")).args(["otlp-sink", "--listen", "127.0.0.1:0", "--out"]).arg(&file),
+            dir.join("otlp-sink.log"),
+            Duration::from_secs(2),
+        );
+        let addr = proc.stdout_value("listening=", Duration::from_secs(10));
+        Self { proc, endpoint: format!("http://{addr}/v1/traces"), file }
+    }
+
+    /// Every span received so far.
+    pub fn spans(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(&self.file).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+}
+
 /// nats-server + wadm + one host, on loopback; stopped in reverse order on drop.
 pub struct Lattice {
     pub host: Proc,
@@ -173,6 +219,8 @@ pub struct Lattice {
     pub bin: PathBuf,
     /// The host's TMPDIR: provider binaries are unpacked below it.
     pub tmp: tempfile::TempDir,
+    /// Set by [`Lattice::start_traced`]: the host (and the providers it starts) export here.
+    pub traces: Option<TraceSink>,
     /// Held while this lattice runs: a lattice (NATS, wadm, host, providers) takes the whole of
     /// a 2-core machine, so tests run one lattice at a time. Declared last, so dropped last.
     _one_at_a_time: std::sync::MutexGuard<'static, ()>,
@@ -180,6 +228,15 @@ pub struct Lattice {
 
 impl Lattice {
     pub fn start(bin: &Path, labels: &[&str]) -> Self {
+        Self::start_with(bin, labels, false)
+    }
+
+    /// Like [`Lattice::start`], with an OTLP trace sink the host and its providers export to.
+    pub fn start_traced(bin: &Path, labels: &[&str]) -> Self {
+        Self::start_with(bin, labels, true)
+    }
+
+    fn start_with(bin: &Path, labels: &[&str], traced: bool) -> Self {
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let nats = NatsServer::start();
@@ -198,19 +255,14 @@ impl Lattice {
         for l in labels {
             host_cmd.args(["--label", l]);
         }
+        let traces = traced.then(|| TraceSink::start(bin, tmp.path()));
+        if let Some(sink) = &traces {
+            host_cmd.args(["--otlp-endpoint", &sink.endpoint]);
+        }
         let mut host = Proc::spawn("host", &mut host_cmd, tmp.path().join("host.log"), Duration::from_secs(15));
         // the launcher prints `host_id=…` once the host is up
-        let stdout = host.child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(id) = line.strip_prefix("host_id=") {
-                    let _ = tx.send(id.to_owned());
-                }
-            }
-        });
-        let host_id = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("host did not start:\n{}", host.log_tail()));
-        Self { _one_at_a_time: one_at_a_time, host, wadm, nats, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp }
+        let host_id = host.stdout_value("host_id=", Duration::from_secs(60));
+        Self { _one_at_a_time: one_at_a_time, host, wadm, nats, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp, traces }
     }
 
     pub fn ctl(&self) -> Command {
@@ -256,6 +308,9 @@ impl Lattice {
     pub fn shutdown(mut self) {
         self.host.stop();
         self.wadm.stop();
+        if let Some(sink) = self.traces.as_mut() {
+            sink.proc.stop();
+        }
         let tmp = self.tmp.path().to_string_lossy().into_owned();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

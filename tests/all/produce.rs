@@ -430,12 +430,27 @@ fn messages_arrive_in_order_on_the_paced_schedule() {
         sub
     });
     let source = Source::V2xSimulated { attack: AttackType::ConstPosOffset, seed: 42, duration_s: 30.0, region: "local".into() };
-    let opts = ProduceOptions { subject: Some("lab.v2x".into()), ..ProduceOptions::default() };
+    let opts = ProduceOptions { subject: Some("lab.v2x".into()), trace: true, ..ProduceOptions::default() };
     let stats = rt.block_on(produce(&client, source, &opts, None)).unwrap();
     assert_eq!(stats.items, 780);
     let got = rt.block_on(take(&mut sub, 780));
     let first: serde_json::Value = serde_json::from_slice(&got[0].payload).unwrap();
     assert_eq!((first["type"].as_u64(), first["rcvTime"].as_f64()), (Some(2), Some(0.0)));
+    // --trace: every message starts its own sampled W3C trace; the first is in the stats
+    assert_eq!(stats.traced, 780);
+    let parents: Vec<String> = got
+        .iter()
+        .map(|m| m.headers.as_ref().and_then(|h| h.get("traceparent")).map(|v| v.as_str().to_owned()).unwrap_or_default())
+        .collect();
+    for p in &parents {
+        let parts: Vec<&str> = p.split('-').collect();
+        assert_eq!(parts.len(), 4, "{p}");
+        assert_eq!((parts[0], parts[1].len(), parts[2].len(), parts[3]), ("00", 32, 16, "01"), "{p}");
+        assert!(parts[1].chars().chain(parts[2].chars()).all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "{p}");
+    }
+    assert_eq!(parents[0], stats.first_trace.unwrap().traceparent());
+    let distinct: std::collections::BTreeSet<&str> = parents.iter().map(|p| &p[3..35]).collect();
+    assert_eq!(distinct.len(), 780, "one trace per message");
 }
 
 #[test]

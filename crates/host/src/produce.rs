@@ -295,11 +295,46 @@ pub struct ProduceOptions {
     pub request_timeout: Duration,
     /// Checked between items.
     pub stop: Option<StopSignal>,
+    /// Start a trace per message: a W3C `traceparent` header (new trace id, this producer's
+    /// span id, sampled) on every message an actor consumes (frame references for video, not
+    /// the cache puts). wasmCloud hosts continue the trace from it.
+    pub trace: bool,
 }
 
 impl Default for ProduceOptions {
     fn default() -> Self {
-        Self { subject: None, rate: 0.0, limit: None, looped: false, request_timeout: Duration::from_secs(5), stop: None }
+        Self { subject: None, rate: 0.0, limit: None, looped: false, request_timeout: Duration::from_secs(5), stop: None, trace: false }
+    }
+}
+
+/// The W3C trace-context header a producer starts a trace with.
+pub const TRACEPARENT_HEADER: &str = "traceparent";
+
+/// A W3C trace context: the producer is the root of the trace, its span the parent of the
+/// host's first span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    pub trace_id: u128,
+    pub span_id: u64,
+}
+
+impl TraceContext {
+    /// A new trace with random, non-zero ids (all-zero ids are invalid in W3C trace-context).
+    #[must_use]
+    pub fn random() -> Self {
+        Self { trace_id: rand::random::<u128>().max(1), span_id: rand::random::<u64>().max(1) }
+    }
+
+    /// The `traceparent` value: version 00, trace id, parent span id, flags 01 (sampled).
+    #[must_use]
+    pub fn traceparent(&self) -> String {
+        format!("00-{:032x}-{:016x}-01", self.trace_id, self.span_id)
+    }
+
+    /// The trace id as OTLP tools print it (32 lowercase hex digits).
+    #[must_use]
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
     }
 }
 
@@ -333,6 +368,14 @@ impl Message {
             "NATS/1.0\r\n\r\n".len() + self.headers.iter().map(|(k, v)| k.len() + ": ".len() + v.len() + "\r\n".len()).sum::<usize>()
         };
         headers + self.body.len()
+    }
+
+    /// Adds a fresh trace's `traceparent` header and returns the trace.
+    fn start_trace(&mut self) -> TraceContext {
+        let cx = TraceContext::random();
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(TRACEPARENT_HEADER));
+        self.headers.push((TRACEPARENT_HEADER.to_owned(), cx.traceparent()));
+        cx
     }
 
     fn header_map(&self) -> async_nats::HeaderMap {
@@ -751,11 +794,20 @@ pub struct ProduceStats {
     pub span: Duration,
     /// Ended by a [`StopSignal`].
     pub stopped: bool,
+    /// Messages sent with a `traceparent` header, and the first trace (to look up in a
+    /// tracing backend).
+    pub traced: u64,
+    pub first_trace: Option<TraceContext>,
 }
 
 impl ProduceStats {
+    fn trace(&mut self, cx: TraceContext) {
+        self.traced += 1;
+        self.first_trace.get_or_insert(cx);
+    }
+
     fn new(kind: SourceKind) -> Self {
-        Self { kind, items: 0, messages: 0, cache_puts: 0, bytes: 0, elapsed: Duration::ZERO, span: Duration::ZERO, stopped: false }
+        Self { kind, items: 0, messages: 0, cache_puts: 0, bytes: 0, elapsed: Duration::ZERO, span: Duration::ZERO, stopped: false, traced: 0, first_trace: None }
     }
 
     /// Items per second achieved: the intervals between the first and the last item over
@@ -813,6 +865,9 @@ impl std::fmt::Display for ProduceStats {
         )?;
         if self.stopped {
             write!(f, " (stopped)")?;
+        }
+        if let Some(first) = &self.first_trace {
+            write!(f, "; {} traced, first trace id {}", self.traced, first.trace_id_hex())?;
         }
         Ok(())
     }
@@ -937,12 +992,18 @@ pub async fn produce_plan(
         stats.span = now.duration_since(*first_send.get_or_insert(now));
         stats.bytes += item.payload_bytes() as u64;
         match item {
-            Item::Publish(msg) => {
+            Item::Publish(mut msg) => {
+                if opts.trace {
+                    stats.trace(msg.start_trace());
+                }
                 too_large(|| format!("message {index} for {}", msg.subject), &msg, max_payload)?;
                 publish(client, msg).await?;
                 stats.messages += 1;
             }
-            Item::Frame { put, frame_ref } => {
+            Item::Frame { put, mut frame_ref } => {
+                if opts.trace {
+                    stats.trace(frame_ref.start_trace());
+                }
                 let key = put.header(KEY_HEADER).unwrap_or_default().to_owned();
                 too_large(|| format!("frame {key} (cache put on {})", put.subject), &put, max_payload)?;
                 too_large(|| format!("frame reference {key}"), &frame_ref, max_payload)?;
@@ -974,6 +1035,21 @@ pub async fn produce_plan(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trace_starts_with_a_w3c_traceparent() {
+        let cx = TraceContext { trace_id: 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736, span_id: 0x00f0_67aa_0ba9_02b7 };
+        assert_eq!(cx.traceparent(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        assert_eq!(cx.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let mut m = Message::new("s", Vec::new());
+        m.headers.push(("traceparent".into(), "00-old".into()));
+        m.headers.push(("other".into(), "x".into()));
+        let cx = m.start_trace();
+        assert_ne!((cx.trace_id, cx.span_id), (0, 0));
+        assert_eq!(m.header(TRACEPARENT_HEADER), Some(cx.traceparent().as_str()));
+        assert_eq!(m.headers.len(), 2, "the old traceparent is replaced, other headers kept");
+        assert_ne!(m.start_trace(), cx, "each message a new trace");
+    }
 
     #[test]
     fn tokens_and_subjects_are_checked() {

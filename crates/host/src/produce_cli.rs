@@ -92,6 +92,10 @@ pub struct CommonArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Start an OpenTelemetry trace per message (W3C `traceparent` header); a wasmCloud host
+    /// with an OTLP endpoint continues it through the actor and the providers it calls.
+    #[arg(long)]
+    trace: bool,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -161,6 +165,7 @@ pub fn run(cmd: ProduceCmd) -> Result<()> {
         looped: common.looped,
         request_timeout,
         stop: Some(stop.clone()),
+        trace: common.trace,
     };
     let total = plan.total(opts.limit, opts.looped);
     let unit = plan.kind().unit();

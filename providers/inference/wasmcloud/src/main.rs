@@ -7,5 +7,7 @@ mod provider;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // logs to stderr (the host keeps them) and, when the host has an OTLP endpoint, spans
+    wasmcloud_provider_sdk::initialize_observability!("edgecell-inference", None::<&str>);
     provider::InferenceProvider::run().await
 }

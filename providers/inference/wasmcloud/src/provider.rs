@@ -4,6 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use edgecell_inference::{InferencePool, ModelRegistry};
+use tracing::Instrument as _;
 use tracing::info;
 use wasmcloud_provider_sdk::{get_connection, run_provider, Context, Provider, ProviderInitConfig};
 
@@ -72,32 +73,36 @@ impl Provider for InferenceProvider {
 }
 
 impl wit::Handler<Option<Context>> for InferenceProvider {
-    async fn list_models(&self, _cx: Option<Context>) -> anyhow::Result<Vec<wit::ModelInfo>> {
+    async fn list_models(&self, cx: Option<Context>) -> anyhow::Result<Vec<wit::ModelInfo>> {
+        let _span = edgecell_provider_common::invocation_span("inference.list-models", cx.as_ref()).entered();
         Ok(self.pool()?.list_models().into_iter().map(model_info).collect())
     }
 
-    async fn model_metadata(&self, _cx: Option<Context>, name: String) -> anyhow::Result<Result<wit::ModelInfo, wit::InferenceError>> {
+    async fn model_metadata(&self, cx: Option<Context>, name: String) -> anyhow::Result<Result<wit::ModelInfo, wit::InferenceError>> {
+        let _span = edgecell_provider_common::invocation_span("inference.model-metadata", cx.as_ref()).entered();
         Ok(self.pool()?.model_metadata(&name).map(model_info).map_err(inference_error))
     }
 
     async fn run(
         &self,
-        _cx: Option<Context>,
+        cx: Option<Context>,
         model: String,
         inputs: Vec<wit::Tensor>,
     ) -> anyhow::Result<Result<Vec<wit::Tensor>, wit::InferenceError>> {
-        self.run_one(model, inputs).await
+        let span = edgecell_provider_common::invocation_span("inference.run", cx.as_ref());
+        self.run_one(model, inputs).instrument(span).await
     }
 
     async fn run_batch(
         &self,
-        _cx: Option<Context>,
+        cx: Option<Context>,
         model: String,
         batch: Vec<Vec<wit::Tensor>>,
     ) -> anyhow::Result<Vec<Result<Vec<wit::Tensor>, wit::InferenceError>>> {
+        let span = edgecell_provider_common::invocation_span("inference.run-batch", cx.as_ref());
         let pool = self.pool()?;
         let batch = batch.into_iter().map(|inputs| inputs.into_iter().map(tensor_to_core).collect()).collect();
-        let out = tokio::task::spawn_blocking(move || pool.run_batch(&model, batch)).await.context("inference task failed")?;
+        let out = tokio::task::spawn_blocking(move || pool.run_batch(&model, batch)).instrument(span).await.context("inference task failed")?;
         Ok(out.into_iter().map(|r| r.map(|t| t.into_iter().map(tensor_to_wit).collect()).map_err(inference_error)).collect())
     }
 }

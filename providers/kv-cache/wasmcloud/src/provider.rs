@@ -110,6 +110,7 @@ type CacheResult<T> = anyhow::Result<Result<T, wit_cache::CacheError>>;
 
 impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
     async fn get(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<Option<wit_cache::Entry>> {
+        let _span = edgecell_provider_common::invocation_span("cache.get", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self.cache()?.get(&ks, &namespace, &key).map(|o| o.map(cache_entry)).map_err(cache_error))
     }
@@ -122,11 +123,13 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         value: bytes::Bytes,
         ttl_ms: Option<u64>,
     ) -> CacheResult<u64> {
+        let _span = edgecell_provider_common::invocation_span("cache.set", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self.cache()?.set(&ks, &namespace, &key, value.into(), ttl_ms).map_err(cache_error))
     }
 
     async fn delete(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<bool> {
+        let _span = edgecell_provider_common::invocation_span("cache.delete", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self.cache()?.delete(&ks, &namespace, &key).map_err(cache_error))
     }
@@ -140,6 +143,7 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         value: bytes::Bytes,
         ttl_ms: Option<u64>,
     ) -> CacheResult<wit_cache::CasOutcome> {
+        let _span = edgecell_provider_common::invocation_span("cache.compare-and-swap", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self.cache()?.compare_and_swap(&ks, &namespace, &key, expected, value.into(), ttl_ms).map(cache_cas).map_err(cache_error))
     }
@@ -152,11 +156,13 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         delta: i64,
         ttl_ms: Option<u64>,
     ) -> CacheResult<i64> {
+        let _span = edgecell_provider_common::invocation_span("cache.increment", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self.cache()?.increment(&ks, &namespace, &key, delta, ttl_ms).map_err(cache_error))
     }
 
     async fn get_many(&self, cx: Option<Context>, namespace: String, keys: Vec<String>) -> CacheResult<Vec<Option<wit_cache::Entry>>> {
+        let _span = edgecell_provider_common::invocation_span("cache.get-many", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         Ok(self
             .cache()?
@@ -172,6 +178,7 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         items: Vec<(String, bytes::Bytes)>,
         ttl_ms: Option<u64>,
     ) -> CacheResult<Vec<u64>> {
+        let _span = edgecell_provider_common::invocation_span("cache.set-many", cx.as_ref()).entered();
         let ks = self.keyspace(cx.as_ref())?;
         let items = items.into_iter().map(|(k, v)| (k, v.into())).collect();
         Ok(self.cache()?.set_many(&ks, &namespace, items, ttl_ms).map_err(cache_error))

@@ -90,26 +90,31 @@ impl Provider for MetricsProvider {
 type MetricsResult = anyhow::Result<Result<(), wit_metrics::MetricsError>>;
 
 impl wit_metrics::Handler<Option<Context>> for MetricsProvider {
-    async fn register(&self, _cx: Option<Context>, name: String, help: String, kind: wit_metrics::MetricKind) -> MetricsResult {
+    async fn register(&self, cx: Option<Context>, name: String, help: String, kind: wit_metrics::MetricKind) -> MetricsResult {
+        let _span = edgecell_provider_common::invocation_span("metrics.register", cx.as_ref()).entered();
         Ok(self.registry()?.register(&name, &help, metric_kind(kind)).map_err(metrics_error))
     }
 
     async fn counter_add(&self, cx: Option<Context>, name: String, labels: Vec<wit_metrics::Label>, delta: f64) -> MetricsResult {
+        let _span = edgecell_provider_common::invocation_span("metrics.counter-add", cx.as_ref()).entered();
         let own = self.caller_labels(cx.as_ref())?;
         Ok(self.registry()?.counter_add(&name, &metric_labels(labels), &own, delta).map_err(metrics_error))
     }
 
     async fn gauge_set(&self, cx: Option<Context>, name: String, labels: Vec<wit_metrics::Label>, value: f64) -> MetricsResult {
+        let _span = edgecell_provider_common::invocation_span("metrics.gauge-set", cx.as_ref()).entered();
         let own = self.caller_labels(cx.as_ref())?;
         Ok(self.registry()?.gauge_set(&name, &metric_labels(labels), &own, value).map_err(metrics_error))
     }
 
     async fn gauge_add(&self, cx: Option<Context>, name: String, labels: Vec<wit_metrics::Label>, delta: f64) -> MetricsResult {
+        let _span = edgecell_provider_common::invocation_span("metrics.gauge-add", cx.as_ref()).entered();
         let own = self.caller_labels(cx.as_ref())?;
         Ok(self.registry()?.gauge_add(&name, &metric_labels(labels), &own, delta).map_err(metrics_error))
     }
 
     async fn histogram_observe(&self, cx: Option<Context>, name: String, labels: Vec<wit_metrics::Label>, value: f64) -> MetricsResult {
+        let _span = edgecell_provider_common::invocation_span("metrics.histogram-observe", cx.as_ref()).entered();
         let own = self.caller_labels(cx.as_ref())?;
         Ok(self.registry()?.histogram_observe(&name, &metric_labels(labels), &own, value).map_err(metrics_error))
     }

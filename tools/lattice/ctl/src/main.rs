@@ -5,9 +5,11 @@
 //!   `file://` references against the manifest's directory (what `wash app deploy` does for
 //!   local manifests), then wait until wadm reports `deployed`
 //! - `status`, `undeploy`
+//! - `otlp-sink`: receive OTLP/HTTP traces on loopback and write one JSON line per span
 #![forbid(unsafe_code)]
 
 mod manifest;
+mod otlp_sink;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -84,6 +86,15 @@ enum Command {
         name: String,
         #[command(flatten)]
         lattice: Lattice,
+    },
+    /// Receive OTLP/HTTP trace exports (protobuf) on loopback; append one JSON line per span
+    OtlpSink {
+        /// Address to listen on (loopback; port 0 picks a free one, printed as `listening=`)
+        #[arg(long, default_value = "127.0.0.1:4318")]
+        listen: std::net::SocketAddr,
+        /// File the spans are appended to
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -192,5 +203,6 @@ async fn main() -> anyhow::Result<()> {
             println!("undeployed {name}");
             Ok(())
         }
+        Command::OtlpSink { listen, out } => tokio::task::spawn_blocking(move || otlp_sink::run(listen, &out)).await.context("the sink stopped")?,
     }
 }

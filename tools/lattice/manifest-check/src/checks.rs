@@ -14,6 +14,9 @@ use crate::wit::WitIndex;
 /// The image of the host's built-in NATS messaging provider.
 pub const BUILTIN_MESSAGING: &str = "wasmcloud+builtin://messaging-nats";
 
+/// The keys edgecell's messaging-nats provider reads from a link's config map.
+pub const EDGECELL_MESSAGING_CONFIG_KEYS: [&str; 3] = ["subscriptions", "cluster_uris", "max-concurrency"];
+
 /// The keys wasmCloud's NATS messaging configuration reads from a link's config map
 /// (`wasmcloud_core::messaging::ConnectionConfig::from_map`, wasmcloud-core 0.21.1, used by
 /// the wasmcloud-host 0.27.1 built-in provider and the messaging-nats provider alike).
@@ -548,7 +551,8 @@ fn normalize(p: &Path) -> PathBuf {
 /// reference (resolved against the manifest's directory at deploy time) to a build output
 /// inside the repository (`manifest_dir` relative to `repo_root`): components
 /// `build/components/*.wasm`, providers `build/providers/*.par.gz`; the host's built-in
-/// messaging provider is the only `wasmcloud+builtin://` image. The files themselves are build
+/// messaging provider (which a manifest may use instead of edgecell's) is the only
+/// `wasmcloud+builtin://` image. The files themselves are build
 /// outputs and are not required to exist.
 pub fn local_images(m: &Manifest, manifest_dir: &Path, repo_root: &Path) -> Vec<String> {
     let mut problems = Vec::new();
@@ -789,13 +793,17 @@ pub fn messaging_links(m: &Manifest) -> Vec<String> {
                 .collect()
         };
         let target_cfg: Vec<&ConfigProperty> = l.target.config.iter().collect();
+        // the provider end of the link decides which keys are read
+        let provider = if l.interfaces.iter().any(|i| i == "handler") { source.name.as_str() } else { l.target.name.as_str() };
+        let builtin = m.spec.components.iter().any(|c| c.name == provider && image(c) == Some(BUILTIN_MESSAGING));
+        let known: &[&str] = if builtin { &MESSAGING_CONFIG_KEYS } else { &EDGECELL_MESSAGING_CONFIG_KEYS };
         for (side, cfg) in [
             ("source", props(&source_cfg)),
             ("target", props(&target_cfg)),
         ] {
             for k in cfg
                 .keys()
-                .filter(|k| !MESSAGING_CONFIG_KEYS.contains(&k.as_str()))
+                .filter(|k| !known.contains(&k.as_str()))
             {
                 problems.push(format!(
                     "{at}: {side} config key `{k}` is not read by the NATS messaging provider"

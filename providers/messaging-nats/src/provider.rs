@@ -1,0 +1,242 @@
+//! wRPC bindings, NATS subscriptions, handlers and link hooks of the messaging provider.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use edgecell_provider_common::{inject_headers, invocation_span, span_from_headers};
+use futures::StreamExt as _;
+use tokio::task::JoinHandle;
+use tracing::{info, warn, Instrument as _, Span};
+use wasmcloud_provider_sdk::{get_connection, run_provider, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
+
+use crate::config::{self, LinkSettings};
+
+wit_bindgen_wrpc::generate!({
+    world: "messaging-nats-provider",
+    path: "../../wit",
+    generate_all,
+});
+
+use exports::wasmcloud::messaging::consumer as wit_consumer;
+use wasmcloud::messaging::handler as wit_handler;
+use wasmcloud::messaging::types::BrokerMessage;
+
+#[derive(Default)]
+struct State {
+    default_uris: RwLock<Vec<String>>,
+    /// One NATS connection per server list, shared by the links that name the same servers.
+    clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
+    /// The connection each linked component publishes on (consumer links).
+    publishers: RwLock<HashMap<String, async_nats::Client>>,
+    /// The subscription tasks of each handler link, by (component, link name).
+    subscriptions: std::sync::Mutex<HashMap<(String, String), Vec<JoinHandle<()>>>>,
+}
+
+/// The provider: subscribes for linked handlers, publishes for linked consumers.
+#[derive(Clone, Default)]
+pub struct MessagingProvider(Arc<State>);
+
+impl MessagingProvider {
+    pub async fn run() -> anyhow::Result<()> {
+        let provider = Self::default();
+        let shutdown = run_provider(provider.clone(), "edgecell-messaging-nats").await.context("failed to start provider")?;
+        let connection = get_connection();
+        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
+        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
+            .await
+            .context("failed to serve exports")
+    }
+
+    fn defaults(&self) -> Vec<String> {
+        let d = self.0.default_uris.read().unwrap_or_else(PoisonError::into_inner).clone();
+        if d.is_empty() {
+            vec![config::DEFAULT_URI.to_owned()]
+        } else {
+            d
+        }
+    }
+
+    async fn client(&self, uris: &[String]) -> anyhow::Result<async_nats::Client> {
+        let key = uris.join(",");
+        let mut clients = self.0.clients.lock().await;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let addrs = uris
+            .iter()
+            .map(|u| u.parse::<async_nats::ServerAddr>().with_context(|| format!("bad NATS URL {u}")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let client = async_nats::ConnectOptions::new()
+            .name("edgecell-messaging-nats")
+            .connect(addrs)
+            .await
+            .with_context(|| format!("failed to connect to {key}"))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    async fn publisher(&self, cx: Option<&Context>) -> anyhow::Result<async_nats::Client> {
+        let linked = cx
+            .and_then(|c| c.component.as_deref())
+            .and_then(|source| self.0.publishers.read().unwrap_or_else(PoisonError::into_inner).get(source).cloned());
+        match linked {
+            Some(c) => Ok(c),
+            None => self.client(&self.defaults()).await,
+        }
+    }
+
+    fn stop_subscriptions(&self, key: &(String, String)) {
+        let tasks = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
+        for t in tasks.into_iter().flatten() {
+            t.abort();
+        }
+    }
+}
+
+/// Delivers one message to the component: a span that continues the producer's trace (if its
+/// headers carry one) around a wRPC call that hands the trace on to the host.
+async fn deliver(wrpc: wasmcloud_provider_sdk::provider::WrpcClient, msg: async_nats::Message) {
+    let span = span_from_headers("messaging.handle-message", msg.subject.as_str(), msg.headers.as_ref());
+    async move {
+        let mut headers = async_nats::HeaderMap::new();
+        inject_headers(&Span::current(), &mut headers);
+        let m = BrokerMessage { subject: msg.subject.to_string(), body: msg.payload, reply_to: msg.reply.map(|r| r.to_string()) };
+        match wit_handler::handle_message(&wrpc, Some(headers), &m).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, subject = m.subject, "component failed to handle message"),
+            Err(e) => warn!(error = %format!("{e:#}"), subject = m.subject, "failed to call component"),
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+async fn subscribe(
+    client: &async_nats::Client,
+    settings: &LinkSettings,
+    wrpc: &wasmcloud_provider_sdk::provider::WrpcClient,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency));
+    let mut tasks = Vec::new();
+    for s in &settings.subscriptions {
+        let mut sub = match &s.queue {
+            Some(q) => client.queue_subscribe(s.subject.clone(), q.clone()).await,
+            None => client.subscribe(s.subject.clone()).await,
+        }
+        .with_context(|| format!("failed to subscribe to {}", s.subject))?;
+        let (wrpc, permits) = (wrpc.clone(), Arc::clone(&permits));
+        tasks.push(tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
+                let wrpc = wrpc.clone();
+                tokio::spawn(async move {
+                    deliver(wrpc, msg).await;
+                    drop(permit);
+                });
+            }
+        }));
+    }
+    Ok(tasks)
+}
+
+impl Provider for MessagingProvider {
+    async fn init(&self, init: impl ProviderInitConfig) -> anyhow::Result<()> {
+        let uris = config::default_uris(init.get_config()).context("invalid messaging configuration")?;
+        info!(provider_id = init.get_provider_id(), uris = ?uris, "messaging provider starting");
+        *self.0.default_uris.write().unwrap_or_else(PoisonError::into_inner) = uris;
+        Ok(())
+    }
+
+    /// provider → component (`wasmcloud:messaging/handler`): subscribe for it.
+    async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let settings = config::link_settings(link.config, &self.defaults()).context("invalid link configuration")?;
+        let client = self.client(&settings.uris).await?;
+        let wrpc = get_connection().get_wrpc_client(link.target_id).await.context("failed to create wRPC client")?;
+        let key = (link.target_id.to_owned(), link.link_name.to_owned());
+        self.stop_subscriptions(&key);
+        let tasks = subscribe(&client, &settings, &wrpc).await?;
+        info!(target = link.target_id, link = link.link_name, subscriptions = ?settings.subscriptions, "handler linked");
+        self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, tasks);
+        Ok(())
+    }
+
+    /// component → provider (`wasmcloud:messaging/consumer`): the servers it publishes to.
+    async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
+        let settings = config::link_settings(link.config, &self.defaults()).context("invalid link configuration")?;
+        let client = self.client(&settings.uris).await?;
+        info!(source = link.source_id, uris = ?settings.uris, "consumer linked");
+        self.0.publishers.write().unwrap_or_else(PoisonError::into_inner).insert(link.source_id.to_owned(), client);
+        Ok(())
+    }
+
+    async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.stop_subscriptions(&(info.get_target_id().to_owned(), info.get_link_name().to_owned()));
+        Ok(())
+    }
+
+    async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        self.0.publishers.write().unwrap_or_else(PoisonError::into_inner).remove(info.get_source_id());
+        Ok(())
+    }
+
+    async fn shutdown(&self) -> anyhow::Result<()> {
+        let all: Vec<_> = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
+        for t in all.into_iter().flat_map(|(_, tasks)| tasks) {
+            t.abort();
+        }
+        let clients: Vec<_> = self.0.clients.lock().await.drain().map(|(_, c)| c).collect();
+        for c in clients {
+            // what components published must reach the server before the process ends
+            let _ = c.flush().await;
+        }
+        info!("messaging provider stopping");
+        Ok(())
+    }
+}
+
+type Outcome<T> = anyhow::Result<Result<T, String>>;
+
+impl wit_consumer::Handler<Option<Context>> for MessagingProvider {
+    async fn request(&self, cx: Option<Context>, subject: String, body: bytes::Bytes, timeout_ms: u32) -> Outcome<BrokerMessage> {
+        let span = invocation_span("messaging.request", cx.as_ref());
+        let client = match self.publisher(cx.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("{e:#}"))),
+        };
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            inject_headers(&Span::current(), &mut headers);
+            let request = async_nats::Request::new()
+                .payload(body)
+                .headers(headers)
+                .timeout(Some(Duration::from_millis(u64::from(timeout_ms))));
+            Ok(match client.send_request(subject, request).await {
+                Ok(m) => Ok(BrokerMessage { subject: m.subject.to_string(), body: m.payload, reply_to: m.reply.map(|r| r.to_string()) }),
+                Err(e) => Err(e.to_string()),
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn publish(&self, cx: Option<Context>, msg: BrokerMessage) -> Outcome<()> {
+        let span = invocation_span("messaging.publish", cx.as_ref());
+        let client = match self.publisher(cx.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(format!("{e:#}"))),
+        };
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            inject_headers(&Span::current(), &mut headers);
+            let sent = match msg.reply_to {
+                Some(reply) => client.publish_with_reply_and_headers(msg.subject, reply, headers, msg.body).await,
+                None => client.publish_with_headers(msg.subject, headers, msg.body).await,
+            };
+            Ok(sent.map_err(|e| e.to_string()))
+        }
+        .instrument(span)
+        .await
+    }
+}
