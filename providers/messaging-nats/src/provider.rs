@@ -23,6 +23,9 @@ use exports::wasmcloud::messaging::consumer as wit_consumer;
 use wasmcloud::messaging::handler as wit_handler;
 use wasmcloud::messaging::types::BrokerMessage;
 
+/// A handler link: the component it delivers to and the link's name.
+type LinkKey = (String, String);
+
 #[derive(Default)]
 struct State {
     default_uris: RwLock<Vec<String>>,
@@ -31,7 +34,7 @@ struct State {
     /// The connection each linked component publishes on (consumer links).
     publishers: RwLock<HashMap<String, async_nats::Client>>,
     /// The subscription tasks of each handler link, by (component, link name).
-    subscriptions: std::sync::Mutex<HashMap<(String, String), Vec<JoinHandle<()>>>>,
+    subscriptions: std::sync::Mutex<HashMap<LinkKey, Vec<JoinHandle<()>>>>,
 }
 
 /// The provider: subscribes for linked handlers, publishes for linked consumers.
@@ -87,7 +90,7 @@ impl MessagingProvider {
         }
     }
 
-    fn stop_subscriptions(&self, key: &(String, String)) {
+    fn stop_subscriptions(&self, key: &LinkKey) {
         let tasks = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
         for t in tasks.into_iter().flatten() {
             t.abort();
