@@ -39,7 +39,10 @@ up)
     start wadm "$BIN/edgecell-lattice-wadm" --nats-server "127.0.0.1:$PORT"
     labels=()
     while read -r l; do [[ -n "$l" && "$l" != \#* ]] && labels+=(--label "$l"); done < <(grep -v '^\s*#' manifests/hosts/edge.env 2>/dev/null || printf 'tier=edge\nregion=local\n')
-    TMPDIR="$PWD/$RUN/tmp" start host "$BIN/edgecell-lattice-host" --nats-url "$URL" --allow-file-load "${labels[@]}"
+    # EDGECELL_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces: the host and its providers export spans
+    otlp=()
+    if [ -n "${EDGECELL_OTLP_ENDPOINT:-}" ]; then otlp=(--otlp-endpoint "$EDGECELL_OTLP_ENDPOINT"); fi
+    TMPDIR="$PWD/$RUN/tmp" start host "$BIN/edgecell-lattice-host" --nats-url "$URL" --allow-file-load "${labels[@]}" "${otlp[@]}"
     echo "lattice up on $URL; next: make deploy (then make down)"
     ;;
 down)
