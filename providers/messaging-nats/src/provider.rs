@@ -9,7 +9,7 @@ use edgecell_provider_common::{inject_headers, invocation_span, span_from_header
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
 use tracing::{info, warn, Instrument as _, Span};
-use wasmcloud_provider_sdk::{get_connection, run_provider, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
 use crate::config::{self, LinkSettings};
 
@@ -43,13 +43,7 @@ pub struct MessagingProvider(Arc<State>);
 
 impl MessagingProvider {
     pub async fn run() -> anyhow::Result<()> {
-        let provider = Self::default();
-        let shutdown = run_provider(provider.clone(), "edgecell-messaging-nats").await.context("failed to start provider")?;
-        let connection = get_connection();
-        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
-        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
-            .await
-            .context("failed to serve exports")
+        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-messaging-nats", serve)
     }
 
     fn defaults(&self) -> Vec<String> {
@@ -156,7 +150,7 @@ impl Provider for MessagingProvider {
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let settings = config::link_settings(link.config, &self.defaults()).context("invalid link configuration")?;
         let client = self.client(&settings.uris).await?;
-        let wrpc = get_connection().get_wrpc_client(link.target_id).await.context("failed to create wRPC client")?;
+        let wrpc = wasmcloud_provider_sdk::get_connection().get_wrpc_client(link.target_id).await.context("failed to create wRPC client")?;
         let key = (link.target_id.to_owned(), link.link_name.to_owned());
         self.stop_subscriptions(&key);
         let tasks = subscribe(&client, &settings, &wrpc).await?;
@@ -201,45 +195,40 @@ impl Provider for MessagingProvider {
 
 type Outcome<T> = anyhow::Result<Result<T, String>>;
 
+impl MessagingProvider {
+    /// The caller's connection, and headers carrying the trace of `span` (the call's span).
+    async fn outgoing(&self, cx: Option<&Context>, span: &Span) -> Result<(async_nats::Client, async_nats::HeaderMap), String> {
+        let client = self.publisher(cx).await.map_err(|e| format!("{e:#}"))?;
+        let mut headers = async_nats::HeaderMap::new();
+        inject_headers(span, &mut headers);
+        Ok((client, headers))
+    }
+}
+
 impl wit_consumer::Handler<Option<Context>> for MessagingProvider {
     async fn request(&self, cx: Option<Context>, subject: String, body: bytes::Bytes, timeout_ms: u32) -> Outcome<BrokerMessage> {
         let span = invocation_span("messaging.request", cx.as_ref());
-        let client = match self.publisher(cx.as_ref()).await {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("{e:#}"))),
+        let (client, headers) = match self.outgoing(cx.as_ref(), &span).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
         };
-        async move {
-            let mut headers = async_nats::HeaderMap::new();
-            inject_headers(&Span::current(), &mut headers);
-            let request = async_nats::Request::new()
-                .payload(body)
-                .headers(headers)
-                .timeout(Some(Duration::from_millis(u64::from(timeout_ms))));
-            Ok(match client.send_request(subject, request).await {
-                Ok(m) => Ok(BrokerMessage { subject: m.subject.to_string(), body: m.payload, reply_to: m.reply.map(|r| r.to_string()) }),
-                Err(e) => Err(e.to_string()),
-            })
-        }
-        .instrument(span)
-        .await
+        let request = async_nats::Request::new().payload(body).headers(headers).timeout(Some(Duration::from_millis(u64::from(timeout_ms))));
+        Ok(match client.send_request(subject, request).instrument(span).await {
+            Ok(m) => Ok(BrokerMessage { subject: m.subject.to_string(), body: m.payload, reply_to: m.reply.map(|r| r.to_string()) }),
+            Err(e) => Err(e.to_string()),
+        })
     }
 
     async fn publish(&self, cx: Option<Context>, msg: BrokerMessage) -> Outcome<()> {
         let span = invocation_span("messaging.publish", cx.as_ref());
-        let client = match self.publisher(cx.as_ref()).await {
-            Ok(c) => c,
-            Err(e) => return Ok(Err(format!("{e:#}"))),
+        let (client, headers) = match self.outgoing(cx.as_ref(), &span).await {
+            Ok(o) => o,
+            Err(e) => return Ok(Err(e)),
         };
-        async move {
-            let mut headers = async_nats::HeaderMap::new();
-            inject_headers(&Span::current(), &mut headers);
-            let sent = match msg.reply_to {
-                Some(reply) => client.publish_with_reply_and_headers(msg.subject, reply, headers, msg.body).await,
-                None => client.publish_with_headers(msg.subject, headers, msg.body).await,
-            };
-            Ok(sent.map_err(|e| e.to_string()))
-        }
-        .instrument(span)
-        .await
+        let sent = match msg.reply_to {
+            Some(reply) => client.publish_with_reply_and_headers(msg.subject, reply, headers, msg.body).instrument(span).await,
+            None => client.publish_with_headers(msg.subject, headers, msg.body).instrument(span).await,
+        };
+        Ok(sent.map_err(|e| e.to_string()))
     }
 }

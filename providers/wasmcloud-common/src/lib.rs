@@ -88,6 +88,33 @@ pub fn inject_headers(span: &tracing::Span, headers: &mut async_nats::HeaderMap)
     TraceContextPropagator::new().inject_context(&span.context(), &mut NatsInjector(headers));
 }
 
+/// Runs a provider to the end: the host handshake (`run_provider`), then its wRPC exports
+/// until the host shuts it down. `$serve` is the `serve` function wit-bindgen-wrpc generated
+/// for the provider's world; the optional `$connected` runs once, after initialisation, with
+/// the provider and its lattice connection. Expands to an `anyhow::Result<()>` expression, for
+/// use inside an `async fn`.
+#[macro_export]
+macro_rules! run_and_serve {
+    ($provider:expr, $name:expr, $serve:path) => {
+        $crate::run_and_serve!($provider, $name, $serve, |_, _| {})
+    };
+    ($provider:expr, $name:expr, $serve:path, $connected:expr) => {
+        async {
+            use ::wasmcloud_provider_sdk::anyhow::Context as _;
+            let provider = $provider;
+            let shutdown =
+                ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name).await.context("failed to start provider")?;
+            let connection = ::wasmcloud_provider_sdk::get_connection();
+            ($connected)(&provider, connection);
+            let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
+            ::wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, $serve)
+                .await
+                .context("failed to serve exports")
+        }
+        .await
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use edgecell_inference::{InferencePool, ModelRegistry};
 use tracing::Instrument as _;
 use tracing::info;
-use wasmcloud_provider_sdk::{get_connection, run_provider, Context, Provider, ProviderInitConfig};
+use wasmcloud_provider_sdk::{Context, Provider, ProviderInitConfig};
 
 use crate::config::ProviderConfig;
 
@@ -26,13 +26,7 @@ pub struct InferenceProvider(Arc<OnceLock<Arc<InferencePool>>>);
 
 impl InferenceProvider {
     pub async fn run() -> anyhow::Result<()> {
-        let provider = Self::default();
-        let shutdown = run_provider(provider.clone(), "edgecell-inference").await.context("failed to start provider")?;
-        let connection = get_connection();
-        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
-        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
-            .await
-            .context("failed to serve exports")
+        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-inference", serve)
     }
 
     fn pool(&self) -> anyhow::Result<Arc<InferencePool>> {

@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use edgecell_kv_cache::Cache;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use wasmcloud_provider_sdk::{get_connection, run_provider, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
+use wasmcloud_provider_sdk::provider::ProviderConnection;
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
 use crate::config::{self, ProviderConfig};
 
@@ -36,24 +37,20 @@ pub struct KvCacheProvider(Arc<State>);
 
 impl KvCacheProvider {
     pub async fn run() -> anyhow::Result<()> {
-        let provider = Self::default();
-        let shutdown = run_provider(provider.clone(), "edgecell-kv-cache").await.context("failed to start provider")?;
-        let connection = get_connection();
-        if let (Some(prefix), Some(cache)) =
-            (provider.0.config.get().and_then(|c| c.ingest_prefix.clone()), provider.0.cache.get().cloned())
-        {
-            let nats = Arc::clone(&connection.nats);
-            let task = tokio::spawn(async move {
-                if let Err(e) = crate::ingest::serve(nats, cache, prefix).await {
-                    warn!(error = %e, "cache put subscription failed");
-                }
-            });
-            *provider.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
-        }
-        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
-        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
-            .await
-            .context("failed to serve exports")
+        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-kv-cache", serve, |provider: &Self, connection: &ProviderConnection| {
+            // producers' puts over NATS (frames by handle), if configured
+            if let (Some(prefix), Some(cache)) =
+                (provider.0.config.get().and_then(|c| c.ingest_prefix.clone()), provider.0.cache.get().cloned())
+            {
+                let nats = Arc::clone(&connection.nats);
+                let task = tokio::spawn(async move {
+                    if let Err(e) = crate::ingest::serve(nats, cache, prefix).await {
+                        warn!(error = %e, "cache put subscription failed");
+                    }
+                });
+                *provider.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(task);
+            }
+        })
     }
 
     fn cache(&self) -> anyhow::Result<&Arc<Cache>> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock};
 use anyhow::Context as _;
 use edgecell_metrics::{MetricsServer, Registry};
 use tracing::info;
-use wasmcloud_provider_sdk::{get_connection, run_provider, Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
+use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
 use crate::config::{self, ProviderConfig};
 
@@ -34,13 +34,7 @@ pub struct MetricsProvider(Arc<State>);
 
 impl MetricsProvider {
     pub async fn run() -> anyhow::Result<()> {
-        let provider = Self::default();
-        let shutdown = run_provider(provider.clone(), "edgecell-metrics").await.context("failed to start provider")?;
-        let connection = get_connection();
-        let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
-        wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, serve)
-            .await
-            .context("failed to serve exports")
+        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-metrics", serve)
     }
 
     fn registry(&self) -> anyhow::Result<&Arc<Registry>> {
