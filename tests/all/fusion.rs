@@ -119,6 +119,20 @@ fn test2_bag_through_the_message_handler_lands_within_the_published_tolerance() 
     assert!(inst.handle_message(&junk).unwrap().unwrap_err().contains("not a sensor envelope"));
     let other = BrokerMessage { subject: "edgecell.video.in".into(), body: vec![], reply_to: None };
     assert!(inst.handle_message(&other).unwrap().is_err());
+    assert!(h.bus.drain().is_empty(), "no reply subject, nothing published");
+    // a request gets its error as the reply instead of waiting for a timeout
+    let asked = BrokerMessage { reply_to: Some("inbox.7".into()), ..junk };
+    let err = inst.handle_message(&asked).unwrap().unwrap_err();
+    let replies = h.bus.drain();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].subject, "inbox.7");
+    let body: serde_json::Value = serde_json::from_slice(&replies[0].body).unwrap();
+    assert_eq!(body["error"], err.as_str());
+    // so does a repeated (already fused) measurement
+    let again = BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(envelopes.last().unwrap()).unwrap(), reply_to: Some("inbox.8".into()) };
+    let err = inst.handle_message(&again).unwrap().unwrap_err();
+    let replies = h.bus.drain();
+    assert_eq!((replies.len(), replies[0].subject.as_str()), (1, "inbox.8"), "{err}");
     assert!(!inst.is_poisoned());
 }
 

@@ -498,34 +498,49 @@ fn site(subject: &str) -> &str {
     subject.rsplit('.').next().unwrap_or("default")
 }
 
+/// A requester gets a failure as `{"error": "…"}` on its reply subject instead of waiting
+/// for its timeout; the error is still returned, for the host to log.
+fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Result<(), String> {
+    if let (Err(e), Some(subject)) = (&outcome, reply_to) {
+        let body = serde_json::json!({ "error": e }).to_string().into_bytes();
+        let _ = consumer::publish(&BrokerMessage { subject, body, reply_to: None });
+    }
+    outcome
+}
+
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
-        let s = msg.subject.as_str();
-        if s.starts_with("edgecell.sensors.in.") {
-            let env: SensorEnvelope = serde_json::from_slice(&msg.body).map_err(|e| format!("not a sensor envelope: {e}"))?;
-            let (_, state) = process(&env.filter, &env.sensor, &env.message, true).map_err(|e| format!("{e:?}"))?;
-            let state = state.ok_or_else(|| "no state to publish".to_owned())?;
-            let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
-            reply(&msg, format!("edgecell.fusion.state.{}", env.filter), body)
-        } else if s.starts_with("edgecell.iot.in.") {
-            let readings: Vec<Reading> = serde_json::from_slice(&msg.body).map_err(|e| format!("not a list of readings: {e}"))?;
-            let out = iot_ingest(&readings, false).map_err(|e| e.to_string())?;
-            if out.is_empty() && msg.reply_to.is_none() {
-                return Ok(());
-            }
-            let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
-            reply(&msg, format!("edgecell.iot.out.{}", site(s)), body)
-        } else if s.starts_with("edgecell.tracks.in.") {
-            let scan: ScanMessage = serde_json::from_slice(&msg.body).map_err(|e| format!("not a scan: {e}"))?;
-            let tracks = tracker_step(&scan.tracker, scan.time, &scan.detections).map_err(|e| e.to_string())?;
-            let body = serde_json::to_vec(
-                &tracks.iter().map(|t| serde_json::json!({"id": t.track_id, "x": t.x, "y": t.y, "vx": t.vx, "vy": t.vy})).collect::<Vec<_>>(),
-            )
-            .map_err(|e| e.to_string())?;
-            reply(&msg, format!("edgecell.tracks.out.{}", scan.tracker), body)
-        } else {
-            Err(format!("sensor-fusion does not handle subject {s}"))
+        let reply_to = msg.reply_to.clone();
+        answer_errors(reply_to, handle(&msg))
+    }
+}
+
+fn handle(msg: &BrokerMessage) -> Result<(), String> {
+    let s = msg.subject.as_str();
+    if s.starts_with("edgecell.sensors.in.") {
+        let env: SensorEnvelope = serde_json::from_slice(&msg.body).map_err(|e| format!("not a sensor envelope: {e}"))?;
+        let (_, state) = process(&env.filter, &env.sensor, &env.message, true).map_err(|e| format!("{e:?}"))?;
+        let state = state.ok_or_else(|| "no state to publish".to_owned())?;
+        let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+        reply(msg, format!("edgecell.fusion.state.{}", env.filter), body)
+    } else if s.starts_with("edgecell.iot.in.") {
+        let readings: Vec<Reading> = serde_json::from_slice(&msg.body).map_err(|e| format!("not a list of readings: {e}"))?;
+        let out = iot_ingest(&readings, false).map_err(|e| e.to_string())?;
+        if out.is_empty() && msg.reply_to.is_none() {
+            return Ok(());
         }
+        let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
+        reply(msg, format!("edgecell.iot.out.{}", site(s)), body)
+    } else if s.starts_with("edgecell.tracks.in.") {
+        let scan: ScanMessage = serde_json::from_slice(&msg.body).map_err(|e| format!("not a scan: {e}"))?;
+        let tracks = tracker_step(&scan.tracker, scan.time, &scan.detections).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(
+            &tracks.iter().map(|t| serde_json::json!({"id": t.track_id, "x": t.x, "y": t.y, "vx": t.vx, "vy": t.vy})).collect::<Vec<_>>(),
+        )
+        .map_err(|e| e.to_string())?;
+        reply(msg, format!("edgecell.tracks.out.{}", scan.tracker), body)
+    } else {
+        Err(format!("sensor-fusion does not handle subject {s}"))
     }
 }
 

@@ -472,38 +472,53 @@ fn message_error(e: &V2xError) -> String {
     format!("{}: {e}", error_kind(e))
 }
 
+/// A requester gets a failure as `{"error": "…"}` on its reply subject instead of waiting
+/// for its timeout; the error is still returned, for the host to log.
+fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Result<(), String> {
+    if let (Err(e), Some(subject)) = (&outcome, reply_to) {
+        let body = serde_json::json!({ "error": e }).to_string().into_bytes();
+        let _ = consumer::publish(&BrokerMessage { subject, body, reply_to: None });
+    }
+    outcome
+}
+
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
-        let BrokerMessage { subject, body, reply_to } = msg;
-        let Some(region) = subject.strip_prefix(IN_PREFIX).filter(|r| !r.is_empty()) else {
-            return Err(format!("v2x-validator does not handle subject {subject}"));
-        };
-        let outcome = if body.first() == Some(&b'{') {
-            validate_veremi_line(&body)
-        } else {
-            let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
-            validate_bytes(MessageFormat::Uper, &body, &ctx).map(Some)
-        };
-        let validation = match outcome {
-            Ok(Some(v)) => v,
-            Ok(None) => {
-                // a receiver fix (VeReMi type 2): nothing to judge; answer a request anyway
-                if let Some(reply) = reply_to {
-                    publish(reply, br#"{"type":2,"ego":"updated"}"#.to_vec())?;
-                }
-                return Ok(());
-            }
-            Err(e) => return Err(message_error(&e)),
-        };
-        let verdict = serde_json::to_vec(&validation).map_err(|e| format!("encoding the verdict: {e}"))?;
-        publish(reply_to.unwrap_or_else(|| format!("edgecell.v2x.verdict.{region}")), verdict)?;
-        let reporter = STATE.with(|s| s.borrow().as_ref().map_or(0, |s| s.reporter_id));
-        if let Some(report) = validation.report(reporter, now_ns()) {
-            let body = serde_json::to_vec(&report).map_err(|e| format!("encoding the report: {e}"))?;
-            publish(format!("edgecell.v2x.report.{region}"), body)?;
-        }
-        Ok(())
+        let reply_to = msg.reply_to.clone();
+        answer_errors(reply_to, handle(msg))
     }
+}
+
+fn handle(msg: BrokerMessage) -> Result<(), String> {
+    let BrokerMessage { subject, body, reply_to } = msg;
+    let Some(region) = subject.strip_prefix(IN_PREFIX).filter(|r| !r.is_empty()) else {
+        return Err(format!("v2x-validator does not handle subject {subject}"));
+    };
+    let outcome = if body.first() == Some(&b'{') {
+        validate_veremi_line(&body)
+    } else {
+        let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
+        validate_bytes(MessageFormat::Uper, &body, &ctx).map(Some)
+    };
+    let validation = match outcome {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            // a receiver fix (VeReMi type 2): nothing to judge; answer a request anyway
+            if let Some(reply) = reply_to {
+                publish(reply, br#"{"type":2,"ego":"updated"}"#.to_vec())?;
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(message_error(&e)),
+    };
+    let verdict = serde_json::to_vec(&validation).map_err(|e| format!("encoding the verdict: {e}"))?;
+    publish(reply_to.unwrap_or_else(|| format!("edgecell.v2x.verdict.{region}")), verdict)?;
+    let reporter = STATE.with(|s| s.borrow().as_ref().map_or(0, |s| s.reporter_id));
+    if let Some(report) = validation.report(reporter, now_ns()) {
+        let body = serde_json::to_vec(&report).map_err(|e| format!("encoding the report: {e}"))?;
+        publish(format!("edgecell.v2x.report.{region}"), body)?;
+    }
+    Ok(())
 }
 
 // `export!` emits the ABI entry points, which are `unsafe extern` functions.

@@ -405,53 +405,68 @@ impl wit::Guest for Actor {
     }
 }
 
+/// A requester gets a failure as `{"error": "…"}` on its reply subject instead of waiting
+/// for its timeout; the error is still returned, for the host to log.
+fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Result<(), String> {
+    if let (Err(e), Some(subject)) = (&outcome, reply_to) {
+        let body = serde_json::json!({ "error": e }).to_string().into_bytes();
+        let _ = consumer::publish(&BrokerMessage { subject, body, reply_to: None });
+    }
+    outcome
+}
+
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
-        if !msg.subject.starts_with("edgecell.video.frames.") {
-            return Err(format!("video-analytics does not handle subject {}", msg.subject));
-        }
-        let r: FrameRef = serde_json::from_slice(&msg.body).map_err(|e| format!("not a frame reference: {e}"))?;
-        let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
-        let (result, out_of_order) = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
-        let events: Vec<serde_json::Value> = result
-            .events
-            .iter()
-            .map(|e| {
-                serde_json::json!({
-                    "kind": match e.kind {
-                        wit::EventKind::Entered => "entered",
-                        wit::EventKind::Left => "left",
-                        wit::EventKind::Crossed => "crossed",
-                    },
-                    "track_id": e.track_id,
-                    "class": e.class_name,
-                    "region": e.region,
-                    "direction": e.direction.map(|d| match d {
-                        wit::Direction::Forward => "forward",
-                        wit::Direction::Backward => "backward",
-                    }),
-                    "timestamp_ns": e.timestamp,
-                    "dwell_ms": e.dwell_ms,
-                    "sequence": r.sequence,
-                })
-            })
-            .collect();
-        if !events.is_empty() {
-            let body = serde_json::to_vec(&events).map_err(|e| e.to_string())?;
-            consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{}", r.stream), body, reply_to: None })?;
-        }
-        let summary = FrameSummary {
-            stream: r.stream.clone(),
-            sequence: r.sequence,
-            detections: result.detections.len(),
-            tracks: result.tracks.iter().map(|t| (t.track_id, t.class_name.clone())).collect(),
-            events: result.events.len(),
-            out_of_order,
-        };
-        let body = serde_json::to_vec(&summary).map_err(|e| e.to_string())?;
-        let subject = msg.reply_to.unwrap_or_else(|| format!("edgecell.video.results.{}", r.stream));
-        consumer::publish(&BrokerMessage { subject, body, reply_to: None })
+        let reply_to = msg.reply_to.clone();
+        answer_errors(reply_to, handle(msg))
     }
+}
+
+fn handle(msg: BrokerMessage) -> Result<(), String> {
+    if !msg.subject.starts_with("edgecell.video.frames.") {
+        return Err(format!("video-analytics does not handle subject {}", msg.subject));
+    }
+    let r: FrameRef = serde_json::from_slice(&msg.body).map_err(|e| format!("not a frame reference: {e}"))?;
+    let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
+    let (result, out_of_order) = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
+    let events: Vec<serde_json::Value> = result
+        .events
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "kind": match e.kind {
+                    wit::EventKind::Entered => "entered",
+                    wit::EventKind::Left => "left",
+                    wit::EventKind::Crossed => "crossed",
+                },
+                "track_id": e.track_id,
+                "class": e.class_name,
+                "region": e.region,
+                "direction": e.direction.map(|d| match d {
+                    wit::Direction::Forward => "forward",
+                    wit::Direction::Backward => "backward",
+                }),
+                "timestamp_ns": e.timestamp,
+                "dwell_ms": e.dwell_ms,
+                "sequence": r.sequence,
+            })
+        })
+        .collect();
+    if !events.is_empty() {
+        let body = serde_json::to_vec(&events).map_err(|e| e.to_string())?;
+        consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{}", r.stream), body, reply_to: None })?;
+    }
+    let summary = FrameSummary {
+        stream: r.stream.clone(),
+        sequence: r.sequence,
+        detections: result.detections.len(),
+        tracks: result.tracks.iter().map(|t| (t.track_id, t.class_name.clone())).collect(),
+        events: result.events.len(),
+        out_of_order,
+    };
+    let body = serde_json::to_vec(&summary).map_err(|e| e.to_string())?;
+    let subject = msg.reply_to.unwrap_or_else(|| format!("edgecell.video.results.{}", r.stream));
+    consumer::publish(&BrokerMessage { subject, body, reply_to: None })
 }
 
 // `export!` emits the ABI entry points, which are `unsafe extern` functions.
