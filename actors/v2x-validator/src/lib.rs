@@ -217,9 +217,33 @@ fn parse_frame(s: &str) -> Result<MapFrame, V2xError> {
     }
 }
 
+/// What a new instance needs from the cache before its first message — the stored
+/// configuration, the frame origin and the receiver state — read in one round trip (on a
+/// lattice every invocation is a new instance, and each cache call a wRPC call).
+#[derive(Default)]
+struct Stored {
+    config: Option<Vec<u8>>,
+    origin: Option<Vec<u8>>,
+    ego: Option<Vec<u8>>,
+}
+
+fn read_stored(ns: &str) -> Stored {
+    let keys = ["config", "origin", "ego"].map(str::to_owned);
+    match cache::get_many(ns, &keys) {
+        Ok(entries) => {
+            let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
+            Stored { config: values.next().flatten(), origin: values.next().flatten(), ego: values.next().flatten() }
+        }
+        Err(_) => {
+            store_error("get-many");
+            Stored::default()
+        }
+    }
+}
+
 /// Builds a validator from a TOML text (plus the `map` / `map-frame` config keys) over the
-/// cache-backed stores, restoring the frame origin and the receiver state from the cache.
-fn build(ns: &str, toml: &str) -> Result<State, V2xError> {
+/// cache-backed stores, restoring the frame origin and the receiver state read from the cache.
+fn build(ns: &str, toml: &str, stored: &Stored) -> Result<State, V2xError> {
     let cfg = Config::from_toml(toml)?;
     let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
     let history = KvHistory { ns: ns.to_owned(), keep_s, recent: RefCell::new(None) };
@@ -233,14 +257,14 @@ fn build(ns: &str, toml: &str) -> Result<State, V2xError> {
     let wgs84_map = has_map && v.config().map_frame == MapFrame::Wgs84;
     let mut origin_synced = wgs84_map;
     if !wgs84_map
-        && let Ok(Some(e)) = cache::get(ns, "origin")
-        && let Ok((lat, lon)) = serde_json::from_slice::<(f64, f64)>(&e.value)
+        && let Some(origin) = &stored.origin
+        && let Ok((lat, lon)) = serde_json::from_slice::<(f64, f64)>(origin)
     {
         v.set_origin(lat, lon);
         origin_synced = true;
     }
-    if let Ok(Some(e)) = cache::get(ns, "ego")
-        && let Ok((x, y, speed_mps, heading_deg)) = serde_json::from_slice::<(f64, f64, Option<f64>, Option<f64>)>(&e.value)
+    if let Some(ego) = &stored.ego
+        && let Ok((x, y, speed_mps, heading_deg)) = serde_json::from_slice::<(f64, f64, Option<f64>, Option<f64>)>(ego)
     {
         v.set_ego(Some(ReceiverState { position: Position::Local { x, y }, speed_mps, heading_deg, yaw_rate_dps: None }));
     }
@@ -249,11 +273,11 @@ fn build(ns: &str, toml: &str) -> Result<State, V2xError> {
 }
 
 /// The configuration text: what `configure` stored, else `wasi:config` `config`, else defaults.
-fn stored_config(ns: &str) -> String {
-    if let Ok(Some(e)) = cache::get(ns, "config") {
-        return String::from_utf8_lossy(&e.value).into_owned();
+fn config_text(stored: &Stored) -> String {
+    match &stored.config {
+        Some(text) => String::from_utf8_lossy(text).into_owned(),
+        None => config_value("config").unwrap_or_default(),
     }
-    config_value("config").unwrap_or_default()
 }
 
 fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, V2xError>) -> Result<R, V2xError> {
@@ -261,7 +285,8 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, V2xError>) -> Result<R,
         let mut s = s.borrow_mut();
         if s.is_none() {
             let ns = namespace();
-            *s = Some(build(&ns, &stored_config(&ns))?);
+            let stored = read_stored(&ns);
+            *s = Some(build(&ns, &config_text(&stored), &stored)?);
         }
         match s.as_mut() {
             Some(state) => f(state),
@@ -445,7 +470,7 @@ fn validate_wit(msg: &V2xMessage) -> Result<WitValidation, WitError> {
 impl wit::Guest for Actor {
     fn configure(config_toml: String) -> Result<(), WitError> {
         let ns = namespace();
-        let state = build(&ns, &config_toml).map_err(wit_err)?;
+        let state = build(&ns, &config_toml, &read_stored(&ns)).map_err(wit_err)?;
         cache::set(&ns, "config", config_toml.as_bytes(), None).map_err(|e| WitError::InvalidConfig(format!("storing the configuration: {e:?}")))?;
         STATE.with(|s| *s.borrow_mut() = Some(state));
         Ok(())
