@@ -19,7 +19,11 @@ export EDGECELL_LATTICE_BIN := $(LATTICE_BIN)
 # keeps OpenTelemetry traces whole (a drop-in for the host's built-in one)
 PROVIDERS := kv-cache metrics inference messaging-nats
 LATTICE_PACKAGES := edgecell-lattice-host edgecell-lattice-wadm edgecell-lattice-ctl edgecell-manifest-check $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
-LATTICE_TESTS := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
+# the same selection as the build (plus the library the providers share): cargo unifies features
+# over the packages selected, so any other set would compile the dependencies a second time
+LATTICE_TESTS := $(LATTICE_PACKAGES) edgecell-provider-common
+# linted: our tools and providers (not the two launchers, thin mains over the upstream crates)
+LATTICE_LINT := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
 LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
 .PHONY: setup components build run test lint bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
@@ -77,7 +81,7 @@ pin: lattice
 
 lint: components
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
-	$(LATTICE_CARGO) clippy --release --locked --all-targets $(addprefix -p ,$(LATTICE_TESTS)) -- -D warnings
+	$(LATTICE_CARGO) clippy --release --locked --all-targets $(addprefix -p ,$(LATTICE_LINT)) -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip2 --profile component $(addprefix -p ,$(COMPONENTS)) -- -D warnings
 
 bench: components
