@@ -26,7 +26,7 @@ LATTICE_TESTS := $(LATTICE_PACKAGES) edgecell-provider-common
 LATTICE_LINT := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
 LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
-.PHONY: setup components build run test lint bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
+.PHONY: setup components build run test lint lint-main lint-lattice lint-components bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
 
 setup:
 	@bash scripts/setup.sh
@@ -79,9 +79,17 @@ pin: lattice
 	  kv-cache=build/providers/edgecell-kv-cache.par.gz metrics=build/providers/edgecell-metrics.par.gz \
 	  inference=build/providers/edgecell-inference.par.gz nats-messaging=build/providers/edgecell-messaging-nats.par.gz
 
-lint: components
+# every lint; CI runs only lint-components (the other two re-check every dependency in check
+# mode, about 10 minutes on 2 cores, which a cold CI run cannot spare)
+lint: lint-components lint-main lint-lattice
+
+lint-main: components
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+
+lint-lattice:
 	$(LATTICE_CARGO) clippy --release --locked --all-targets $(addprefix -p ,$(LATTICE_LINT)) -- -D warnings
+
+lint-components: setup
 	$(CARGO) clippy --target wasm32-wasip2 --profile component $(addprefix -p ,$(COMPONENTS)) -- -D warnings
 
 bench: components
