@@ -41,10 +41,12 @@ run: build
 	$(TARGET_DIR)/release/edgecell run $(RUN_ARGS)
 
 # the lattice tests run after the others, one at a time: each starts NATS, wadm, a host and
-# three providers, which takes the whole of a 2-core machine
+# its providers, which takes the whole of a 2-core machine. Both steps select the whole
+# workspace: cargo unifies features over the packages selected, and `-p edgecell-tests` alone
+# would build wasmtime and others a second time.
 test: components lattice
 	$(CARGO) test --release --workspace -- --skip lattice::
-	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --test-threads=1
+	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release --workspace --tests -- lattice:: --test-threads=1
 	$(LATTICE_CARGO) test --release --locked $(addprefix -p ,$(LATTICE_TESTS))
 
 # the real lattice: host + wadm launchers, the three providers as .par.gz, components in build/
