@@ -97,19 +97,14 @@ fn bad_input_gets_typed_errors_and_the_filter_keeps_working() {
 #[test]
 fn test2_bag_through_the_message_handler_lands_within_the_published_tolerance() {
     let h = host(RuntimeConfig::default());
-    let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
-    s.config.insert("filter.jackal".into(), "robot-localization-test2".into());
-    let a = h.runtime.load_actor(s).unwrap();
+    let a = jackal_actor(&h, common::component("edgecell_sensor_fusion.wasm"));
     let mut inst = a.instantiate().unwrap();
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/fusion/test2.bag")).unwrap();
-    let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();
-    let envelopes = edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, "jackal").unwrap();
-    for e in &envelopes {
-        let msg = BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(e).unwrap(), reply_to: None };
-        inst.handle_message(&msg).unwrap().unwrap();
+    let msgs = test2_messages();
+    for msg in &msgs {
+        inst.handle_message(msg).unwrap().unwrap();
     }
     let published = h.bus.drain();
-    assert_eq!(published.len(), envelopes.len());
+    assert_eq!(published.len(), msgs.len());
     let last: edgecell_fusion::wire::StateMessage = serde_json::from_slice(&published.last().unwrap().body).unwrap();
     let p = last.state.pose;
     let err = ((p.x - 1.0206f64).powi(2) + (p.y - 3.4292f64).powi(2) + (p.z - 0.7419f64).powi(2)).sqrt();
@@ -129,7 +124,7 @@ fn test2_bag_through_the_message_handler_lands_within_the_published_tolerance() 
     let body: serde_json::Value = serde_json::from_slice(&replies[0].body).unwrap();
     assert_eq!(body["error"], err.as_str());
     // so does a repeated (already fused) measurement
-    let again = BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(envelopes.last().unwrap()).unwrap(), reply_to: Some("inbox.8".into()) };
+    let again = BrokerMessage { reply_to: Some("inbox.8".into()), ..msgs.last().unwrap().clone() };
     let err = inst.handle_message(&again).unwrap().unwrap_err();
     let replies = h.bus.drain();
     assert_eq!((replies.len(), replies[0].subject.as_str()), (1, "inbox.8"), "{err}");
@@ -195,11 +190,7 @@ const TEST2_TOLERANCE_M: f64 = 0.1383;
 fn test2_messages() -> Vec<BrokerMessage> {
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/fusion/test2.bag")).unwrap();
     let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();
-    edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, "jackal")
-        .unwrap()
-        .iter()
-        .map(|e| BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(e).unwrap(), reply_to: None })
-        .collect()
+    edgecell::produce::sensor_messages(&bytes, &cfg, "jackal").unwrap()
 }
 
 /// The sensor-fusion actor with `filter.jackal = robot-localization-test2`, from `path`.

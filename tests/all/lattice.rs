@@ -2,10 +2,10 @@
 //! wasmcloud-host 0.27.1 host, all built from the crate registry by tools/lattice and started
 //! here on 127.0.0.1 and free ports; `wadm/local.wadm.yaml` deployed through wadm; V2X, sensor
 //! and video messages published like a user's producer would; verdicts, fused states, video
-//! events and the metrics provider's `/metrics` checked; one message's OpenTelemetry trace
-//! followed from the producer through the messaging provider, the host and the capability
-//! providers to an OTLP receiver, and back in the verdict's headers; everything stopped by PID
-//! at the end.
+//! events and the metrics provider's `/metrics` checked; with tests/lattice/traced.wadm.yaml,
+//! one message's OpenTelemetry traces followed from the producer through the messaging
+//! provider, the host and the capability providers to an OTLP receiver, and on in the
+//! verdict's headers; everything stopped by PID at the end.
 //!
 //! Needs `make lattice` (binaries in `EDGECELL_LATTICE_BIN`, artifacts in `build/`). Without
 //! `EDGECELL_LATTICE_BIN` the tests say so and pass, unless `EDGECELL_REQUIRE_LATTICE=1` (set
@@ -190,18 +190,11 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
     })));
     if let Err(panic) = outcome {
         eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
-        if let Some(sink) = &lattice.traces {
-            let mut by_service = BTreeMap::<String, usize>::new();
-            for s in sink.spans() {
-                *by_service.entry(s["service"].to_string()).or_default() += 1;
-            }
-            eprintln!("--- spans received, by service ---\n{by_service:?}");
-        }
-        // EDGECELL_KEEP_LATTICE_LOGS=<dir>: keep the host, wadm and trace files of a failed run
+        // EDGECELL_KEEP_LATTICE_LOGS=<dir>: keep the host and wadm logs of a failed run
         if let Some(dir) = std::env::var_os("EDGECELL_KEEP_LATTICE_LOGS") {
             let dir = std::path::PathBuf::from(dir);
             let _ = std::fs::create_dir_all(&dir);
-            for name in ["host.log", "wadm.log", "spans.jsonl"] {
+            for name in ["host.log", "wadm.log"] {
                 let _ = std::fs::copy(lattice.tmp.path().join(name), dir.join(name));
             }
             eprintln!("logs kept in {}", dir.display());
@@ -242,6 +235,13 @@ fn a_producers_trace_is_continued_through_the_lattice_and_exported() {
     })));
     if let Err(panic) = outcome {
         eprintln!("--- host log (tail) ---\n{}", lattice.host.log_tail());
+        if let Some(sink) = &lattice.traces {
+            let mut by_service = BTreeMap::<String, usize>::new();
+            for s in sink.spans() {
+                *by_service.entry(s["service"].to_string()).or_default() += 1;
+            }
+            eprintln!("--- spans received, by service ---\n{by_service:?}");
+        }
         std::panic::resume_unwind(panic);
     }
     lattice.undeploy("edgecell-traced");

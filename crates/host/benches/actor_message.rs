@@ -33,11 +33,7 @@ fn component(file: &str) -> PathBuf {
 fn test2_messages() -> Vec<BrokerMessage> {
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fusion/test2.bag")).unwrap();
     let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();
-    edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, "jackal")
-        .unwrap()
-        .iter()
-        .map(|e| BrokerMessage { subject: "edgecell.sensors.in.jackal".into(), body: serde_json::to_vec(e).unwrap(), reply_to: None })
-        .collect()
+    edgecell::produce::sensor_messages(&bytes, &cfg, "jackal").unwrap()
 }
 
 /// A fresh host (empty cache) with the jackal-configured sensor-fusion actor.

@@ -307,6 +307,29 @@ impl Default for ProduceOptions {
     }
 }
 
+/// Where sensor envelopes for filter `filter` go: `edgecell.sensors.in.<filter>`.
+fn sensor_subject(filter: &str) -> String {
+    format!("edgecell.sensors.in.{filter}")
+}
+
+/// A bag's sensor envelopes for filter `filter` (localizer config `cfg`) as the messages the
+/// sensor-fusion actor's handler receives: what `edgecell produce sensors` publishes in one
+/// pass, for feeding an actor without NATS (the main job, tests, benchmarks).
+///
+/// # Errors
+/// An invalid filter token, an unreadable bag, or an envelope that cannot be encoded.
+pub fn sensor_messages(bag: &[u8], cfg: &LocalizerConfig, filter: &str) -> Result<Vec<crate::bindings::BrokerMessage>, ProduceError> {
+    let subject = sensor_subject(token("filter", filter)?);
+    envelopes_from_bag(bag, cfg, filter)
+        .map_err(ProduceError::Bag)?
+        .iter()
+        .map(|e| {
+            let body = serde_json::to_vec(e).map_err(|e| ProduceError::Encode { what: "a sensor envelope", message: e.to_string() })?;
+            Ok(crate::bindings::BrokerMessage { subject: subject.clone(), body, reply_to: None })
+        })
+        .collect()
+}
+
 /// The W3C trace-context header a producer starts a trace with.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
@@ -516,7 +539,7 @@ impl Plan {
                 #[allow(clippy::cast_precision_loss)]
                 let gap = if n > 1 { span / (n - 1) as f64 } else { 1.0 };
                 let shift_s = pass_shift(stamps(), gap);
-                let subject = subject_or(subject, format!("edgecell.sensors.in.{filter}"))?;
+                let subject = subject_or(subject, sensor_subject(&filter))?;
                 Ok(Self { kind: PlanKind::Sensors { envelopes, shift_s }, subject, label })
             }
             Source::V2xTrace { trace, region } => {

@@ -87,10 +87,7 @@ fn bag_stage(data: &Path, file: &str, preset: &'static str, filter: &'static str
     let path = data.join("fusion").join(file);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let cfg = edgecell_fusion::preset(preset)?;
-    edgecell_fusion::wire::envelopes_from_bag(&bytes, &cfg, filter)?
-        .iter()
-        .map(|e| Ok(message(&format!("edgecell.sensors.in.{filter}"), serde_json::to_vec(e)?)))
-        .collect()
+    Ok(edgecell::produce::sensor_messages(&bytes, &cfg, filter)?)
 }
 
 fn last_state(published: &[edgecell::Published], filter: &str) -> Result<edgecell_fusion::wire::StateMessage> {
