@@ -95,9 +95,7 @@ pub fn default_uris(map: &HashMap<String, String>) -> Result<Vec<String>, Config
 mod tests {
     use super::*;
 
-    fn map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use edgecell_provider_common::config_map as map;
 
     #[test]
     fn subscriptions_split_like_the_wasmcloud_provider() {

@@ -88,6 +88,13 @@ pub fn inject_headers(span: &tracing::Span, headers: &mut async_nats::HeaderMap)
     TraceContextPropagator::new().inject_context(&span.context(), &mut NatsInjector(headers));
 }
 
+/// A config map as the host hands it to a provider (named or link config), from `pairs`: for
+/// tests of the providers' typed configuration.
+#[must_use]
+pub fn config_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+}
+
 /// Runs a provider to the end: the host handshake (`run_provider`), then its wRPC exports
 /// until the host shuts it down. `$serve` is the `serve` function wit-bindgen-wrpc generated
 /// for the provider's world; the optional `$connected` runs once, after initialisation, with

@@ -72,9 +72,7 @@ impl ProviderConfig {
 mod tests {
     use super::*;
 
-    fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use edgecell_provider_common::config_map as map;
 
     #[test]
     fn model_dir_is_required_and_absolute() {

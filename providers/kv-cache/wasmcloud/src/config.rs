@@ -83,9 +83,7 @@ pub fn keyspace(link_config: &HashMap<String, String>, source_id: &str) -> Resul
 mod tests {
     use super::*;
 
-    fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use edgecell_provider_common::config_map as map;
 
     #[test]
     fn defaults_and_overrides() {

@@ -54,9 +54,7 @@ pub fn component_label(link_config: &HashMap<String, String>, source_id: &str) -
 mod tests {
     use super::*;
 
-    fn map(kv: &[(&str, &str)]) -> HashMap<String, String> {
-        kv.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
+    use edgecell_provider_common::config_map as map;
 
     #[test]
     fn defaults_and_errors() {
