@@ -12,9 +12,10 @@
 //! 0 = none); on a conflict it re-reads and redoes the tracker step (not inference), at most
 //! `state-cas-attempts` times (default 4). An instance that still holds exactly the stored
 //! entry skips decoding it (the embedded host keeps instances). A stored state that cannot be
-//! used is replaced by a fresh one and counted in `video_state_resets_total`; a frame older
-//! than the state's last frame is reported (detections only) without touching the state and
-//! counted in `video_frames_out_of_order_total` (see `edgecell_vision::persist`).
+//! used is replaced by a fresh one and counted in `video_state_resets_total`; a frame not newer
+//! than the state's last frame (late, or the same frame sent again after a lost reply) is
+//! reported (detections only) without touching the state and counted in
+//! `video_frames_out_of_order_total` (see `edgecell_vision::persist`).
 //!
 //! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
 //! `configure`, which also resets the stream's state); streams not configured explicitly come

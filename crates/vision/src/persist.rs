@@ -13,7 +13,7 @@
 //!
 //! A stored state that cannot be used (corrupt, another format, built under another
 //! configuration, inconsistent) is replaced by a fresh one — the stream's tracks restart — and
-//! reported in [`PersistedFrame::reset`] so the caller can count it. A frame older than the
+//! reported in [`PersistedFrame::reset`] so the caller can count it. A frame not newer than the
 //! stored state's last frame is processed against it (detections reported) but does not change
 //! it and nothing is written ([`FrameAnalysis::out_of_order`]).
 

@@ -67,8 +67,8 @@ pub struct FrameAnalysis {
     pub tracks: Vec<Track>,
     /// Zone and line events of this frame.
     pub events: Vec<AnalyticsEvent>,
-    /// The frame is older than the last one processed: its detections are reported but it did
-    /// not move the tracker (no tracks, no events).
+    /// The frame is not newer than the last one processed (late or redelivered): its
+    /// detections are reported but it did not move the tracker (no tracks, no events).
     pub out_of_order: bool,
 }
 
@@ -313,9 +313,10 @@ impl StreamProcessor {
 
     /// Feeds one frame's post-processed detections (source pixels).
     ///
-    /// A frame with a timestamp before the last processed one (out of order) does not rewind
-    /// or advance anything: its detections are reported, with no tracks and no events, and
-    /// [`FrameAnalysis::out_of_order`] is set. Equal timestamps count as in order.
+    /// A frame that is not newer than the last processed one — late, or the same frame
+    /// delivered again after a lost reply — does not rewind or advance anything: its detections
+    /// are reported, with no tracks and no events, and [`FrameAnalysis::out_of_order`] is set.
+    /// So redelivering a frame (at-least-once producers, retries) is idempotent.
     pub fn process(&mut self, timestamp_ns: u64, detections: &[Detection]) -> FrameAnalysis {
         let kept: Vec<Detection> = detections
             .iter()
@@ -347,11 +348,11 @@ impl StreamProcessor {
         }
     }
 
-    /// True when a frame at `timestamp_ns` is older than the last one processed.
+    /// True when a frame at `timestamp_ns` is not newer than the last one processed.
     #[must_use]
     pub fn is_out_of_order(&self, timestamp_ns: u64) -> bool {
         self.last_timestamp_ns
-            .is_some_and(|last| timestamp_ns < last)
+            .is_some_and(|last| timestamp_ns <= last)
     }
 
     /// Crossing totals per line.

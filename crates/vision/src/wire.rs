@@ -46,8 +46,8 @@ pub struct FrameSummary {
     pub tracks: Vec<(u64, String)>,
     /// Events this frame produced.
     pub events: usize,
-    /// The frame was older than the stream state's last frame: its detections are counted but
-    /// it did not move the tracker (no tracks, no events).
+    /// The frame was not newer than the stream state's last frame (late, or delivered again):
+    /// its detections are counted but it did not move the tracker (no tracks, no events).
     #[serde(default)]
     pub out_of_order: bool,
 }

@@ -166,9 +166,12 @@ fn out_of_order_frames_are_reported_without_moving_the_state() {
     assert!(reported > 0);
     assert_eq!(late.detections.len(), reported);
     assert_eq!(sp.snapshot(), before);
-    // an equal timestamp is in order
-    assert!(!sp.is_out_of_order(frames[7].timestamp_ns));
+    // the last frame again (a redelivery) does not move the state either
+    let again = sp.process(frames[7].timestamp_ns, &frames[7].detections);
+    assert!(again.out_of_order && again.tracks.is_empty() && again.events.is_empty());
+    assert_eq!(sp.snapshot(), before);
     assert!(sp.is_out_of_order(frames[6].timestamp_ns));
+    assert!(!sp.is_out_of_order(frames[8].timestamp_ns));
 }
 
 #[test]
