@@ -10,7 +10,7 @@ use edgecell_fusion::localizer::{Header, ImuMessage};
 use edgecell_fusion::{Localizer, preset};
 
 /// Names accepted by [`run`].
-pub const KERNELS: [&str; 1] = ["ekf_imu_update"];
+pub const KERNELS: [&str; 2] = ["ekf_imu_update", "trig"];
 
 /// Why a kernel could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,35 +31,79 @@ impl std::error::Error for KernelError {}
 pub fn run(name: &str, iterations: u32) -> Result<f64, KernelError> {
     match name {
         "ekf_imu_update" => ekf_imu_update(iterations),
+        "trig" => Ok(trig(iterations)),
         other => Err(KernelError(format!("unknown kernel {other:?} (known: {})", KERNELS.join(", ")))),
     }
 }
 
+/// A unit phasor turned by a fixed angle each step: the test signals below without a `sin` or
+/// `cos` call per step, so the EKF kernel times the filter and not the harness's libm (which
+/// [`trig`] measures on its own).
+struct Phasor {
+    sin: f64,
+    cos: f64,
+    step_sin: f64,
+    step_cos: f64,
+}
+
+impl Phasor {
+    fn new(step: f64) -> Self {
+        Self { sin: 0.0, cos: 1.0, step_sin: step.sin(), step_cos: step.cos() }
+    }
+
+    fn advance(&mut self) {
+        let (s, c) = (self.sin, self.cos);
+        self.sin = s * self.step_cos + c * self.step_sin;
+        self.cos = c * self.step_cos - s * self.step_sin;
+    }
+}
+
 /// The 15-state EKF of robot_localization's test2 preset: predict to each 100 Hz IMU message and
-/// update orientation, angular velocity and acceleration (9 fields) in Joseph form.
+/// update orientation, angular velocity and acceleration (9 fields) in Joseph form. The vehicle
+/// turns at 0.05 rad/s and accelerates along x with 0.2 sin(0.3 t) m/s².
 fn ekf_imu_update(iterations: u32) -> Result<f64, KernelError> {
+    const DT: f64 = 0.01;
+    const YAW_RATE: f64 = 0.05;
     let cfg = preset("robot-localization-test2").map_err(|e| KernelError(e.to_string()))?;
     let mut loc = Localizer::new(cfg).map_err(|e| KernelError(e.to_string()))?;
     let idx = loc.sensor_index("imu0").map_err(|e| KernelError(e.to_string()))?;
     let cov = [1e-3, 0.0, 0.0, 0.0, 1e-3, 0.0, 0.0, 0.0, 1e-3];
+    // half the yaw angle (the quaternion's z and w) and the acceleration's phase
+    let mut half_yaw = Phasor::new(YAW_RATE * DT / 2.0);
+    let mut accel = Phasor::new(0.3 * DT);
+    let mut msg = ImuMessage {
+        header: Header { stamp: 1.0, frame_id: "base_link".into() },
+        orientation: [0.0, 0.0, 0.0, 1.0],
+        orientation_covariance: cov,
+        angular_velocity: [0.0, 0.0, YAW_RATE],
+        angular_velocity_covariance: cov,
+        linear_acceleration: [0.0, 0.0, 9.80665],
+        linear_acceleration_covariance: cov,
+    };
     let mut checksum = 0.0;
     for k in 0..iterations {
-        let t = f64::from(k) * 0.01;
-        let yaw = 0.1 * (t * 0.5).sin();
-        let msg = ImuMessage {
-            header: Header { stamp: 1.0 + t, frame_id: "base_link".into() },
-            orientation: [0.0, 0.0, (yaw / 2.0).sin(), (yaw / 2.0).cos()],
-            orientation_covariance: cov,
-            angular_velocity: [0.0, 0.0, 0.05 * (t * 0.5).cos()],
-            angular_velocity_covariance: cov,
-            linear_acceleration: [0.2 * (t * 0.3).sin(), 0.0, 9.80665],
-            linear_acceleration_covariance: cov,
-        };
+        msg.header.stamp = 1.0 + f64::from(k) * DT;
+        msg.orientation[2] = half_yaw.sin;
+        msg.orientation[3] = half_yaw.cos;
+        msg.linear_acceleration[0] = 0.2 * accel.sin;
         let reports = loc.process_imu(idx, &msg).map_err(|e| KernelError(e.to_string()))?;
         checksum += reports.iter().map(|r| r.nis).sum::<f64>();
+        half_yaw.advance();
+        accel.advance();
     }
     let p = loc.pose();
     Ok(checksum + p.x + p.y + p.yaw)
+}
+
+/// The libm functions the filters use (`sin`, `cos`, `atan2`, `asin`), one of each per step:
+/// shows how much of a filter's wasm ÷ native ratio is the maths library's.
+fn trig(iterations: u32) -> f64 {
+    let mut acc = 0.0;
+    for k in 0..iterations {
+        let x = f64::from(k) * 1e-3;
+        acc += x.sin() + x.cos() + x.atan2(1.0 + x) + (x / (1.0 + x)).asin();
+    }
+    acc
 }
 
 #[cfg(test)]
@@ -70,6 +114,7 @@ mod tests {
         let b = super::run("ekf_imu_update", 200).unwrap();
         assert!(a.is_finite());
         assert_eq!(a.to_bits(), b.to_bits());
+        assert!(super::run("trig", 100).unwrap().is_finite());
         assert!(super::run("nope", 1).is_err());
     }
 }
