@@ -8,9 +8,13 @@
 
 use edgecell_fusion::localizer::{Header, ImuMessage};
 use edgecell_fusion::{Localizer, preset};
+use edgecell_v2x::config::Config;
+use edgecell_v2x::decode::cam_fields_to_observation;
+use edgecell_v2x::uper_cam::decode_cam;
+use edgecell_v2x::validator::Validator;
 
 /// Names accepted by [`run`].
-pub const KERNELS: [&str; 2] = ["ekf_imu_update", "trig"];
+pub const KERNELS: [&str; 3] = ["ekf_imu_update", "v2x_unsigned_cam", "trig"];
 
 /// Why a kernel could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,7 @@ impl std::error::Error for KernelError {}
 pub fn run(name: &str, iterations: u32) -> Result<f64, KernelError> {
     match name {
         "ekf_imu_update" => ekf_imu_update(iterations),
+        "v2x_unsigned_cam" => v2x_unsigned_cam(iterations),
         "trig" => Ok(trig(iterations)),
         other => Err(KernelError(format!("unknown kernel {other:?} (known: {})", KERNELS.join(", ")))),
     }
@@ -95,6 +100,30 @@ fn ekf_imu_update(iterations: u32) -> Result<f64, KernelError> {
     Ok(checksum + p.x + p.y + p.yaw)
 }
 
+/// A real UPER CAM (c-its-parser's test message) decoded and validated with the default
+/// configuration each step, through the code the component runs on both sides: the compact
+/// CAM decoder (`uper_cam`; native builds otherwise decode with c-its-parser, which does not
+/// build for wasm32), then the plausibility checks and the sender's history.
+fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
+    const CAM: &[u8] = include_bytes!("../../v2x/testdata/c-its-parser-cam.uper");
+    // an ITS time 10 ms after the CAM's generationDeltaTime (51,136)
+    let base = 700_000_000_000u64;
+    let now_ms = base - base % 65_536 + 51_136 + 10;
+    #[allow(clippy::cast_precision_loss)]
+    let rcv_s = now_ms as f64 / 1000.0;
+    let mut v = Validator::new(Config::default()).map_err(|e| KernelError(e.to_string()))?;
+    let mut checksum = 0.0;
+    for _ in 0..iterations {
+        let fields = decode_cam(CAM).map_err(|e| KernelError(e.to_string()))?;
+        let obs = cam_fields_to_observation(&fields, now_ms);
+        let r = v.validate_observation(&obs, rcv_s, None, false, Vec::new());
+        #[allow(clippy::cast_precision_loss)]
+        let checks = r.checks.len() as f64;
+        checksum += r.score + f64::from(r.generation_delta_time) + checks;
+    }
+    Ok(checksum)
+}
+
 /// The libm functions the filters use (`sin`, `cos`, `atan2`, `asin`), one of each per step:
 /// shows how much of a filter's wasm ÷ native ratio is the maths library's.
 fn trig(iterations: u32) -> f64 {
@@ -115,6 +144,8 @@ mod tests {
         assert!(a.is_finite());
         assert_eq!(a.to_bits(), b.to_bits());
         assert!(super::run("trig", 100).unwrap().is_finite());
+        let cam = super::run("v2x_unsigned_cam", 10).unwrap();
+        assert!(cam > 10.0 * 51_136.0, "{cam}");
         assert!(super::run("nope", 1).is_err());
     }
 }
