@@ -179,6 +179,10 @@ impl wit_metrics::Host for HostState {
     fn histogram_observe(&mut self, name: String, l: Vec<wit_metrics::Label>, value: f64) -> Result<(), wit_metrics::MetricsError> {
         self.services.metrics.histogram_observe(&name, &metric_labels(l), &self.host_labels, value).map_err(metrics_error)
     }
+
+    fn record_batch(&mut self, updates: Vec<wit_metrics::Update>) -> Vec<Result<(), wit_metrics::MetricsError>> {
+        record_batch(&self.services.metrics, updates, &self.host_labels)
+    }
 }
 
 // ---- edgecell:inference/runner -------------------------------------------------------------

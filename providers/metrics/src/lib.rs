@@ -54,6 +54,21 @@ pub enum MetricsError {
     NotRegistered(String),
     #[error("more than {0} label combinations for one metric")]
     CardinalityExceeded(u32),
+    #[error("more than {0} updates in one batch")]
+    BatchTooLarge(u32),
+}
+
+/// The most updates one [`Registry::record_batch`] applies (the WIT `record-batch` limit).
+pub const MAX_BATCH: usize = 1024;
+
+/// One registry call, for [`Registry::record_batch`]. Mirrors the WIT `update` variant.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    Register { name: String, help: String, kind: MetricKind },
+    CounterAdd { name: String, labels: Vec<Label>, value: f64 },
+    GaugeSet { name: String, labels: Vec<Label>, value: f64 },
+    GaugeAdd { name: String, labels: Vec<Label>, value: f64 },
+    HistogramObserve { name: String, labels: Vec<Label>, value: f64 },
 }
 
 /// Registry limits.
@@ -331,6 +346,38 @@ impl Registry {
         })
     }
 
+    /// Applies one update as its own function would.
+    ///
+    /// # Errors
+    /// That function's [`MetricsError`].
+    pub fn apply(&self, update: &Update, host_labels: &[Label]) -> Result<(), MetricsError> {
+        match update {
+            Update::Register { name, help, kind } => self.register(name, help, kind.clone()),
+            Update::CounterAdd { name, labels, value } => self.counter_add(name, labels, host_labels, *value),
+            Update::GaugeSet { name, labels, value } => self.gauge_set(name, labels, host_labels, *value),
+            Update::GaugeAdd { name, labels, value } => self.gauge_add(name, labels, host_labels, *value),
+            Update::HistogramObserve { name, labels, value } => self.histogram_observe(name, labels, host_labels, *value),
+        }
+    }
+
+    /// Applies `updates` in order, one result per update; those past [`MAX_BATCH`] are refused
+    /// with [`MetricsError::BatchTooLarge`] and change nothing. A refused update does not stop
+    /// the ones after it.
+    #[must_use]
+    pub fn record_batch(&self, updates: &[Update], host_labels: &[Label]) -> Vec<Result<(), MetricsError>> {
+        updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                if i < MAX_BATCH {
+                    self.apply(u, host_labels)
+                } else {
+                    Err(MetricsError::BatchTooLarge(u32::try_from(MAX_BATCH).unwrap_or(u32::MAX)))
+                }
+            })
+            .collect()
+    }
+
     /// Every metric now.
     #[must_use]
     pub fn snapshot(&self) -> Snapshot {
@@ -444,7 +491,30 @@ macro_rules! wit_conversions {
                 $crate::MetricsError::InvalidValue(m) => $wit::MetricsError::InvalidValue(m),
                 $crate::MetricsError::NotRegistered(m) => $wit::MetricsError::NotRegistered(m),
                 $crate::MetricsError::CardinalityExceeded(n) => $wit::MetricsError::CardinalityExceeded(n),
+                $crate::MetricsError::BatchTooLarge(n) => $wit::MetricsError::BatchTooLarge(n),
             }
+        }
+
+        fn metric_update(u: $wit::Update) -> $crate::Update {
+            match u {
+                $wit::Update::Register(r) => $crate::Update::Register { name: r.name, help: r.help, kind: metric_kind(r.kind) },
+                $wit::Update::CounterAdd(s) => $crate::Update::CounterAdd { name: s.name, labels: metric_labels(s.labels), value: s.value },
+                $wit::Update::GaugeSet(s) => $crate::Update::GaugeSet { name: s.name, labels: metric_labels(s.labels), value: s.value },
+                $wit::Update::GaugeAdd(s) => $crate::Update::GaugeAdd { name: s.name, labels: metric_labels(s.labels), value: s.value },
+                $wit::Update::HistogramObserve(s) => {
+                    $crate::Update::HistogramObserve { name: s.name, labels: metric_labels(s.labels), value: s.value }
+                }
+            }
+        }
+
+        /// The WIT `record-batch` over a registry, with the caller's own labels.
+        fn record_batch(
+            registry: &$crate::Registry,
+            updates: Vec<$wit::Update>,
+            host_labels: &[$crate::Label],
+        ) -> Vec<Result<(), $wit::MetricsError>> {
+            let updates: Vec<$crate::Update> = updates.into_iter().map(metric_update).collect();
+            registry.record_batch(&updates, host_labels).into_iter().map(|r| r.map_err(metrics_error)).collect()
         }
 
         fn metric_kind(k: $wit::MetricKind) -> $crate::MetricKind {
@@ -467,6 +537,45 @@ mod tests {
 
     fn l(k: &str, v: &str) -> Label {
         (k.to_owned(), v.to_owned())
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_with_one_result_per_update_and_a_limit() {
+        let r = Registry::default();
+        let own = [l("component", "probe")];
+        let sample = |name: &str, value: f64| (name.to_owned(), vec![l("op", "get")], value);
+        let (n, labels, v) = sample("requests_total", 2.0);
+        let mut batch = vec![
+            // observed before registered: refused, the rest still applied
+            Update::HistogramObserve { name: "latency_seconds".into(), labels: vec![], value: 0.5 },
+            Update::Register { name: "latency_seconds".into(), help: "Latency".into(), kind: MetricKind::Histogram(vec![0.1, 1.0]) },
+            Update::HistogramObserve { name: "latency_seconds".into(), labels: vec![], value: 0.5 },
+            Update::CounterAdd { name: n, labels, value: v },
+            Update::CounterAdd { name: "requests_total".into(), labels: vec![], value: f64::NAN },
+            Update::GaugeSet { name: "depth".into(), labels: vec![], value: 4.0 },
+            Update::GaugeAdd { name: "depth".into(), labels: vec![], value: -1.0 },
+        ];
+        let out = r.record_batch(&batch, &own);
+        assert_eq!(out.len(), batch.len());
+        assert!(matches!(out[0], Err(MetricsError::NotRegistered(_))), "{out:?}");
+        assert!(matches!(out[4], Err(MetricsError::InvalidValue(_))), "{out:?}");
+        assert!(out.iter().enumerate().all(|(i, o)| i == 0 || i == 4 || o.is_ok()), "{out:?}");
+        let text = r.render_prometheus();
+        assert!(text.contains("latency_seconds_count{component=\"probe\"} 1"), "{text}");
+        assert!(text.contains("requests_total{component=\"probe\",op=\"get\"} 2"), "{text}");
+        assert!(text.contains("depth{component=\"probe\"} 3"), "{text}");
+
+        // past the limit: refused one by one, nothing applied
+        batch = (0..MAX_BATCH + 3).map(|_| Update::CounterAdd { name: "big_total".into(), labels: vec![], value: 1.0 }).collect();
+        let out = r.record_batch(&batch, &[]);
+        assert_eq!(out.iter().filter(|o| o.is_ok()).count(), MAX_BATCH);
+        assert!(out[MAX_BATCH..].iter().all(|o| *o == Err(MetricsError::BatchTooLarge(1024))));
+        assert!(r.render_prometheus().contains(&format!("big_total {MAX_BATCH}")));
+    }
+
+    #[test]
+    fn actors_split_their_batches_at_the_providers_limit() {
+        assert_eq!(edgecell_actor_metrics::MAX_BATCH, MAX_BATCH);
     }
 
     #[test]

@@ -112,4 +112,10 @@ impl wit_metrics::Handler<Option<Context>> for MetricsProvider {
         let own = self.caller_labels(cx.as_ref())?;
         Ok(self.registry()?.histogram_observe(&name, &metric_labels(labels), &own, value).map_err(metrics_error))
     }
+
+    async fn record_batch(&self, cx: Option<Context>, updates: Vec<wit_metrics::Update>) -> anyhow::Result<Vec<Result<(), wit_metrics::MetricsError>>> {
+        let _span = edgecell_provider_common::invocation_span("metrics.record-batch", cx.as_ref()).entered();
+        let own = self.caller_labels(cx.as_ref())?;
+        Ok(record_batch(self.registry()?, updates, &own))
+    }
 }
