@@ -103,17 +103,22 @@ fn count(name: &str, labels: &[(&str, &str)]) {
 
 fn count_n(name: &str, labels: &[(&str, &str)], n: u32) {
     let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
-    // metrics are best effort: a metrics failure must not fail the measurement
-    let _ = recorder::counter_add(name, &labels, f64::from(n));
+    record(recorder::Update::CounterAdd(recorder::Sample { name: name.into(), labels, value: f64::from(n) }));
 }
 
 fn observe_nis(nis: f64) {
     if !NIS_REGISTERED.get() {
-        let buckets = MetricKind::Histogram(vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
-        NIS_REGISTERED.set(recorder::register("fusion_nis", "Normalised innovation squared per update", &buckets).is_ok());
+        let kind = MetricKind::Histogram(vec![0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
+        let help = "Normalised innovation squared per update".into();
+        record(recorder::Update::Register(recorder::Registration { name: "fusion_nis".into(), help, kind }));
+        NIS_REGISTERED.set(true);
     }
-    let _ = recorder::histogram_observe("fusion_nis", &[], nis);
+    record(recorder::Update::HistogramObserve(recorder::Sample { name: "fusion_nis".into(), labels: Vec::new(), value: nis }));
 }
+
+// Metrics are queued while an export runs and recorded with one `record-batch` call when its
+// `FlushMetrics` guard drops (see edgecell-actor-metrics); best effort.
+edgecell_actor_metrics::buffered_metrics!();
 
 /// Counts the exceptional things keeping a localizer in the cache took: conflicts and resets.
 /// (Not the decodes: on a wasmCloud host every message decodes, and a metric call per message
@@ -372,6 +377,7 @@ fn state_estimate(filter: &str) -> Result<StateEstimate, WitError> {
 
 impl estimator::Guest for Actor {
     fn configure(filter_id: String, config_toml: String) -> Result<(), WitError> {
+        let _flush = FlushMetrics;
         let cfg = parse_config(&config_toml).map_err(err)?;
         let loc = Localizer::new(cfg).map_err(err)?;
         let opts = persist_options()?;
@@ -382,6 +388,7 @@ impl estimator::Guest for Actor {
     }
 
     fn ingest(reading: SensorReading) -> Result<UpdateReport, WitError> {
+        let _flush = FlushMetrics;
         let header = Header { stamp: ns_to_secs(reading.timestamp), frame_id: reading.frame_id };
         let message = match &reading.measurement {
             WitMeasurement::Imu(s) => WireMessage::Imu(imu_message(header, s)?),
@@ -400,6 +407,7 @@ impl estimator::Guest for Actor {
     }
 
     fn state(filter_id: String) -> Result<StateEstimate, WitError> {
+        let _flush = FlushMetrics;
         state_estimate(&filter_id)
     }
 }
@@ -426,6 +434,7 @@ fn tracker_step(tracker_id: &str, time: f64, detections: &[[f64; 2]]) -> Result<
 
 impl wit_tracking::Guest for Actor {
     fn track(tracker_id: String, timestamp: u64, detections: Vec<wit_tracking::Detection>) -> Result<Vec<wit_tracking::TargetTrack>, WitError> {
+        let _flush = FlushMetrics;
         let dets: Vec<[f64; 2]> = detections.iter().map(|d| [d.x, d.y]).collect();
         tracker_step(&tracker_id, ns_to_secs(timestamp), &dets).map_err(err)
     }
@@ -456,6 +465,7 @@ fn iot_ingest(readings: &[Reading], flush: bool) -> Result<Vec<Output>, FusionEr
 
 impl wit_iot::Guest for Actor {
     fn ingest_batch(readings: Vec<wit_iot::Reading>) -> Result<wit_iot::IotOutput, WitError> {
+        let _flush = FlushMetrics;
         let readings: Vec<Reading> =
             readings.into_iter().map(|r| Reading { sensor: r.sensor_id, time_ms: r.timestamp / 1_000_000, value: r.value }).collect();
         let outputs = iot_ingest(&readings, true).map_err(err)?;
@@ -510,6 +520,7 @@ fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Resul
 
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        let _flush = FlushMetrics;
         let reply_to = msg.reply_to.clone();
         answer_errors(reply_to, handle(&msg))
     }

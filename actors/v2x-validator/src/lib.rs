@@ -325,10 +325,14 @@ fn sync_origin(state: &mut State, v: &Validation) {
 
 // ---- metrics -------------------------------------------------------------------------------
 
+// Metrics are queued while an export runs and recorded with one `record-batch` call when its
+// `FlushMetrics` guard drops (see edgecell-actor-metrics); best effort.
+edgecell_actor_metrics::buffered_metrics!();
+
 fn count(name: &str, labels: &[(&str, &str)]) {
     let labels: Vec<Label> = labels.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect();
-    // metrics are best effort: a metrics failure must not fail the validation
-    let _ = recorder::counter_add(name, &labels, 1.0);
+    let update = recorder::Update::CounterAdd(recorder::Sample { name: name.into(), labels, value: 1.0 });
+    record(update);
 }
 
 fn error_kind(e: &V2xError) -> &'static str {
@@ -469,6 +473,7 @@ fn validate_wit(msg: &V2xMessage) -> Result<WitValidation, WitError> {
 
 impl wit::Guest for Actor {
     fn configure(config_toml: String) -> Result<(), WitError> {
+        let _flush = FlushMetrics;
         let ns = namespace();
         let state = build(&ns, &config_toml, &read_stored(&ns)).map_err(wit_err)?;
         cache::set(&ns, "config", config_toml.as_bytes(), None).map_err(|e| WitError::InvalidConfig(format!("storing the configuration: {e:?}")))?;
@@ -477,10 +482,12 @@ impl wit::Guest for Actor {
     }
 
     fn validate(msg: V2xMessage) -> Result<WitValidation, WitError> {
+        let _flush = FlushMetrics;
         validate_wit(&msg)
     }
 
     fn validate_batch(msgs: Vec<V2xMessage>) -> Vec<Result<WitValidation, WitError>> {
+        let _flush = FlushMetrics;
         msgs.iter().map(validate_wit).collect()
     }
 }
@@ -509,6 +516,7 @@ fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Resul
 
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        let _flush = FlushMetrics;
         let reply_to = msg.reply_to.clone();
         answer_errors(reply_to, handle(msg))
     }

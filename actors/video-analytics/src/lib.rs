@@ -284,13 +284,18 @@ fn labels(pairs: &[(&str, &str)]) -> Vec<Label> {
     pairs.iter().map(|(k, v)| Label { key: (*k).into(), value: (*v).into() }).collect()
 }
 
+// Metrics are queued while an export runs and recorded with one `record-batch` call when its
+// `FlushMetrics` guard drops (see edgecell-actor-metrics); best effort.
+edgecell_actor_metrics::buffered_metrics!();
+
 fn observe(name: &str, help: &str, pairs: &[(&str, &str)], value: f64, buckets: &[f64]) {
-    let _ = recorder::register(name, help, &MetricKind::Histogram(buckets.to_vec()));
-    let _ = recorder::histogram_observe(name, &labels(pairs), value);
+    let kind = MetricKind::Histogram(buckets.to_vec());
+    record(recorder::Update::Register(recorder::Registration { name: name.into(), help: help.into(), kind }));
+    record(recorder::Update::HistogramObserve(recorder::Sample { name: name.into(), labels: labels(pairs), value }));
 }
 
 fn count(name: &str, pairs: &[(&str, &str)], by: f64) {
-    let _ = recorder::counter_add(name, &labels(pairs), by);
+    record(recorder::Update::CounterAdd(recorder::Sample { name: name.into(), labels: labels(pairs), value: by }));
 }
 
 /// Tracking and analytics for one frame's detections through the stream's stored state.
@@ -381,6 +386,7 @@ fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: 
 impl wit::Guest for Actor {
     /// Stores the configuration and starts the stream over (its stored state is dropped).
     fn configure(stream_id: String, config: wit::StreamConfig) -> Result<(), VideoError> {
+        let _flush = FlushMetrics;
         let cfg = stream_config(config);
         let ps = PersistedStream::new(cfg.clone()).map_err(verr)?;
         let json = serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?;
@@ -391,6 +397,7 @@ impl wit::Guest for Actor {
     }
 
     fn process_frame(frame: wit::Frame) -> Result<wit::FrameResult, VideoError> {
+        let _flush = FlushMetrics;
         let bytes = frame_bytes(&frame.data)?;
         let (mut r, _) = process(&frame.stream_id, frame.timestamp, &bytes, format(frame.format), frame.width, frame.height)?;
         r.sequence = frame.sequence;
@@ -398,6 +405,7 @@ impl wit::Guest for Actor {
     }
 
     fn detect(frame: wit::Frame, model: String, score_threshold: f32) -> Result<Vec<wit::Detection>, VideoError> {
+        let _flush = FlushMetrics;
         let bytes = frame_bytes(&frame.data)?;
         let nms = edgecell_vision::NmsConfig { score_threshold, iou_threshold: 0.6, max_detections: 100 };
         nms.validate().map_err(verr)?;
@@ -418,6 +426,7 @@ fn answer_errors(reply_to: Option<String>, outcome: Result<(), String>) -> Resul
 
 impl Handler for Actor {
     fn handle_message(msg: BrokerMessage) -> Result<(), String> {
+        let _flush = FlushMetrics;
         let reply_to = msg.reply_to.clone();
         answer_errors(reply_to, handle(msg))
     }
