@@ -64,8 +64,14 @@ fn bench(c: &mut Criterion) {
     {
         use ecdsa_breakdown::*;
         let (vk, digest, sig) = setup(&at_key);
+        // RustCrypto p256 (the component's path) and the native path (ring), same signature
         g.bench_function("p256_verify_prehash_only", |b| {
             b.iter(|| verify(&vk, std::hint::black_box(&digest), &sig));
+        });
+        let input = [5u8; 64];
+        let sig_in = sign_input(&at_key, &input);
+        g.bench_function("p256_verify_input_native", |b| {
+            b.iter(|| vk.verify_input(std::hint::black_box(&input), &sig_in).is_ok());
         });
     }
     g.bench_function("signed_p256_cam_cached_cert", |b| {
@@ -92,6 +98,14 @@ mod ecdsa_breakdown {
             sec1: key.verifying_key().to_sec1_point(true).as_bytes().to_vec(),
         };
         (pk.parse().expect("key"), digest, raw)
+    }
+
+    /// Signs a 1609.2 signature input (hashed once more by ECDSA with SHA-256).
+    pub fn sign_input(key: &p256::ecdsa::SigningKey, input: &[u8]) -> RawSignature {
+        let digest = edgecell_v2x::security::HashAlg::Sha256.digest(input);
+        let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).expect("sign");
+        let bytes = sig.to_bytes();
+        RawSignature { curve: Curve::NistP256, r: bytes[..32].to_vec(), s: bytes[32..].to_vec() }
     }
 
     pub fn verify(vk: &VerifyingKey, digest: &[u8], sig: &RawSignature) -> bool {

@@ -343,3 +343,70 @@ fn verify_cert_cli_contract() {
     ));
     assert!(verify_certificate(&[0x80, 0x03], None).is_err());
 }
+
+/// Natively P-256 and P-384 verify through ring, the component through the RustCrypto curves:
+/// both must accept and refuse the same signatures with the same error.
+#[test]
+fn ring_and_rustcrypto_agree_on_every_signature() {
+    use edgecell_v2x::security::{HashAlg, PublicKey, RawSignature, signature_input};
+    use p256::ecdsa::signature::hazmat::PrehashSigner;
+
+    fn both(key: &edgecell_v2x::security::VerifyingKey, input: &[u8], sig: &RawSignature) -> Result<(), SecurityError> {
+        let fast = key.verify_input(input, sig);
+        let portable = key.verify_prehash(&key.curve().hash().digest(input), sig);
+        assert_eq!(format!("{fast:?}"), format!("{portable:?}"), "input {} sig {sig:?}", hex::encode(input));
+        fast
+    }
+
+    for seed in 1u8..=4 {
+        let tbs = vec![seed; 40 + usize::from(seed)];
+        // P-256 / SHA-256
+        let sk = build::key_from_seed([seed; 32]).expect("key");
+        let input = signature_input(HashAlg::Sha256, &tbs, &HashAlg::Sha256.digest(b"signer"));
+        let s: p256::ecdsa::Signature = sk.sign_prehash(&HashAlg::Sha256.digest(&input)).expect("sign");
+        let b = s.to_bytes();
+        let sig = RawSignature { curve: Curve::NistP256, r: b[..32].to_vec(), s: b[32..].to_vec() };
+        let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 0).as_bytes().to_vec();
+        let key = PublicKey { curve: Curve::NistP256, sec1 }.parse().expect("point");
+        check_flips(&key, &input, &sig, both);
+
+        // P-384 / SHA-384
+        let sk = p384::ecdsa::SigningKey::from_slice(&[seed; 48]).expect("key");
+        let input = signature_input(HashAlg::Sha384, &tbs, &HashAlg::Sha384.digest(b"signer"));
+        let s: p384::ecdsa::Signature = sk.sign_prehash(&HashAlg::Sha384.digest(&input)).expect("sign");
+        let b = s.to_bytes();
+        let sig = RawSignature { curve: Curve::NistP384, r: b[..48].to_vec(), s: b[48..].to_vec() };
+        let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 1).as_bytes().to_vec();
+        let key = PublicKey { curve: Curve::NistP384, sec1 }.parse().expect("point");
+        check_flips(&key, &input, &sig, both);
+    }
+}
+
+fn check_flips(
+    key: &edgecell_v2x::security::VerifyingKey,
+    input: &[u8],
+    sig: &edgecell_v2x::security::RawSignature,
+    both: fn(&edgecell_v2x::security::VerifyingKey, &[u8], &edgecell_v2x::security::RawSignature) -> Result<(), SecurityError>,
+) {
+    use edgecell_v2x::security::RawSignature;
+    assert_eq!(both(key, input, sig), Ok(()));
+    for bit in (0..input.len() * 8).step_by(7) {
+        let mut i = input.to_vec();
+        i[bit / 8] ^= 1 << (bit % 8);
+        assert_eq!(both(key, &i, sig), Err(SecurityError::BadSignature));
+    }
+    for bit in (0..sig.r.len() * 8).step_by(5) {
+        let mut r = sig.r.clone();
+        r[bit / 8] ^= 1 << (bit % 8);
+        let mut s = sig.s.clone();
+        s[bit / 8] ^= 1 << (bit % 8);
+        // a flipped top bit may leave [1, n): InvalidSignature, else BadSignature; both agree
+        assert!(both(key, input, &RawSignature { r, ..sig.clone() }).is_err());
+        assert!(both(key, input, &RawSignature { s, ..sig.clone() }).is_err());
+    }
+    let zero = vec![0u8; sig.r.len()];
+    assert_eq!(both(key, input, &RawSignature { r: zero.clone(), ..sig.clone() }), Err(SecurityError::InvalidSignature));
+    assert_eq!(both(key, input, &RawSignature { s: zero, ..sig.clone() }), Err(SecurityError::InvalidSignature));
+    let other = if sig.curve == Curve::NistP256 { Curve::NistP384 } else { Curve::NistP256 };
+    assert!(matches!(both(key, input, &RawSignature { curve: other, ..sig.clone() }), Err(SecurityError::AlgorithmMismatch(_))));
+}
