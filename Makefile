@@ -26,7 +26,7 @@ LATTICE_TESTS := $(LATTICE_PACKAGES) edgecell-provider-common
 LATTICE_LINT := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
 LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
-.PHONY: setup components build run test lint lint-main lint-lattice lint-components bench fmt clean-cache lattice e2e up deploy down pin bench-lattice
+.PHONY: setup components build run test lint lint-main lint-lattice lint-components bench fmt fuzz clean-cache lattice e2e up deploy down pin bench-lattice
 
 setup:
 	@bash scripts/setup.sh
@@ -99,6 +99,10 @@ bench: components
 
 fmt:
 	$(CARGO) fmt --all
+
+# libFuzzer on the V2X decoders (stable toolchain); FUZZ_SECONDS per target
+fuzz:
+	scripts/fuzz.sh $(or $(FUZZ_SECONDS),600)
 
 clean-cache:
 	rm -rf $(TARGET_DIR)/edgecell-cache
