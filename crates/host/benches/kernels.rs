@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use edgecell::{ActorSpec, Runtime, RuntimeConfig, Services};
 
-const ITERATIONS: u32 = 2000;
-
 fn component_path() -> PathBuf {
     let dir = std::env::var("EDGECELL_COMPONENTS").map_or_else(
         |_| {
@@ -42,13 +40,15 @@ fn main() {
     let mut inst = actor.instantiate().expect("instantiate");
     let k = inst.kernels().expect("kernels bindings");
     let mut wasm = |name: &str| -> f64 {
-        inst.call(|s, _| k.edgecell_actors_kernel_api().call_run(s, name, ITERATIONS)).expect("call").expect("kernel")
+        let steps = edgecell_kernels::bench_steps(name);
+        inst.call(|s, _| k.edgecell_actors_kernel_api().call_run(s, name, steps)).expect("call").expect("kernel")
     };
 
     let mut c = Criterion::default().configure_from_args();
     let mut rows = Vec::new();
     for name in edgecell_kernels::KERNELS {
-        let native_sum = edgecell_kernels::run(name, ITERATIONS).expect("native kernel");
+        let steps = edgecell_kernels::bench_steps(name);
+        let native_sum = edgecell_kernels::run(name, steps).expect("native kernel");
         let wasm_sum = wasm(name);
         assert!(
             (native_sum - wasm_sum).abs() <= 1e-9 * native_sum.abs().max(1.0),
@@ -56,26 +56,26 @@ fn main() {
         );
         let mut g = c.benchmark_group(name);
         g.sample_size(20);
-        g.bench_function("native", |b| b.iter(|| edgecell_kernels::run(name, ITERATIONS).expect("native")));
+        g.bench_function("native", |b| b.iter(|| edgecell_kernels::run(name, steps).expect("native")));
         g.bench_function("wasm", |b| b.iter(|| wasm(name)));
         g.finish();
         let (mut n, mut w) = (Vec::new(), Vec::new());
         for _ in 0..31 {
             let t = Instant::now();
-            edgecell_kernels::run(name, ITERATIONS).expect("native");
+            edgecell_kernels::run(name, steps).expect("native");
             n.push(t.elapsed());
             let t = Instant::now();
             wasm(name);
             w.push(t.elapsed());
         }
-        rows.push((name, median(n), median(w)));
+        rows.push((name, steps, median(n), median(w)));
     }
     c.final_summary();
-    println!("kernel medians over 31 alternating runs of {ITERATIONS} steps:");
-    for (name, n, w) in rows {
-        let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(ITERATIONS);
+    println!("kernel medians over 31 alternating runs (steps per run in brackets):");
+    for (name, steps, n, w) in rows {
+        let per = |d: Duration| d.as_secs_f64() * 1e6 / f64::from(steps);
         println!(
-            "  {name:<16} native {:>8.3} µs/step   wasm {:>8.3} µs/step   wasm/native {:.3}  (target ≤ 1.15)",
+            "  {name:<16} [{steps:>4}] native {:>8.3} µs/step   wasm {:>8.3} µs/step   wasm/native {:.3}  (target ≤ 1.15)",
             per(n),
             per(w),
             w.as_secs_f64() / n.as_secs_f64()

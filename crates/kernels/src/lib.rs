@@ -12,9 +12,25 @@ use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::cam_fields_to_observation;
 use edgecell_v2x::uper_cam::decode_cam;
 use edgecell_v2x::validator::Validator;
+use edgecell_vision::{
+    BBox, Detection, Letterbox, Line, NanoDetHead, NmsConfig, Normalization, Point, PreprocessScratch, RgbImage, StreamConfig,
+    StreamProcessor, TensorView, Zone, letterbox_into, postprocess_nanodet,
+};
 
 /// Names accepted by [`run`].
-pub const KERNELS: [&str; 3] = ["ekf_imu_update", "v2x_unsigned_cam", "trig"];
+pub const KERNELS: [&str; 7] =
+    ["ekf_imu_update", "v2x_unsigned_cam", "trig", "video_frame", "video_preprocess", "video_decode_nms", "video_track"];
+
+/// How many steps a benchmark should run of kernel `name` for a run of tens of milliseconds
+/// (a video frame is about a thousand times a filter step).
+#[must_use]
+pub fn bench_steps(name: &str) -> u32 {
+    match name {
+        "video_frame" | "video_preprocess" => 20,
+        "video_decode_nms" => 100,
+        _ => 2000,
+    }
+}
 
 /// Why a kernel could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +53,10 @@ pub fn run(name: &str, iterations: u32) -> Result<f64, KernelError> {
         "ekf_imu_update" => ekf_imu_update(iterations),
         "v2x_unsigned_cam" => v2x_unsigned_cam(iterations),
         "trig" => Ok(trig(iterations)),
+        "video_frame" => video(iterations, VideoStage::All),
+        "video_preprocess" => video(iterations, VideoStage::Preprocess),
+        "video_decode_nms" => video(iterations, VideoStage::DecodeNms),
+        "video_track" => video(iterations, VideoStage::Track),
         other => Err(KernelError(format!("unknown kernel {other:?} (known: {})", KERNELS.join(", ")))),
     }
 }
@@ -135,6 +155,105 @@ fn trig(iterations: u32) -> f64 {
     acc
 }
 
+/// Deterministic numbers in [0, 1) (a 64-bit LCG; no RNG dependency on either side).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        #[allow(clippy::cast_precision_loss)]
+        let v = (self.0 >> 40) as f32 / 16_777_216.0;
+        v
+    }
+}
+
+/// NanoDet-m-416 head outputs with eight confident anchors (walkers) among low-score noise:
+/// scores `[1, n, 80]` and box distributions `[1, n, 44]` per level.
+fn nanodet_outputs(rng: &mut Lcg) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let mut outs = Vec::new();
+    for (level, n) in [2704usize, 676, 169].into_iter().enumerate() {
+        let mut scores: Vec<f32> = (0..n * 80).map(|_| rng.next() * 0.3).collect();
+        if level == 0 {
+            for walker in 0..8 {
+                let anchor = (walker * 331) % n;
+                scores[anchor * 80] = 0.6 + rng.next() * 0.3;
+            }
+        }
+        let boxes: Vec<f32> = (0..n * 44).map(|_| rng.next() * 4.0 - 2.0).collect();
+        outs.push((vec![1, n, 80], scores));
+        outs.push((vec![1, n, 44], boxes));
+    }
+    outs
+}
+
+/// The video actor's per-frame work apart from inference (which the provider runs natively):
+/// letterbox + normalise a 768×576 RGB frame into NanoDet's 416×416 input tensor, decode the
+/// head's outputs (three levels, 3,549 anchors × 80 classes) and run NMS, then track and update
+/// a counting line and a zone. The frame is a fixed synthetic image (preprocessing does the
+/// same work whatever the pixels); the eight detected walkers move 4 px per frame. `stage`
+/// runs one of the three alone (`video_preprocess`, `video_decode_nms`, `video_track`) to show
+/// where the frame's wasm ÷ native ratio comes from.
+fn video(iterations: u32, stage: VideoStage) -> Result<f64, KernelError> {
+    let e = |e: edgecell_vision::VisionError| KernelError(e.to_string());
+    let (w, h) = (768u32, 576u32);
+    let pixels: Vec<u8> = (0..w * h * 3).map(|i| u8::try_from((i * 7 + i / 2311) % 251).unwrap_or(0)).collect();
+    let img = RgbImage::from_raw(w, h, pixels).map_err(e)?;
+    let lb = Letterbox::new(w, h, 416, 416).map_err(e)?;
+    let head = NanoDetHead::nanodet_m_416();
+    let nms = NmsConfig::default();
+    let mut tensor = vec![0f32; lb.tensor_len()];
+    let mut scratch = PreprocessScratch::default();
+    let cfg = StreamConfig {
+        lines: vec![Line { name: "walkway".into(), a: Point::new(380.0, 0.0), b: Point::new(380.0, 576.0) }],
+        zones: vec![Zone {
+            name: "door".into(),
+            polygon: vec![Point::new(100.0, 100.0), Point::new(300.0, 100.0), Point::new(300.0, 400.0), Point::new(100.0, 400.0)],
+        }],
+        ..StreamConfig::default()
+    };
+    let mut stream = StreamProcessor::new(cfg).map_err(e)?;
+    // the head's outputs, made before timing; the walkers then move by shifting their boxes
+    let outs = nanodet_outputs(&mut Lcg(7));
+    let views: Vec<TensorView> = outs.iter().map(|(s, d)| TensorView { shape: s, data: d }).collect();
+    let detected = postprocess_nanodet(&head, &views, &nms, &lb, &[]).map_err(e)?;
+    let mut checksum = 0.0;
+    for k in 0..iterations {
+        if matches!(stage, VideoStage::All | VideoStage::Preprocess) {
+            letterbox_into(&img, &lb, &Normalization::NANODET, &mut scratch, &mut tensor).map_err(e)?;
+            checksum += f64::from(tensor[k as usize % tensor.len()]);
+        }
+        let mut dets: Vec<Detection> = match stage {
+            VideoStage::All | VideoStage::DecodeNms => postprocess_nanodet(&head, &views, &nms, &lb, &[]).map_err(e)?,
+            VideoStage::Track => detected.clone(),
+            VideoStage::Preprocess => continue,
+        };
+        if stage == VideoStage::DecodeNms {
+            checksum += dets.iter().map(|d| f64::from(d.score + d.bbox.x1)).sum::<f64>();
+            continue;
+        }
+        // walk the boxes across the frame so tracks move and cross the line
+        #[allow(clippy::cast_precision_loss)]
+        let dx = (k % 100) as f32 * 4.0;
+        for d in &mut dets {
+            d.bbox = BBox::new(d.bbox.x1 + dx, d.bbox.y1, d.bbox.x2 + dx, d.bbox.y2);
+        }
+        let a = stream.process(u64::from(k) * 100_000_000, &dets);
+        #[allow(clippy::cast_precision_loss)]
+        let counts = (a.detections.len() + a.events.len()) as f64;
+        checksum += counts + a.tracks.iter().map(|t| f64::from(t.bbox.x1)).sum::<f64>();
+    }
+    Ok(checksum)
+}
+
+/// Which part of the video frame kernel runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VideoStage {
+    All,
+    Preprocess,
+    DecodeNms,
+    Track,
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -146,6 +265,13 @@ mod tests {
         assert!(super::run("trig", 100).unwrap().is_finite());
         let cam = super::run("v2x_unsigned_cam", 10).unwrap();
         assert!(cam > 10.0 * 51_136.0, "{cam}");
+        let video = super::run("video_frame", 5).unwrap();
+        assert!(video.is_finite() && video > 0.0, "{video}");
+        assert_eq!(video.to_bits(), super::run("video_frame", 5).unwrap().to_bits());
+        for stage in ["video_preprocess", "video_decode_nms", "video_track"] {
+            let v = super::run(stage, 3).unwrap();
+            assert!(v.is_finite() && v != 0.0, "{stage}: {v}");
+        }
         assert!(super::run("nope", 1).is_err());
     }
 }
