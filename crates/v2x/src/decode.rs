@@ -62,17 +62,19 @@ pub fn decode_its(
             Framing::GeoNetworking => Headers::GnBtp,
             Framing::RadiotapFrame => Headers::RadioTap802LlcGnBtp,
         };
-        if framing == Framing::Uper {
-            // c-its-parser auto-detects XER/JER from a leading '<' or '{'; this entry point is UPER.
-            if matches!(bytes.first(), Some(b'<' | b'{')) {
-                return Err(V2xError::Decode("not a UPER ITS PDU".into()));
+        let gn = match framing {
+            Framing::Uper => None,
+            Framing::GeoNetworking => Some(bytes),
+            Framing::RadiotapFrame => Some(gn_in_radiotap(bytes)?),
+        };
+        let payload = match gn {
+            None => bytes,
+            Some(gn) => {
+                check_gn_basic_header(gn)?;
+                c_its_parser::de::decode_gn_btp_headers(gn).map_err(V2xError::Decode)?.0
             }
-        }
-        match framing {
-            Framing::Uper => {}
-            Framing::GeoNetworking => check_gn_basic_header(bytes)?,
-            Framing::RadiotapFrame => check_gn_basic_header(gn_in_radiotap(bytes)?)?,
-        }
+        };
+        check_uper_payload(payload)?;
         let msg = c_its_parser::de::decode(bytes, headers).map_err(V2xError::Decode)?;
         its_to_observation(&msg, rcv_its_ms)
     }
@@ -122,6 +124,20 @@ pub fn cam_fields_to_observation(f: &crate::uper_cam::CamFields, rcv_its_ms: u64
         }
     }
     o
+}
+
+/// c-its-parser picks XER or JER over UPER when the ITS payload is UTF-8 whose first
+/// non-blank character is `<` or `{`, and its JER reader indexes past the end of a payload
+/// that ends right after `"messageId":` (found by `fuzz/`, target `geonetworking`; input in
+/// testdata/fuzz-gn-jer-message-id.bin). Every entry point here is UPER, whose first byte is
+/// the protocol version (1–3), so such a payload is refused before it reaches the decoder.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_uper_payload(payload: &[u8]) -> Result<(), V2xError> {
+    let text = std::str::from_utf8(payload).map(str::trim_start);
+    if matches!(text, Ok(t) if t.starts_with('<') || t.starts_with('{')) {
+        return Err(V2xError::Decode("not a UPER ITS PDU (the payload reads as XML or JSON text)".into()));
+    }
+    Ok(())
 }
 
 /// Only unsecured GeoNetworking (basic header next header = common header) is passed to the

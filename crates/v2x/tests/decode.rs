@@ -232,3 +232,17 @@ fn fuzz_gn_negative_speed_is_typed_error() {
     let r = std::panic::catch_unwind(|| decode_its(b, Framing::GeoNetworking, 600_000_000_000));
     assert!(matches!(r, Ok(Err(_))), "{r:?}");
 }
+
+/// A GeoNetworking packet whose ITS payload reads as JSON ending at `"messageId":` made
+/// c-its-parser index past its end; it is a typed error (and UPER input with text in front too).
+#[cfg(not(target_arch = "wasm32"))]
+#[test]
+fn fuzz_gn_payload_that_reads_as_json_is_typed_error() {
+    let b = include_bytes!("../testdata/fuzz-gn-jer-message-id.bin");
+    let r = std::panic::catch_unwind(|| decode_its(b, Framing::GeoNetworking, 600_000_000_000));
+    assert!(matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))), "{r:?}");
+    for text in [&b" {\"messageId\":"[..], b"\n<messageID>", b"{"] {
+        let r = std::panic::catch_unwind(|| decode_its(text, Framing::Uper, 600_000_000_000));
+        assert!(matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))), "{r:?}");
+    }
+}
