@@ -18,8 +18,16 @@ use edgecell_vision::{
 };
 
 /// Names accepted by [`run`].
-pub const KERNELS: [&str; 7] =
-    ["ekf_imu_update", "v2x_unsigned_cam", "trig", "video_frame", "video_preprocess", "video_decode_nms", "video_track"];
+pub const KERNELS: [&str; 8] = [
+    "ekf_imu_update",
+    "v2x_unsigned_cam",
+    "v2x_signed_cam",
+    "trig",
+    "video_frame",
+    "video_preprocess",
+    "video_decode_nms",
+    "video_track",
+];
 
 /// How many steps a benchmark should run of kernel `name` for a run of tens of milliseconds
 /// (a video frame is about a thousand times a filter step).
@@ -27,6 +35,7 @@ pub const KERNELS: [&str; 7] =
 pub fn bench_steps(name: &str) -> u32 {
     match name {
         "video_frame" | "video_preprocess" => 20,
+        "v2x_signed_cam" => 200,
         "video_decode_nms" => 100,
         _ => 2000,
     }
@@ -52,6 +61,7 @@ pub fn run(name: &str, iterations: u32) -> Result<f64, KernelError> {
     match name {
         "ekf_imu_update" => ekf_imu_update(iterations),
         "v2x_unsigned_cam" => v2x_unsigned_cam(iterations),
+        "v2x_signed_cam" => v2x_signed_cam(iterations),
         "trig" => Ok(trig(iterations)),
         "video_frame" => video(iterations, VideoStage::All),
         "video_preprocess" => video(iterations, VideoStage::Preprocess),
@@ -142,6 +152,76 @@ fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
         checksum += r.score + f64::from(r.generation_delta_time) + checks;
     }
     Ok(checksum)
+}
+
+/// A real UPER CAM signed with P-256 (IEEE 1609.2, signer given by digest, its authorization
+/// ticket already verified and cached) validated with `Validator::validate` each step: COER
+/// decoding, the ECDSA verification, then the CAM's checks. Natively the signature goes
+/// through ring and the CAM through c-its-parser; in the component through the RustCrypto
+/// `p256` and the compact CAM decoder, so this is what each side really runs.
+///
+/// The certificates and up to [`SIGNED_POOL`] messages are signed once per process (signing
+/// costs as much as verifying and is not what is measured); each run builds a fresh validator,
+/// so replay detection sees every message once.
+fn v2x_signed_cam(iterations: u32) -> Result<f64, KernelError> {
+    use edgecell_v2x::validator::MessageFormat;
+    static SETUP: std::sync::OnceLock<Result<SignedSetup, KernelError>> = std::sync::OnceLock::new();
+    let setup = SETUP.get_or_init(SignedSetup::new).as_ref().map_err(Clone::clone)?;
+    let msgs = setup.messages.get(..iterations as usize).ok_or_else(|| KernelError(format!("at most {SIGNED_POOL} steps")))?;
+    let e = |e: edgecell_v2x::V2xError| KernelError(e.to_string());
+    let mut v = Validator::from_toml(&setup.config).map_err(e)?;
+    v.add_certificate(&setup.aa_cert, setup.ctx.received_at_ns).map_err(e)?;
+    v.validate(MessageFormat::Secured, &setup.first, &setup.ctx).map_err(e)?;
+    let mut checksum = 0.0;
+    for msg in msgs {
+        let r = v.validate(MessageFormat::Secured, msg, &setup.ctx).map_err(e)?;
+        if !r.signed {
+            return Err(KernelError("a signed CAM was not verified as signed".into()));
+        }
+        checksum += r.score + f64::from(r.generation_delta_time);
+    }
+    Ok(checksum)
+}
+
+/// Signed CAMs [`v2x_signed_cam`] can validate per run.
+pub const SIGNED_POOL: usize = 256;
+
+/// A root → AA → AT chain and CAMs signed by the AT.
+struct SignedSetup {
+    config: String,
+    aa_cert: Vec<u8>,
+    /// Carries the AT certificate (verified once, then cached); later ones name it by digest.
+    first: Vec<u8>,
+    messages: Vec<Vec<u8>>,
+    ctx: edgecell_v2x::validator::ReceiveContext,
+}
+
+impl SignedSetup {
+    fn new() -> Result<Self, KernelError> {
+        use edgecell_v2x::observation::its_ms_to_unix_ns;
+        use edgecell_v2x::security::build;
+        const CAM: &[u8] = include_bytes!("../../v2x/testdata/c-its-parser-cam.uper");
+        let e = |e: edgecell_v2x::SecurityError| KernelError(e.to_string());
+        let base = 700_000_000_000u64;
+        let now_ms = base - base % 65_536 + 51_136 + 10;
+        let ctx = edgecell_v2x::validator::ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
+        let start = u32::try_from(now_ms / 1000 - 3600).map_err(|x| KernelError(x.to_string()))?;
+        let root = build::certificate("root", &build::key_from_seed([1; 32]).map_err(e)?, None, start, 10_000, &[]).map_err(e)?;
+        let aa = build::certificate("aa", &build::key_from_seed([2; 32]).map_err(e)?, Some(&root), start, 10_000, &[]).map_err(e)?;
+        let at = build::certificate("at", &build::key_from_seed([3; 32]).map_err(e)?, Some(&aa), start, 100, &[36]).map_err(e)?;
+        let first = build::signed_data(&at, CAM, 36, (now_ms - 20) * 1000, true).map_err(e)?;
+        // each its own generation time (µs apart), so replay detection passes every one
+        let messages = (0..SIGNED_POOL as u64)
+            .map(|k| build::signed_data(&at, CAM, 36, (now_ms - 10) * 1000 + k, false))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e)?;
+        let config = format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex_lower(&root.cert));
+        Ok(Self { config, aa_cert: aa.cert, first, messages, ctx })
+    }
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The libm functions the filters use (`sin`, `cos`, `atan2`, `asin`), one of each per step:
@@ -265,6 +345,9 @@ mod tests {
         assert!(super::run("trig", 100).unwrap().is_finite());
         let cam = super::run("v2x_unsigned_cam", 10).unwrap();
         assert!(cam > 10.0 * 51_136.0, "{cam}");
+        let signed = super::run("v2x_signed_cam", 3).unwrap();
+        assert!(signed >= 3.0 * 51_136.0, "{signed}");
+        assert!(super::run("v2x_signed_cam", 257).is_err());
         let video = super::run("video_frame", 5).unwrap();
         assert!(video.is_finite() && video > 0.0, "{video}");
         assert_eq!(video.to_bits(), super::run("video_frame", 5).unwrap().to_bits());
