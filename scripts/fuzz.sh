@@ -58,6 +58,7 @@ for t in "${targets[@]}"; do
     mkdir -p "$corpus" "$artifacts"
     [ -n "$(ls -A "$corpus")" ] || seed "$t" "$corpus"
     log="logs/$t.log"
+    began=$SECONDS
     set +e
     "$target_dir/$host/release/$t" "$corpus" -max_total_time="$secs" -rss_limit_mb=2048 -max_len=4096 \
         -print_final_stats=1 -artifact_prefix="$artifacts/" > "$log" 2>&1
@@ -65,7 +66,7 @@ for t in "${targets[@]}"; do
     set -e
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo '?')
     cov=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo '?')
-    echo "$t: exit $rc, ${secs} s, $runs executions, coverage $cov edges, corpus $(ls "$corpus" | wc -l) inputs"
+    echo "$t: exit $rc after $((SECONDS - began)) s, $runs executions, coverage $cov edges, corpus $(ls "$corpus" | wc -l) inputs"
     if [ "$rc" -ne 0 ]; then
         status=1
         echo "  crash: see fuzz/$log and fuzz/$artifacts/"
