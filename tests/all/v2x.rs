@@ -248,3 +248,35 @@ fn the_message_handler_publishes_verdicts_and_reports() {
     assert!(inst.handle_message(&other).unwrap().unwrap_err().contains("does not handle"));
     assert!(!inst.is_poisoned());
 }
+
+/// On a lattice every message meets a new instance, which reads the sender's history together
+/// with its stored configuration. Through the handler, one instance per message: the history
+/// still decides (a jump is rejected), and senders never see each other's tracks.
+#[test]
+fn the_handler_on_a_new_instance_per_message_keeps_each_senders_history() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let mut s = spec("v2x-validator", common::component("edgecell_v2x_validator.wasm"));
+    s.config.insert("namespace".into(), "fresh".into());
+    let a = h.runtime.load_actor(s).unwrap();
+    let send = |body: Vec<u8>| {
+        let m = BrokerMessage { subject: "edgecell.v2x.in.fresh".into(), body, reply_to: None };
+        a.instantiate().unwrap().handle_message(&m).unwrap().unwrap();
+        let published = h.bus.drain();
+        let verdict = published.iter().find(|p| p.subject == "edgecell.v2x.verdict.fresh").unwrap();
+        serde_json::from_slice::<serde_json::Value>(&verdict.body).unwrap()
+    };
+    let check = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).cloned().unwrap()
+    };
+    let first = send(beacon(41, 1.0, 100.0, 10.0));
+    assert_eq!(check(&first, "position_consistency")["skipped"], true, "{first}");
+    // sender 42 right where 41 is: no history of its own yet
+    let other = send(beacon(42, 1.5, 100.0, 10.0));
+    assert_eq!(check(&other, "position_consistency")["skipped"], true, "{other}");
+    let second = send(beacon(41, 2.0, 110.0, 10.0));
+    assert_eq!(second["verdict"], "accepted", "{second}");
+    assert_eq!(check(&second, "position_consistency")["skipped"], false, "{second}");
+    let jump = send(beacon(41, 3.0, 700.0, 10.0));
+    assert_eq!(jump["verdict"], "rejected", "{jump}");
+    assert_eq!(check(&jump, "position_consistency")["confidence"], 0.0, "{jump}");
+}

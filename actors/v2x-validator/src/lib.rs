@@ -21,7 +21,7 @@ mod bindings {
     });
 }
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use bindings::edgecell::cache::store as cache;
 use bindings::edgecell::metrics::recorder::{self, Label};
@@ -78,6 +78,20 @@ struct KvHistory {
     keep_s: f64,
     /// The `recent` entry as read by the last `load` (or written by the last `store`).
     recent: RefCell<Option<(f64, Vec<Track>)>>,
+    /// `track/<pseudonym>` and `recent` as a new instance read them with its stored state
+    /// (see [`SENDER_HINT`]): the first `load` of that pseudonym takes them instead of a call.
+    prefetched: RefCell<Option<Prefetched>>,
+}
+
+/// A sender's history entries read ahead: (pseudonym, `track/<pseudonym>`, `recent`).
+type Prefetched = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+thread_local! {
+    /// The sender of the message being handled, when the handler knows it before the validator
+    /// exists. A new instance (on a lattice, every invocation) then reads that sender's history
+    /// in the same `get-many` as its stored configuration: one provider round trip fewer per
+    /// message.
+    static SENDER_HINT: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 fn store_error(op: &str) {
@@ -102,25 +116,36 @@ impl KvHistory {
     }
 }
 
+impl KvHistory {
+    /// The sender's track from its entries, keeping the `recent` index for later checks.
+    fn track_from(&self, track: Option<&[u8]>, recent: Option<&[u8]>) -> Option<Track> {
+        let recent: (f64, Vec<Track>) =
+            recent.and_then(|r| serde_json::from_slice(r).ok()).unwrap_or((f64::MIN, Vec::new()));
+        let newest = recent.0;
+        *self.recent.borrow_mut() = Some(recent);
+        track
+            .and_then(|t| serde_json::from_slice::<Track>(t).ok())
+            .filter(|t| t.last_receive_s >= newest - HISTORY_TRACE_TTL_S)
+    }
+}
+
 impl HistoryStore for KvHistory {
     fn load(&self, pseudonym: u64) -> Option<Track> {
+        // only while the message it was read for is being handled: never a stale read later
+        let prefetched = self.prefetched.borrow_mut().take();
+        if let Some((p, track, recent)) = prefetched
+            && p == pseudonym
+            && SENDER_HINT.get() == Some(pseudonym)
+        {
+            return self.track_from(track.as_deref(), recent.as_deref());
+        }
         let keys = vec![format!("track/{pseudonym}"), "recent".to_owned()];
         let Ok(entries) = cache::get_many(&self.ns, &keys) else {
             store_error("get-many");
             return None;
         };
-        let recent: (f64, Vec<Track>) = entries
-            .get(1)
-            .and_then(Option::as_ref)
-            .and_then(|e| serde_json::from_slice(&e.value).ok())
-            .unwrap_or((f64::MIN, Vec::new()));
-        let newest = recent.0;
-        *self.recent.borrow_mut() = Some(recent);
-        entries
-            .first()
-            .and_then(Option::as_ref)
-            .and_then(|e| serde_json::from_slice::<Track>(&e.value).ok())
-            .filter(|t| t.last_receive_s >= newest - HISTORY_TRACE_TTL_S)
+        let value = |i: usize| entries.get(i).and_then(Option::as_ref).map(|e| e.value.as_slice());
+        self.track_from(value(0), value(1))
     }
 
     fn store(&mut self, track: Track) {
@@ -225,14 +250,22 @@ struct Stored {
     config: Option<Vec<u8>>,
     origin: Option<Vec<u8>>,
     ego: Option<Vec<u8>>,
+    /// The hinted sender's history entries, read in the same call.
+    history: Option<Prefetched>,
 }
 
 fn read_stored(ns: &str) -> Stored {
-    let keys = ["config", "origin", "ego"].map(str::to_owned);
+    let hint = SENDER_HINT.get();
+    let mut keys = ["config", "origin", "ego"].map(str::to_owned).to_vec();
+    if let Some(p) = hint {
+        keys.extend([format!("track/{p}"), "recent".to_owned()]);
+    }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
             let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
-            Stored { config: values.next().flatten(), origin: values.next().flatten(), ego: values.next().flatten() }
+            let (config, origin, ego) = (values.next().flatten(), values.next().flatten(), values.next().flatten());
+            let history = hint.map(|p| (p, values.next().flatten(), values.next().flatten()));
+            Stored { config, origin, ego, history }
         }
         Err(_) => {
             store_error("get-many");
@@ -246,7 +279,8 @@ fn read_stored(ns: &str) -> Stored {
 fn build(ns: &str, toml: &str, stored: &Stored) -> Result<State, V2xError> {
     let cfg = Config::from_toml(toml)?;
     let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
-    let history = KvHistory { ns: ns.to_owned(), keep_s, recent: RefCell::new(None) };
+    let prefetched = RefCell::new(stored.history.clone());
+    let history = KvHistory { ns: ns.to_owned(), keep_s, recent: RefCell::new(None), prefetched };
     let mut v = Validator::with_stores(cfg, history, KvCerts { ns: ns.to_owned() })?;
     let map_key = config_value("map");
     if let Some(geojson) = &map_key {
@@ -407,9 +441,24 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
             Ok(None)
         });
     }
-    let r = with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())));
+    let hint = || rec.sender.map(|sender| rec.sender_pseudo.unwrap_or(u64::from(sender)));
+    let r = with_sender_hint(hint, || {
+        with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())))
+    });
     record_outcome(&r);
     r.map(Some)
+}
+
+/// Runs `f` with [`SENDER_HINT`] set, when this instance has no validator yet (an instance
+/// that has one reads history per message anyway).
+fn with_sender_hint<R>(hint: impl FnOnce() -> Option<u64>, f: impl FnOnce() -> R) -> R {
+    if STATE.with(|s| s.borrow().is_some()) {
+        return f();
+    }
+    SENDER_HINT.set(hint());
+    let r = f();
+    SENDER_HINT.set(None);
+    r
 }
 
 fn wit_err(e: V2xError) -> WitError {
@@ -531,7 +580,9 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         validate_veremi_line(&body)
     } else {
         let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
-        validate_bytes(MessageFormat::Uper, &body, &ctx).map(Some)
+        // a CAM's station id (0.5 µs with the compact decoder) lets a new instance read its history ahead
+        let hint = || edgecell_v2x::uper_cam::decode_cam(&body).ok().map(|f| u64::from(f.station_id));
+        with_sender_hint(hint, || validate_bytes(MessageFormat::Uper, &body, &ctx)).map(Some)
     };
     let validation = match outcome {
         Ok(Some(v)) => v,
