@@ -114,9 +114,7 @@ impl KvHistory {
         *self.recent.borrow_mut() = Some(r.clone());
         r
     }
-}
 
-impl KvHistory {
     /// The sender's track from its entries, keeping the `recent` index for later checks.
     fn track_from(&self, track: Option<&[u8]>, recent: Option<&[u8]>) -> Option<Track> {
         let recent: (f64, Vec<Track>) =

@@ -130,15 +130,21 @@ fn ekf_imu_update(iterations: u32) -> Result<f64, KernelError> {
     Ok(checksum + p.x + p.y + p.yaw)
 }
 
+/// c-its-parser's test CAM (UPER), the V2X kernels' message.
+const CAM: &[u8] = include_bytes!("../../v2x/testdata/c-its-parser-cam.uper");
+
+/// An ITS time (ms) 10 ms after [`CAM`]'s generationDeltaTime (51,136): when it is received.
+fn cam_receive_its_ms() -> u64 {
+    let base = 700_000_000_000u64;
+    base - base % 65_536 + 51_136 + 10
+}
+
 /// A real UPER CAM (c-its-parser's test message) decoded and validated with the default
 /// configuration each step, through the code the component runs on both sides: the compact
 /// CAM decoder (`uper_cam`; native builds otherwise decode with c-its-parser, which does not
 /// build for wasm32), then the plausibility checks and the sender's history.
 fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
-    const CAM: &[u8] = include_bytes!("../../v2x/testdata/c-its-parser-cam.uper");
-    // an ITS time 10 ms after the CAM's generationDeltaTime (51,136)
-    let base = 700_000_000_000u64;
-    let now_ms = base - base % 65_536 + 51_136 + 10;
+    let now_ms = cam_receive_its_ms();
     #[allow(clippy::cast_precision_loss)]
     let rcv_s = now_ms as f64 / 1000.0;
     let mut v = Validator::new(Config::default()).map_err(|e| KernelError(e.to_string()))?;
@@ -200,28 +206,19 @@ impl SignedSetup {
     fn new() -> Result<Self, KernelError> {
         use edgecell_v2x::observation::its_ms_to_unix_ns;
         use edgecell_v2x::security::build;
-        const CAM: &[u8] = include_bytes!("../../v2x/testdata/c-its-parser-cam.uper");
         let e = |e: edgecell_v2x::SecurityError| KernelError(e.to_string());
-        let base = 700_000_000_000u64;
-        let now_ms = base - base % 65_536 + 51_136 + 10;
+        let now_ms = cam_receive_its_ms();
         let ctx = edgecell_v2x::validator::ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
         let start = u32::try_from(now_ms / 1000 - 3600).map_err(|x| KernelError(x.to_string()))?;
-        let root = build::certificate("root", &build::key_from_seed([1; 32]).map_err(e)?, None, start, 10_000, &[]).map_err(e)?;
-        let aa = build::certificate("aa", &build::key_from_seed([2; 32]).map_err(e)?, Some(&root), start, 10_000, &[]).map_err(e)?;
-        let at = build::certificate("at", &build::key_from_seed([3; 32]).map_err(e)?, Some(&aa), start, 100, &[36]).map_err(e)?;
-        let first = build::signed_data(&at, CAM, 36, (now_ms - 20) * 1000, true).map_err(e)?;
+        let chain = build::CamChain::new(start).map_err(e)?;
+        let first = build::signed_data(&chain.at, CAM, 36, (now_ms - 20) * 1000, true).map_err(e)?;
         // each its own generation time (µs apart), so replay detection passes every one
         let messages = (0..SIGNED_POOL as u64)
-            .map(|k| build::signed_data(&at, CAM, 36, (now_ms - 10) * 1000 + k, false))
+            .map(|k| build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000 + k, false))
             .collect::<Result<Vec<_>, _>>()
             .map_err(e)?;
-        let config = format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex_lower(&root.cert));
-        Ok(Self { config, aa_cert: aa.cert, first, messages, ctx })
+        Ok(Self { config: chain.trust_toml(), aa_cert: chain.aa.cert, first, messages, ctx })
     }
-}
-
-fn hex_lower(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The libm functions the filters use (`sin`, `cos`, `atan2`, `asin`), one of each per step:

@@ -39,37 +39,28 @@ fn bench(c: &mut Criterion) {
         b.iter(|| v.validate(MessageFormat::Uper, std::hint::black_box(CAM), &ctx));
     });
 
-    let root_key = build::key_from_seed([1u8; 32]).expect("key");
-    let aa_key = build::key_from_seed([2u8; 32]).expect("key");
-    let at_key = build::key_from_seed([3u8; 32]).expect("key");
     let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
-    let root = build::certificate("root", &root_key, None, start, 10_000, &[]).expect("root");
-    let aa = build::certificate("aa", &aa_key, Some(&root), start, 10_000, &[]).expect("aa");
-    let at = build::certificate("at", &at_key, Some(&aa), start, 100, &[36]).expect("at");
-    let cfg = format!(
-        "[security]\ntrust_anchors_hex = [\"{}\"]\n",
-        hex::encode(&root.cert)
-    );
-    let mut sv = Validator::from_toml(&cfg).expect("validator");
-    sv.add_certificate(&aa.cert, ctx.received_at_ns)
+    let chain = build::CamChain::new(start).expect("chain");
+    let mut sv = Validator::from_toml(&chain.trust_toml()).expect("validator");
+    sv.add_certificate(&chain.aa.cert, ctx.received_at_ns)
         .expect("aa");
     // first message carries the AT certificate (verified once, then cached)
-    let first = build::signed_data(&at, CAM, 36, (now_ms - 20) * 1000, true).expect("sign");
+    let first = build::signed_data(&chain.at, CAM, 36, (now_ms - 20) * 1000, true).expect("sign");
     let r = sv
         .validate(MessageFormat::Secured, &first, &ctx)
         .expect("first");
     assert!(r.signed);
-    let msg = build::signed_data(&at, CAM, 36, (now_ms - 10) * 1000, false).expect("sign");
+    let msg = build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000, false).expect("sign");
     // breakdown: the raw ECDSA P-256 prehash verification alone
     {
         use ecdsa_breakdown::*;
-        let (vk, digest, sig) = setup(&at_key);
+        let (vk, digest, sig) = setup(&chain.at.key);
         // RustCrypto p256 (the component's path) and the native path (ring), same signature
         g.bench_function("p256_verify_prehash_only", |b| {
             b.iter(|| verify(&vk, std::hint::black_box(&digest), &sig));
         });
         let input = [5u8; 64];
-        let sig_in = sign_input(&at_key, &input);
+        let sig_in = sign_input(&chain.at.key, &input);
         g.bench_function("p256_verify_input_native", |b| {
             b.iter(|| vk.verify_input(std::hint::black_box(&input), &sig_in).is_ok());
         });

@@ -1184,4 +1184,36 @@ pub mod build {
             content: Ieee1609Dot2Content::SignedData(Box::new(sd)),
         })
     }
+
+    /// A root CA → authorization authority → authorization ticket chain of P-256 certificates
+    /// (keys from seeds 1, 2 and 3), the AT allowed to sign CAMs (PSID 36). Benchmarks, tests
+    /// and the kernels use it as their signed-traffic fixture.
+    #[derive(Debug, Clone)]
+    pub struct CamChain {
+        /// Self-signed root (valid 10,000 h from the start).
+        pub root: P256Identity,
+        /// Issued by the root (10,000 h).
+        pub aa: P256Identity,
+        /// Issued by the AA (100 h), PSID 36.
+        pub at: P256Identity,
+    }
+
+    impl CamChain {
+        /// The chain, valid from `start_s` (seconds since 2004 TAI).
+        ///
+        /// # Errors
+        /// Encoding or key errors.
+        pub fn new(start_s: u32) -> Result<Self, SecurityError> {
+            let root = certificate("root", &key_from_seed([1; 32])?, None, start_s, 10_000, &[])?;
+            let aa = certificate("aa", &key_from_seed([2; 32])?, Some(&root), start_s, 10_000, &[])?;
+            let at = certificate("at", &key_from_seed([3; 32])?, Some(&aa), start_s, 100, &[36])?;
+            Ok(Self { root, aa, at })
+        }
+
+        /// A validator `[security]` section trusting the root.
+        #[must_use]
+        pub fn trust_toml(&self) -> String {
+            format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex::encode(&self.root.cert))
+        }
+    }
 }

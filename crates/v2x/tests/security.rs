@@ -348,45 +348,57 @@ fn verify_cert_cli_contract() {
 /// both must accept and refuse the same signatures with the same error.
 #[test]
 fn ring_and_rustcrypto_agree_on_every_signature() {
-    use edgecell_v2x::security::{HashAlg, PublicKey, RawSignature, signature_input};
     use p256::ecdsa::signature::hazmat::PrehashSigner;
-
-    fn both(key: &edgecell_v2x::security::VerifyingKey, input: &[u8], sig: &RawSignature) -> Result<(), SecurityError> {
-        let fast = key.verify_input(input, sig);
-        let portable = key.verify_prehash(&key.curve().hash().digest(input), sig);
-        assert_eq!(format!("{fast:?}"), format!("{portable:?}"), "input {} sig {sig:?}", hex::encode(input));
-        fast
-    }
 
     for seed in 1u8..=4 {
         let tbs = vec![seed; 40 + usize::from(seed)];
-        // P-256 / SHA-256
         let sk = build::key_from_seed([seed; 32]).expect("key");
-        let input = signature_input(HashAlg::Sha256, &tbs, &HashAlg::Sha256.digest(b"signer"));
-        let s: p256::ecdsa::Signature = sk.sign_prehash(&HashAlg::Sha256.digest(&input)).expect("sign");
-        let b = s.to_bytes();
-        let sig = RawSignature { curve: Curve::NistP256, r: b[..32].to_vec(), s: b[32..].to_vec() };
         let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 0).as_bytes().to_vec();
-        let key = PublicKey { curve: Curve::NistP256, sec1 }.parse().expect("point");
-        check_flips(&key, &input, &sig, both);
+        let sign = |digest: &[u8]| -> Vec<u8> {
+            let s: p256::ecdsa::Signature = sk.sign_prehash(digest).expect("sign");
+            s.to_bytes().to_vec()
+        };
+        agree_on(Curve::NistP256, &tbs, sign, sec1);
 
-        // P-384 / SHA-384
         let sk = p384::ecdsa::SigningKey::from_slice(&[seed; 48]).expect("key");
-        let input = signature_input(HashAlg::Sha384, &tbs, &HashAlg::Sha384.digest(b"signer"));
-        let s: p384::ecdsa::Signature = sk.sign_prehash(&HashAlg::Sha384.digest(&input)).expect("sign");
-        let b = s.to_bytes();
-        let sig = RawSignature { curve: Curve::NistP384, r: b[..48].to_vec(), s: b[48..].to_vec() };
         let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 1).as_bytes().to_vec();
-        let key = PublicKey { curve: Curve::NistP384, sec1 }.parse().expect("point");
-        check_flips(&key, &input, &sig, both);
+        let sign = |digest: &[u8]| -> Vec<u8> {
+            let s: p384::ecdsa::Signature = sk.sign_prehash(digest).expect("sign");
+            s.to_bytes().to_vec()
+        };
+        agree_on(Curve::NistP384, &tbs, sign, sec1);
     }
+}
+
+/// Signs the 1609.2 input of `tbs` with the curve's hash (`sign` takes the digest, returns
+/// `r || s`) and checks both verification paths on it and on its corruptions.
+fn agree_on(curve: Curve, tbs: &[u8], sign: impl Fn(&[u8]) -> Vec<u8>, sec1: Vec<u8>) {
+    use edgecell_v2x::security::{PublicKey, RawSignature, signature_input};
+    let hash = curve.hash();
+    let input = signature_input(hash, tbs, &hash.digest(b"signer"));
+    let rs = sign(&hash.digest(&input));
+    let (r, s) = rs.split_at(rs.len() / 2);
+    let sig = RawSignature { curve, r: r.to_vec(), s: s.to_vec() };
+    let key = PublicKey { curve, sec1 }.parse().expect("point");
+    check_flips(&key, &input, &sig);
+}
+
+/// Both paths on one signature: the same result, and that result is returned.
+fn both(
+    key: &edgecell_v2x::security::VerifyingKey,
+    input: &[u8],
+    sig: &edgecell_v2x::security::RawSignature,
+) -> Result<(), SecurityError> {
+    let fast = key.verify_input(input, sig);
+    let portable = key.verify_prehash(&key.curve().hash().digest(input), sig);
+    assert_eq!(format!("{fast:?}"), format!("{portable:?}"), "input {} sig {sig:?}", hex::encode(input));
+    fast
 }
 
 fn check_flips(
     key: &edgecell_v2x::security::VerifyingKey,
     input: &[u8],
     sig: &edgecell_v2x::security::RawSignature,
-    both: fn(&edgecell_v2x::security::VerifyingKey, &[u8], &edgecell_v2x::security::RawSignature) -> Result<(), SecurityError>,
 ) {
     use edgecell_v2x::security::RawSignature;
     assert_eq!(both(key, input, sig), Ok(()));

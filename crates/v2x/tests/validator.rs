@@ -243,18 +243,11 @@ fn map_check_and_policies() {
 
 #[test]
 fn signed_cam_verify_replay_and_tamper() {
-    let root_key = build::key_from_seed([1u8; 32]).expect("k");
-    let aa_key = build::key_from_seed([2u8; 32]).expect("k");
-    let at_key = build::key_from_seed([3u8; 32]).expect("k");
     let now_ms = rcv_its_ms();
     let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
-    let root = build::certificate("root", &root_key, None, start, 10_000, &[]).expect("root");
-    let aa = build::certificate("aa", &aa_key, Some(&root), start, 10_000, &[]).expect("aa");
-    let at = build::certificate("at", &at_key, Some(&aa), start, 100, &[36]).expect("at");
-    let cfg = format!(
-        "[security]\ntrust_anchors_hex = [\"{}\"]\nrequire_signature = true\n",
-        hex::encode(&root.cert)
-    );
+    let chain = build::CamChain::new(start).expect("chain");
+    let cfg = format!("{}require_signature = true\n", chain.trust_toml());
+    let build::CamChain { aa, at, .. } = chain;
     let mut v = Validator::from_toml(&cfg).expect("validator");
     let now_ns = its_ms_to_unix_ns(now_ms);
     v.add_certificate(&aa.cert, now_ns).expect("aa");
