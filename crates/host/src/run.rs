@@ -28,6 +28,8 @@ pub struct RunArgs {
     /// No progress bars (logs and CI).
     #[arg(long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub engine: crate::video_cli::EngineArgs,
 }
 
 /// Turns what a stage's actor published into the stage's result line (or an error).
@@ -304,10 +306,12 @@ pub fn run(args: &RunArgs) -> Result<()> {
         bail!("data directory {} not found (run from the repository root or pass --data)", args.data.display());
     }
     let cache_dir = dir.parent().and_then(Path::parent).map(|t| t.join("edgecell-cache"));
-    let (runtime, bus) = crate::video_cli::runtime_with_models(&args.models, RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?;
+    let backend = args.engine.backend();
+    let engine = backend.name();
+    let (runtime, bus) = crate::video_cli::runtime_with_models(&args.models, backend, RuntimeConfig { cache_dir, ..RuntimeConfig::default() })?;
     let metrics = Arc::clone(&runtime.services().metrics);
     let cache = Arc::clone(&runtime.services().cache);
-    println!("edgecell run: components from {}, data from {}", dir.display(), args.data.display());
+    println!("edgecell run: components from {}, data from {}, models on {engine}", dir.display(), args.data.display());
     let mut rows = Vec::new();
     for stage in stages(&args.data)? {
         if let Some(row) = run_stage(&runtime, &bus, &dir, stage, args.limit, args.quiet)? {

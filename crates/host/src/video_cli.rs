@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use edgecell::bindings::video_analytics::exports::edgecell::video::analytics as wit;
 use edgecell::{ActorInstance, Runtime, RuntimeConfig, Services};
-use edgecell_inference::{InferencePool, ModelRegistry, PoolConfig, RegistryConfig};
+use edgecell_inference::{Backend, InferencePool, ModelRegistry, OrtConfig, PoolConfig, RegistryConfig};
 use edgecell_vision::wire::{FrameRef, FrameSummary};
 use edgecell_vision::{MjpegAvi, PixelFormat};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,6 +63,49 @@ pub struct HostArgs {
     /// Directory with the built components (default: next to this binary's target dir).
     #[arg(long)]
     components: Option<PathBuf>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// Which engine the in-process inference provider runs models on.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EngineArgs {
+    /// Inference engine: `tract` (built in, pure Rust) or `onnxruntime` (ONNX Runtime, loaded
+    /// from a shared library at run time).
+    #[arg(long, value_enum, default_value_t = EngineName::Tract)]
+    pub backend: EngineName,
+    /// libonnxruntime.so for `--backend onnxruntime` (default: $ORT_DYLIB_PATH, then
+    /// tools/onnxruntime/libonnxruntime.so as unpacked by scripts/setup.sh, then the system's
+    /// library path).
+    #[arg(long)]
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// Engine names on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineName {
+    Tract,
+    Onnxruntime,
+}
+
+/// Where scripts/setup.sh unpacks ONNX Runtime's shared library (from the PyPI wheel).
+pub const BUNDLED_ONNXRUNTIME: &str = "tools/onnxruntime/libonnxruntime.so";
+
+impl EngineArgs {
+    /// The backend configuration these flags select.
+    pub fn backend(&self) -> Backend {
+        match self.backend {
+            EngineName::Tract => Backend::Tract,
+            EngineName::Onnxruntime => {
+                let from_env = std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty());
+                let library = self.onnxruntime_library.clone().or_else(|| {
+                    let bundled = PathBuf::from(BUNDLED_ONNXRUNTIME);
+                    (!from_env && bundled.is_file()).then_some(bundled)
+                });
+                Backend::Onnxruntime(OrtConfig { library, ..OrtConfig::default() })
+            }
+        }
+    }
 }
 
 /// The zones file.
@@ -116,10 +159,12 @@ impl ZonesFile {
     }
 }
 
-/// A host with the cache, metrics and an inference provider over `models`.
-pub fn runtime_with_models(models: &Path, config: RuntimeConfig) -> Result<(Runtime, Arc<edgecell::LocalBus>)> {
+/// A host with the cache, metrics and an inference provider over `models`, run by `backend`.
+pub fn runtime_with_models(models: &Path, backend: Backend, config: RuntimeConfig) -> Result<(Runtime, Arc<edgecell::LocalBus>)> {
     let (mut services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    let registry = ModelRegistry::load(&RegistryConfig::new(models)).with_context(|| format!("loading models from {}", models.display()))?;
+    let engine = backend.name();
+    let registry = ModelRegistry::load(&RegistryConfig { backend, ..RegistryConfig::new(models) })
+        .with_context(|| format!("loading models from {} on {engine}", models.display()))?;
     if registry.is_empty() {
         bail!("no .onnx models in {}", models.display());
     }
@@ -134,7 +179,7 @@ fn load(host: &HostArgs) -> Result<(Runtime, ActorInstance)> {
     };
     let path = dir.join(COMPONENT);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {} (build it with `make components`)", path.display()))?;
-    let (rt, _bus) = runtime_with_models(&host.models, RuntimeConfig::default())?;
+    let (rt, _bus) = runtime_with_models(&host.models, host.engine.backend(), RuntimeConfig::default())?;
     let spec = edgecell::ActorSpec { name: ACTOR.into(), path, sha256: Some(edgecell::sha256_hex(&bytes)), config: Default::default() };
     let actor = rt.load_actor(spec)?;
     let inst = actor.instantiate()?;

@@ -1,5 +1,11 @@
 //! NanoDet-m-416 frame time with tract on one thread (the calling thread; tract runs
-//! single-threaded by default), and the rest of the per-frame pipeline for the ratio.
+//! single-threaded by default) and, with the `onnxruntime` feature and a library present
+//! (`ORT_DYLIB_PATH` or tools/onnxruntime from scripts/setup.sh), with our ONNX Runtime backend
+//! on one thread in the same run; and the rest of the per-frame pipeline for the ratio.
+//!
+//! `tract_generic_ops_1_thread` is tract without edgecell's Pad/MaxPool/Resize kernels.
+//!
+//!     cargo bench -p edgecell-inference --features onnxruntime --bench nanodet_frame
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::hint::black_box;
@@ -11,6 +17,10 @@ use edgecell_vision::{
     FrameLimits, MjpegAvi, NanoDetHead, Normalization, PixelFormat, StreamConfig, StreamProcessor,
     TensorView, decode_frame, letterbox, postprocess_nanodet,
 };
+
+// as in the binaries that run models (crates/host/src/main.rs)
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const MODEL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -35,6 +45,35 @@ fn bench(c: &mut Criterion) {
     g.bench_function("tract_1_thread", |b| {
         b.iter(|| model.run(vec![black_box(input.clone())]).unwrap());
     });
+    // tract as it comes, without edgecell's Pad/MaxPool/Resize kernels (src/tract_ops.rs).
+    {
+        use tract_onnx::prelude::{Framework, InferenceModelExt, IntoRunnable, IntoTValue, tvec};
+        let plain = tract_onnx::onnx()
+            .model_for_path(MODEL)
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        let x = tract_onnx::prelude::Tensor::from_shape(
+            &[1, 3, 416, 416],
+            input.data.as_f32().unwrap(),
+        )
+        .unwrap();
+        g.bench_function("tract_generic_ops_1_thread", |b| {
+            b.iter(|| {
+                plain
+                    .run(tvec!(black_box(x.clone()).into_tvalue()))
+                    .unwrap()
+            });
+        });
+    }
+    #[cfg(feature = "onnxruntime")]
+    if let Some(ort) = onnxruntime_model() {
+        g.bench_function("onnxruntime_1_thread", |b| {
+            b.iter(|| ort.run(vec![black_box(input.clone())]).unwrap());
+        });
+    }
 
     // Everything else a frame goes through: JPEG decode, letterbox, decode + NMS, tracking.
     let outs = model.run(vec![input.clone()]).unwrap();
@@ -70,6 +109,33 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
     let _ = lb;
+}
+
+/// NanoDet on our ONNX Runtime backend: one session, one intra-op thread.
+#[cfg(feature = "onnxruntime")]
+fn onnxruntime_model() -> Option<Model> {
+    let library = std::env::var_os("ORT_DYLIB_PATH")
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || {
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("../../tools/onnxruntime/libonnxruntime.so")
+            },
+            std::path::PathBuf::from,
+        );
+    if !library.is_file() {
+        eprintln!(
+            "no ONNX Runtime library at {} (scripts/setup.sh): onnxruntime_1_thread skipped",
+            library.display()
+        );
+        return None;
+    }
+    let backend = edgecell_inference::Backend::Onnxruntime(edgecell_inference::OrtConfig {
+        library: Some(library),
+        intra_threads: 1,
+        sessions: 1,
+    });
+    Some(Model::load_with(Path::new(MODEL), "nanodet-m-416", None, true, &backend).unwrap())
 }
 
 criterion_group!(benches, bench);

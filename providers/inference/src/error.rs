@@ -82,4 +82,12 @@ pub enum LoadError {
         /// tract's type name.
         dtype: String,
     },
+    /// The configured engine is not compiled into this build.
+    #[error("inference backend {backend:?} is not in this build (cargo feature `{feature}`)")]
+    BackendUnavailable {
+        /// Engine name.
+        backend: &'static str,
+        /// The cargo feature that adds it.
+        feature: &'static str,
+    },
 }

@@ -14,13 +14,18 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod error;
 pub mod model;
+#[cfg(feature = "onnxruntime")]
+pub mod ort_backend;
 pub mod pool;
 pub mod registry;
 pub mod stats;
 pub mod tensor;
+pub mod tract_ops;
 
+pub use backend::{Backend, OrtConfig};
 pub use error::{InferenceError, LoadError};
 pub use model::Model;
 pub use pool::{InferencePool, Pending, PoolConfig};
@@ -45,7 +50,11 @@ macro_rules! wit_conversions {
         }
 
         fn model_info(m: $crate::ModelInfo) -> $wit::ModelInfo {
-            let info = |i: $crate::TensorInfo| $wit::TensorInfo { name: i.name, dtype: tensor_type(i.dtype), shape: i.shape };
+            let info = |i: $crate::TensorInfo| $wit::TensorInfo {
+                name: i.name,
+                dtype: tensor_type(i.dtype),
+                shape: i.shape,
+            };
             $wit::ModelInfo {
                 name: m.name,
                 version: m.version,
@@ -61,10 +70,20 @@ macro_rules! wit_conversions {
                 E::UnknownModel(m) => $wit::InferenceError::UnknownModel(m),
                 E::MissingInput(m) => $wit::InferenceError::MissingInput(m),
                 E::UnexpectedInput(m) => $wit::InferenceError::UnexpectedInput(m),
-                E::WrongShape { input, expected, actual } => {
-                    $wit::InferenceError::WrongShape($wit::ShapeMismatch { input, expected, actual })
-                }
-                E::WrongDtype { input, expected, actual } => $wit::InferenceError::WrongDtype($wit::DtypeMismatch {
+                E::WrongShape {
+                    input,
+                    expected,
+                    actual,
+                } => $wit::InferenceError::WrongShape($wit::ShapeMismatch {
+                    input,
+                    expected,
+                    actual,
+                }),
+                E::WrongDtype {
+                    input,
+                    expected,
+                    actual,
+                } => $wit::InferenceError::WrongDtype($wit::DtypeMismatch {
                     input,
                     expected: tensor_type(expected),
                     actual: tensor_type(actual),
@@ -83,7 +102,11 @@ macro_rules! wit_conversions {
                 $wit::TensorData::Uint8(v) => $crate::TensorData::U8(v.into()),
                 $wit::TensorData::Int64(v) => $crate::TensorData::I64(v),
             };
-            $crate::Tensor { name: t.name, shape: t.shape, data }
+            $crate::Tensor {
+                name: t.name,
+                shape: t.shape,
+                data,
+            }
         }
 
         #[allow(clippy::useless_conversion)]
@@ -93,7 +116,11 @@ macro_rules! wit_conversions {
                 $crate::TensorData::U8(v) => $wit::TensorData::Uint8(v.into()),
                 $crate::TensorData::I64(v) => $wit::TensorData::Int64(v),
             };
-            $wit::Tensor { name: t.name, shape: t.shape, data }
+            $wit::Tensor {
+                name: t.name,
+                shape: t.shape,
+                data,
+            }
         }
     };
 }

@@ -1,4 +1,5 @@
-//! One ONNX model compiled by tract: metadata, input validation, execution.
+//! One ONNX model ready to run: metadata, input validation, execution on the configured
+//! engine (tract, or ONNX Runtime with the `onnxruntime` feature).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use tract_onnx::prelude::{
     Tensor as TractTensor, TypedFact, TypedRunnableModel,
 };
 
+use crate::backend::Backend;
 use crate::error::{InferenceError, LoadError};
 use crate::tensor::{ModelInfo, Tensor, TensorData, TensorInfo, TensorType};
 
@@ -16,7 +18,14 @@ use crate::tensor::{ModelInfo, Tensor, TensorData, TensorInfo, TensorType};
 #[derive(Clone)]
 pub struct Model {
     info: ModelInfo,
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
+}
+
+#[derive(Clone)]
+enum Plan {
+    Tract(Arc<TypedRunnableModel>),
+    #[cfg(feature = "onnxruntime")]
+    Ort(Arc<crate::ort_backend::OrtPlan>),
 }
 
 impl std::fmt::Debug for Model {
@@ -65,9 +74,40 @@ fn content_version(bytes: &[u8]) -> String {
     format!("fnv1a64-{h:016x}")
 }
 
+type Loaded = (Plan, Vec<TensorInfo>, Vec<TensorInfo>);
+
+fn load_tract(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
+    let model_err = |e: tract_onnx::prelude::TractError| LoadError::Model {
+        path: path.to_owned(),
+        message: format!("{e:#}"),
+    };
+    let mut typed = tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .and_then(InferenceModelExt::into_optimized)
+        .map_err(model_err)?;
+    let swapped = crate::tract_ops::accelerate(&mut typed).map_err(model_err)?;
+    tracing::debug!(path = %path.display(), ?swapped, "tract nodes on edgecell kernels");
+    let mut inputs = Vec::new();
+    for (i, outlet) in typed.input_outlets().map_err(model_err)?.iter().enumerate() {
+        let name = typed.node(outlet.node).name.clone();
+        let fact = typed.input_fact(i).map_err(model_err)?;
+        inputs.push(info_of(path, "input", name, fact)?);
+    }
+    let mut outputs = Vec::new();
+    for outlet in typed.output_outlets().map_err(model_err)? {
+        let name = typed
+            .outlet_label(*outlet)
+            .map_or_else(|| typed.node(outlet.node).name.clone(), str::to_owned);
+        let fact = typed.outlet_fact(*outlet).map_err(model_err)?;
+        outputs.push(info_of(path, "output", name, fact)?);
+    }
+    let plan = typed.into_runnable().map_err(model_err)?;
+    Ok((Plan::Tract(plan), inputs, outputs))
+}
+
 impl Model {
-    /// Loads `path` (ONNX), optimises it and, if `warmup`, runs it once on zero inputs.
-    /// `version` overrides the content-hash version.
+    /// Loads `path` (ONNX) into tract, optimises it and, if `warmup`, runs it once on zero
+    /// inputs. `version` overrides the content-hash version.
     ///
     /// # Errors
     /// [`LoadError`] when the file cannot be read, parsed, optimised or run.
@@ -77,37 +117,44 @@ impl Model {
         version: Option<String>,
         warmup: bool,
     ) -> Result<Self, LoadError> {
+        Self::load_with(path, name, version, warmup, &Backend::Tract)
+    }
+
+    /// As [`Self::load`], on the given engine.
+    ///
+    /// # Errors
+    /// [`LoadError`] when the file cannot be read, parsed, optimised or run, when ONNX Runtime
+    /// cannot be loaded, or [`LoadError::BackendUnavailable`] when this build lacks the engine.
+    pub fn load_with(
+        path: &Path,
+        name: &str,
+        version: Option<String>,
+        warmup: bool,
+        backend: &Backend,
+    ) -> Result<Self, LoadError> {
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_owned(),
             source,
         })?;
-        let model_err = |e: tract_onnx::prelude::TractError| LoadError::Model {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
+        let (plan, inputs, outputs) = match backend {
+            Backend::Tract => load_tract(path, &bytes)?,
+            #[cfg(feature = "onnxruntime")]
+            Backend::Onnxruntime(cfg) => {
+                let l = crate::ort_backend::load(path, &bytes, cfg)?;
+                (Plan::Ort(Arc::new(l.plan)), l.inputs, l.outputs)
+            }
+            #[cfg(not(feature = "onnxruntime"))]
+            Backend::Onnxruntime(_) => {
+                return Err(LoadError::BackendUnavailable {
+                    backend: backend.name(),
+                    feature: "onnxruntime",
+                });
+            }
         };
-        let typed = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(&bytes))
-            .and_then(InferenceModelExt::into_optimized)
-            .map_err(model_err)?;
-        let mut inputs = Vec::new();
-        for (i, outlet) in typed.input_outlets().map_err(model_err)?.iter().enumerate() {
-            let name = typed.node(outlet.node).name.clone();
-            let fact = typed.input_fact(i).map_err(model_err)?;
-            inputs.push(info_of(path, "input", name, fact)?);
-        }
-        let mut outputs = Vec::new();
-        for outlet in typed.output_outlets().map_err(model_err)? {
-            let name = typed
-                .outlet_label(*outlet)
-                .map_or_else(|| typed.node(outlet.node).name.clone(), str::to_owned);
-            let fact = typed.outlet_fact(*outlet).map_err(model_err)?;
-            outputs.push(info_of(path, "output", name, fact)?);
-        }
-        let plan = typed.into_runnable().map_err(model_err)?;
         let info = ModelInfo {
             name: name.to_owned(),
             version: version.unwrap_or_else(|| content_version(&bytes)),
-            backend: "tract".into(),
+            backend: backend.name().into(),
             inputs,
             outputs,
         };
@@ -231,6 +278,18 @@ impl Model {
     /// # Errors
     /// [`InferenceError::Backend`].
     pub fn run_validated(&self, ordered: Vec<Tensor>) -> Result<Vec<Tensor>, InferenceError> {
+        match &self.plan {
+            Plan::Tract(plan) => self.run_tract(plan, ordered),
+            #[cfg(feature = "onnxruntime")]
+            Plan::Ort(plan) => plan.run(&ordered, &self.info.outputs),
+        }
+    }
+
+    fn run_tract(
+        &self,
+        plan: &Arc<TypedRunnableModel>,
+        ordered: Vec<Tensor>,
+    ) -> Result<Vec<Tensor>, InferenceError> {
         let backend =
             |e: tract_onnx::prelude::TractError| InferenceError::Backend(format!("{e:#}"));
         let mut values: TVec<TValue> = TVec::new();
@@ -244,7 +303,7 @@ impl Model {
             .map_err(backend)?;
             values.push(tensor.into_tvalue());
         }
-        let outs = self.plan.run(values).map_err(backend)?;
+        let outs = plan.run(values).map_err(backend)?;
         let mut result = Vec::with_capacity(outs.len());
         for (value, decl) in outs.iter().zip(&self.info.outputs) {
             let shape = value

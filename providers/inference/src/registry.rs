@@ -8,12 +8,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
+use crate::backend::{Backend, OrtConfig};
 use crate::error::{InferenceError, LoadError};
 use crate::model::Model;
 use crate::tensor::ModelInfo;
 
-/// How the registry loads models.
+/// How the registry loads models. In serialized form the engine is a `backend` name
+/// (`tract` when absent) with the [`crate::OrtConfig`] fields beside it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRegistryConfig")]
 pub struct RegistryConfig {
     /// Directory scanned for `*.onnx` files (not recursive). A `<stem>.version` text file
     /// next to a model sets its version; otherwise the version is a content hash.
@@ -24,6 +27,37 @@ pub struct RegistryConfig {
     /// Load only these model names (empty = all).
     #[serde(default)]
     pub only: Vec<String>,
+    /// The engine that runs the models (default tract).
+    #[serde(flatten)]
+    pub backend: Backend,
+}
+
+#[derive(Deserialize)]
+struct RawRegistryConfig {
+    dir: PathBuf,
+    #[serde(default = "default_true")]
+    warmup: bool,
+    #[serde(default)]
+    only: Vec<String>,
+    #[serde(default)]
+    backend: Option<String>,
+    #[serde(flatten)]
+    ort: OrtConfig,
+}
+
+impl TryFrom<RawRegistryConfig> for RegistryConfig {
+    type Error = String;
+
+    fn try_from(r: RawRegistryConfig) -> Result<Self, String> {
+        let backend = Backend::from_name(r.backend.as_deref().unwrap_or("tract"), r.ort)
+            .map_err(|name| format!("unknown inference backend {name:?} (tract, onnxruntime)"))?;
+        Ok(Self {
+            dir: r.dir,
+            warmup: r.warmup,
+            only: r.only,
+            backend,
+        })
+    }
 }
 
 fn default_true() -> bool {
@@ -38,6 +72,7 @@ impl RegistryConfig {
             dir: dir.into(),
             warmup: true,
             only: Vec::new(),
+            backend: Backend::Tract,
         }
     }
 }
@@ -95,12 +130,13 @@ impl ModelRegistry {
                 }
             };
             let start = Instant::now();
-            let model = Model::load(&path, &name, version, cfg.warmup)?;
+            let model = Model::load_with(&path, &name, version, cfg.warmup, &cfg.backend)?;
             info!(
                 model = %name,
                 version = %model.info().version,
                 load_ms = start.elapsed().as_millis(),
                 warmup = cfg.warmup,
+                backend = cfg.backend.name(),
                 "model loaded"
             );
             reg.insert(model);

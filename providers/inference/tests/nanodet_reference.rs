@@ -1,12 +1,12 @@
-//! tract vs onnxruntime on the same preprocessed tensors (reference from
-//! `tools/ort_reference.py`, committed under `testdata/nanodet_ref`), and detections on the
-//! bundled images.
+//! tract (and, with the `onnxruntime` feature, our ONNX Runtime backend) vs onnxruntime run from
+//! Python on the same preprocessed tensors (reference from `tools/ort_reference.py`, committed
+//! under `testdata/nanodet_ref`), and detections on the bundled images.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use common::{model, nanodet_input};
-use edgecell_inference::Tensor;
+use edgecell_inference::{Model, Tensor};
 use edgecell_vision::{
     Detection, MjpegAvi, NanoDetHead, NmsConfig, TensorView, postprocess_nanodet,
 };
@@ -67,7 +67,20 @@ fn postprocess(
 
 #[test]
 fn tract_matches_onnxruntime_raw_outputs_and_boxes() {
-    let model = model();
+    check_reference(&model(), "tract");
+}
+
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn our_onnxruntime_backend_matches_the_python_reference() {
+    if let Some(m) = common::ort_model() {
+        check_reference(&m, "onnxruntime backend");
+    }
+}
+
+/// Runs every reference case through `model`; asserts raw outputs within 1e-4 and identical
+/// boxes after NMS.
+fn check_reference(model: &Model, engine: &str) {
     let mut overall = 0f32;
     for case in CASES {
         let text = std::fs::read_to_string(format!("{REF_DIR}/{case}.json")).unwrap();
@@ -156,7 +169,7 @@ fn tract_matches_onnxruntime_raw_outputs_and_boxes() {
             dets.len()
         );
     }
-    eprintln!("overall max abs diff tract vs onnxruntime: {overall:.2e}");
+    eprintln!("overall max abs diff {engine} vs onnxruntime (Python): {overall:.2e}");
 }
 
 fn best(dets: &[Detection], class: &str) -> Option<Detection> {

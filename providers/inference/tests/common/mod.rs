@@ -25,6 +25,55 @@ pub fn model() -> Arc<Model> {
     registry().get(MODEL).unwrap()
 }
 
+/// The ONNX Runtime library for the tests: `ORT_DYLIB_PATH`, else the one scripts/setup.sh
+/// unpacks into tools/onnxruntime. `None` (the test says so and passes) when neither exists,
+/// unless `EDGECELL_REQUIRE_ONNXRUNTIME=1` (set by `make test` and CI), when it fails.
+#[cfg(feature = "onnxruntime")]
+pub fn ort_library() -> Option<PathBuf> {
+    let path = std::env::var_os("ORT_DYLIB_PATH")
+        .filter(|p| !p.is_empty())
+        .map_or_else(
+            || PathBuf::from(ROOT).join("tools/onnxruntime/libonnxruntime.so"),
+            PathBuf::from,
+        );
+    if path.is_file() {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("EDGECELL_REQUIRE_ONNXRUNTIME").as_deref() != Ok("1"),
+        "EDGECELL_REQUIRE_ONNXRUNTIME=1 but {} is missing (run scripts/setup.sh)",
+        path.display()
+    );
+    eprintln!(
+        "SKIPPED: no ONNX Runtime library at {} (run scripts/setup.sh)",
+        path.display()
+    );
+    None
+}
+
+#[cfg(feature = "onnxruntime")]
+pub fn ort_config() -> Option<edgecell_inference::OrtConfig> {
+    ort_library().map(|library| edgecell_inference::OrtConfig {
+        library: Some(library),
+        ..edgecell_inference::OrtConfig::default()
+    })
+}
+
+/// NanoDet on our ONNX Runtime backend, loaded once per test binary.
+#[cfg(feature = "onnxruntime")]
+pub fn ort_model() -> Option<Arc<Model>> {
+    static M: OnceLock<Option<Arc<Model>>> = OnceLock::new();
+    M.get_or_init(|| {
+        let cfg = ort_config()?;
+        let path = PathBuf::from(MODELS).join(format!("{MODEL}.onnx"));
+        let backend = edgecell_inference::Backend::Onnxruntime(cfg);
+        Some(Arc::new(
+            Model::load_with(&path, MODEL, None, true, &backend).unwrap(),
+        ))
+    })
+    .clone()
+}
+
 pub fn image(rel: &str) -> RgbImage {
     let bytes = std::fs::read(PathBuf::from(ROOT).join(rel)).unwrap();
     decode_frame(&bytes, PixelFormat::Jpeg, 0, 0, &FrameLimits::default()).unwrap()

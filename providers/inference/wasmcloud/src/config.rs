@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use edgecell_inference::{PoolConfig, RegistryConfig};
+use edgecell_inference::{Backend, OrtConfig, PoolConfig, RegistryConfig};
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub enum ConfigError {
 /// | `workers`           | inference threads (0 = one per core)                    | 0          |
 /// | `queue-capacity`    | requests that may wait before `busy`                    | 64         |
 /// | `max-request-bytes` | largest request (sum of input bytes)                    | 64 MiB     |
+/// | `backend`           | `tract` or `onnxruntime`                                | `tract`    |
+/// | `onnxruntime-library` | libonnxruntime.so (≥ 1.17) for `backend=onnxruntime`  | `$ORT_DYLIB_PATH`, then the loader's path |
+/// | `onnxruntime-threads` | threads one ONNX Runtime run may use                  | 1          |
+/// | `onnxruntime-sessions` | ONNX Runtime sessions per model (0 = one per core)   | 0          |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub registry: RegistryConfig,
@@ -42,6 +46,11 @@ fn model_dir(v: &str) -> Result<PathBuf, ConfigError> {
     if p.is_absolute() { Ok(p) } else { Err(invalid("model-dir", v, "absolute path (relative paths depend on the host's working directory)")) }
 }
 
+fn library_path(v: &str) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(v.trim());
+    if p.is_absolute() { Ok(p) } else { Err(invalid("onnxruntime-library", v, "absolute path")) }
+}
+
 impl ProviderConfig {
     pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let dir = model_dir(map.get("model-dir").ok_or(ConfigError::MissingModelDir)?)?;
@@ -58,6 +67,16 @@ impl ProviderConfig {
         let num = |key: &'static str, default: u64| -> Result<u64, ConfigError> {
             map.get(key).map_or(Ok(default), |v| v.trim().parse().map_err(|_| invalid(key, v, "number")))
         };
+        let ort = OrtConfig {
+            library: map.get("onnxruntime-library").map(|v| library_path(v)).transpose()?,
+            intra_threads: usize::try_from(num("onnxruntime-threads", 1)?)
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| invalid("onnxruntime-threads", "0", "thread count ≥ 1"))?,
+            sessions: usize::try_from(num("onnxruntime-sessions", 0)?).map_err(|_| invalid("onnxruntime-sessions", "", "number"))?,
+        };
+        registry.backend = Backend::from_name(map.get("backend").map_or("tract", String::as_str), ort)
+            .map_err(|name| invalid("backend", &name, "backend (tract, onnxruntime)"))?;
         let pool = PoolConfig {
             workers: usize::try_from(num("workers", d.workers as u64)?).map_err(|_| invalid("workers", "", "number"))?,
             queue_capacity: usize::try_from(num("queue-capacity", d.queue_capacity as u64)?)
@@ -83,6 +102,27 @@ mod tests {
         assert_eq!(c.registry.only, vec!["a".to_owned(), "b".to_owned()]);
         assert_eq!(c.pool.workers, 2);
         assert!(c.registry.warmup);
+    }
+
+    #[test]
+    fn the_engine_is_chosen_by_config() {
+        let c = ProviderConfig::from_map(&map(&[("model-dir", "/m")])).unwrap();
+        assert_eq!(c.registry.backend, Backend::Tract);
+        let c = ProviderConfig::from_map(&map(&[
+            ("model-dir", "/m"),
+            ("backend", "onnxruntime"),
+            ("onnxruntime-library", "/opt/ort/libonnxruntime.so"),
+            ("onnxruntime-threads", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.registry.backend,
+            Backend::Onnxruntime(OrtConfig { library: Some("/opt/ort/libonnxruntime.so".into()), intra_threads: 2, sessions: 0 })
+        );
+        for (key, value) in [("backend", "tensorrt"), ("onnxruntime-library", "lib/x.so"), ("onnxruntime-threads", "0")] {
+            let err = ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("backend", "onnxruntime"), (key, value)])).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { key: k, .. } if k == key), "{key}: {err:?}");
+        }
     }
 
     #[test]

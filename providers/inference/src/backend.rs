@@ -1,0 +1,102 @@
+//! Which engine runs the models: tract (pure Rust, always built) or ONNX Runtime (the `ort`
+//! crate, feature `onnxruntime`), loaded at run time from a shared library the operator points
+//! at — the one shipped in the `onnxruntime` PyPI wheel works (`scripts/setup.sh` unpacks it
+//! into `tools/onnxruntime/`). Nothing is downloaded at build time.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The engine and its settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "backend", rename_all = "kebab-case")]
+pub enum Backend {
+    /// tract-onnx, in process, pure Rust.
+    #[default]
+    Tract,
+    /// ONNX Runtime through `ort`, from a shared library loaded at run time.
+    Onnxruntime(OrtConfig),
+}
+
+impl Backend {
+    /// The name reported in `model-info.backend` and metrics.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Tract => "tract",
+            Self::Onnxruntime(_) => "onnxruntime",
+        }
+    }
+
+    /// Parses a backend name (`tract`, `onnxruntime`/`ort`) with ONNX Runtime settings.
+    ///
+    /// # Errors
+    /// The unknown name, for a typed configuration error upstream.
+    pub fn from_name(name: &str, ort: OrtConfig) -> Result<Self, String> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "tract" => Ok(Self::Tract),
+            "onnxruntime" | "ort" => Ok(Self::Onnxruntime(ort)),
+            other => Err(other.to_owned()),
+        }
+    }
+}
+
+/// ONNX Runtime settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrtConfig {
+    /// Path of `libonnxruntime.so` (or `.dylib`/`.dll`), version ≥ 1.17. `None`: the
+    /// `ORT_DYLIB_PATH` environment variable, then the system's library search path.
+    #[serde(default)]
+    pub library: Option<PathBuf>,
+    /// Threads one run may use (ONNX Runtime's intra-op pool). 1 keeps runs on the pool's
+    /// worker threads, like tract.
+    #[serde(default = "one")]
+    pub intra_threads: usize,
+    /// Sessions per model, so that this many runs of one model proceed at once (an ONNX
+    /// Runtime session runs one request at a time here). 0 = one per available core.
+    #[serde(default)]
+    pub sessions: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+impl Default for OrtConfig {
+    fn default() -> Self {
+        Self {
+            library: None,
+            intra_threads: 1,
+            sessions: 0,
+        }
+    }
+}
+
+impl OrtConfig {
+    /// The library to load: the configured path, else `ORT_DYLIB_PATH`, else the plain file
+    /// name for the dynamic loader's search path.
+    #[must_use]
+    pub fn library_path(&self) -> PathBuf {
+        if let Some(p) = &self.library {
+            return p.clone();
+        }
+        match std::env::var_os("ORT_DYLIB_PATH") {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => PathBuf::from(format!(
+                "{}onnxruntime{}",
+                std::env::consts::DLL_PREFIX,
+                std::env::consts::DLL_SUFFIX
+            )),
+        }
+    }
+
+    /// Sessions per model after resolving 0.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        if self.sessions == 0 {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        } else {
+            self.sessions
+        }
+    }
+}
