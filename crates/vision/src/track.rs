@@ -1,6 +1,6 @@
 //! A ByteTrack-class multi-object tracker: constant-velocity Kalman filter on
 //! (cx, cy, aspect, h), two-stage IoU association (high-score detections first, then low-score
-//! ones against the still unmatched tracks), greedy-by-IoU matching, birth of confirmed tracks
+//! ones against the still unmatched tracks), minimum-cost IoU matching (Hungarian, gated), birth of confirmed tracks
 //! and death after a lost buffer.
 
 // Small fixed-size matrix code reads best with explicit index loops (all bounds are constant).
@@ -403,46 +403,33 @@ pub struct ByteTracker {
     frame: u64,
 }
 
-/// Greedy IoU matching: repeatedly takes the best remaining pair with IoU >= `min_iou`.
+/// IoU matching by minimum-cost assignment (Hungarian, as ByteTrack's `linear_assignment`):
+/// cost 1 − IoU, a pair allowed only with IoU ≥ `min_iou` (and the same class when
+/// `class_aware`), leaving a track or a detection unmatched costing (1 − `min_iou`) / 2.
 /// Returns (track index, detection index) pairs.
-fn greedy_match(
+fn match_pairs(
     tracks: &[(usize, BBox, u32)],
     dets: &[(usize, Detection)],
     min_iou: f32,
     class_aware: bool,
 ) -> Vec<(usize, usize)> {
-    let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-    for (ti, &(_, tb, tc)) in tracks.iter().enumerate() {
-        for (di, (_, d)) in dets.iter().enumerate() {
-            if class_aware && d.class_id != tc {
-                continue;
-            }
-            let iou = tb.iou(&d.bbox);
-            if iou >= min_iou && iou > 0.0 {
-                pairs.push((iou, ti, di));
-            }
+    let max_cost = 1.0 - f64::from(min_iou);
+    let forbidden = max_cost + 1.0;
+    let mut cost = Vec::with_capacity(tracks.len() * dets.len());
+    for &(_, tb, tc) in tracks {
+        for (_, d) in dets {
+            let iou = f64::from(tb.iou(&d.bbox));
+            let allowed = (!class_aware || d.class_id == tc) && iou.is_finite() && iou > 0.0;
+            cost.push(if allowed { 1.0 - iou } else { forbidden });
         }
     }
-    pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut t_used = vec![false; tracks.len()];
-    let mut d_used = vec![false; dets.len()];
-    let mut out = Vec::new();
-    for (_, ti, di) in pairs {
-        let (Some(tu), Some(du)) = (t_used.get(ti), d_used.get(di)) else {
-            continue;
-        };
-        if *tu || *du {
-            continue;
-        }
-        if let (Some(tu), Some(du)) = (t_used.get_mut(ti), d_used.get_mut(di)) {
-            *tu = true;
-            *du = true;
-        }
-        if let (Some(&(t, ..)), Some(&(d, _))) = (tracks.get(ti), dets.get(di)) {
-            out.push((t, d));
-        }
-    }
-    out
+    // Costs are finite and the shape is right by construction; an error cannot occur, and
+    // would only mean "no match".
+    let pairs = edgecell_assign::match_gated(&cost, tracks.len(), dets.len(), max_cost).unwrap_or_default();
+    pairs
+        .into_iter()
+        .filter_map(|(ti, di)| Some((tracks.get(ti)?.0, dets.get(di)?.0)))
+        .collect()
 }
 
 impl ByteTracker {
@@ -536,7 +523,7 @@ impl ByteTracker {
             .filter(|(_, t)| t.state != TrackState::Tentative)
             .map(|(i, t)| (i, t.kf.bbox(), t.class_id))
             .collect();
-        for (ti, di) in greedy_match(&pool, &high, cfg.match_iou, cfg.class_aware) {
+        for (ti, di) in match_pairs(&pool, &high, cfg.match_iou, cfg.class_aware) {
             self.apply_match(ti, detections.get(di), frame);
             set(&mut matched, ti);
             set(&mut det_used, di);
@@ -549,7 +536,7 @@ impl ByteTracker {
             .filter(|(i, t)| t.state == TrackState::Tracked && !get(&matched, *i))
             .map(|(i, t)| (i, t.kf.bbox(), t.class_id))
             .collect();
-        for (ti, di) in greedy_match(&pool, &low, cfg.low_match_iou, cfg.class_aware) {
+        for (ti, di) in match_pairs(&pool, &low, cfg.low_match_iou, cfg.class_aware) {
             self.apply_match(ti, detections.get(di), frame);
             set(&mut matched, ti);
             set(&mut det_used, di);
@@ -567,7 +554,7 @@ impl ByteTracker {
             .filter(|(_, t)| t.state == TrackState::Tentative)
             .map(|(i, t)| (i, t.kf.bbox(), t.class_id))
             .collect();
-        for (ti, di) in greedy_match(&pool, &rest, cfg.unconfirmed_match_iou, cfg.class_aware) {
+        for (ti, di) in match_pairs(&pool, &rest, cfg.unconfirmed_match_iou, cfg.class_aware) {
             self.apply_match(ti, detections.get(di), frame);
             set(&mut matched, ti);
             set(&mut det_used, di);
@@ -651,5 +638,45 @@ fn get(v: &[bool], i: usize) -> bool {
 fn set(v: &mut [bool], i: usize) {
     if let Some(x) = v.get_mut(i) {
         *x = true;
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn bx(x1: f32, x2: f32) -> BBox {
+        BBox { x1, y1: 0.0, x2, y2: 10.0 }
+    }
+
+    fn det(i: usize, x1: f32, x2: f32) -> (usize, Detection) {
+        (i, Detection { class_id: 0, score: 0.9, bbox: bx(x1, x2) })
+    }
+
+    #[test]
+    fn matching_minimises_total_cost_where_greedy_would_not() {
+        // IoU A-d1 0.905 is the single best pair, but A-d2 + B-d1 (0.818 + 0.818) beats
+        // A-d1 + B-d2 (0.905 + 0.6): greedy takes A-d1 first, the assignment does not.
+        let tracks = [(10, bx(0.0, 10.0), 0), (11, bx(1.5, 11.5), 0)];
+        let dets = [det(20, 0.5, 10.5), det(21, -1.0, 9.0)];
+        let mut pairs = match_pairs(&tracks, &dets, 0.3, true);
+        pairs.sort_unstable();
+        assert_eq!(pairs, vec![(10, 21), (11, 20)]);
+    }
+
+    #[test]
+    fn matching_respects_the_gate_class_and_bad_boxes() {
+        let tracks = [(0, bx(0.0, 10.0), 0)];
+        // IoU 0.25 < 0.3: no match.
+        assert!(match_pairs(&tracks, &[det(0, 6.0, 16.0)], 0.3, true).is_empty());
+        // Another class with class_aware: no match; without: match.
+        let other = (0, Detection { class_id: 3, score: 0.9, bbox: bx(0.0, 10.0) });
+        assert!(match_pairs(&tracks, &[other], 0.3, true).is_empty());
+        assert_eq!(match_pairs(&tracks, &[other], 0.3, false), vec![(0, 0)]);
+        // A NaN box matches nothing and does not disturb the others.
+        let nan = det(1, f32::NAN, 10.0);
+        assert_eq!(match_pairs(&tracks, &[nan, det(2, 0.0, 10.0)], 0.3, true), vec![(0, 2)]);
+        assert!(match_pairs(&[], &[det(0, 0.0, 1.0)], 0.3, true).is_empty());
     }
 }
