@@ -23,7 +23,7 @@ pub enum ConfigError {
 /// | `queue-capacity`    | requests that may wait before `busy`                    | 64         |
 /// | `max-request-bytes` | largest request (sum of input bytes)                    | 64 MiB     |
 /// | `backend`           | `tract` or `onnxruntime`                                | `tract`    |
-/// | `onnxruntime-library` | libonnxruntime.so (≥ 1.17) for `backend=onnxruntime`  | `$ORT_DYLIB_PATH`, then the loader's path |
+/// | `onnxruntime-library` | libonnxruntime.so (≥ 1.17), absolute path or file://  | `$ORT_DYLIB_PATH`, then the loader's path |
 /// | `onnxruntime-threads` | threads one ONNX Runtime run may use                  | 1          |
 /// | `onnxruntime-sessions` | ONNX Runtime sessions per model (0 = one per core)   | 0          |
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,24 +36,20 @@ fn invalid(key: &'static str, value: &str, expected: &'static str) -> ConfigErro
     ConfigError::Invalid { key, value: value.to_owned(), expected }
 }
 
-fn model_dir(v: &str) -> Result<PathBuf, ConfigError> {
+/// An absolute path or `file://` URL (relative paths would depend on the host's working directory).
+fn abs_path(key: &'static str, v: &str) -> Result<PathBuf, ConfigError> {
     let v = v.trim();
     if v.starts_with("file:") {
-        let url = url::Url::parse(v).map_err(|_| invalid("model-dir", v, "file:// URL"))?;
-        return url.to_file_path().map_err(|()| invalid("model-dir", v, "absolute file:// URL"));
+        let url = url::Url::parse(v).map_err(|_| invalid(key, v, "file:// URL"))?;
+        return url.to_file_path().map_err(|()| invalid(key, v, "absolute file:// URL"));
     }
     let p = PathBuf::from(v);
-    if p.is_absolute() { Ok(p) } else { Err(invalid("model-dir", v, "absolute path (relative paths depend on the host's working directory)")) }
-}
-
-fn library_path(v: &str) -> Result<PathBuf, ConfigError> {
-    let p = PathBuf::from(v.trim());
-    if p.is_absolute() { Ok(p) } else { Err(invalid("onnxruntime-library", v, "absolute path")) }
+    if p.is_absolute() { Ok(p) } else { Err(invalid(key, v, "absolute path or file:// URL (relative paths depend on the host's working directory)")) }
 }
 
 impl ProviderConfig {
     pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let dir = model_dir(map.get("model-dir").ok_or(ConfigError::MissingModelDir)?)?;
+        let dir = abs_path("model-dir", map.get("model-dir").ok_or(ConfigError::MissingModelDir)?)?;
         let mut registry = RegistryConfig::new(dir);
         if let Some(m) = map.get("models") {
             registry.only = m.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
@@ -68,7 +64,7 @@ impl ProviderConfig {
             map.get(key).map_or(Ok(default), |v| v.trim().parse().map_err(|_| invalid(key, v, "number")))
         };
         let ort = OrtConfig {
-            library: map.get("onnxruntime-library").map(|v| library_path(v)).transpose()?,
+            library: map.get("onnxruntime-library").map(|v| abs_path("onnxruntime-library", v)).transpose()?,
             intra_threads: usize::try_from(num("onnxruntime-threads", 1)?)
                 .ok()
                 .filter(|&n| n > 0)
@@ -119,6 +115,8 @@ mod tests {
             c.registry.backend,
             Backend::Onnxruntime(OrtConfig { library: Some("/opt/ort/libonnxruntime.so".into()), intra_threads: 2, sessions: 0 })
         );
+        let c = ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("backend", "ort"), ("onnxruntime-library", "file:///opt/ort/libonnxruntime.so")])).unwrap();
+        assert!(matches!(c.registry.backend, Backend::Onnxruntime(OrtConfig { library: Some(ref p), .. }) if p.as_path() == std::path::Path::new("/opt/ort/libonnxruntime.so")));
         for (key, value) in [("backend", "tensorrt"), ("onnxruntime-library", "lib/x.so"), ("onnxruntime-threads", "0")] {
             let err = ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("backend", "onnxruntime"), (key, value)])).unwrap_err();
             assert!(matches!(err, ConfigError::Invalid { key: k, .. } if k == key), "{key}: {err:?}");
