@@ -480,3 +480,107 @@ fn stored_localizer_state_has_the_configured_ttl() {
     assert!(err.contains("InvalidConfig") && err.contains("localizer.state_ttl_s"), "{err}");
     assert!(!inst.is_poisoned());
 }
+
+// ---- deep input: the component's small shadow stack must hold it --------------------------
+
+/// `depth` nested JSON arrays, `[[…]]`.
+pub fn nested_json(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// The deepest nesting serde_json accepts: its recursion limit is 128 levels.
+pub const JSON_MAX_DEPTH: usize = 127;
+
+/// `json` (an object) with one more field `pad` holding `depth` nested arrays.
+pub fn with_pad(json: &[u8], depth: usize) -> Vec<u8> {
+    let text = std::str::from_utf8(json).unwrap().trim_end();
+    let open = text.strip_suffix('}').unwrap();
+    format!("{open},\"pad\":{}}}", nested_json(depth)).into_bytes()
+}
+
+/// The nesting level (1 = top) of the first object whose `key` is a string (the tag of an
+/// internally tagged enum), and that object.
+fn object_with<'a>(v: &'a mut serde_json::Value, key: &str, level: usize) -> Option<(usize, &'a mut serde_json::Map<String, serde_json::Value>)> {
+    match v {
+        serde_json::Value::Object(m) => {
+            if m.get(key).is_some_and(serde_json::Value::is_string) {
+                return Some((level, m));
+            }
+            m.values_mut().find_map(|v| object_with(v, key, level + 1))
+        }
+        serde_json::Value::Array(a) => a.iter_mut().find_map(|v| object_with(v, key, level + 1)),
+        _ => None,
+    }
+}
+
+/// Deep JSON reaches the actor from NATS and from its stored state. The sensor envelope
+/// (`#[serde(flatten)]`) and the tracker's internally tagged motion model buffer unknown fields
+/// recursively, as deep as serde_json allows: the deepest such input is handled, deeper input
+/// is a refusal with a reason. A shadow-stack overflow would be a trap and fail the `unwrap`s on
+/// the host side.
+#[test]
+fn the_deepest_json_serde_accepts_and_hostile_nesting_never_trap() {
+    assert!(serde_json::from_str::<serde_json::Value>(&nested_json(JSON_MAX_DEPTH)).is_ok());
+    assert!(serde_json::from_str::<serde_json::Value>(&nested_json(JSON_MAX_DEPTH + 1)).is_err());
+    let msgs = test2_messages();
+    let h = host(RuntimeConfig::default());
+    let a = jackal_actor(&h, common::component("edgecell_sensor_fusion.wasm"));
+    let mut inst = a.instantiate().unwrap();
+
+    // the envelope is level 1: its extra field may nest 126 levels more
+    let deepest = with_pad(&msgs[0].body, JSON_MAX_DEPTH - 1);
+    assert!(serde_json::from_slice::<edgecell_fusion::wire::SensorEnvelope>(&deepest).is_ok());
+    let too_deep = with_pad(&msgs[1].body, JSON_MAX_DEPTH);
+    assert!(serde_json::from_slice::<edgecell_fusion::wire::SensorEnvelope>(&too_deep).is_err());
+    inst.handle_message(&BrokerMessage { body: deepest, ..msgs[0].clone() }).unwrap().unwrap();
+    let first = last_state(&h);
+    assert!(first.filter == "jackal" && first.updates > 0, "{first:?}");
+    // (the flattened envelope buffers every field it does not know: recursively)
+    let hostile = ["{\"pad\":".as_bytes(), "[".repeat(200_000).as_bytes()].concat();
+    for body in [too_deep, hostile] {
+        let e = inst.handle_message(&BrokerMessage { body, ..msgs[1].clone() }).unwrap().unwrap_err();
+        assert!(e.contains("not a sensor envelope") && e.contains("recursion limit exceeded"), "{e}");
+    }
+    // IoT readings and scans skip unknown fields
+    let iot = BrokerMessage {
+        subject: "edgecell.iot.in.site".into(),
+        body: format!("[{}]", String::from_utf8(with_pad(br#"{"sensor":"t","time_ms":1,"value":1.5}"#, JSON_MAX_DEPTH - 2)).unwrap()).into_bytes(),
+        reply_to: Some("inbox.iot".into()),
+    };
+    inst.handle_message(&iot).unwrap().unwrap();
+    assert_eq!(h.bus.drain().len(), 1);
+    let scan = |body: Vec<u8>| BrokerMessage { subject: "edgecell.tracks.in.radar".into(), body, reply_to: None };
+    let first_scan = with_pad(br#"{"tracker":"radar","time":1.0,"detections":[[1.0,5.0]]}"#, JSON_MAX_DEPTH - 1);
+    inst.handle_message(&scan(first_scan)).unwrap().unwrap();
+
+    // stored tracker state whose motion model (internally tagged) carries the deepest extra field
+    let cache = &h.runtime.services().cache;
+    let stored = cache.get("sensor-fusion", STATE_NS, "tracker/radar").unwrap().expect("tracker state");
+    let mut v: serde_json::Value = serde_json::from_slice(&stored.value).unwrap();
+    let (level, model) = object_with(&mut v, "model", 1).expect("a motion model object");
+    model.insert("pad".into(), serde_json::from_str(&nested_json(JSON_MAX_DEPTH - level)).unwrap());
+    let deep_state = serde_json::to_vec(&v).unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&deep_state).is_ok());
+    cache.set("sensor-fusion", STATE_NS, "tracker/radar", deep_state, None).unwrap();
+    inst.handle_message(&scan(br#"{"tracker":"radar","time":2.0,"detections":[[2.0,5.0]]}"#.to_vec())).unwrap().unwrap();
+    // and one level deeper is a typed store error
+    let (level, model) = object_with(&mut v, "model", 1).unwrap();
+    model.insert("pad".into(), serde_json::from_str(&nested_json(JSON_MAX_DEPTH + 1 - level)).unwrap());
+    let deeper = serde_json::to_vec(&v).unwrap();
+    assert!(serde_json::from_slice::<serde_json::Value>(&deeper).is_err(), "{level} {}", String::from_utf8_lossy(&deeper[..300]));
+    cache.set("sensor-fusion", STATE_NS, "tracker/radar", deeper, None).unwrap();
+    let f = inst.sensor_fusion().unwrap();
+    let e = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "radar", 3_000_000_000, &[])).unwrap().unwrap_err();
+    assert!(matches!(&e, FusionError::Store(m) if m.contains("recursion limit exceeded")), "{e:?}");
+
+    // TOML nesting: toml refuses more than 80 levels; the deepest it parses is refused as config
+    for depth in [79, 80, 81, 100_000] {
+        let text = format!("frequency = 30.0\nx = {}", nested_json(depth));
+        let e = inst.call(|s, _| f.edgecell_fusion_estimator().call_configure(s, "deep", &text)).unwrap().unwrap_err();
+        assert!(matches!(e, FusionError::InvalidConfig(_) | FusionError::Parse(_)), "{depth}: {e:?}");
+    }
+    assert!(!inst.is_poisoned());
+    h.bus.drain();
+    inst.handle_message(&msgs[2]).unwrap().unwrap();
+    assert!(last_state(&h).updates > first.updates);
+}

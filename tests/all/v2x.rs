@@ -280,3 +280,137 @@ fn the_handler_on_a_new_instance_per_message_keeps_each_senders_history() {
     assert_eq!(jump["verdict"], "rejected", "{jump}");
     assert_eq!(check(&jump, "position_consistency")["confidence"], 0.0, "{jump}");
 }
+
+// ---- deep input: the component's small shadow stack must hold it --------------------------
+
+use crate::fusion::{JSON_MAX_DEPTH, nested_json, with_pad};
+
+fn configure(inst: &mut edgecell::ActorInstance, toml: &str) -> Result<(), V2xError> {
+    let v = inst.v2x_validator().unwrap();
+    inst.call(|s, _| v.edgecell_v2x_validator().call_configure(s, toml)).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deep JSON and TOML through every door: the road map (GeoJSON, read recursively), the
+/// configuration TOML, JSON beacons and VeReMi lines. The deepest
+/// input each parser accepts is handled; deeper input gets a typed error, never a trap.
+#[test]
+fn the_deepest_json_and_toml_the_parsers_accept_and_hostile_nesting_never_trap() {
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+
+    let map = |geojson: &str| format!("map_frame = \"local\"\nmap_geojson = '''{geojson}'''\n");
+    // feature collections in feature collections, as deep as serde_json allows (two levels
+    // each, the innermost object the 127th): read recursively, then refused by the map's own
+    // nesting limit; one level more is refused by serde_json
+    let collections = |k: usize, inner: &str| format!("{}{inner}{}", r#"{"type":"FeatureCollection","features":["#.repeat(k), "]}".repeat(k));
+    let e = configure(&mut inst, &map(&collections(JSON_MAX_DEPTH / 2, "{}"))).unwrap_err();
+    assert!(matches!(&e, V2xError::InvalidConfig(m) if m.contains("nesting too deep")), "{e:?}");
+    let e = configure(&mut inst, &map(&collections(JSON_MAX_DEPTH / 2, r#"{"type":{}}"#))).unwrap_err();
+    assert!(matches!(&e, V2xError::InvalidConfig(m) if m.contains("recursion limit exceeded")), "{e:?}");
+    // arrays of any depth where no geometry can be are skipped without recursion
+    for depth in [JSON_MAX_DEPTH, 200_000] {
+        let e = configure(&mut inst, &map(&nested_json(depth))).unwrap_err();
+        assert!(matches!(&e, V2xError::InvalidConfig(m) if m.contains("no LineString")), "{e:?}");
+    }
+    // a real map whose feature carries the deepest extra member still loads
+    let feature = br#"{"type":"Feature","properties":{},"geometry":{"type":"LineString","coordinates":[[-50.0,0.0],[5000.0,0.0]]}}"#;
+    let padded = String::from_utf8(with_pad(feature, JSON_MAX_DEPTH - 1)).unwrap();
+    configure(&mut inst, &map(&padded)).unwrap();
+    for depth in [79, 80, 81, 100_000] {
+        let e = configure(&mut inst, &format!("disabled_checks = {}", nested_json(depth))).unwrap_err();
+        assert!(matches!(e, V2xError::InvalidConfig(_)), "{depth}: {e:?}");
+    }
+
+    // beacons with the deepest extra field are judged (on the map: accepted)
+    let v = validate(&mut inst, &msg(MessageFormat::JsonBeacon, with_pad(&beacon(7, 1.0, 0.0, 10.0), JSON_MAX_DEPTH - 1), 0)).unwrap();
+    assert_eq!(v.verdict, Verdict::Accepted, "{:?}", failed(&v));
+    // an unknown field is skipped without recursion (serde_json's `ignore_value` loops), so
+    // any depth of it is fine; a known field is typed (no recursion either)
+    let v = validate(&mut inst, &msg(MessageFormat::JsonBeacon, with_pad(&beacon(7, 1.5, 5.0, 10.0), 30_000), 0)).unwrap();
+    assert_eq!(v.station_id, 9);
+    let mut deep_pos = String::from_utf8(beacon(7, 1.6, 6.0, 10.0)).unwrap();
+    deep_pos = deep_pos.replacen("\"pos\":[", &format!("\"pos\":[{},", nested_json(JSON_MAX_DEPTH)), 1);
+    let e = validate(&mut inst, &msg(MessageFormat::JsonBeacon, deep_pos.into_bytes(), 0)).unwrap_err();
+    assert!(matches!(&e, V2xError::Decode(m) if m.contains("invalid type")), "{e:?}");
+    let line = |body: Vec<u8>| BrokerMessage { subject: "edgecell.v2x.in.deep".into(), body, reply_to: None };
+    inst.handle_message(&line(with_pad(&beacon(7, 2.0, 10.0, 10.0), JSON_MAX_DEPTH - 1))).unwrap().unwrap();
+    let e = inst.handle_message(&line(["{\"type\":".as_bytes(), "[".repeat(60_000).as_bytes()].concat())).unwrap().unwrap_err();
+    assert!(e.starts_with("decode") && e.contains("invalid type"), "{e}");
+
+    assert!(!inst.is_poisoned());
+}
+
+/// Unix ns of `its_s` (seconds since 2004, TAI).
+fn unix_ns(its_s: u64) -> u64 {
+    (its_s * 1000 + 1_072_915_200_000 - 5_000) * 1_000_000
+}
+
+/// Signed data nested in signed data `levels` times around an unsecured payload (the outer
+/// signatures do not cover what was spliced in, so they fail: decoding happens first).
+fn nested_secured(signer: &edgecell_v2x::security::build::P256Identity, levels: usize, gen_us: u64) -> Vec<u8> {
+    let marker = [0xa5u8; 16];
+    let unsecured = [[0x03, 0x80, 0x10].as_slice(), &marker].concat();
+    let sign = || edgecell_v2x::security::build::signed_data(signer, &marker, 36, gen_us, false).unwrap();
+    let mut data = sign();
+    for _ in 0..levels {
+        let outer = sign();
+        let at = outer.windows(unsecured.len()).position(|w| w == unsecured).unwrap();
+        data = [&outer[..at], &data[..], &outer[at + unsecured.len()..]].concat();
+    }
+    data
+}
+
+/// The secured path: P-256 and brainpoolP384r1 verification (a real EU TLM certificate and the
+/// trust list it signs) and 1609.2 data nested as deep as the OER guard lets rasn decode it
+/// (recursive decoding), then deeper. Typed errors or verdicts, never a trap.
+#[test]
+fn signatures_and_the_deepest_nested_secured_data_never_trap() {
+    use edgecell_v2x::oer_guard::{MAX_NESTING, check_ieee1609_dot2_data};
+    use edgecell_v2x::security::{TrustStore, build};
+    let tlm = testdata("E7A4B2B045E7ACF9.oer");
+    let ectl = testdata("CE4CF6C19BFED720.oer");
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+
+    // brainpoolP384r1: the anchor's self-signature is verified by `configure`, the ECTL with it
+    configure(&mut inst, &format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex(&tlm))).unwrap();
+    let tlm_from = TrustStore::new().add_anchor(&tlm).unwrap().valid_from_s;
+    let r = validate(&mut inst, &msg(MessageFormat::Secured, ectl, unix_ns(tlm_from + 86_400)));
+    // verified, but its payload is a trust list, not an ITS message
+    assert!(matches!(&r, Err(V2xError::Decode(m) | V2xError::Unsupported(m)) if !m.contains("signature")), "{r:?}");
+
+    // P-256: a CAM signed by the AT of a root → AA → AT chain, the AT certificate attached
+    let now_s = 700_000_000;
+    let chain = build::CamChain::new(u32::try_from(now_s - 3600).unwrap()).unwrap();
+    configure(&mut inst, &chain.trust_toml()).unwrap();
+    let cam = testdata("c-its-parser-cam.uper");
+    let signed = build::signed_data(&chain.at, &cam, 36, now_s * 1_000_000 - 10_000, true).unwrap();
+    let v = validate(&mut inst, &msg(MessageFormat::Secured, signed, unix_ns(now_s))).unwrap();
+    // the AA is not known to this validator: the AT certificate cannot be chained
+    assert!(!v.signed && failed(&v).contains(&"signature"), "{v:?}");
+    let signed = build::signed_data(&chain.root, &cam, 36, now_s * 1_000_000 - 10_000, false).unwrap();
+    let v = validate(&mut inst, &msg(MessageFormat::Secured, signed, unix_ns(now_s))).unwrap();
+    assert!(v.signed && v.station_id == 3_725_855_973, "{v:?}");
+
+    // nesting: the guard lets MAX_NESTING levels of data below the top one through to rasn
+    // (signed data in signed data …, the innermost unsecured), refuses more
+    let levels = usize::try_from(MAX_NESTING).unwrap() - 1;
+    let deepest = nested_secured(&chain.root, levels, now_s * 1_000_000 - 5_000);
+    assert!(check_ieee1609_dot2_data(&deepest).is_ok());
+    let r = validate(&mut inst, &msg(MessageFormat::Secured, deepest, unix_ns(now_s)));
+    assert!(matches!(&r, Err(V2xError::Decode(m)) if m.starts_with("security")), "{r:?}");
+    for levels in [levels + 1, 200] {
+        let deeper = nested_secured(&chain.root, levels, now_s * 1_000_000 - 5_000);
+        assert!(check_ieee1609_dot2_data(&deeper).is_err());
+        let r = validate(&mut inst, &msg(MessageFormat::Secured, deeper, unix_ns(now_s)));
+        assert!(matches!(&r, Err(V2xError::Decode(m)) if m.contains("nested too deeply")), "{levels}: {r:?}");
+    }
+    assert!(!inst.is_poisoned());
+}
+

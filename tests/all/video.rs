@@ -390,3 +390,38 @@ fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() 
     send(&frames[16]).unwrap();
     assert_eq!(stored_state(&h, "vtest").1.tracker().frame_count(), 2);
 }
+
+// ---- deep input and the other decoder: the component's small shadow stack must hold them --
+
+/// The same picture as PNG (the `image` PNG decoder and its inflater run in the component, a
+/// deeper call path than JPEG's), and a frame reference with the deepest extra field serde_json
+/// accepts, then a deeper one: detections, a result or a refusal with a reason, never a trap.
+#[test]
+fn png_frames_and_the_deepest_json_frame_reference_never_trap() {
+    use crate::fusion::{JSON_MAX_DEPTH, nested_json, with_pad};
+    let h = host_with_models(RuntimeConfig::default());
+    let a = vtest_actor(&h, &["vtest"], &[]);
+    let mut inst = a.instantiate().unwrap();
+    let va = inst.video_analytics().unwrap();
+
+    let rgb = image::load_from_memory(&data("images/dog.jpg")).unwrap().to_rgb8();
+    let mut png = Vec::new();
+    rgb.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    let f = frame(PixelFormat::Png, 0, 0, FrameData::Inline(png));
+    let dets = inst.call(|s, _| va.edgecell_video_analytics().call_detect(s, &f, "nanodet-m-416", 0.35)).unwrap().unwrap();
+    let dog = dets.iter().find(|d| d.class_name == "dog").expect("a dog in the PNG");
+    assert!(dog.score > 0.6, "{dog:?}");
+
+    let frames = preload_vtest(&h);
+    let deepest = BrokerMessage { body: with_pad(&frame_message("vtest", &frames[0]).body, JSON_MAX_DEPTH - 1), ..frame_message("vtest", &frames[0]) };
+    inst.handle_message(&deepest).unwrap().unwrap();
+    // an unknown field of any depth is skipped without recursion; a known one is typed
+    let deeper = BrokerMessage { body: with_pad(&frame_message("vtest", &frames[1]).body, 100_000), ..frame_message("vtest", &frames[1]) };
+    inst.handle_message(&deeper).unwrap().unwrap();
+    let body = String::from_utf8(frame_message("vtest", &frames[2]).body).unwrap().replacen("\"stream\":", &format!("\"stream\":{}", nested_json(JSON_MAX_DEPTH)), 1);
+    let too_deep = BrokerMessage { body: body.into_bytes(), ..frame_message("vtest", &frames[2]) };
+    let e = inst.handle_message(&too_deep).unwrap().unwrap_err();
+    assert!(e.contains("not a frame reference") && e.contains("invalid type"), "{e}");
+    assert_eq!(Published::of(&h.bus, "vtest").summaries.len(), 2);
+    assert!(!inst.is_poisoned());
+}
