@@ -57,6 +57,59 @@ pub struct MetricsSection {
     pub allow_non_loopback: bool,
 }
 
+/// `[inference]`: the in-process inference provider (absent = no models; `run` answers
+/// `unknown-model`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSection {
+    /// Directory of `*.onnx` models (relative to the config file).
+    pub models: PathBuf,
+    /// `tract` (default) or `onnxruntime`.
+    #[serde(default = "tract")]
+    pub backend: String,
+    /// `libonnxruntime.so` for `backend = "onnxruntime"` (relative to the config file); default
+    /// `$ORT_DYLIB_PATH`, then the system's library path.
+    #[serde(default)]
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Threads one ONNX Runtime run may use.
+    #[serde(default = "one")]
+    pub onnxruntime_threads: usize,
+    /// ONNX Runtime sessions per model (0 = one per core).
+    #[serde(default)]
+    pub onnxruntime_sessions: usize,
+    /// Load only these model names (empty = all).
+    #[serde(default)]
+    pub only: Vec<String>,
+    /// Run each model once after loading.
+    #[serde(default = "yes")]
+    pub warmup: bool,
+    /// Inference threads (0 = one per core).
+    #[serde(default)]
+    pub workers: usize,
+    /// Requests that may wait before `busy`.
+    #[serde(default = "queue_capacity")]
+    pub queue_capacity: usize,
+    /// Largest request (sum of input bytes).
+    #[serde(default = "max_request_bytes")]
+    pub max_request_bytes: u64,
+}
+
+fn tract() -> String {
+    "tract".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn queue_capacity() -> usize {
+    edgecell_inference::PoolConfig::default().queue_capacity
+}
+
+fn max_request_bytes() -> u64 {
+    edgecell_inference::PoolConfig::default().max_request_bytes
+}
+
 /// `[[actor]]`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -88,6 +141,7 @@ pub struct HostConfig {
     pub host: HostSection,
     pub cache: CacheConfig,
     pub metrics: MetricsSection,
+    pub inference: Option<InferenceSection>,
     /// Accept actors without a pinned sha256 (development only).
     pub allow_unpinned: bool,
     #[serde(rename = "actor")]
@@ -149,7 +203,37 @@ impl HostConfig {
                 return Err(ConfigError::Invalid(format!("actor {}: NATS subjects may not be empty or contain spaces", a.name)));
             }
         }
+        if let Some(i) = &self.inference {
+            if i.onnxruntime_threads == 0 {
+                return Err(ConfigError::Invalid("inference: onnxruntime_threads must be at least 1".into()));
+            }
+            edgecell_inference::Backend::from_name(&i.backend, edgecell_inference::OrtConfig::default())
+                .map_err(|name| ConfigError::Invalid(format!("inference: unknown backend {name:?} (tract, onnxruntime)")))?;
+        }
         Ok(())
+    }
+
+    /// The inference provider's registry and pool settings, paths resolved (`None` without an
+    /// `[inference]` section).
+    #[must_use]
+    pub fn inference_config(&self) -> Option<(edgecell_inference::RegistryConfig, edgecell_inference::PoolConfig)> {
+        let i = self.inference.as_ref()?;
+        let ort = edgecell_inference::OrtConfig {
+            library: i.onnxruntime_library.as_deref().map(|p| self.resolve(p)),
+            intra_threads: i.onnxruntime_threads,
+            sessions: i.onnxruntime_sessions,
+        };
+        // validated in `parse`; an unknown name cannot get here
+        let backend = edgecell_inference::Backend::from_name(&i.backend, ort).unwrap_or_default();
+        let registry = edgecell_inference::RegistryConfig {
+            dir: self.resolve(&i.models),
+            warmup: i.warmup,
+            only: i.only.clone(),
+            backend,
+        };
+        let pool =
+            edgecell_inference::PoolConfig { workers: i.workers, queue_capacity: i.queue_capacity, max_request_bytes: i.max_request_bytes };
+        Some((registry, pool))
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
@@ -223,6 +307,27 @@ config = {{ greeting = "hi" }}
     }
 
     #[test]
+    fn the_inference_section_selects_models_and_engine() {
+        let cfg = HostConfig::parse("", Path::new("/etc/edgecell")).unwrap();
+        assert!(cfg.inference_config().is_none());
+        let text = "[inference]\nmodels = \"models\"\nbackend = \"onnxruntime\"\nonnxruntime_library = \"lib/libonnxruntime.so\"\nworkers = 2\n";
+        let (reg, pool) = HostConfig::parse(text, Path::new("/etc/edgecell")).unwrap().inference_config().unwrap();
+        assert_eq!(reg.dir, PathBuf::from("/etc/edgecell/models"));
+        assert_eq!(
+            reg.backend,
+            edgecell_inference::Backend::Onnxruntime(edgecell_inference::OrtConfig {
+                library: Some(PathBuf::from("/etc/edgecell/lib/libonnxruntime.so")),
+                intra_threads: 1,
+                sessions: 0
+            })
+        );
+        assert_eq!(pool.workers, 2);
+        assert!(reg.warmup);
+        let (reg, _) = HostConfig::parse("[inference]\nmodels = \"/m\"\n", Path::new(".")).unwrap().inference_config().unwrap();
+        assert_eq!(reg.backend, edgecell_inference::Backend::Tract);
+    }
+
+    #[test]
     fn rejects_bad_files_with_clear_errors() {
         let cases = [
             ("[host]\nmemory_cap_mib = 0\n", "greater than zero"),
@@ -231,6 +336,9 @@ config = {{ greeting = "hi" }}
             ("[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"abc\"\n", "64 hex digits"),
             (&format!("[[actor]]\nname = \"a\"\npath = \"x\"\nsha256 = \"{PIN}\"\n[[actor]]\nname = \"a\"\npath = \"y\"\nsha256 = \"{PIN}\"\n"), "declared twice"),
             ("[host]\nbogus = 1\n", "unknown field"),
+            ("[inference]\nmodels = \"m\"\nbackend = \"tensorrt\"\n", "unknown backend"),
+            ("[inference]\nmodels = \"m\"\nonnxruntime_threads = 0\n", "at least 1"),
+            ("[inference]\nbackend = \"tract\"\n", "missing field `models`"),
         ];
         for (text, want) in cases {
             let err = HostConfig::parse(text, Path::new(".")).unwrap_err().to_string();

@@ -140,7 +140,14 @@ fn metrics(url: &str) -> Result<()> {
 
 fn serve(config_path: &Path) -> Result<()> {
     let config = HostConfig::load(config_path)?;
-    let (mut services, _local) = Services::local(config.cache);
+    let (mut services, _local) = Services::local(config.cache.clone());
+    if let Some((registry, pool)) = config.inference_config() {
+        let engine = registry.backend.name();
+        let models = edgecell_inference::ModelRegistry::load(&registry)
+            .with_context(|| format!("loading models from {} on {engine}", registry.dir.display()))?;
+        println!("inference: {} model(s) from {} on {engine}", models.len(), registry.dir.display());
+        services.inference = Arc::new(edgecell_inference::InferencePool::new(Arc::new(models), pool)?);
+    }
     let nats = match &config.host.nats_url {
         Some(url) => {
             let conn = NatsConnection::connect(url)?;
