@@ -140,7 +140,7 @@ fn metrics(url: &str) -> Result<()> {
 
 fn serve(config_path: &Path) -> Result<()> {
     let config = HostConfig::load(config_path)?;
-    let (mut services, _local) = Services::local(config.cache.clone());
+    let (mut services, _local) = Services::local(config.cache);
     if let Some((registry, pool)) = config.inference_config() {
         let engine = registry.backend.name();
         let models = edgecell_inference::ModelRegistry::load(&registry)
