@@ -144,9 +144,19 @@ pub fn match_gated(
     if !max_cost.is_finite() || max_cost < 0.0 || cost.iter().any(|v| !v.is_finite()) {
         return Err(AssignError::NonFinite);
     }
-    if rows == 0 || cols == 0 || cost.iter().all(|&c| c > max_cost) {
+    // Only rows and columns with at least one allowed pair take part: the others stay
+    // unmatched in every optimum, and leaving them out keeps the square problem small.
+    let live_rows: Vec<usize> =
+        (0..rows).filter(|&r| cost[r * cols..][..cols].iter().any(|&c| c <= max_cost)).collect();
+    let live_cols: Vec<usize> =
+        (0..cols).filter(|&c| live_rows.iter().any(|&r| cost[r * cols + c] <= max_cost)).collect();
+    if live_rows.is_empty() || live_cols.is_empty() {
         return Ok(Vec::new());
     }
+    let cols_all = cols;
+    let (rows, cols) = (live_rows.len(), live_cols.len());
+    let cost: Vec<f64> =
+        live_rows.iter().flat_map(|&r| live_cols.iter().map(move |&c| (r, c))).map(|(r, c)| cost[r * cols_all + c]).collect();
     // Square (rows + cols) problem: real pairs top-left, "row r unmatched" top-right diagonal,
     // "column c unmatched" bottom-left diagonal, zeros bottom-right. `big` exceeds the cost of
     // leaving everything unmatched, so no optimum uses a forbidden cell.
@@ -175,6 +185,7 @@ pub fn match_gated(
         .take(rows)
         .enumerate()
         .filter_map(|(r, c)| c.filter(|&c| c < cols && cost[r * cols + c] <= max_cost).map(|c| (r, c)))
+        .filter_map(|(r, c)| Some((*live_rows.get(r)?, *live_cols.get(c)?)))
         .collect())
 }
 

@@ -90,13 +90,42 @@ impl OrtConfig {
         }
     }
 
-    /// Sessions per model after resolving 0.
+    /// Most sessions per model (each holds its own copy of the weights).
+    pub const MAX_SESSIONS: usize = 64;
+
+    /// Checks the counts: 1 ≤ `intra_threads` ≤ 4 × cores (and ≤ 256), `sessions` ≤
+    /// [`Self::MAX_SESSIONS`].
+    ///
+    /// # Errors
+    /// What is out of range, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let max_threads = (4 * cores).min(256);
+        if self.intra_threads == 0 || self.intra_threads > max_threads {
+            return Err(format!(
+                "onnxruntime intra_threads must be 1..={max_threads} on this machine, got {}",
+                self.intra_threads
+            ));
+        }
+        if self.sessions > Self::MAX_SESSIONS {
+            return Err(format!(
+                "onnxruntime sessions must be 0 (one per core) ..= {}, got {}",
+                Self::MAX_SESSIONS,
+                self.sessions
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sessions per model after resolving 0 (one per core, at most [`Self::MAX_SESSIONS`]).
     #[must_use]
     pub fn session_count(&self) -> usize {
         if self.sessions == 0 {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(Self::MAX_SESSIONS)
         } else {
-            self.sessions
+            self.sessions.min(Self::MAX_SESSIONS)
         }
     }
 }

@@ -18,26 +18,49 @@ use crate::tensor::{Tensor, TensorData, TensorInfo, TensorType};
 /// path of the first successful load wins; a later configuration naming another file gets an
 /// error rather than silently running on the first library.
 static ENVIRONMENT: OnceLock<(std::path::PathBuf, ort::environment::Environment)> = OnceLock::new();
+/// The library `ort` loaded, set as soon as the load succeeds (the environment may still fail
+/// after it; `ort` keeps the library either way).
+static LIBRARY: OnceLock<std::path::PathBuf> = OnceLock::new();
 static INIT: Mutex<()> = Mutex::new(());
 
+/// The library path as it will be compared and loaded: paths with a directory part made
+/// absolute (so `x.so` and `./x.so` are one library); a bare file name is left to the dynamic
+/// loader's search path.
+fn normalised(p: &Path) -> Result<std::path::PathBuf, String> {
+    if p.is_absolute() || p.components().count() <= 1 {
+        // `ort` looks a relative name up next to the executable first and panics if the
+        // executable's path is unknown: make sure it is known.
+        std::env::current_exe().map_err(|e| {
+            format!(
+                "cannot locate this executable to resolve {}: {e}",
+                p.display()
+            )
+        })?;
+        return Ok(p.to_owned());
+    }
+    std::path::absolute(p).map_err(|e| format!("resolving {}: {e}", p.display()))
+}
+
 fn environment(cfg: &OrtConfig) -> Result<&'static ort::environment::Environment, String> {
-    let wanted = cfg.library_path();
+    let wanted = normalised(&cfg.library_path())?;
     let _serial = INIT
         .lock()
         .map_err(|_| "onnxruntime initialisation poisoned".to_owned())?;
-    if let Some((loaded, env)) = ENVIRONMENT.get() {
-        return if *loaded == wanted {
-            Ok(env)
-        } else {
-            Err(format!(
-                "this process already runs ONNX Runtime from {}; it cannot also load {}",
-                loaded.display(),
-                wanted.display()
-            ))
-        };
+    if let Some(loaded) = LIBRARY.get()
+        && *loaded != wanted
+    {
+        return Err(format!(
+            "this process already runs ONNX Runtime from {}; it cannot also load {}",
+            loaded.display(),
+            wanted.display()
+        ));
     }
-    let env = ort::init_from(&wanted)
-        .map_err(|e| format!("loading ONNX Runtime: {e}"))?
+    if let Some((_, env)) = ENVIRONMENT.get() {
+        return Ok(env);
+    }
+    let builder = ort::init_from(&wanted).map_err(|e| format!("loading ONNX Runtime: {e}"))?;
+    let _ = LIBRARY.set(wanted.clone());
+    let env = builder
         .with_name("edgecell-inference")
         .with_telemetry(false)
         .build()
@@ -96,11 +119,7 @@ pub(crate) fn load(path: &Path, bytes: &[u8], cfg: &OrtConfig) -> Result<Loaded,
         path: path.to_owned(),
         message,
     };
-    if cfg.intra_threads == 0 {
-        return Err(model_err(
-            "onnxruntime intra_threads must be at least 1".into(),
-        ));
-    }
+    cfg.check().map_err(model_err)?;
     let env = environment(cfg).map_err(model_err)?;
     let count = cfg.session_count();
     let mut sessions = Vec::with_capacity(count);

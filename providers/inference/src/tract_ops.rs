@@ -8,7 +8,9 @@
 //! same arithmetic row by row on contiguous slices. Only the exact cases written here are
 //! swapped (f32, concrete shapes, the attributes checked in each `from_*`); every other node is
 //! left to tract. Resize reuses tract's own per-axis sampling plans, so the taps and weights are
-//! tract's; the tests compare every operator with tract's on random inputs.
+//! tract's, and MaxPool follows tract's comparison rule (NaN never taken, f32::MIN floor); the
+//! tests compare every operator with tract's bit for bit on random inputs with −∞, NaN and
+//! zeros (only the sign of a zero maximum may differ, from the order windows are scanned).
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{Pad, PadMode};
@@ -279,15 +281,21 @@ impl FastMaxPool {
         for (plane, dst) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
             for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
                 let y0 = oy * self.strides[0];
-                rowmax.copy_from_slice(&plane[y0 * w..][..w]);
-                for ky in 1..self.kernel[0] {
+                // tract's rule: start from f32::MIN, take a value only if it is greater (so a
+                // NaN is never taken and an all −∞ window gives f32::MIN)
+                rowmax.fill(f32::MIN);
+                for ky in 0..self.kernel[0] {
                     for (m, &v) in rowmax.iter_mut().zip(&plane[(y0 + ky) * w..][..w]) {
-                        *m = m.max(v);
+                        if *m < v {
+                            *m = v;
+                        }
                     }
                 }
                 for (ox, d) in drow.iter_mut().enumerate() {
                     let win = &rowmax[ox * self.strides[1]..][..self.kernel[1]];
-                    *d = win.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                    *d = win
+                        .iter()
+                        .fold(f32::MIN, |acc, &v| if acc < v { v } else { acc });
                 }
             }
         }
@@ -386,6 +394,8 @@ impl FastResize {
             || input[1] != output[1]
             || input[2] == 0
             || input[3] == 0
+            || output[2] == 0
+            || output[3] == 0
         {
             return None;
         }
@@ -419,6 +429,10 @@ impl FastResize {
         );
         let [n, c, h, w] = self.input;
         let [_, _, oh, ow] = self.output;
+        ensure!(
+            oh > 0 && ow > 0 && h > 0 && w > 0,
+            "resize: empty spatial axis"
+        );
         let mut out = vec![0f32; n * c * oh * ow];
         let mut scratch = vec![0f32; oh * w];
         for (plane, dst) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
@@ -499,6 +513,7 @@ mod tests {
                 match i % 97 {
                     0 => 0.0,
                     1 if seed.is_multiple_of(2) => f32::NEG_INFINITY,
+                    2 if seed.is_multiple_of(3) => f32::NAN,
                     _ => (s >> 40) as f32 / (1u64 << 23) as f32 * 8.0 - 4.0,
                 }
             })
@@ -590,6 +605,40 @@ mod tests {
                 &format!("max-pool {i}"),
             );
         }
+        // Windows made only of −∞ and NaN: tract's floor (f32::MIN) and NaN rule.
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: [1, 2].into_iter().collect(),
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: Some([1, 2].into_iter().collect()),
+            input_channels: 1,
+            output_channels: 1,
+        };
+        let x = tract_ndarray::ArrayD::from_shape_vec(
+            vec![1, 1, 1, 6],
+            vec![
+                f32::NEG_INFINITY,
+                f32::NEG_INFINITY,
+                f32::NAN,
+                f32::NAN,
+                f32::NAN,
+                2.0,
+            ],
+        )
+        .unwrap()
+        .into_tensor();
+        let theirs = MaxPool {
+            pool_spec: spec.clone(),
+            with_index_outputs: None,
+        };
+        let ours = FastMaxPool::from_spec(&spec, &[1, 1, 1, 6]).unwrap();
+        both(
+            &ours,
+            &theirs,
+            tvec!(x.into_tvalue()),
+            "max-pool of -inf/NaN windows",
+        );
         let padded = PoolSpec {
             data_format: DataFormat::NCHW,
             kernel_shape: [3, 3].into_iter().collect(),
@@ -648,6 +697,13 @@ mod tests {
             optional_sizes_input: Some(1),
         };
         assert!(FastResize::from_resize(&nearest, &[1, 1, 2, 2], &[1, 1, 4, 4]).is_none());
+        // An empty output axis stays with tract (which returns an empty tensor).
+        let linear = Resize {
+            interpolator: Interpolator::Linear,
+            ..nearest
+        };
+        assert!(FastResize::from_resize(&linear, &[1, 1, 2, 2], &[1, 1, 0, 4]).is_none());
+        assert!(FastResize::from_resize(&linear, &[1, 1, 2, 2], &[1, 1, 4, 0]).is_none());
     }
 
     #[test]

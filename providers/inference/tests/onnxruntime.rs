@@ -125,6 +125,34 @@ fn a_missing_or_foreign_library_is_a_load_error_not_a_crash() {
     });
     let err = Model::load_with(&path, MODEL, None, false, &zero_threads).unwrap_err();
     assert!(err.to_string().contains("intra_threads"), "{err}");
+    // Counts that would exhaust the machine are refused before ONNX Runtime sees them.
+    for (cfg, what) in [
+        (
+            OrtConfig {
+                intra_threads: 1 << 32,
+                ..OrtConfig::default()
+            },
+            "intra_threads",
+        ),
+        (
+            OrtConfig {
+                sessions: usize::MAX,
+                ..OrtConfig::default()
+            },
+            "sessions",
+        ),
+        (
+            OrtConfig {
+                sessions: OrtConfig::MAX_SESSIONS + 1,
+                ..OrtConfig::default()
+            },
+            "sessions",
+        ),
+    ] {
+        let err =
+            Model::load_with(&path, MODEL, None, false, &Backend::Onnxruntime(cfg)).unwrap_err();
+        assert!(err.to_string().contains(what), "{err}");
+    }
 }
 
 #[test]
@@ -174,7 +202,21 @@ fn backend_names_parse_and_unknown_ones_are_refused() {
         err.to_string().contains("unknown inference backend"),
         "{err}"
     );
-    // The serialized form reads back.
+    // The serialized forms read back, for both engines.
     let text = serde_json::to_string(&cfg).unwrap();
     assert_eq!(serde_json::from_str::<RegistryConfig>(&text).unwrap(), cfg);
+    let ort = RegistryConfig {
+        backend: Backend::Onnxruntime(OrtConfig {
+            library: Some(PathBuf::from("/opt/ort/libonnxruntime.so")),
+            intra_threads: 3,
+            sessions: 2,
+        }),
+        ..RegistryConfig::new("/m")
+    };
+    let text = serde_json::to_string(&ort).unwrap();
+    assert_eq!(
+        serde_json::from_str::<RegistryConfig>(&text).unwrap(),
+        ort,
+        "{text}"
+    );
 }
