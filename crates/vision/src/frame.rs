@@ -345,9 +345,13 @@ pub fn yuv420_to_rgb(
     let (y_plane, rest) = bytes.split_at(luma);
     let (yo, yg, rv, gu, gv, bu) = coeffs(range);
     let mut out = vec![0u8; luma * 3];
-    // Per chroma row: two luma rows and two output rows.
+    // Per chroma row: the chroma terms widened to one value per pixel once, then each of the
+    // two luma rows in plain element-wise passes (which vectorise) and one interleaving pass.
     let mut u_buf = vec![0u8; cw];
     let mut v_buf = vec![0u8; cw];
+    let (mut r_add, mut g_add, mut b_add) = (vec![0i32; w], vec![0i32; w], vec![0i32; w]);
+    let mut c = vec![0i32; w];
+    let (mut r, mut g, mut b) = (vec![0u8; w], vec![0u8; w], vec![0u8; w]);
     for (pair, (y_rows, out_rows)) in y_plane
         .chunks_exact(2 * w)
         .zip(out.chunks_exact_mut(6 * w))
@@ -373,27 +377,35 @@ pub fn yuv420_to_rgb(
                 v_plane.get(pair * cw..(pair + 1) * cw).unwrap_or(&[]),
             )
         };
+        for ((((ra, ga), ba), &u), &v) in r_add
+            .chunks_exact_mut(2)
+            .zip(g_add.chunks_exact_mut(2))
+            .zip(b_add.chunks_exact_mut(2))
+            .zip(u_row)
+            .zip(v_row)
+        {
+            let d = i32::from(u) - 128;
+            let e = i32::from(v) - 128;
+            ra.fill(rv * e + 128);
+            ga.fill(-gu * d - gv * e + 128);
+            ba.fill(bu * d + 128);
+        }
         let (y0, y1) = y_rows.split_at(w);
         let (o0, o1) = out_rows.split_at_mut(3 * w);
         for (y_row, o_row) in [(y0, o0), (y1, o1)] {
-            for (((ys, os), &u), &v) in y_row
-                .chunks_exact(2)
-                .zip(o_row.chunks_exact_mut(6))
-                .zip(u_row.iter())
-                .zip(v_row.iter())
-            {
-                let d = i32::from(u) - 128;
-                let e = i32::from(v) - 128;
-                let r_add = rv * e + 128;
-                let g_add = -gu * d - gv * e + 128;
-                let b_add = bu * d + 128;
-                for (&yv, px) in ys.iter().zip(os.chunks_exact_mut(3)) {
-                    let c = yg * (i32::from(yv) - yo);
-                    if let [r, g, b] = px {
-                        *r = clamp_u8((c + r_add) >> 8);
-                        *g = clamp_u8((c + g_add) >> 8);
-                        *b = clamp_u8((c + b_add) >> 8);
-                    }
+            for (ci, &yv) in c.iter_mut().zip(y_row) {
+                *ci = yg * (i32::from(yv) - yo);
+            }
+            for (dst, add) in [(&mut r, &r_add), (&mut g, &g_add), (&mut b, &b_add)] {
+                for ((d, &ci), &a) in dst.iter_mut().zip(&c).zip(add.iter()) {
+                    *d = clamp_u8((ci + a) >> 8);
+                }
+            }
+            for (((px, &rr), &gg), &bb) in o_row.chunks_exact_mut(3).zip(&r).zip(&g).zip(&b) {
+                if let [pr, pg, pb] = px {
+                    *pr = rr;
+                    *pg = gg;
+                    *pb = bb;
                 }
             }
         }

@@ -269,3 +269,48 @@ fn truncated_avi_keeps_earlier_frames_then_errors() {
         Err(VisionError::Avi(_))
     ));
 }
+
+/// Per-pixel BT.601 in the plainest form (fixed point ×256, as the converter documents), on
+/// pseudo-random planes: the row-wise converter must give the same bytes for I420 and NV12 in
+/// both ranges.
+#[test]
+fn yuv420_equals_a_per_pixel_reference_on_random_planes() {
+    let (w, h) = (38usize, 22usize);
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut byte = || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 24) as u8
+    };
+    let y: Vec<u8> = (0..w * h).map(|_| byte()).collect();
+    let u: Vec<u8> = (0..w * h / 4).map(|_| byte()).collect();
+    let v: Vec<u8> = (0..w * h / 4).map(|_| byte()).collect();
+    let i420: Vec<u8> = y.iter().chain(&u).chain(&v).copied().collect();
+    let nv12: Vec<u8> = y
+        .iter()
+        .copied()
+        .chain(u.iter().zip(&v).flat_map(|(&a, &b)| [a, b]))
+        .collect();
+    for (range, (yo, yg, rv, gu, gv, bu)) in [
+        (YuvRange::Limited, (16, 298, 409, 100, 208, 516)),
+        (YuvRange::Full, (0, 256, 359, 88, 183, 454)),
+    ] {
+        let mut want = Vec::with_capacity(w * h * 3);
+        for row in 0..h {
+            for col in 0..w {
+                let c = yg * (i32::from(y[row * w + col]) - yo);
+                let k = (row / 2) * (w / 2) + col / 2;
+                let d = i32::from(u[k]) - 128;
+                let e = i32::from(v[k]) - 128;
+                for val in [c + rv * e + 128, c - gu * d - gv * e + 128, c + bu * d + 128] {
+                    want.push((val >> 8).clamp(0, 255) as u8);
+                }
+            }
+        }
+        for (bytes, nv) in [(&i420, false), (&nv12, true)] {
+            let got = yuv420_to_rgb(bytes, w as u32, h as u32, nv, range).unwrap();
+            assert_eq!(got.as_raw(), &want, "{range:?} nv12={nv}");
+        }
+    }
+}
