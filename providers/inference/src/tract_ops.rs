@@ -48,22 +48,23 @@ pub fn accelerate(model: &mut TypedModel) -> TractResult<Swapped> {
         let Some(shape) = concrete(fact) else {
             continue;
         };
+        // the same max-pool before and after tract's optimisation
+        let max_pool = node
+            .op_as::<OptMaxPool>()
+            .map(|p| (&p.pool_spec, p.with_index_outputs))
+            .or_else(|| {
+                node.op_as::<MaxPool>()
+                    .map(|p| (&p.pool_spec, p.with_index_outputs))
+            });
         let replacement: Option<Box<dyn TypedOp>> = if let Some(pad) = node.op_as::<Pad>() {
             FastPad::from_pad(pad).map(|op| {
                 swapped.pad += 1;
                 Box::new(op) as Box<dyn TypedOp>
             })
-        } else if let Some(pool) = node.op_as::<OptMaxPool>() {
-            (pool.with_index_outputs.is_none())
-                .then(|| FastMaxPool::from_spec(&pool.pool_spec, &shape))
-                .flatten()
-                .map(|op| {
-                    swapped.max_pool += 1;
-                    Box::new(op) as Box<dyn TypedOp>
-                })
-        } else if let Some(pool) = node.op_as::<MaxPool>() {
-            (pool.with_index_outputs.is_none())
-                .then(|| FastMaxPool::from_spec(&pool.pool_spec, &shape))
+        } else if let Some((spec, index_outputs)) = max_pool {
+            index_outputs
+                .is_none()
+                .then(|| FastMaxPool::from_spec(spec, &shape))
                 .flatten()
                 .map(|op| {
                     swapped.max_pool += 1;
@@ -122,6 +123,33 @@ fn tensor(shape: &[usize], data: Vec<f32>) -> TractResult<TValue> {
         .into_tvalue())
 }
 
+/// `Op` and `EvalOp` for a kernel with `fn run(&self, &[f32], shape) -> (shape, data)` and a
+/// `fn describe(&self) -> String`: one f32 input, one f32 output.
+macro_rules! f32_kernel_op {
+    ($ty:ty, $name:literal) => {
+        impl Op for $ty {
+            fn name(&self) -> StaticName {
+                $name.into()
+            }
+            fn info(&self) -> TractResult<Vec<String>> {
+                Ok(vec![self.describe()])
+            }
+            op_as_typed_op!();
+        }
+
+        impl EvalOp for $ty {
+            op_out_of_plan!();
+            fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+                let input = inputs
+                    .first()
+                    .with_context(|| format!("{}: no input", $name))?;
+                let (shape, data) = self.run(plain_f32(input)?, input.shape())?;
+                Ok(tvec!(tensor(&shape, data)?))
+            }
+        }
+    };
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pad
 
@@ -152,6 +180,10 @@ impl FastPad {
             pads: pad.pads.clone(),
             value,
         })
+    }
+
+    fn describe(&self) -> String {
+        format!("constant {} pads {:?}", self.value, self.pads)
     }
 
     fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
@@ -194,27 +226,7 @@ impl FastPad {
     }
 }
 
-impl Op for FastPad {
-    fn name(&self) -> StaticName {
-        "EdgecellPad".into()
-    }
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "constant {} pads {:?}",
-            self.value, self.pads
-        )])
-    }
-    op_as_typed_op!();
-}
-
-impl EvalOp for FastPad {
-    op_out_of_plan!();
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs.first().context("pad: no input")?;
-        let (shape, data) = self.run(plain_f32(input)?, input.shape())?;
-        Ok(tvec!(tensor(&shape, data)?))
-    }
-}
+f32_kernel_op!(FastPad, "EdgecellPad");
 
 impl TypedOp for FastPad {
     as_op!();
@@ -268,6 +280,10 @@ impl FastMaxPool {
         (len - self.kernel[axis]) / self.strides[axis] + 1
     }
 
+    fn describe(&self) -> String {
+        format!("kernel {:?} strides {:?}", self.kernel, self.strides)
+    }
+
     fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
         let [n, c, h, w] =
             <[usize; 4]>::try_from(shape).map_err(|_| format_err!("max-pool rank"))?;
@@ -303,27 +319,7 @@ impl FastMaxPool {
     }
 }
 
-impl Op for FastMaxPool {
-    fn name(&self) -> StaticName {
-        "EdgecellMaxPool".into()
-    }
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "kernel {:?} strides {:?}",
-            self.kernel, self.strides
-        )])
-    }
-    op_as_typed_op!();
-}
-
-impl EvalOp for FastMaxPool {
-    op_out_of_plan!();
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs.first().context("max-pool: no input")?;
-        let (shape, data) = self.run(plain_f32(input)?, input.shape())?;
-        Ok(tvec!(tensor(&shape, data)?))
-    }
-}
+f32_kernel_op!(FastMaxPool, "EdgecellMaxPool");
 
 impl TypedOp for FastMaxPool {
     as_op!();
@@ -421,7 +417,11 @@ impl FastResize {
         })
     }
 
-    fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<Vec<f32>> {
+    fn describe(&self) -> String {
+        format!("linear {:?} -> {:?}", self.input, self.output)
+    }
+
+    fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
         ensure!(
             shape == self.input,
             "resize: input shape {shape:?} differs from {:?}",
@@ -454,7 +454,7 @@ impl FastResize {
                 }
             }
         }
-        Ok(out)
+        Ok((self.output.to_vec(), out))
     }
 }
 
@@ -465,27 +465,7 @@ fn skip_zero(acc: f32, w: f32, v: f32) -> f32 {
     if w == 0.0 { acc } else { acc + w * v }
 }
 
-impl Op for FastResize {
-    fn name(&self) -> StaticName {
-        "EdgecellResize".into()
-    }
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "linear {:?} -> {:?}",
-            self.input, self.output
-        )])
-    }
-    op_as_typed_op!();
-}
-
-impl EvalOp for FastResize {
-    op_out_of_plan!();
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let input = inputs.first().context("resize: no input")?;
-        let data = self.run(plain_f32(input)?, input.shape())?;
-        Ok(tvec!(tensor(&self.output, data)?))
-    }
-}
+f32_kernel_op!(FastResize, "EdgecellResize");
 
 impl TypedOp for FastResize {
     as_op!();
