@@ -88,20 +88,18 @@ pub enum EngineName {
     Onnxruntime,
 }
 
-/// Where scripts/setup.sh unpacks ONNX Runtime's shared library (from the PyPI wheel).
-pub const BUNDLED_ONNXRUNTIME: &str = "tools/onnxruntime/libonnxruntime.so";
-
 impl EngineArgs {
     /// The backend configuration these flags select.
     pub fn backend(&self) -> Backend {
         match self.backend {
             EngineName::Tract => Backend::Tract,
             EngineName::Onnxruntime => {
-                let from_env = std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| !p.is_empty());
-                let library = self.onnxruntime_library.clone().or_else(|| {
-                    let bundled = PathBuf::from(BUNDLED_ONNXRUNTIME);
-                    (!from_env && bundled.is_file()).then_some(bundled)
-                });
+                // the flag, else $ORT_DYLIB_PATH or the copy setup.sh unpacked below the working
+                // directory; neither present: the dynamic loader's search path
+                let library = self
+                    .onnxruntime_library
+                    .clone()
+                    .or_else(|| Some(OrtConfig::library_under(Path::new(""))).filter(|p| p.is_file()));
                 Backend::Onnxruntime(OrtConfig { library, ..OrtConfig::default() })
             }
         }

@@ -114,15 +114,9 @@ fn bench(c: &mut Criterion) {
 /// NanoDet on our ONNX Runtime backend: one session, one intra-op thread.
 #[cfg(feature = "onnxruntime")]
 fn onnxruntime_model() -> Option<Model> {
-    let library = std::env::var_os("ORT_DYLIB_PATH")
-        .filter(|p| !p.is_empty())
-        .map_or_else(
-            || {
-                Path::new(env!("CARGO_MANIFEST_DIR"))
-                    .join("../../tools/onnxruntime/libonnxruntime.so")
-            },
-            std::path::PathBuf::from,
-        );
+    let library = edgecell_inference::OrtConfig::library_under(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."),
+    );
     if !library.is_file() {
         eprintln!(
             "no ONNX Runtime library at {} (scripts/setup.sh): onnxruntime_1_thread skipped",

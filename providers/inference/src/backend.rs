@@ -3,7 +3,7 @@
 //! at — the one shipped in the `onnxruntime` PyPI wheel works (`scripts/setup.sh` unpacks it
 //! into `tools/onnxruntime/`). Nothing is downloaded at build time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +73,18 @@ impl Default for OrtConfig {
 }
 
 impl OrtConfig {
+    /// Where scripts/setup.sh unpacks the library from the PyPI wheel, relative to the
+    /// repository root.
+    pub const BUNDLED_LIBRARY: &'static str = "tools/onnxruntime/libonnxruntime.so";
+
+    /// `ORT_DYLIB_PATH` when set, else [`Self::BUNDLED_LIBRARY`] under `root` (a checkout).
+    #[must_use]
+    pub fn library_under(root: &Path) -> PathBuf {
+        std::env::var_os("ORT_DYLIB_PATH")
+            .filter(|p| !p.is_empty())
+            .map_or_else(|| root.join(Self::BUNDLED_LIBRARY), PathBuf::from)
+    }
+
     /// The library to load: the configured path, else `ORT_DYLIB_PATH`, else the plain file
     /// name for the dynamic loader's search path.
     #[must_use]

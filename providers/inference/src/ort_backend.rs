@@ -15,9 +15,9 @@ use crate::error::{InferenceError, LoadError};
 use crate::tensor::{Tensor, TensorData, TensorInfo, TensorType};
 
 /// The process-wide ONNX Runtime environment (ONNX Runtime allows one per process). The library
-/// path of the first successful load wins; a later configuration naming another file gets an
-/// error rather than silently running on the first library.
-static ENVIRONMENT: OnceLock<(std::path::PathBuf, ort::environment::Environment)> = OnceLock::new();
+/// of the first successful load ([`LIBRARY`]) wins; a later configuration naming another file
+/// gets an error rather than silently running on the first library.
+static ENVIRONMENT: OnceLock<ort::environment::Environment> = OnceLock::new();
 /// The library `ort` loaded, set as soon as the load succeeds (the environment may still fail
 /// after it; `ort` keeps the library either way).
 static LIBRARY: OnceLock<std::path::PathBuf> = OnceLock::new();
@@ -55,23 +55,17 @@ fn environment(cfg: &OrtConfig) -> Result<&'static ort::environment::Environment
             wanted.display()
         ));
     }
-    if let Some((_, env)) = ENVIRONMENT.get() {
+    if let Some(env) = ENVIRONMENT.get() {
         return Ok(env);
     }
     let builder = ort::init_from(&wanted).map_err(|e| format!("loading ONNX Runtime: {e}"))?;
-    let _ = LIBRARY.set(wanted.clone());
+    let _ = LIBRARY.set(wanted);
     let env = builder
         .with_name("edgecell-inference")
         .with_telemetry(false)
         .build()
         .map_err(|e| format!("creating the ONNX Runtime environment: {e}"))?;
-    Ok(&ENVIRONMENT.get_or_init(|| (wanted, env)).1)
-}
-
-/// The ONNX Runtime library this process loaded (`None` before any model loaded on it).
-#[must_use]
-pub fn loaded_library() -> Option<&'static Path> {
-    ENVIRONMENT.get().map(|(p, _)| p.as_path())
+    Ok(ENVIRONMENT.get_or_init(|| env))
 }
 
 fn dtype_of(t: TensorElementType) -> Option<TensorType> {

@@ -30,12 +30,7 @@ pub fn model() -> Arc<Model> {
 /// unless `EDGECELL_REQUIRE_ONNXRUNTIME=1` (set by `make test` and CI), when it fails.
 #[cfg(feature = "onnxruntime")]
 pub fn ort_library() -> Option<PathBuf> {
-    let path = std::env::var_os("ORT_DYLIB_PATH")
-        .filter(|p| !p.is_empty())
-        .map_or_else(
-            || PathBuf::from(ROOT).join("tools/onnxruntime/libonnxruntime.so"),
-            PathBuf::from,
-        );
+    let path = edgecell_inference::OrtConfig::library_under(std::path::Path::new(ROOT));
     if path.is_file() {
         return Some(path);
     }
