@@ -142,11 +142,9 @@ fn serve(config_path: &Path) -> Result<()> {
     let config = HostConfig::load(config_path)?;
     let (mut services, _local) = Services::local(config.cache);
     if let Some((registry, pool)) = config.inference_config() {
-        let engine = registry.backend.name();
-        let models = edgecell_inference::ModelRegistry::load(&registry)
-            .with_context(|| format!("loading models from {} on {engine}", registry.dir.display()))?;
-        println!("inference: {} model(s) from {} on {engine}", models.len(), registry.dir.display());
-        services.inference = Arc::new(edgecell_inference::InferencePool::new(Arc::new(models), pool)?);
+        let (pool, count) = video_cli::inference_pool(&registry, pool)?;
+        println!("inference: {count} model(s) from {} on {}", registry.dir.display(), registry.backend.name());
+        services.inference = pool;
     }
     let nats = match &config.host.nats_url {
         Some(url) => {

@@ -157,16 +157,24 @@ impl ZonesFile {
     }
 }
 
+/// The in-process inference provider: the models `registry` names, on its engine, behind a
+/// worker pool. Returns the pool and how many models it holds.
+pub fn inference_pool(registry: &RegistryConfig, pool: PoolConfig) -> Result<(Arc<InferencePool>, usize)> {
+    let engine = registry.backend.name();
+    let models = ModelRegistry::load(registry)
+        .with_context(|| format!("loading models from {} on {engine}", registry.dir.display()))?;
+    let count = models.len();
+    Ok((Arc::new(InferencePool::new(Arc::new(models), pool)?), count))
+}
+
 /// A host with the cache, metrics and an inference provider over `models`, run by `backend`.
 pub fn runtime_with_models(models: &Path, backend: Backend, config: RuntimeConfig) -> Result<(Runtime, Arc<edgecell::LocalBus>)> {
     let (mut services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    let engine = backend.name();
-    let registry = ModelRegistry::load(&RegistryConfig { backend, ..RegistryConfig::new(models) })
-        .with_context(|| format!("loading models from {} on {engine}", models.display()))?;
-    if registry.is_empty() {
+    let (pool, count) = inference_pool(&RegistryConfig { backend, ..RegistryConfig::new(models) }, PoolConfig::default())?;
+    if count == 0 {
         bail!("no .onnx models in {}", models.display());
     }
-    services.inference = Arc::new(InferencePool::new(Arc::new(registry), PoolConfig::default())?);
+    services.inference = pool;
     Ok((Runtime::new(config, services)?, bus))
 }
 
