@@ -164,6 +164,16 @@ impl<'de> serde::de::DeserializeSeed<'de> for Want {
     }
 }
 
+/// Keeps element `i` of an array in `first` (elements 0 and 1) when it is a number.
+fn note_first(first: &mut [Option<f64>; 2], i: usize, got: &Got) {
+    if let Some(slot) = first.get_mut(i) {
+        *slot = match got {
+            Got::Number(n) => Some(*n),
+            _ => None,
+        };
+    }
+}
+
 fn finite_pair(first: [Option<f64>; 2]) -> Option<(f64, f64)> {
     match first {
         [Some(a), Some(b)] if a.is_finite() && b.is_finite() => Some((a, b)),
@@ -242,12 +252,7 @@ impl<'de> serde::de::Visitor<'de> for Want {
                 let mut line = Some(Vec::new());
                 let mut i = 0usize;
                 while let Some(got) = seq.next_element_seed(Self::Element)? {
-                    if let Some(slot) = first.get_mut(i) {
-                        *slot = match got {
-                            Got::Number(n) => Some(n),
-                            _ => None,
-                        };
-                    }
+                    note_first(&mut first, i, &got);
                     i += 1;
                     line = match (line, got) {
                         (Some(mut l), Got::Position(Some(p))) => {
@@ -264,12 +269,7 @@ impl<'de> serde::de::Visitor<'de> for Want {
                 let mut first = [None, None];
                 let mut i = 0usize;
                 while let Some(got) = seq.next_element_seed(Self::Number)? {
-                    if let Some(slot) = first.get_mut(i) {
-                        *slot = match got {
-                            Got::Number(n) => Some(n),
-                            _ => None,
-                        };
-                    }
+                    note_first(&mut first, i, &got);
                     i += 1;
                 }
                 Ok(Got::Position(finite_pair(first)))
