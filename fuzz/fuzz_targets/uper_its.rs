@@ -1,9 +1,9 @@
-//! UPER CAM/DENM/CPM: c-its-parser path (via decode_its) and the crate's own CAM reader.
+//! UPER CAM (Release 1 and 2, crate cam_v2) / DENM / CPM (c-its-parser) via decode_its.
 #![no_main]
 use edgecell_v2x::decode::{Framing, decode_its};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_its(data, Framing::Uper, 600_000_000_000);
-    let _ = edgecell_v2x::uper_cam::decode_cam(data);
+    let _ = edgecell_v2x::cam_v2::decode(data);
 });

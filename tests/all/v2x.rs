@@ -95,6 +95,43 @@ fn real_cams_validate_through_the_wit_export() {
     assert!(matches!(out[1], Err(V2xError::Decode(_))), "{:?}", out[1]);
 }
 
+/// CAM Release 2 (TS 103 900 V2.3.1, encoded by pycrate from the ETSI ASN.1) decodes inside
+/// the component as natively: the same fields and verdict for each message, and a Release 2
+/// container that does not decode as its id says is a typed decode error, not a trap.
+#[test]
+fn release_2_cams_validate_in_the_component_as_natively() {
+    use edgecell_v2x::validator::{MessageFormat as Native, ReceiveContext, Validator};
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    for (file, gdt) in [("a", 12_345), ("b", 65_535), ("c", 0), ("d", 40_000)] {
+        let bytes = testdata(&format!("pycrate-cam-v2-{file}.uper"));
+        let at = received_at(gdt, 80);
+        let wasm = validate(&mut inst, &msg(MessageFormat::Uper, bytes.clone(), at)).unwrap();
+        let mut native_validator = Validator::new(edgecell_v2x::config::Config::default()).unwrap();
+        let ctx = ReceiveContext { received_at_ns: at, receiver: None };
+        let native = native_validator.validate(Native::Uper, &bytes, &ctx).unwrap();
+        assert_eq!(wasm.station_id, native.station_id, "{file}");
+        assert_eq!(wasm.generation_delta_time, native.generation_delta_time, "{file}");
+        assert_eq!(Some(wasm.position.latitude_deg), native.latitude, "{file}");
+        assert_eq!(Some(wasm.position.longitude_deg), native.longitude, "{file}");
+        assert_eq!(wasm.speed_mps, native.speed_mps, "{file}");
+        assert_eq!(wasm.heading_deg, native.heading_deg, "{file}");
+        assert_eq!(wasm.verdict, Verdict::Accepted, "{file}: {:?}", failed(&wasm));
+        assert_eq!(native.verdict, edgecell_v2x::validator::Verdict::Accepted, "{file}");
+    }
+    // container 3 (very low frequency) holding bytes that are not one
+    let (cam, _) = edgecell_v2x::cam_v2::decode(&testdata("pycrate-cam-v2-a.uper")).unwrap();
+    let bad = edgecell_v2x::cam_v2::encode(&cam, &[edgecell_v2x::cam_v2::CamExtension::Opaque { id: 3, data: vec![0xff, 0xff] }]).unwrap();
+    let err = validate(&mut inst, &msg(MessageFormat::Uper, bad, received_at(12_345, 80))).unwrap_err();
+    assert!(matches!(&err, V2xError::Decode(m) if m.contains("veryLowFrequencyContainer")), "{err:?}");
+    // every truncation of a Release 2 CAM is an error, never a trap
+    let full = testdata("pycrate-cam-v2-c.uper");
+    for n in 1..full.len() {
+        assert!(validate(&mut inst, &msg(MessageFormat::Uper, full[..n].to_vec(), received_at(0, 80))).is_err(), "cut at {n}");
+    }
+}
+
 #[test]
 fn bad_input_gets_typed_errors_and_the_instance_keeps_working() {
     let h = host(edgecell::RuntimeConfig::default());

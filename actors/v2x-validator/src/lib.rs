@@ -578,8 +578,8 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         validate_veremi_line(&body)
     } else {
         let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
-        // a CAM's station id (0.5 µs with the compact decoder) lets a new instance read its history ahead
-        let hint = || edgecell_v2x::uper_cam::decode_cam(&body).ok().map(|f| u64::from(f.station_id));
+        // a CAM's station id (read from its octet-aligned header) lets a new instance read its history ahead
+        let hint = || edgecell_v2x::cam_v2::peek_station_id(&body).map(u64::from);
         with_sender_hint(hint, || validate_bytes(MessageFormat::Uper, &body, &ctx)).map(Some)
     };
     let validation = match outcome {

@@ -9,8 +9,7 @@
 use edgecell_fusion::localizer::{Header, ImuMessage};
 use edgecell_fusion::{Localizer, preset};
 use edgecell_v2x::config::Config;
-use edgecell_v2x::decode::cam_fields_to_observation;
-use edgecell_v2x::uper_cam::decode_cam;
+use edgecell_v2x::decode::{Framing, decode_its};
 use edgecell_v2x::validator::Validator;
 use edgecell_vision::{
     BBox, Detection, Letterbox, Line, NanoDetHead, NmsConfig, Normalization, Point, PreprocessScratch, RgbImage, StreamConfig,
@@ -140,9 +139,8 @@ fn cam_receive_its_ms() -> u64 {
 }
 
 /// A real UPER CAM (c-its-parser's test message) decoded and validated with the default
-/// configuration each step, through the code the component runs on both sides: the compact
-/// CAM decoder (`uper_cam`; native builds otherwise decode with c-its-parser, which does not
-/// build for wasm32), then the plausibility checks and the sender's history.
+/// configuration each step, through the code the component runs on both sides: the CAM
+/// decoder (`cam_v2`, rasn UPER), then the plausibility checks and the sender's history.
 fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
     let now_ms = cam_receive_its_ms();
     #[allow(clippy::cast_precision_loss)]
@@ -150,8 +148,7 @@ fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
     let mut v = Validator::new(Config::default()).map_err(|e| KernelError(e.to_string()))?;
     let mut checksum = 0.0;
     for _ in 0..iterations {
-        let fields = decode_cam(CAM).map_err(|e| KernelError(e.to_string()))?;
-        let obs = cam_fields_to_observation(&fields, now_ms);
+        let obs = decode_its(CAM, Framing::Uper, now_ms).map_err(|e| KernelError(e.to_string()))?;
         let r = v.validate_observation(&obs, rcv_s, None, false, Vec::new());
         #[allow(clippy::cast_precision_loss)]
         let checks = r.checks.len() as f64;
@@ -163,8 +160,8 @@ fn v2x_unsigned_cam(iterations: u32) -> Result<f64, KernelError> {
 /// A real UPER CAM signed with P-256 (IEEE 1609.2, signer given by digest, its authorization
 /// ticket already verified and cached) validated with `Validator::validate` each step: COER
 /// decoding, the ECDSA verification, then the CAM's checks. Natively the signature goes
-/// through ring and the CAM through c-its-parser; in the component through the RustCrypto
-/// `p256` and the compact CAM decoder, so this is what each side really runs.
+/// through ring, in the component through the RustCrypto `p256`; the CAM through `cam_v2` on
+/// both, so this is what each side really runs.
 ///
 /// The certificates and up to [`SIGNED_POOL`] messages are signed once per process (signing
 /// costs as much as verifying and is not what is measured); each run builds a fresh validator,

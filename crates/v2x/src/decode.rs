@@ -1,5 +1,6 @@
 //! Decoding: ETSI CAM/DENM/CPM in UPER (optionally inside GeoNetworking + BTP) through
-//! `c-its-parser`, and VeReMi-style JSON beacons; both end in an [`Observation`].
+//! [`crate::cam_v2`] and `c-its-parser`, and VeReMi-style JSON beacons; both end in an
+//! [`Observation`].
 
 #[cfg(not(target_arch = "wasm32"))]
 use c_its_parser::{Headers, ItsMessage};
@@ -25,7 +26,9 @@ pub enum Framing {
     RadiotapFrame,
 }
 
-/// Decodes an ETSI ITS message (CAM v1.4.1 / protocol version 1–2, DENM v2.2.1, CPM v2.1.1).
+/// Decodes an ETSI ITS message: CAM Release 1 and 2 (EN 302 637-2 V1.4.1, TS 103 900
+/// V2.3.1; protocol versions 1–2) through [`crate::cam_v2`] on every target, DENM V2.2.1 and
+/// CPM V2.1.1 through `c-its-parser` on native targets.
 ///
 /// `rcv_its_ms` is the receive time in ITS milliseconds (see
 /// [`crate::observation::unix_ns_to_its_ms`]); it anchors generationDeltaTime.
@@ -44,45 +47,69 @@ pub fn decode_its(
     if bytes.is_empty() {
         return Err(V2xError::Decode("empty payload".into()));
     }
+    let payload = its_payload(bytes, framing)?;
+    // ItsPduHeader: protocolVersion, messageId (one octet each), stationId (four)
+    if payload.len() < 6 {
+        return Err(V2xError::Decode(format!(
+            "ITS PDU of {} bytes is shorter than its header",
+            payload.len()
+        )));
+    }
+    if payload.get(1) == Some(&crate::cam_v2::MESSAGE_ID) {
+        let (cam, extensions) = crate::cam_v2::decode(payload)?;
+        let mut o = cam_fields_to_observation(&crate::cam_v2::fields(&cam), rcv_its_ms);
+        o.cam_extensions = extensions.iter().map(crate::cam_v2::CamExtension::id).collect();
+        return Ok(o);
+    }
     #[cfg(target_arch = "wasm32")]
     {
-        if framing != Framing::Uper {
-            return Err(V2xError::Unsupported(
-                "GeoNetworking framing on wasm32".into(),
-            ));
-        }
-        let f = crate::uper_cam::decode_cam(bytes)?;
-        #[allow(clippy::needless_return)] // the native block below is compiled out on wasm32
-        return Ok(cam_fields_to_observation(&f, rcv_its_ms));
+        Err(V2xError::Unsupported(format!(
+            "ITS message id {} (only CAM on this target)",
+            payload.get(1).copied().unwrap_or(0)
+        )))
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
+        check_uper_payload(payload)?;
         let headers = match framing {
             Framing::Uper => Headers::None,
             Framing::GeoNetworking => Headers::GnBtp,
             Framing::RadiotapFrame => Headers::RadioTap802LlcGnBtp,
         };
-        let gn = match framing {
-            Framing::Uper => None,
-            Framing::GeoNetworking => Some(bytes),
-            Framing::RadiotapFrame => Some(gn_in_radiotap(bytes)?),
-        };
-        let payload = match gn {
-            None => bytes,
-            Some(gn) => {
-                check_gn_basic_header(gn)?;
-                c_its_parser::de::decode_gn_btp_headers(gn).map_err(V2xError::Decode)?.0
-            }
-        };
-        check_uper_payload(payload)?;
         let msg = c_its_parser::de::decode(bytes, headers).map_err(V2xError::Decode)?;
-        its_to_observation(&msg, rcv_its_ms)
+        its_to_observation(&msg)
     }
 }
 
-/// Maps the minimal UPER reader's CAM fields (see [`crate::uper_cam`]).
+/// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for
+/// GeoNetworking framings (native targets only).
+fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
+    if framing == Framing::Uper {
+        return Ok(bytes);
+    }
+    #[cfg(target_arch = "wasm32")]
+    {
+        Err(V2xError::Unsupported(
+            "GeoNetworking framing on wasm32".into(),
+        ))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let gn = if framing == Framing::RadiotapFrame {
+            gn_in_radiotap(bytes)?
+        } else {
+            bytes
+        };
+        check_gn_basic_header(gn)?;
+        Ok(c_its_parser::de::decode_gn_btp_headers(gn)
+            .map_err(V2xError::Decode)?
+            .0)
+    }
+}
+
+/// Maps a CAM's fields (see [`crate::cam_v2::fields`]) to an observation.
 #[must_use]
-pub fn cam_fields_to_observation(f: &crate::uper_cam::CamFields, rcv_its_ms: u64) -> Observation {
+pub fn cam_fields_to_observation(f: &crate::cam_v2::CamFields, rcv_its_ms: u64) -> Observation {
     let gdt = u32::from(f.generation_delta_time);
     let gen_ms = reconstruct_generation_ms(gdt, rcv_its_ms, 0);
     let mut o = Observation::new(
@@ -212,9 +239,8 @@ fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn its_to_observation(msg: &ItsMessage<'_>, rcv_its_ms: u64) -> Result<Observation, V2xError> {
+fn its_to_observation(msg: &ItsMessage<'_>) -> Result<Observation, V2xError> {
     match msg {
-        ItsMessage::Cam { etsi, .. } => Ok(cam_to_observation(etsi, rcv_its_ms)),
         ItsMessage::DenmV2 { etsi, .. } => {
             let m = &etsi.denm.management;
             let gen_ms = m.reference_time.0;
@@ -255,7 +281,7 @@ fn its_to_observation(msg: &ItsMessage<'_>, rcv_its_ms: u64) -> Result<Observati
         }
         #[allow(unreachable_patterns)]
         _ => Err(V2xError::Unsupported(
-            "ITS message type other than CAM, DENM v2, CPM v2".into(),
+            "ITS message type other than CAM, DENM V2, CPM V2".into(),
         )),
     }
 }
@@ -289,64 +315,6 @@ fn geo_position(lat_e7: i32, lon_e7: i32, alt_cm: i32) -> Position {
 /// Semi-major axis confidence in cm (4095 unavailable, 4094 out of range) to metres.
 fn confidence_cm(v: u32) -> f64 {
     if v >= 4094 { 0.0 } else { f64::from(v) / 100.0 }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn cam_to_observation(
-    cam: &c_its_parser::standards::cam_1_4_1::cam_pdu_descriptions::CAM,
-    rcv_its_ms: u64,
-) -> Observation {
-    use c_its_parser::standards::cam_1_4_1::cam_pdu_descriptions::HighFrequencyContainer;
-    let params = &cam.cam.cam_parameters;
-    let rp = &params.basic_container.reference_position;
-    let gdt = u32::from(cam.cam.generation_delta_time.0);
-    let gen_ms = reconstruct_generation_ms(gdt, rcv_its_ms, 0);
-    let mut o = Observation::new(
-        MessageKind::Cam,
-        cam.header.station_id.0,
-        geo_position(rp.latitude.0, rp.longitude.0, rp.altitude.altitude_value.0),
-        ms_to_s(gen_ms),
-    );
-    o.generation_delta_time = gdt;
-    o.pos_noise_m = confidence_cm(u32::from(
-        rp.position_confidence_ellipse.semi_major_confidence.0,
-    ));
-    if let HighFrequencyContainer::basicVehicleContainerHighFrequency(hf) =
-        &params.high_frequency_container
-    {
-        let s = hf.speed.speed_value.0;
-        if s != 16_383 {
-            o.speed_mps = Some(f64::from(s) / 100.0);
-            let c = hf.speed.speed_confidence.0;
-            o.speed_noise_mps = if c >= 126 { 0.0 } else { f64::from(c) / 100.0 };
-        }
-        let h = hf.heading.heading_value.0;
-        if h <= 3600 {
-            o.heading_deg = Some(f64::from(h) / 10.0);
-            let c = hf.heading.heading_confidence.0;
-            o.heading_noise_deg = if c >= 126 { 0.0 } else { f64::from(c) / 10.0 };
-        }
-        let a = hf
-            .longitudinal_acceleration
-            .longitudinal_acceleration_value
-            .0;
-        if a != 161 {
-            o.accel_mps2 = Some(f64::from(a) / 10.0);
-        }
-        let y = hf.yaw_rate.yaw_rate_value.0;
-        if y != 32_767 {
-            o.yaw_rate_dps = Some(f64::from(y) / 100.0);
-        }
-        let l = hf.vehicle_length.vehicle_length_value.0;
-        if l != 1023 {
-            o.length_m = Some(f64::from(l) / 10.0);
-        }
-        let w = hf.vehicle_width.0;
-        if w != 62 {
-            o.width_m = Some(f64::from(w) / 10.0);
-        }
-    }
-    o
 }
 
 /// One line of a VeReMi trace (type 2 = own GPS, type 3 = received beacon) or a single JSON

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cam_v2;
 pub mod checks;
 pub mod config;
 pub mod decode;
@@ -18,7 +19,6 @@ pub mod oer_guard;
 pub mod risk;
 pub mod security;
 pub mod sim;
-pub mod uper_cam;
 pub mod validator;
 
 pub use validator::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, Verdict};

@@ -129,6 +129,10 @@ pub struct Observation {
     pub length_m: Option<f64>,
     /// Vehicle width, metres.
     pub width_m: Option<f64>,
+    /// Ids of the CAM Release 2 extension containers the message carried, in order (see
+    /// [`crate::cam_v2::extension_name`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cam_extensions: Vec<u8>,
 }
 
 impl Observation {
@@ -157,6 +161,7 @@ impl Observation {
             yaw_rate_dps: None,
             length_m: None,
             width_m: None,
+            cam_extensions: Vec::new(),
         }
     }
 }

@@ -96,6 +96,10 @@ pub struct Validation {
     pub risk: Option<Risk>,
     /// Weighted / product score of the policy (1.0 for any-fail when all pass).
     pub score: f64,
+    /// The CAM Release 2 extension containers the message carried, by ASN.1 name
+    /// (`container-<id>` for ids after TS 103 900 V2.3.1); omitted when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cam_extensions: Vec<String>,
 }
 
 impl Validation {
@@ -602,6 +606,14 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             checks,
             risk,
             score,
+            cam_extensions: obs
+                .cam_extensions
+                .iter()
+                .map(|&id| {
+                    crate::cam_v2::extension_name(id)
+                        .map_or_else(|| format!("container-{id}"), str::to_owned)
+                })
+                .collect(),
         }
     }
 }

@@ -197,31 +197,6 @@ fn veremi_beacon_maps_to_observation() {
     ));
 }
 
-/// The crate's own UPER CAM reader (used on wasm32) agrees with c-its-parser on every vector.
-#[test]
-fn own_uper_cam_reader_matches_c_its_parser() {
-    use edgecell_v2x::decode::cam_fields_to_observation;
-    use edgecell_v2x::uper_cam::decode_cam;
-    let vectors: [&[u8]; 3] = [
-        include_bytes!("../testdata/c-its-parser-cam.uper"),
-        include_bytes!("../testdata/pycrate-cam-a.uper"),
-        include_bytes!("../testdata/pycrate-cam-b.uper"),
-    ];
-    for v in vectors {
-        let a = decode_its(v, Framing::Uper, RCV_ITS_MS).expect("c-its-parser");
-        let b = cam_fields_to_observation(&decode_cam(v).expect("own"), RCV_ITS_MS);
-        assert_eq!(a, b);
-    }
-    let cam = vectors[0];
-    for n in 0..cam.len() {
-        let _ = decode_cam(&cam[..n]);
-    }
-    assert!(matches!(decode_cam(&cam[..20]), Err(V2xError::Decode(_))));
-    assert!(matches!(
-        decode_cam(include_bytes!("../testdata/c-its-parser-denm.uper")),
-        Err(V2xError::Unsupported(_))
-    ));
-}
 
 /// Regression (cargo-fuzz, target `geonetworking`): a GN single-hop broadcast whose position
 /// vector speed is negative made geonetworking 0.4.2 panic (`i15::from_i16`); now a typed error.

@@ -1,0 +1,259 @@
+//! CAM Release 2 (TS 103 900 V2.3.1): pycrate encodings of the ETSI ASN.1 decode to the values
+//! pycrate reads back, re-encode bit for bit, and Release 1 CAMs decode as c-its-parser's own
+//! V1.4.1 types read them; malformed Release 2 content gives typed errors.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
+use edgecell_v2x::V2xError;
+use edgecell_v2x::cam_v2::{
+    self, Cam, CamExtension, HighFrequencyContainer, LowFrequencyContainer,
+    TwoWheelerTypeSpecificInformation,
+};
+use edgecell_v2x::decode::{Framing, decode_its};
+use serde_json::Value;
+
+const EXPECTED: &str = include_str!("../testdata/pycrate-cam-v2-expected.json");
+const V2: [(&str, &[u8]); 4] = [
+    ("pycrate-cam-v2-a.uper", include_bytes!("../testdata/pycrate-cam-v2-a.uper")),
+    ("pycrate-cam-v2-b.uper", include_bytes!("../testdata/pycrate-cam-v2-b.uper")),
+    ("pycrate-cam-v2-c.uper", include_bytes!("../testdata/pycrate-cam-v2-c.uper")),
+    ("pycrate-cam-v2-d.uper", include_bytes!("../testdata/pycrate-cam-v2-d.uper")),
+];
+const V1: [&[u8]; 3] = [
+    include_bytes!("../testdata/c-its-parser-cam.uper"),
+    include_bytes!("../testdata/pycrate-cam-a.uper"),
+    include_bytes!("../testdata/pycrate-cam-b.uper"),
+];
+const RCV_ITS_MS: u64 = 700_000_000_000;
+
+fn expected(name: &str) -> Value {
+    let all: Value = serde_json::from_str(EXPECTED).expect("json");
+    all.get(name).cloned().expect("entry")
+}
+
+fn int(e: &Value, key: &str) -> i64 {
+    e.get(key).and_then(Value::as_i64).unwrap_or_else(|| panic!("{key}"))
+}
+
+#[test]
+fn release_2_cams_decode_to_what_pycrate_encoded() {
+    for (name, bytes) in V2 {
+        let e = expected(name);
+        assert_eq!(hex::encode(bytes), e["hex"].as_str().expect("hex"), "{name}");
+        let (cam, ext) = cam_v2::decode(bytes).expect(name);
+        let f = cam_v2::fields(&cam);
+        assert_eq!(i64::from(f.protocol_version), int(&e, "protocol_version"), "{name}");
+        assert_eq!(i64::from(f.station_id), int(&e, "station_id"), "{name}");
+        assert_eq!(i64::from(f.station_type), int(&e, "station_type"), "{name}");
+        assert_eq!(i64::from(f.generation_delta_time), int(&e, "generation_delta_time"));
+        assert_eq!(i64::from(f.latitude), int(&e, "latitude_e7"), "{name}");
+        assert_eq!(i64::from(f.longitude), int(&e, "longitude_e7"), "{name}");
+        assert_eq!(i64::from(f.altitude), int(&e, "altitude_cm"), "{name}");
+        assert_eq!(i64::from(f.semi_major), int(&e, "semi_major_cm"), "{name}");
+        let p = &cam.cam.cam_parameters;
+        match &p.high_frequency_container {
+            HighFrequencyContainer::BasicVehicle(_) => {
+                assert_eq!(e["high_frequency"], "basicVehicleContainerHighFrequency");
+                let v = f.vehicle.expect("vehicle");
+                assert_eq!(i64::from(v.speed), int(&e, "speed_cms"), "{name}");
+                assert_eq!(i64::from(v.heading), int(&e, "heading_ddeg"), "{name}");
+                assert_eq!(i64::from(v.length), int(&e, "length_dm"), "{name}");
+                assert_eq!(i64::from(v.width), int(&e, "width_dm"), "{name}");
+                assert_eq!(i64::from(v.yaw_rate), int(&e, "yaw_rate_cdegs"), "{name}");
+                assert_eq!(i64::from(v.long_accel), int(&e, "long_accel_dms2"), "{name}");
+            }
+            HighFrequencyContainer::Rsu(rsu) => {
+                assert_eq!(e["high_frequency"], "rsuContainerHighFrequency");
+                let zones = rsu.protected_communication_zones_rsu.as_ref().expect("zones");
+                assert_eq!(zones.0.len(), 1);
+                assert!(f.vehicle.is_none());
+            }
+            _ => panic!("{name}: extension alternative"),
+        }
+        assert_eq!(p.low_frequency_container.is_some(), e["low_frequency"].as_bool().expect("lf"));
+        if let Some(LowFrequencyContainer::BasicVehicle(lf)) = &p.low_frequency_container {
+            assert_eq!(lf.path_history.0.len() as i64, int(&e, "path_history_points"));
+        }
+        assert_eq!(
+            p.special_vehicle_container.as_ref().map(cam_v2::SpecialVehicleContainer::name),
+            e["special_vehicle"].as_str(),
+            "{name}"
+        );
+        let want = e["extensions"].as_array().expect("extensions");
+        assert_eq!(ext.len(), want.len(), "{name}");
+        for (got, w) in ext.iter().zip(want) {
+            assert_eq!(i64::from(got.id()), int(w, "id"), "{name}");
+            check_extension(got, w);
+        }
+        // the types and the extension framing give back pycrate's bits exactly
+        assert_eq!(cam_v2::encode(&cam, &ext).expect("encode"), bytes, "{name}");
+    }
+}
+
+fn check_extension(got: &CamExtension, w: &Value) {
+    match got {
+        CamExtension::VeryLowFrequency(v) => {
+            assert_eq!(i64::from(v.vehicle_height.expect("height").0), int(w, "vehicle_height"));
+            assert_eq!(i64::from(v.wiper_status.expect("wiper").0), int(w, "wiper_status"));
+            let bits = v.brake_control.as_ref().expect("brake");
+            let as_int = bits.0.iter().fold(0i64, |acc, b| (acc << 1) | i64::from(*b));
+            assert_eq!(as_int, w["brake_control"][0].as_i64().expect("bits"));
+            assert_eq!(bits.0.len() as i64, w["brake_control"][1].as_i64().expect("len"));
+        }
+        CamExtension::TwoWheeler(t) => {
+            assert_eq!(i64::from(t.roll_angle.as_ref().expect("roll").value.0), int(w, "roll_angle"));
+            assert_eq!(i64::from(t.orientation.as_ref().expect("orientation").value.0), int(w, "orientation"));
+            let s = t.stability_change_indication.as_ref().expect("stability");
+            assert_eq!(i64::from(s.loss_probability.0), int(w, "loss_probability"));
+            let Some(TwoWheelerTypeSpecificInformation::Cyclist(c)) = &t.type_specific_information else {
+                panic!("cyclist")
+            };
+            assert_eq!(i64::from(c.vru_sub_profile_bicyclist.as_ref().expect("profile").0), int(w, "sub_profile"));
+        }
+        CamExtension::PathPrediction(p) => {
+            let counts: Vec<i64> =
+                p.path_predicted_list.0.iter().map(|pp| pp.path_predicted.0.len() as i64).collect();
+            let want: Vec<i64> = w["predicted_points"].as_array().expect("points").iter().filter_map(Value::as_i64).collect();
+            assert_eq!(counts, want);
+        }
+        CamExtension::GeneralizedLanePositions(g) => {
+            assert_eq!(g.generalized_lane_positions.0.len() as i64, int(w, "lane_positions"));
+        }
+        CamExtension::Opaque { id, data } => {
+            assert_eq!(w["type"], "VehicleMovementControlContainer");
+            assert_eq!(*id, cam_v2::VEHICLE_MOVEMENT_CONTROL);
+            assert!(!data.is_empty());
+        }
+    }
+}
+
+#[test]
+fn release_2_cams_through_decode_its_carry_their_extension_ids() {
+    for (name, bytes) in V2 {
+        let o = decode_its(bytes, Framing::Uper, RCV_ITS_MS).expect(name);
+        let want: Vec<u8> = expected(name)["extensions"]
+            .as_array()
+            .expect("extensions")
+            .iter()
+            .map(|w| u8::try_from(int(w, "id")).expect("id"))
+            .collect();
+        assert_eq!(o.cam_extensions, want, "{name}");
+        assert_eq!(i64::from(o.station_id), int(&expected(name), "station_id"));
+    }
+    let names: Vec<_> = (1..=7).map(cam_v2::extension_name).collect();
+    assert_eq!(names[0], Some("twoWheelerContainer"));
+    assert_eq!(names[6], None);
+}
+
+/// c-its-parser's generated EN 302 637-2 V1.4.1 types and ours read every Release 1 CAM the
+/// same way, and ours re-encode it bit for bit.
+#[test]
+fn release_1_cams_read_the_same_as_c_its_parser_v1_4_1() {
+    use c_its_parser::standards::cam_1_4_1::cam_pdu_descriptions as v1;
+    for bytes in V1 {
+        let old: v1::CAM = rasn::uper::decode(bytes).expect("c-its-parser");
+        let (cam, ext) = cam_v2::decode(bytes).expect("cam_v2");
+        assert!(ext.is_empty());
+        let f = cam_v2::fields(&cam);
+        let rp = &old.cam.cam_parameters.basic_container.reference_position;
+        assert_eq!(f.station_id, old.header.station_id.0);
+        assert_eq!(f.generation_delta_time, old.cam.generation_delta_time.0);
+        assert_eq!(f.station_type, old.cam.cam_parameters.basic_container.station_type.0);
+        assert_eq!((f.latitude, f.longitude), (rp.latitude.0, rp.longitude.0));
+        assert_eq!(f.altitude, rp.altitude.altitude_value.0);
+        assert_eq!(f.semi_major, rp.position_confidence_ellipse.semi_major_confidence.0);
+        let v1::HighFrequencyContainer::basicVehicleContainerHighFrequency(hf) =
+            &old.cam.cam_parameters.high_frequency_container
+        else {
+            panic!("vehicle")
+        };
+        let v = f.vehicle.expect("vehicle");
+        assert_eq!(v.speed, hf.speed.speed_value.0);
+        assert_eq!(v.heading, hf.heading.heading_value.0);
+        assert_eq!(v.yaw_rate, hf.yaw_rate.yaw_rate_value.0);
+        assert_eq!(v.long_accel, hf.longitudinal_acceleration.longitudinal_acceleration_value.0);
+        assert_eq!(v.length, hf.vehicle_length.vehicle_length_value.0);
+        assert_eq!(v.width, hf.vehicle_width.0);
+        assert_eq!(
+            old.cam.cam_parameters.low_frequency_container.is_some(),
+            cam.cam.cam_parameters.low_frequency_container.is_some()
+        );
+        assert_eq!(cam_v2::encode(&cam, &[]).expect("encode"), bytes);
+    }
+}
+
+fn reencoded(extensions: &[CamExtension], mutate: impl FnOnce(&mut Cam)) -> Vec<u8> {
+    let (mut cam, _) = cam_v2::decode(V2[0].1).expect("a");
+    mutate(&mut cam);
+    cam_v2::encode(&cam, extensions).expect("encode")
+}
+
+fn opaque(id: u8, data: &[u8]) -> CamExtension {
+    CamExtension::Opaque { id, data: data.to_vec() }
+}
+
+#[test]
+fn a_container_that_does_not_decode_as_its_id_says_is_a_decode_error() {
+    // 0xff.. is not a very-low-frequency container (vehicleHeight 1..62 in 6 bits overflows)
+    // (Opaque writes any bytes under any id)
+    let bytes = reencoded(&[opaque(cam_v2::VERY_LOW_FREQUENCY, &[0xff; 2])], |_| {});
+    assert!(matches!(cam_v2::decode(&bytes), Err(V2xError::Decode(m)) if m.contains("veryLowFrequencyContainer")));
+    let bytes = reencoded(&[opaque(cam_v2::TWO_WHEELER, &[])], |_| {});
+    assert!(matches!(cam_v2::decode(&bytes), Err(V2xError::Decode(_))));
+    // and the validator reports it as such
+    assert!(matches!(decode_its(&bytes, Framing::Uper, RCV_ITS_MS), Err(V2xError::Decode(_))));
+}
+
+#[test]
+fn containers_added_after_v2_3_1_are_kept_undecoded() {
+    let want = vec![opaque(9, &[1, 2, 3]), opaque(cam_v2::E_HORIZON_LOCATION_SHARING, &[0x40])];
+    let bytes = reencoded(&want, |_| {});
+    let (_, ext) = cam_v2::decode(&bytes).expect("decodes");
+    assert_eq!(ext, want);
+    // an id beyond the extensible range's root that does not fit a u8 is refused
+    let (cam, _) = cam_v2::decode(V2[0].1).expect("a");
+    let mut bytes = cam_v2::encode(&cam, &[opaque(200, &[0])]).expect("encode");
+    // 200 is written as an extension value of (1..16,...): the decoder keeps ids up to 255
+    assert_eq!(cam_v2::decode(&bytes).expect("200").1, vec![opaque(200, &[0])]);
+    // nine containers are over SIZE(1..8) for the encoder
+    assert!(cam_v2::encode(&cam, &vec![opaque(9, &[0]); 9]).is_err());
+    // a truncated extension part is a decode error
+    bytes.pop();
+    assert!(matches!(cam_v2::decode(&bytes), Err(V2xError::Decode(_))));
+}
+
+#[test]
+fn a_path_history_over_23_points_is_refused() {
+    let bytes = reencoded(&[], |c| {
+        let Some(LowFrequencyContainer::BasicVehicle(lf)) = &mut c.cam.cam_parameters.low_frequency_container else {
+            panic!("lf")
+        };
+        let p = lf.path_history.0[0].clone();
+        lf.path_history = cdd::Path(vec![p; 24]);
+    });
+    assert!(matches!(cam_v2::decode(&bytes), Err(V2xError::Decode(m)) if m.contains("24 points")));
+}
+
+#[test]
+fn other_messages_versions_and_garbage_are_typed_errors() {
+    let denm = include_bytes!("../testdata/c-its-parser-denm.uper");
+    assert!(matches!(cam_v2::decode(denm), Err(V2xError::Unsupported(_))));
+    let mut v3 = V2[0].1.to_vec();
+    v3[0] = 3;
+    assert!(matches!(cam_v2::decode(&v3), Err(V2xError::Unsupported(m)) if m.contains("version 3")));
+    assert!(matches!(cam_v2::decode(&[]), Err(V2xError::Decode(_))));
+    assert!(matches!(cam_v2::decode(&[2]), Err(V2xError::Decode(_))));
+    for (name, bytes) in V2 {
+        for n in 0..bytes.len() {
+            assert!(cam_v2::decode(&bytes[..n]).is_err(), "{name} cut at {n}");
+        }
+        for bit in 0..bytes.len() * 8 {
+            let mut b = bytes.to_vec();
+            b[bit / 8] ^= 0x80 >> (bit % 8);
+            let _ = cam_v2::decode(&b);
+            let _ = decode_its(&b, Framing::Uper, RCV_ITS_MS);
+        }
+    }
+    assert_eq!(cam_v2::peek_station_id(V2[1].1), Some(77));
+    assert_eq!(cam_v2::peek_station_id(denm), None);
+}

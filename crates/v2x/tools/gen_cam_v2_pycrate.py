@@ -1,0 +1,266 @@
+#!/usr/bin/env python3
+"""Authoring-time generator: CAM Release 2 (ETSI TS 103 900 V2.3.1) encodings made by pycrate.
+
+No crate models CAM Release 2, so edgecell decodes it with its own rasn types
+(crates/v2x/src/cam_v2.rs). This script gives those types an independent encoder to be
+checked against. It compiles the ETSI ASN.1 with pycrate's own compiler:
+
+    python3 -m venv /tmp/pyc && /tmp/pyc/bin/pip install pycrate==0.8.1
+    /tmp/pyc/bin/python crates/v2x/tools/gen_cam_v2_pycrate.py ASN1_DIR crates/v2x/testdata
+
+ASN1_DIR holds the two ETSI modules (BSD-3-Clause, ETSI Forge ITS/asn1), as files named
+CAM.asn and CDD.asn:
+  CAM-PDU-Descriptions  TS 103 900 V2.3.1  (cam_ts103900, tag v2.3.1)
+  ETSI-ITS-CDD          TS 102 894-2 V2.4.1 (cdd_ts102894_2, tag v2.4.1)
+The same files are redistributed in riebl/vanetza under asn1/release2/ (TS103900v231-CAM.asn,
+TS102894-2v241-CDD.asn), which is where they were taken from for the committed outputs.
+
+Before compiling, inner-subtype constraints (`WITH COMPONENT(S)`) are removed: pycrate 0.8.1
+cannot parse the unions of them in the CDD, and X.691 makes them invisible to PER, so the
+encodings do not change. One size constraint that pycrate cannot intersect
+(PolygonalShape.polygon, not reachable from a CAM) is dropped for the same reason.
+
+Writes
+  pycrate-cam-v2-{a,b,c,d}.uper   CAMs encoded by pycrate from the values below
+  pycrate-cam-v2-expected.json    what pycrate decodes back from each of them
+Only these outputs are committed; tests never run Python.
+"""
+import json
+import os
+import sys
+
+from pycrate_asn1c import asnproc
+
+
+def strip_inner_subtyping(s):
+    out, i, n = [], 0, len(s)
+    while i < n:
+        if s[i] == "(":
+            j = i
+            while j < n and (s[j] == "(" or s[j].isspace()):
+                j += 1
+            if s.startswith("WITH COMPONENT", j):
+                depth, k = 0, i
+                while k < n:
+                    if s[k] == "(":
+                        depth += 1
+                    elif s[k] == ")":
+                        depth -= 1
+                        if depth == 0:
+                            break
+                    k += 1
+                i = k + 1
+                continue
+        out.append(s[i])
+        i += 1
+    return "".join(out)
+
+
+def load(asn_dir):
+    texts = []
+    for name in ("CDD.asn", "CAM.asn"):
+        raw = open(os.path.join(asn_dir, name), "rb").read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        text = strip_inner_subtyping(text)
+        text = text.replace(
+            "SequenceOfCartesianPosition3d (SIZE(3..16,...))", "SequenceOfCartesianPosition3d"
+        )
+        texts.append(text)
+    asnproc.compile_text(texts)
+    out = "/tmp/edgecell_cam_v2_pycrate.py"
+    asnproc.generate_modules(asnproc.PycrateGenerator, out)
+    ns = {}
+    exec(compile(open(out).read(), out, "exec"), ns)
+    return ns["CAM_PDU_Descriptions"].CAM
+
+
+def ref_pos(lat, lon, alt=12345):
+    return {
+        "latitude": lat,
+        "longitude": lon,
+        "positionConfidenceEllipse": {
+            "semiMajorAxisLength": 320,
+            "semiMinorAxisLength": 150,
+            "semiMajorAxisOrientation": 450,
+        },
+        "altitude": {"altitudeValue": alt, "altitudeConfidence": "alt-002-00"},
+    }
+
+
+def vehicle_hf(speed, heading, length, width, yaw, acc, **optional):
+    hf = {
+        "heading": {"headingValue": heading, "headingConfidence": 10},
+        "speed": {"speedValue": speed, "speedConfidence": 5},
+        "driveDirection": "forward",
+        "vehicleLength": {"vehicleLengthValue": length, "vehicleLengthConfidenceIndication": "noTrailerPresent"},
+        "vehicleWidth": width,
+        "longitudinalAcceleration": {"value": acc, "confidence": 10},
+        "curvature": {"curvatureValue": 0, "curvatureConfidence": "onePerMeter-0-01"},
+        "curvatureCalculationMode": "yawRateUsed",
+        "yawRate": {"yawRateValue": yaw, "yawRateConfidence": "degSec-000-10"},
+    }
+    hf.update(optional)
+    return ("basicVehicleContainerHighFrequency", hf)
+
+
+def cam(station, station_type, gdt, pos, hf, lf=None, special=None, ext=None):
+    params = {"basicContainer": {"stationType": station_type, "referencePosition": pos}, "highFrequencyContainer": hf}
+    if lf is not None:
+        params["lowFrequencyContainer"] = lf
+    if special is not None:
+        params["specialVehicleContainer"] = special
+    if ext is not None:
+        params["extensionContainers"] = ext
+    return {
+        "header": {"protocolVersion": 2, "messageId": 2, "stationId": station},
+        "cam": {"generationDeltaTime": gdt, "camParameters": params},
+    }
+
+
+def wrapped(container_id, type_name, value):
+    return {"containerId": container_id, "containerData": (type_name, value)}
+
+
+PATH = [
+    {"pathPosition": {"deltaLatitude": -120, "deltaLongitude": 80, "deltaAltitude": 0}, "pathDeltaTime": 10},
+    {"pathPosition": {"deltaLatitude": -260, "deltaLongitude": 170, "deltaAltitude": -5}},
+    {"pathPosition": {"deltaLatitude": -410, "deltaLongitude": 255, "deltaAltitude": -7}, "pathDeltaTime": 35},
+]
+
+VALUES = {
+    # passenger car: low-frequency container with a path history, very-low-frequency and
+    # path-prediction extension containers
+    "pycrate-cam-v2-a.uper": cam(
+        301_000_123, 5, 12_345, ref_pos(484_012_345, 91_234_567),
+        vehicle_hf(1_520, 875, 46, 19, -230, 8, accelerationControl=(0b0000100, 7),
+                   lateralAcceleration={"value": -12, "confidence": 5}),
+        lf=("basicVehicleContainerLowFrequency",
+            {"vehicleRole": "default", "exteriorLights": (0b00001000, 8), "pathHistory": PATH}),
+        ext=[
+            wrapped(3, "VeryLowFrequencyContainer",
+                    {"vehicleHeight": 16, "wiperStatus": 3, "brakeControl": (0b110, 3)}),
+            wrapped(4, "PathPredictionContainer", {"pathPredictedList": [{
+                "pathPredicted": [
+                    {"deltaLatitude": 150, "deltaLongitude": -90, "pathDeltaTime": ("deltaTimeHighPrecision", 5)},
+                    {"deltaLatitude": 310, "deltaLongitude": -170, "symmetricAreaOffset": 20},
+                ],
+                "usageIndication": "noIndication",
+                "confidenceLevel": 80,
+            }]}),
+        ],
+    ),
+    # cyclist: two-wheeler extension container
+    "pycrate-cam-v2-b.uper": cam(
+        77, 2, 65_535, ref_pos(-338_765_432, 1_512_345_678, -150),
+        vehicle_hf(540, 2_710, 18, 7, 310, -4),
+        ext=[wrapped(1, "TwoWheelerContainer", {
+            "typeSpecificInformation": ("cyclist", {"vruSubProfileBicyclist": 7, "vruMovementControl": 1}),
+            "rollAngle": {"value": 3_480, "confidence": 20},
+            "orientation": {"value": 2_705, "confidence": 15},
+            "stabilityChangeIndication": {"lossProbability": 12, "actionDeltaTime": 30},
+        })],
+    ),
+    # emergency vehicle: special vehicle container with a CauseCodeV2, generalized lane
+    # positions and a vehicle-movement-control container (the latter kept undecoded)
+    "pycrate-cam-v2-c.uper": cam(
+        4_294_967_295, 10, 0, ref_pos(523_456_789, 134_567_890),
+        vehicle_hf(2_780, 3_599, 72, 25, 0, 21, lanePosition=2),
+        lf=("basicVehicleContainerLowFrequency",
+            {"vehicleRole": "emergency", "exteriorLights": (0b11000000, 8), "pathHistory": []}),
+        special=("emergencyContainer", {
+            "lightBarSirenInUse": (0b11, 2),
+            "incidentIndication": {"ccAndScc": ("accident2", 3)},
+            "emergencyPriority": (0b10, 2),
+        }),
+        ext=[
+            wrapped(5, "GeneralizedLanePositionsContainer", {"generalizedLanePositions": [{
+                "lanePositionBased": ("detailedlanePosition", {"transversalPosition": 2, "laneType": 8}),
+                "confidence": {"usedDetectionInformation": (0b0100000000000000, 16),
+                               "usedStoredInformation": (0b00001000, 8), "confidenceValue": 90},
+            }]}),
+            wrapped(6, "VehicleMovementControlContainer", {"vehicleMovementControl": {
+                "accelerationPedalStatus": {"pedalPositionValue": 0},
+                "brakePedalStatus": {"pedalPositionValue": 7},
+            }}),
+        ],
+    ),
+    # roadside unit: RSU high-frequency container, no extension containers (a Release 2 CAM
+    # that is bit for bit a Release 1 one)
+    "pycrate-cam-v2-d.uper": cam(
+        1_000, 15, 40_000, ref_pos(501_234_567, 87_654_321),
+        ("rsuContainerHighFrequency", {"protectedCommunicationZonesRSU": [{
+            "protectedZoneType": "permanentCenDsrcTolling",
+            "protectedZoneLatitude": 501_230_000, "protectedZoneLongitude": 87_650_000,
+            "protectedZoneRadius": 50, "protectedZoneId": 7}]}),
+    ),
+}
+
+
+def summary(v):
+    p = v["cam"]["camParameters"]
+    rp = p["basicContainer"]["referencePosition"]
+    out = {
+        "protocol_version": v["header"]["protocolVersion"],
+        "station_id": v["header"]["stationId"],
+        "station_type": p["basicContainer"]["stationType"],
+        "generation_delta_time": v["cam"]["generationDeltaTime"],
+        "latitude_e7": rp["latitude"],
+        "longitude_e7": rp["longitude"],
+        "altitude_cm": rp["altitude"]["altitudeValue"],
+        "semi_major_cm": rp["positionConfidenceEllipse"]["semiMajorAxisLength"],
+        "low_frequency": "lowFrequencyContainer" in p,
+        "special_vehicle": p["specialVehicleContainer"][0] if "specialVehicleContainer" in p else None,
+    }
+    kind, hf = p["highFrequencyContainer"]
+    out["high_frequency"] = kind
+    if kind == "basicVehicleContainerHighFrequency":
+        out.update(
+            speed_cms=hf["speed"]["speedValue"],
+            heading_ddeg=hf["heading"]["headingValue"],
+            length_dm=hf["vehicleLength"]["vehicleLengthValue"],
+            width_dm=hf["vehicleWidth"],
+            yaw_rate_cdegs=hf["yawRate"]["yawRateValue"],
+            long_accel_dms2=hf["longitudinalAcceleration"]["value"],
+        )
+    if "lowFrequencyContainer" in p:
+        out["path_history_points"] = len(p["lowFrequencyContainer"][1]["pathHistory"])
+    ext = []
+    for w in p.get("extensionContainers", []):
+        name, data = w["containerData"]
+        e = {"id": w["containerId"], "type": name}
+        if name == "VeryLowFrequencyContainer":
+            e.update(vehicle_height=data["vehicleHeight"], wiper_status=data["wiperStatus"],
+                     brake_control=list(data["brakeControl"]))
+        elif name == "TwoWheelerContainer":
+            e.update(roll_angle=data["rollAngle"]["value"], orientation=data["orientation"]["value"],
+                     loss_probability=data["stabilityChangeIndication"]["lossProbability"],
+                     sub_profile=data["typeSpecificInformation"][1]["vruSubProfileBicyclist"])
+        elif name == "PathPredictionContainer":
+            e.update(predicted_points=[len(pp["pathPredicted"]) for pp in data["pathPredictedList"]])
+        elif name == "GeneralizedLanePositionsContainer":
+            e.update(lane_positions=len(data["generalizedLanePositions"]))
+        ext.append(e)
+    out["extensions"] = ext
+    return out
+
+
+def main(asn_dir, outdir):
+    CAM = load(asn_dir)
+    expected = {}
+    for name, value in VALUES.items():
+        CAM.set_val(value)
+        encoded = CAM.to_uper()
+        open(os.path.join(outdir, name), "wb").write(encoded)
+        CAM.from_uper(encoded)
+        expected[name] = summary(CAM.get_val())
+        expected[name]["hex"] = encoded.hex()
+    with open(os.path.join(outdir, "pycrate-cam-v2-expected.json"), "w") as f:
+        json.dump(expected, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
