@@ -46,7 +46,9 @@ fn main() {
 
     let mut c = Criterion::default().configure_from_args();
     let mut rows = Vec::new();
-    for name in edgecell_kernels::KERNELS {
+    // EDGECELL_KERNELS=v2x runs only the kernels whose name contains "v2x"
+    let only = std::env::var("EDGECELL_KERNELS").unwrap_or_default();
+    for name in edgecell_kernels::KERNELS.into_iter().filter(|n| n.contains(only.as_str())) {
         let steps = edgecell_kernels::bench_steps(name);
         let native_sum = edgecell_kernels::run(name, steps).expect("native kernel");
         let wasm_sum = wasm(name);

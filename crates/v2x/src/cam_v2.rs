@@ -13,7 +13,7 @@
 //! generalized lane positions (5). The e-horizon (2) and vehicle-movement-control (6)
 //! containers need CDD V2.4 types that no crate has: they are kept as their open-type bytes,
 //! which PER delimits, so they never stop the rest of the message from decoding. Encodings
-//! are cross-checked against pycrate compiling the ETSI ASN.1 (tools/gen_cam_v2_pycrate.py).
+//! are cross-checked against pycrate compiling the ETSI ASN.1 (tools/gen_release2_pycrate.py).
 
 // The derives generate code that triggers pedantic lints we cannot annotate field by field.
 #![allow(missing_docs, clippy::module_name_repetitions)]

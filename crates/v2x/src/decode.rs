@@ -1,6 +1,6 @@
 //! Decoding: ETSI CAM/DENM/CPM in UPER (optionally inside GeoNetworking + BTP) through
-//! [`crate::cam_v2`] and `c-its-parser`, and VeReMi-style JSON beacons; both end in an
-//! [`Observation`].
+//! [`crate::cam_v2`], [`crate::denm_v2`] and `c-its-parser`, and VeReMi-style JSON beacons;
+//! both end in an [`Observation`].
 
 #[cfg(not(target_arch = "wasm32"))]
 use c_its_parser::{Headers, ItsMessage};
@@ -27,8 +27,9 @@ pub enum Framing {
 }
 
 /// Decodes an ETSI ITS message: CAM Release 1 and 2 (EN 302 637-2 V1.4.1, TS 103 900
-/// V2.3.1; protocol versions 1–2) through [`crate::cam_v2`] on every target, DENM V2.2.1 and
-/// CPM V2.1.1 through `c-its-parser` on native targets.
+/// V2.3.1; protocol versions 1–2) through [`crate::cam_v2`] and DENM (TS 103 831 up to
+/// V2.3.1) through [`crate::denm_v2`] on every target, CPM V2.1.1 through `c-its-parser` on
+/// native targets.
 ///
 /// `rcv_its_ms` is the receive time in ITS milliseconds (see
 /// [`crate::observation::unix_ns_to_its_ms`]); it anchors generationDeltaTime.
@@ -55,16 +56,22 @@ pub fn decode_its(
             payload.len()
         )));
     }
-    if payload.get(1) == Some(&crate::cam_v2::MESSAGE_ID) {
-        let (cam, extensions) = crate::cam_v2::decode(payload)?;
-        let mut o = cam_fields_to_observation(&crate::cam_v2::fields(&cam), rcv_its_ms);
-        o.cam_extensions = extensions.iter().map(crate::cam_v2::CamExtension::id).collect();
-        return Ok(o);
+    match payload.get(1).copied() {
+        Some(crate::cam_v2::MESSAGE_ID) => {
+            let (cam, extensions) = crate::cam_v2::decode(payload)?;
+            let mut o = cam_fields_to_observation(&crate::cam_v2::fields(&cam), rcv_its_ms);
+            o.cam_extensions = extensions.iter().map(crate::cam_v2::CamExtension::id).collect();
+            return Ok(o);
+        }
+        Some(crate::denm_v2::MESSAGE_ID) => {
+            return Ok(denm_to_observation(&crate::denm_v2::decode(payload)?));
+        }
+        _ => {}
     }
     #[cfg(target_arch = "wasm32")]
     {
         Err(V2xError::Unsupported(format!(
-            "ITS message id {} (only CAM on this target)",
+            "ITS message id {} (CAM and DENM on this target)",
             payload.get(1).copied().unwrap_or(0)
         )))
     }
@@ -105,6 +112,29 @@ fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
             .map_err(V2xError::Decode)?
             .0)
     }
+}
+
+fn denm_to_observation(denm: &crate::denm_v2::Denm) -> Observation {
+    let m = &denm.denm.management;
+    let gen_ms = m.reference_time.0;
+    let mut o = Observation::new(
+        MessageKind::Denm,
+        denm.header.station_id.0,
+        geo_position(
+            m.event_position.latitude.0,
+            m.event_position.longitude.0,
+            m.event_position.altitude.altitude_value.0,
+        ),
+        ms_to_s(gen_ms),
+    );
+    o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
+    o.pos_noise_m = confidence_cm(u32::from(
+        m.event_position
+            .position_confidence_ellipse
+            .semi_major_confidence
+            .0,
+    ));
+    o
 }
 
 /// Maps a CAM's fields (see [`crate::cam_v2::fields`]) to an observation.
@@ -241,28 +271,6 @@ fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
 #[cfg(not(target_arch = "wasm32"))]
 fn its_to_observation(msg: &ItsMessage<'_>) -> Result<Observation, V2xError> {
     match msg {
-        ItsMessage::DenmV2 { etsi, .. } => {
-            let m = &etsi.denm.management;
-            let gen_ms = m.reference_time.0;
-            let mut o = Observation::new(
-                MessageKind::Denm,
-                etsi.header.station_id.0,
-                geo_position(
-                    m.event_position.latitude.0,
-                    m.event_position.longitude.0,
-                    m.event_position.altitude.altitude_value.0,
-                ),
-                ms_to_s(gen_ms),
-            );
-            o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
-            o.pos_noise_m = confidence_cm(u32::from(
-                m.event_position
-                    .position_confidence_ellipse
-                    .semi_major_confidence
-                    .0,
-            ));
-            Ok(o)
-        }
         ItsMessage::CpmV2 { etsi, .. } => {
             let m = &etsi.payload.management_container;
             let gen_ms = m.reference_time.0;
@@ -281,7 +289,7 @@ fn its_to_observation(msg: &ItsMessage<'_>) -> Result<Observation, V2xError> {
         }
         #[allow(unreachable_patterns)]
         _ => Err(V2xError::Unsupported(
-            "ITS message type other than CAM, DENM V2, CPM V2".into(),
+            "ITS message type other than CAM, DENM, CPM V2".into(),
         )),
     }
 }

@@ -10,6 +10,7 @@ pub mod cam_v2;
 pub mod checks;
 pub mod config;
 pub mod decode;
+pub mod denm_v2;
 pub mod error;
 pub mod geo;
 pub mod history;

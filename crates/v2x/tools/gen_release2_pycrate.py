@@ -1,19 +1,23 @@
 #!/usr/bin/env python3
-"""Authoring-time generator: CAM Release 2 (ETSI TS 103 900 V2.3.1) encodings made by pycrate.
+"""Authoring-time generator: ETSI ITS Release 2 encodings (CAM TS 103 900 V2.3.1, DENM
+TS 103 831 V2.3.1) made by pycrate.
 
 No crate models CAM Release 2, so edgecell decodes it with its own rasn types
-(crates/v2x/src/cam_v2.rs). This script gives those types an independent encoder to be
-checked against. It compiles the ETSI ASN.1 with pycrate's own compiler:
+(crates/v2x/src/cam_v2.rs); the DENMs check the DENM decoding on the same footing. This
+script gives both an independent encoder to be checked against. It compiles the ETSI ASN.1
+with pycrate's own compiler:
 
     python3 -m venv /tmp/pyc && /tmp/pyc/bin/pip install pycrate==0.8.1
-    /tmp/pyc/bin/python crates/v2x/tools/gen_cam_v2_pycrate.py ASN1_DIR crates/v2x/testdata
+    /tmp/pyc/bin/python crates/v2x/tools/gen_release2_pycrate.py ASN1_DIR crates/v2x/testdata
 
-ASN1_DIR holds the two ETSI modules (BSD-3-Clause, ETSI Forge ITS/asn1), as files named
-CAM.asn and CDD.asn:
-  CAM-PDU-Descriptions  TS 103 900 V2.3.1  (cam_ts103900, tag v2.3.1)
+ASN1_DIR holds the ETSI modules (BSD-3-Clause, ETSI Forge ITS/asn1), as files named CAM.asn,
+DENM.asn and CDD.asn:
+  CAM-PDU-Descriptions  TS 103 900 V2.3.1   (cam_ts103900, tag v2.3.1)
+  DENM-PDU-Description  TS 103 831 V2.3.1   (denm_ts103831, tag v2.3.1)
   ETSI-ITS-CDD          TS 102 894-2 V2.4.1 (cdd_ts102894_2, tag v2.4.1)
 The same files are redistributed in riebl/vanetza under asn1/release2/ (TS103900v231-CAM.asn,
-TS102894-2v241-CDD.asn), which is where they were taken from for the committed outputs.
+TS103831v231-DENM.asn, TS102894-2v241-CDD.asn), which is where they were taken from for the
+committed outputs.
 
 Before compiling, inner-subtype constraints (`WITH COMPONENT(S)`) are removed: pycrate 0.8.1
 cannot parse the unions of them in the CDD, and X.691 makes them invisible to PER, so the
@@ -23,6 +27,8 @@ encodings do not change. One size constraint that pycrate cannot intersect
 Writes
   pycrate-cam-v2-{a,b,c,d}.uper   CAMs encoded by pycrate from the values below
   pycrate-cam-v2-expected.json    what pycrate decodes back from each of them
+  pycrate-denm-v2-{a,b,c}.uper    DENMs encoded by pycrate
+  pycrate-denm-v2-expected.json   what pycrate decodes back from each of them
 Only these outputs are committed; tests never run Python.
 """
 import json
@@ -58,7 +64,7 @@ def strip_inner_subtyping(s):
 
 def load(asn_dir):
     texts = []
-    for name in ("CDD.asn", "CAM.asn"):
+    for name in ("CDD.asn", "CAM.asn", "DENM.asn"):
         raw = open(os.path.join(asn_dir, name), "rb").read()
         try:
             text = raw.decode("utf-8")
@@ -74,7 +80,7 @@ def load(asn_dir):
     asnproc.generate_modules(asnproc.PycrateGenerator, out)
     ns = {}
     exec(compile(open(out).read(), out, "exec"), ns)
-    return ns["CAM_PDU_Descriptions"].CAM
+    return ns["CAM_PDU_Descriptions"].CAM, ns["DENM_PDU_Description"].DENM
 
 
 def ref_pos(lat, lon, alt=12345):
@@ -247,19 +253,84 @@ def summary(v):
     return out
 
 
-def main(asn_dir, outdir):
-    CAM = load(asn_dir)
+def denm(station, sequence, reference_time, lat, lon, situation_extra=None, alacarte=None, termination=None):
+    management = {
+        "actionId": {"originatingStationId": station, "sequenceNumber": sequence},
+        "detectionTime": reference_time - 100,
+        "referenceTime": reference_time,
+        "eventPosition": {
+            "latitude": lat,
+            "longitude": lon,
+            "positionConfidenceEllipse": {"semiMajorConfidence": 500, "semiMinorConfidence": 300, "semiMajorOrientation": 900},
+            "altitude": {"altitudeValue": 25_000, "altitudeConfidence": "alt-005-00"},
+        },
+        "stationType": 5,
+    }
+    payload = {"management": management}
+    if termination is not None:
+        management["termination"] = termination
+    else:
+        situation = {"informationQuality": 3, "eventType": {"ccAndScc": ("accident2", 0)}}
+        situation.update(situation_extra or {})
+        payload["situation"] = situation
+        payload["location"] = {"detectionZonesToEventPosition": [[
+            {"pathPosition": {"deltaLatitude": 100, "deltaLongitude": -50, "deltaAltitude": 0}},
+        ]]}
+        if alacarte is not None:
+            payload["alacarte"] = alacarte
+    return {"header": {"protocolVersion": 2, "messageId": 1, "stationId": station}, "denm": payload}
+
+
+DENMS = {
+    # an accident with situation and location containers
+    "pycrate-denm-v2-a.uper": denm(424_242, 7, 600_000_000_100, 484_012_345, 91_234_567),
+    # the same with the V2.2.1 extension group of the situation container (linked DENMs) and
+    # an a-la-carte container
+    "pycrate-denm-v2-b.uper": denm(
+        424_242, 8, 600_000_000_900, 484_012_400, 91_234_600,
+        situation_extra={"linkedDenms": [{"originatingStationId": 1, "sequenceNumber": 2}]},
+        alacarte={"externalTemperature": -5, "positioningSolution": "dGNSS"},
+    ),
+    # a cancellation: termination, no situation or location
+    "pycrate-denm-v2-c.uper": denm(99, 7, 600_000_005_000, -338_765_432, 1_512_345_678, termination="isCancellation"),
+}
+
+
+def denm_summary(v):
+    m = v["denm"]["management"]
+    p = m["eventPosition"]
+    return {
+        "station_id": v["header"]["stationId"],
+        "reference_time": m["referenceTime"],
+        "latitude_e7": p["latitude"],
+        "longitude_e7": p["longitude"],
+        "altitude_cm": p["altitude"]["altitudeValue"],
+        "semi_major_cm": p["positionConfidenceEllipse"]["semiMajorConfidence"],
+        "termination": m.get("termination"),
+        "situation": "situation" in v["denm"],
+        "linked_denms": len(v["denm"].get("situation", {}).get("linkedDenms", [])),
+        "alacarte": "alacarte" in v["denm"],
+    }
+
+
+def write(pdu, values, summarise, outdir, expected_name):
     expected = {}
-    for name, value in VALUES.items():
-        CAM.set_val(value)
-        encoded = CAM.to_uper()
+    for name, value in values.items():
+        pdu.set_val(value)
+        encoded = pdu.to_uper()
         open(os.path.join(outdir, name), "wb").write(encoded)
-        CAM.from_uper(encoded)
-        expected[name] = summary(CAM.get_val())
+        pdu.from_uper(encoded)
+        expected[name] = summarise(pdu.get_val())
         expected[name]["hex"] = encoded.hex()
-    with open(os.path.join(outdir, "pycrate-cam-v2-expected.json"), "w") as f:
+    with open(os.path.join(outdir, expected_name), "w") as f:
         json.dump(expected, f, indent=1, sort_keys=True)
         f.write("\n")
+
+
+def main(asn_dir, outdir):
+    CAM, DENM = load(asn_dir)
+    write(CAM, VALUES, summary, outdir, "pycrate-cam-v2-expected.json")
+    write(DENM, DENMS, denm_summary, outdir, "pycrate-denm-v2-expected.json")
 
 
 if __name__ == "__main__":
