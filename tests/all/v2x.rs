@@ -147,6 +147,38 @@ fn release_2_cams_and_denms_validate_in_the_component_as_natively() {
     }
 }
 
+/// A real GeoNetworking + BTP-B CAM (from c-its-parser's radiotap capture) validates inside
+/// the component with the `geonetworking` format, as natively; a packet cut inside its GN
+/// headers is a typed decode error.
+#[test]
+fn geonetworking_framed_cams_validate_in_the_component() {
+    use edgecell_v2x::validator::{MessageFormat as Native, ReceiveContext, Validator};
+    let text = String::from_utf8(testdata("c-its-parser-cam-radiotap.hex")).unwrap();
+    let text = text.trim();
+    let raw: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
+    let body = &raw[..raw.len() - 4]; // FCS
+    let llc = body.windows(8).position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47]).unwrap();
+    let gn = body[llc + 8..].to_vec();
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    let at = received_at(9_983, 50);
+    let wasm = validate(&mut inst, &msg(MessageFormat::Geonetworking, gn.clone(), at)).unwrap();
+    let native = Validator::new(edgecell_v2x::config::Config::default())
+        .unwrap()
+        .validate(Native::GeoNetworking, &gn, &ReceiveContext { received_at_ns: at, receiver: None })
+        .unwrap();
+    assert_eq!(wasm.station_id, 2_624_309_139);
+    assert_eq!(wasm.station_id, native.station_id);
+    assert_eq!(wasm.generation_delta_time, 9_983);
+    assert_eq!(Some(wasm.position.latitude_deg), native.latitude);
+    assert_eq!(wasm.speed_mps, native.speed_mps);
+    for n in [1, 3, 8, 20, 30] {
+        let r = validate(&mut inst, &msg(MessageFormat::Geonetworking, gn[..n].to_vec(), at));
+        assert!(matches!(r, Err(V2xError::Decode(_))), "cut at {n}: {r:?}");
+    }
+}
+
 #[test]
 fn bad_input_gets_typed_errors_and_the_instance_keeps_working() {
     let h = host(edgecell::RuntimeConfig::default());

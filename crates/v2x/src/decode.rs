@@ -78,12 +78,7 @@ pub fn decode_its(
     #[cfg(not(target_arch = "wasm32"))]
     {
         check_uper_payload(payload)?;
-        let headers = match framing {
-            Framing::Uper => Headers::None,
-            Framing::GeoNetworking => Headers::GnBtp,
-            Framing::RadiotapFrame => Headers::RadioTap802LlcGnBtp,
-        };
-        let msg = c_its_parser::de::decode(bytes, headers).map_err(V2xError::Decode)?;
+        let msg = c_its_parser::de::decode(payload, Headers::None).map_err(V2xError::Decode)?;
         its_to_observation(&msg)
     }
 }
@@ -91,26 +86,41 @@ pub fn decode_its(
 /// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for
 /// GeoNetworking framings (native targets only).
 fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
-    if framing == Framing::Uper {
-        return Ok(bytes);
+    match framing {
+        Framing::Uper => Ok(bytes),
+        Framing::GeoNetworking => gn_btp_payload(bytes),
+        Framing::RadiotapFrame => gn_btp_payload(gn_in_radiotap(bytes)?),
     }
-    #[cfg(target_arch = "wasm32")]
-    {
-        Err(V2xError::Unsupported(
-            "GeoNetworking framing on wasm32".into(),
-        ))
+}
+
+/// A GeoNetworking decode error without the input bytes its `Debug` form carries.
+fn gn_error(e: geonetworking::DecodeError<&[u8]>) -> String {
+    use geonetworking::DecodeError as E;
+    match e {
+        E::IntegerError(m) | E::EnumError(m) | E::StringError(m) | E::ArrayError(m) | E::ParserError(m) => m,
+        E::Nom(rest, kind) => format!("{kind:?} with {} bytes left", rest.len()),
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let gn = if framing == Framing::RadiotapFrame {
-            gn_in_radiotap(bytes)?
-        } else {
-            bytes
-        };
-        check_gn_basic_header(gn)?;
-        Ok(c_its_parser::de::decode_gn_btp_headers(gn)
-            .map_err(V2xError::Decode)?
-            .0)
+}
+
+/// The ITS PDU after the GeoNetworking headers (geonetworking crate) and the 4-byte BTP-A/B
+/// header of an unsecured packet.
+fn gn_btp_payload(gn: &[u8]) -> Result<&[u8], V2xError> {
+    use geonetworking::Decode as _;
+    use geonetworking::en302636_4_1::NextAfterCommon;
+    check_gn_basic_header(gn)?;
+    let packet = geonetworking::Packet::decode(gn)
+        .map_err(|e| V2xError::Decode(format!("GeoNetworking: {}", gn_error(e))))?
+        .decoded;
+    let payload = packet
+        .payload()
+        .ok_or_else(|| V2xError::Decode("GeoNetworking packet without payload".into()))?;
+    match packet.common().next_header {
+        NextAfterCommon::BTPA | NextAfterCommon::BTPB => payload
+            .get(4..)
+            .ok_or_else(|| V2xError::Decode("truncated BTP header".into())),
+        other => Err(V2xError::Unsupported(format!(
+            "GeoNetworking next header {other:?} (BTP-A and BTP-B are decoded)"
+        ))),
     }
 }
 
@@ -201,7 +211,6 @@ fn check_uper_payload(payload: &[u8]) -> Result<(), V2xError> {
 /// GN decoder: its secured-packet path (geonetworking 0.4.2) panics on some inputs
 /// (`unimplemented!` in its OER tag decoder). Secured messages go through
 /// [`crate::validator::MessageFormat::Secured`] instead.
-#[cfg(not(target_arch = "wasm32"))]
 fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
     let b0 = *gn
         .first()
@@ -225,7 +234,6 @@ fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
 /// geonetworking 0.4.2 panics (`i15::from_i16` assertion) when the 15-bit speed of the source
 /// long position vector is negative (bit 14 set). Found by `fuzz/` (target `geonetworking`);
 /// such packets are refused with a typed error before they reach the decoder.
-#[cfg(not(target_arch = "wasm32"))]
 fn check_gn_speed(gn: &[u8]) -> Result<(), V2xError> {
     // basic header (4) + common header (8); HT/HST in the common header's second byte.
     let Some(&ht_hst) = gn.get(5) else {
@@ -248,7 +256,6 @@ fn check_gn_speed(gn: &[u8]) -> Result<(), V2xError> {
 }
 
 /// The GeoNetworking packet inside a radiotap + 802.11 + LLC/SNAP (ethertype 0x8947) frame.
-#[cfg(not(target_arch = "wasm32"))]
 fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
     let rt_len = match frame.get(2..4) {
         Some([a, b]) => usize::from(u16::from_le_bytes([*a, *b])),
