@@ -98,22 +98,28 @@ fn real_cams_validate_through_the_wit_export() {
     assert!(matches!(out[1], Err(V2xError::Decode(_))), "{:?}", out[1]);
 }
 
-/// CAM Release 2 (TS 103 900 V2.3.1) and DENMs (TS 103 831 V2.3.1), encoded by pycrate from
-/// the ETSI ASN.1, and c-its-parser's real DENM decode inside the component as natively: the
+/// CAM Release 2 (TS 103 900 V2.3.1), DENMs (TS 103 831 V2.3.1) and CPMs (TS 103 324 V2.1.1),
+/// encoded by pycrate from the ETSI ASN.1, and c-its-parser's real DENM decode inside the
+/// component as natively: the
 /// same fields and verdicts (the CAMs accepted), the actor's history against a native
 /// validator that sees the same messages in the same order; a Release 2 container that does not
 /// decode as its id says is a typed decode error, not a trap.
 #[test]
-fn release_2_cams_and_denms_validate_in_the_component_as_natively() {
+fn release_2_cams_denms_and_cpms_validate_in_the_component_as_natively() {
     use edgecell_v2x::validator::{MessageFormat as Native, ReceiveContext, Validator};
     let h = host(edgecell::RuntimeConfig::default());
     let a = actor(&h);
     let mut inst = a.instantiate().unwrap();
     let cams = [("cam-v2-a", 12_345), ("cam-v2-b", 65_535), ("cam-v2-c", 0), ("cam-v2-d", 40_000)]
         .map(|(f, gdt)| (format!("pycrate-{f}.uper"), received_at(gdt, 80)));
-    // a DENM's generation time is its reference time (ITS ms)
-    let denms = [("pycrate-denm-v2-a.uper", 600_000_000_100), ("pycrate-denm-v2-b.uper", 600_000_000_900)]
-        .map(|(f, t)| (f.to_string(), its_to_unix_ns(t + 80)));
+    // a DENM's or CPM's generation time is its reference time (ITS ms)
+    let denms = [
+        ("pycrate-denm-v2-a.uper", 600_000_000_100),
+        ("pycrate-denm-v2-b.uper", 600_000_000_900),
+        ("pycrate-cpm-v2-a.uper", 600_000_002_000),
+        ("pycrate-cpm-v2-b.uper", 600_000_009_000),
+    ]
+    .map(|(f, t)| (f.to_string(), its_to_unix_ns(t + 80)));
     let mut native_validator = Validator::new(edgecell_v2x::config::Config::default()).unwrap();
     for (file, at) in cams.into_iter().chain(denms) {
         let bytes = testdata(&file);

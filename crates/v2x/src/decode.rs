@@ -1,9 +1,7 @@
 //! Decoding: ETSI CAM/DENM/CPM in UPER (optionally inside GeoNetworking + BTP) through
-//! [`crate::cam_v2`], [`crate::denm_v2`] and `c-its-parser`, and VeReMi-style JSON beacons;
-//! both end in an [`Observation`].
+//! [`crate::cam_v2`], [`crate::denm_v2`] and [`crate::cpm_v2`], and VeReMi-style JSON
+//! beacons; both end in an [`Observation`].
 
-#[cfg(not(target_arch = "wasm32"))]
-use c_its_parser::{Headers, ItsMessage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::V2xError;
@@ -26,10 +24,10 @@ pub enum Framing {
     RadiotapFrame,
 }
 
-/// Decodes an ETSI ITS message: CAM Release 1 and 2 (EN 302 637-2 V1.4.1, TS 103 900
-/// V2.3.1; protocol versions 1–2) through [`crate::cam_v2`] and DENM (TS 103 831 up to
-/// V2.3.1) through [`crate::denm_v2`] on every target, CPM V2.1.1 through `c-its-parser` on
-/// native targets.
+/// Decodes an ETSI ITS message, the same way on every target: CAM Release 1 and 2
+/// (EN 302 637-2 V1.4.1, TS 103 900 V2.3.1; protocol versions 1–2) through [`crate::cam_v2`],
+/// DENM (TS 103 831 up to V2.3.1) through [`crate::denm_v2`], CPM (TS 103 324 V2.1.1)
+/// through [`crate::cpm_v2`]; optionally inside GeoNetworking + BTP.
 ///
 /// `rcv_its_ms` is the receive time in ITS milliseconds (see
 /// [`crate::observation::unix_ns_to_its_ms`]); it anchors generationDeltaTime.
@@ -56,30 +54,29 @@ pub fn decode_its(
             payload.len()
         )));
     }
+    // protocol versions 1 (EN 302 637 V1.3) to 3: anything else (text, other protocols) is not
+    // an ITS PDU
+    let version = payload.first().copied().unwrap_or(0);
+    if !(1..=3).contains(&version) {
+        return Err(V2xError::Decode(format!(
+            "not an ETSI ITS PDU (protocol version {version})"
+        )));
+    }
     match payload.get(1).copied() {
         Some(crate::cam_v2::MESSAGE_ID) => {
             let (cam, extensions) = crate::cam_v2::decode(payload)?;
             let mut o = cam_fields_to_observation(&crate::cam_v2::fields(&cam), rcv_its_ms);
             o.cam_extensions = extensions.iter().map(crate::cam_v2::CamExtension::id).collect();
-            return Ok(o);
+            Ok(o)
         }
         Some(crate::denm_v2::MESSAGE_ID) => {
-            return Ok(denm_to_observation(&crate::denm_v2::decode(payload)?));
+            Ok(denm_to_observation(&crate::denm_v2::decode(payload)?))
         }
-        _ => {}
-    }
-    #[cfg(target_arch = "wasm32")]
-    {
-        Err(V2xError::Unsupported(format!(
-            "ITS message id {} (CAM and DENM on this target)",
-            payload.get(1).copied().unwrap_or(0)
-        )))
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        check_uper_payload(payload)?;
-        let msg = c_its_parser::de::decode(payload, Headers::None).map_err(V2xError::Decode)?;
-        its_to_observation(&msg)
+        Some(crate::cpm_v2::MESSAGE_ID) => Ok(cpm_to_observation(&crate::cpm_v2::decode(payload)?.0)),
+        id => Err(V2xError::Unsupported(format!(
+            "ITS message id {} (CAM 2, DENM 1 and CPM 14 are decoded)",
+            id.unwrap_or(0)
+        ))),
     }
 }
 
@@ -122,6 +119,23 @@ fn gn_btp_payload(gn: &[u8]) -> Result<&[u8], V2xError> {
             "GeoNetworking next header {other:?} (BTP-A and BTP-B are decoded)"
         ))),
     }
+}
+
+fn cpm_to_observation(cpm: &crate::cpm_v2::CollectivePerceptionMessage) -> Observation {
+    let m = &cpm.payload.management_container;
+    let gen_ms = m.reference_time.0;
+    let p = &m.reference_position;
+    let mut o = Observation::new(
+        MessageKind::Cpm,
+        cpm.header.station_id.0,
+        geo_position(p.latitude.0, p.longitude.0, p.altitude.altitude_value.0),
+        ms_to_s(gen_ms),
+    );
+    o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
+    o.pos_noise_m = confidence_cm(u32::from(
+        p.position_confidence_ellipse.semi_major_confidence.0,
+    ));
+    o
 }
 
 fn denm_to_observation(denm: &crate::denm_v2::Denm) -> Observation {
@@ -193,19 +207,6 @@ pub fn cam_fields_to_observation(f: &crate::cam_v2::CamFields, rcv_its_ms: u64) 
     o
 }
 
-/// c-its-parser picks XER or JER over UPER when the ITS payload is UTF-8 whose first
-/// non-blank character is `<` or `{`, and its JER reader indexes past the end of a payload
-/// that ends right after `"messageId":` (found by `fuzz/`, target `geonetworking`; input in
-/// testdata/fuzz-gn-jer-message-id.bin). Every entry point here is UPER, whose first byte is
-/// the protocol version (1–3), so such a payload is refused before it reaches the decoder.
-#[cfg(not(target_arch = "wasm32"))]
-fn check_uper_payload(payload: &[u8]) -> Result<(), V2xError> {
-    let text = std::str::from_utf8(payload).map(str::trim_start);
-    if matches!(text, Ok(t) if t.starts_with('<') || t.starts_with('{')) {
-        return Err(V2xError::Decode("not a UPER ITS PDU (the payload reads as XML or JSON text)".into()));
-    }
-    Ok(())
-}
 
 /// Only unsecured GeoNetworking (basic header next header = common header) is passed to the
 /// GN decoder: its secured-packet path (geonetworking 0.4.2) panics on some inputs
@@ -275,31 +276,6 @@ fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
     ))
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn its_to_observation(msg: &ItsMessage<'_>) -> Result<Observation, V2xError> {
-    match msg {
-        ItsMessage::CpmV2 { etsi, .. } => {
-            let m = &etsi.payload.management_container;
-            let gen_ms = m.reference_time.0;
-            let p = &m.reference_position;
-            let mut o = Observation::new(
-                MessageKind::Cpm,
-                etsi.header.station_id.0,
-                geo_position(p.latitude.0, p.longitude.0, p.altitude.altitude_value.0),
-                ms_to_s(gen_ms),
-            );
-            o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
-            o.pos_noise_m = confidence_cm(u32::from(
-                p.position_confidence_ellipse.semi_major_confidence.0,
-            ));
-            Ok(o)
-        }
-        #[allow(unreachable_patterns)]
-        _ => Err(V2xError::Unsupported(
-            "ITS message type other than CAM, DENM, CPM V2".into(),
-        )),
-    }
-}
 
 fn ms_to_s(ms: u64) -> f64 {
     // ms since 2004 fit f64's 53-bit mantissa exactly.

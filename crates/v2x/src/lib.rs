@@ -9,6 +9,7 @@
 pub mod cam_v2;
 pub mod checks;
 pub mod config;
+pub mod cpm_v2;
 pub mod decode;
 pub mod denm_v2;
 pub mod error;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Authoring-time generator: ETSI ITS Release 2 encodings (CAM TS 103 900 V2.3.1, DENM
-TS 103 831 V2.3.1) made by pycrate.
+TS 103 831 V2.3.1, CPM TS 103 324 V2.1.1) made by pycrate.
 
 No crate models CAM Release 2, so edgecell decodes it with its own rasn types
 (crates/v2x/src/cam_v2.rs); the DENMs check the DENM decoding on the same footing. This
@@ -11,13 +11,14 @@ with pycrate's own compiler:
     /tmp/pyc/bin/python crates/v2x/tools/gen_release2_pycrate.py ASN1_DIR crates/v2x/testdata
 
 ASN1_DIR holds the ETSI modules (BSD-3-Clause, ETSI Forge ITS/asn1), as files named CAM.asn,
-DENM.asn and CDD.asn:
+DENM.asn, CDD.asn and the five CPM-*.asn modules under their own names:
   CAM-PDU-Descriptions  TS 103 900 V2.3.1   (cam_ts103900, tag v2.3.1)
   DENM-PDU-Description  TS 103 831 V2.3.1   (denm_ts103831, tag v2.3.1)
+  CPM-*                 TS 103 324 V2.1.1   (cpm_ts103324, tag v2.1.1)
   ETSI-ITS-CDD          TS 102 894-2 V2.4.1 (cdd_ts102894_2, tag v2.4.1)
 The same files are redistributed in riebl/vanetza under asn1/release2/ (TS103900v231-CAM.asn,
-TS103831v231-DENM.asn, TS102894-2v241-CDD.asn), which is where they were taken from for the
-committed outputs.
+TS103831v231-DENM.asn, TS103324v211/CPM-*.asn, TS102894-2v241-CDD.asn), which is where they
+were taken from for the committed outputs.
 
 Before compiling, inner-subtype constraints (`WITH COMPONENT(S)`) are removed: pycrate 0.8.1
 cannot parse the unions of them in the CDD, and X.691 makes them invisible to PER, so the
@@ -29,6 +30,8 @@ Writes
   pycrate-cam-v2-expected.json    what pycrate decodes back from each of them
   pycrate-denm-v2-{a,b,c}.uper    DENMs encoded by pycrate
   pycrate-denm-v2-expected.json   what pycrate decodes back from each of them
+  pycrate-cpm-v2-{a,b}.uper       CPMs encoded by pycrate
+  pycrate-cpm-v2-expected.json    what pycrate decodes back from each of them
 Only these outputs are committed; tests never run Python.
 """
 import json
@@ -64,7 +67,8 @@ def strip_inner_subtyping(s):
 
 def load(asn_dir):
     texts = []
-    for name in ("CDD.asn", "CAM.asn", "DENM.asn"):
+    cpm = sorted(n for n in os.listdir(asn_dir) if n.startswith("CPM-") and n.endswith(".asn"))
+    for name in ["CDD.asn", "CAM.asn", "DENM.asn"] + cpm:
         raw = open(os.path.join(asn_dir, name), "rb").read()
         try:
             text = raw.decode("utf-8")
@@ -80,7 +84,11 @@ def load(asn_dir):
     asnproc.generate_modules(asnproc.PycrateGenerator, out)
     ns = {}
     exec(compile(open(out).read(), out, "exec"), ns)
-    return ns["CAM_PDU_Descriptions"].CAM, ns["DENM_PDU_Description"].DENM
+    return (
+        ns["CAM_PDU_Descriptions"].CAM,
+        ns["DENM_PDU_Description"].DENM,
+        ns["CPM_PDU_Descriptions"].CollectivePerceptionMessage,
+    )
 
 
 def ref_pos(lat, lon, alt=12345):
@@ -313,6 +321,77 @@ def denm_summary(v):
     }
 
 
+def coordinate(value, confidence=50):
+    return {"value": value, "confidence": confidence}
+
+
+def perceived(object_id, x, y):
+    return {
+        "objectId": object_id,
+        "measurementDeltaTime": -20,
+        "position": {"xCoordinate": coordinate(x), "yCoordinate": coordinate(y)},
+        "objectAge": 1500,
+    }
+
+
+def cpm(station, reference_time, lat, lon, containers):
+    return {
+        "header": {"protocolVersion": 2, "messageId": 14, "stationId": station},
+        "payload": {
+            "managementContainer": {
+                "referenceTime": reference_time,
+                "referencePosition": {
+                    "latitude": lat,
+                    "longitude": lon,
+                    "positionConfidenceEllipse": {"semiMajorConfidence": 80, "semiMinorConfidence": 60, "semiMajorOrientation": 0},
+                    "altitude": {"altitudeValue": 4_000, "altitudeConfidence": "alt-001-00"},
+                },
+                "messageRateRange": {"messageRateMin": {"mantissa": 1, "exponent": 0}, "messageRateMax": {"mantissa": 10, "exponent": 0}},
+            },
+            "cpmContainers": [{"containerId": i, "containerData": (t, v)} for i, t, v in containers],
+        },
+    }
+
+
+CPMS = {
+    # a vehicle: originating vehicle, sensor information and two perceived objects
+    "pycrate-cpm-v2-a.uper": cpm(5_551_234, 600_000_002_000, 484_012_345, 91_234_567, [
+        (1, "OriginatingVehicleContainer", {"orientationAngle": {"value": 900, "confidence": 10}}),
+        (3, "SensorInformationContainer", [{"sensorId": 1, "sensorType": 1, "shadowingApplies": True,
+            "perceptionRegionShape": ("circular", {"radius": 800})}]),
+        (5, "PerceivedObjectContainer", {"numberOfPerceivedObjects": 2,
+            "perceivedObjects": [perceived(11, 1_250, -340), perceived(12, -4_000, 2_000)]}),
+    ]),
+    # a roadside unit: originating RSU container, one perception region, no objects
+    "pycrate-cpm-v2-b.uper": cpm(77, 600_000_009_000, 501_234_567, 87_654_321, [
+        (2, "OriginatingRsuContainer", {}),
+        (4, "PerceptionRegionContainer", [{"measurementDeltaTime": 0, "perceptionRegionConfidence": 90,
+            "perceptionRegionShape": ("rectangular", {"semiLength": 300, "semiBreadth": 150}),
+            "shadowingApplies": False}]),
+        (5, "PerceivedObjectContainer", {"numberOfPerceivedObjects": 0, "perceivedObjects": []}),
+    ]),
+}
+
+
+def cpm_summary(v):
+    m = v["payload"]["managementContainer"]
+    p = m["referencePosition"]
+    objects = [
+        [o["objectId"], o["position"]["xCoordinate"]["value"], o["position"]["yCoordinate"]["value"]]
+        for w in v["payload"]["cpmContainers"]
+        if w["containerId"] == 5
+        for o in w["containerData"][1]["perceivedObjects"]
+    ]
+    return {
+        "station_id": v["header"]["stationId"],
+        "reference_time": m["referenceTime"],
+        "latitude_e7": p["latitude"],
+        "longitude_e7": p["longitude"],
+        "container_ids": [w["containerId"] for w in v["payload"]["cpmContainers"]],
+        "objects": objects,
+    }
+
+
 def write(pdu, values, summarise, outdir, expected_name):
     expected = {}
     for name, value in values.items():
@@ -328,9 +407,10 @@ def write(pdu, values, summarise, outdir, expected_name):
 
 
 def main(asn_dir, outdir):
-    CAM, DENM = load(asn_dir)
+    CAM, DENM, CPM = load(asn_dir)
     write(CAM, VALUES, summary, outdir, "pycrate-cam-v2-expected.json")
     write(DENM, DENMS, denm_summary, outdir, "pycrate-denm-v2-expected.json")
+    write(CPM, CPMS, cpm_summary, outdir, "pycrate-cpm-v2-expected.json")
 
 
 if __name__ == "__main__":
