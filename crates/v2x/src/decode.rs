@@ -70,9 +70,15 @@ pub fn decode_its(
             Ok(o)
         }
         Some(crate::denm_v2::MESSAGE_ID) => {
-            Ok(denm_to_observation(&crate::denm_v2::decode(payload)?))
+            let d = crate::denm_v2::decode(payload)?;
+            let m = &d.denm.management;
+            Ok(referenced_observation(MessageKind::Denm, d.header.station_id.0, m.reference_time.0, &m.event_position))
         }
-        Some(crate::cpm_v2::MESSAGE_ID) => Ok(cpm_to_observation(&crate::cpm_v2::decode(payload)?.0)),
+        Some(crate::cpm_v2::MESSAGE_ID) => {
+            let (c, _) = crate::cpm_v2::decode(payload)?;
+            let m = &c.payload.management_container;
+            Ok(referenced_observation(MessageKind::Cpm, c.header.station_id.0, m.reference_time.0, &m.reference_position))
+        }
         id => Err(V2xError::Unsupported(format!(
             "ITS message id {} (CAM 2, DENM 1 and CPM 14 are decoded)",
             id.unwrap_or(0)
@@ -80,8 +86,8 @@ pub fn decode_its(
     }
 }
 
-/// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for
-/// GeoNetworking framings (native targets only).
+/// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for the
+/// GeoNetworking framings.
 fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
     match framing {
         Framing::Uper => Ok(bytes),
@@ -121,42 +127,22 @@ fn gn_btp_payload(gn: &[u8]) -> Result<&[u8], V2xError> {
     }
 }
 
-fn cpm_to_observation(cpm: &crate::cpm_v2::CollectivePerceptionMessage) -> Observation {
-    let m = &cpm.payload.management_container;
-    let gen_ms = m.reference_time.0;
-    let p = &m.reference_position;
+/// A DENM's or CPM's observation: its sender, reference time and reference position.
+fn referenced_observation(
+    kind: MessageKind,
+    station_id: u32,
+    reference_time_ms: u64,
+    p: &c_its_parser::standards::cdd_2_2_1::etsi_its_cdd::ReferencePosition,
+) -> Observation {
     let mut o = Observation::new(
-        MessageKind::Cpm,
-        cpm.header.station_id.0,
+        kind,
+        station_id,
         geo_position(p.latitude.0, p.longitude.0, p.altitude.altitude_value.0),
-        ms_to_s(gen_ms),
+        ms_to_s(reference_time_ms),
     );
-    o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
+    o.generation_delta_time = u32::try_from(reference_time_ms % 65_536).unwrap_or(0);
     o.pos_noise_m = confidence_cm(u32::from(
         p.position_confidence_ellipse.semi_major_confidence.0,
-    ));
-    o
-}
-
-fn denm_to_observation(denm: &crate::denm_v2::Denm) -> Observation {
-    let m = &denm.denm.management;
-    let gen_ms = m.reference_time.0;
-    let mut o = Observation::new(
-        MessageKind::Denm,
-        denm.header.station_id.0,
-        geo_position(
-            m.event_position.latitude.0,
-            m.event_position.longitude.0,
-            m.event_position.altitude.altitude_value.0,
-        ),
-        ms_to_s(gen_ms),
-    );
-    o.generation_delta_time = u32::try_from(gen_ms % 65_536).unwrap_or(0);
-    o.pos_noise_m = confidence_cm(u32::from(
-        m.event_position
-            .position_confidence_ellipse
-            .semi_major_confidence
-            .0,
     ));
     o
 }
