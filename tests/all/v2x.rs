@@ -301,6 +301,16 @@ fn the_message_handler_publishes_verdicts_and_reports() {
     let rejected = v["verdict"] == "rejected";
     assert_eq!(published.iter().any(|p| p.subject == "edgecell.v2x.report.hamburg"), rejected);
 
+    // a DENM and a CPM on the same subject (what `edgecell produce v2x` sends for hex lines)
+    for (file, kind) in [("pycrate-denm-v2-a.uper", "denm"), ("pycrate-cpm-v2-a.uper", "cpm")] {
+        let m = BrokerMessage { subject: "edgecell.v2x.in.hamburg".into(), body: testdata(file), reply_to: None };
+        inst.handle_message(&m).unwrap().unwrap();
+        let published = h.bus.drain();
+        let verdict = published.iter().find(|p| p.subject == "edgecell.v2x.verdict.hamburg").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&verdict.body).unwrap();
+        assert_eq!(v["message_kind"], kind, "{v}");
+    }
+
     // VeReMi lines: the receiver's fix (type 2) publishes nothing; beacons are judged, a jump
     // is reported; a reply subject takes the verdict. A trace has its own time base, so it
     // gets its own cache namespace (an instance of the same actor configured for it).

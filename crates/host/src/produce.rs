@@ -6,7 +6,7 @@
 //! | source | input | subject (default) | body |
 //! |---|---|---|---|
 //! | [`Source::Sensors`] | a ROS1 bag (robot_localization's `test1.bag`, `test2.bag`) | `edgecell.sensors.in.<filter>` (`jackal`) | one [`SensorEnvelope`] (JSON) per IMU / odometry / GNSS message of the localizer config's sensors, in the bag's time order (header stamps) |
-//! | [`Source::V2xTrace`] | VeReMi JSON lines (one beacon or own-GPS fix per line), e.g. written by `edgecell v2x simulate` | `edgecell.v2x.in.<region>` (`local`) | the line, verbatim |
+//! | [`Source::V2xTrace`] | VeReMi JSON lines (one beacon or own-GPS fix per line), e.g. written by `edgecell v2x simulate`, and/or hex lines of UPER ETSI messages (CAM, DENM, CPM) | `edgecell.v2x.in.<region>` (`local`) | a JSON line verbatim; a hex line as its bytes |
 //! | [`Source::V2xSimulated`] | the seeded attack simulator, in memory | `edgecell.v2x.in.<region>` | one VeReMi record (JSON) per line the simulator would write |
 //! | [`Source::Video`] | an MJPEG AVI | `edgecell.video.frames.<stream>` (`vtest`) | a [`FrameRef`] (JSON) after the JPEG was put in the cache (below) |
 //!
@@ -552,7 +552,17 @@ impl Plan {
                         continue;
                     }
                     if line.first() != Some(&b'{') {
-                        return Err(ProduceError::V2xLine { line: n + 1, message: "not a JSON object".into() });
+                        // a UPER ETSI message as hex: published as its bytes (the actor takes a
+                        // body that does not start with `{` as UPER)
+                        let bytes = hex::decode(line).map_err(|e| ProduceError::V2xLine {
+                            line: n + 1,
+                            message: format!("neither a JSON object nor hex UPER: {e}"),
+                        })?;
+                        if bytes.first() == Some(&b'{') || bytes.is_empty() {
+                            return Err(ProduceError::V2xLine { line: n + 1, message: "hex of an empty or `{` payload".into() });
+                        }
+                        lines.push(bytes);
+                        continue;
                     }
                     let record = VeremiRecord::parse(line).map_err(|e| ProduceError::V2xLine { line: n + 1, message: e.to_string() })?;
                     times.push(record.rcv_time);
@@ -693,7 +703,10 @@ impl Plan {
             }
             PlanKind::V2x { lines, shift_s } => {
                 let Some(line) = lines.get(at) else { return Err(ProduceError::Empty("the V2X trace")) };
-                let body = if pass == 0 { line.clone() } else { shift_veremi(line, passes * shift_s)? };
+                // later passes move a VeReMi record's clock; UPER messages go out unchanged
+                // (their generation time is inside the encoding), so a validator may see them
+                // as replays
+                let body = if pass == 0 || line.first() != Some(&b'{') { line.clone() } else { shift_veremi(line, passes * shift_s)? };
                 Ok(Item::Publish(Message::new(&self.subject, body)))
             }
             PlanKind::Video { frames, info, stream, put_subject, ttl_ms } => {
@@ -1104,6 +1117,21 @@ mod tests {
         }
         assert!(matches!(parse_put_reply("k", b"ok"), Err(ProduceError::CacheReply { .. })));
         assert!(matches!(parse_put_reply("k", b"{}"), Err(ProduceError::CacheReply { .. })));
+    }
+
+    #[test]
+    fn v2x_traces_take_veremi_json_and_hex_uper_lines() {
+        let cam = "0202dde3a9e5c7c0";
+        let trace = format!("{{\"type\":2,\"rcvTime\":1.0,\"pos\":[0,0,0]}}\n{cam}\n\n");
+        let plan = Plan::new(Source::v2x_trace(trace.into_bytes()), None).unwrap();
+        let PlanKind::V2x { lines, .. } = &plan.kind else { panic!("v2x") };
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1], hex::decode(cam).unwrap());
+        assert_eq!(plan.subject, "edgecell.v2x.in.local");
+        for bad in ["zz", "7b22", ""] {
+            let r = Plan::new(Source::v2x_trace(format!("{bad}\n").into_bytes()), None);
+            assert!(matches!(r, Err(ProduceError::V2xLine { line: 1, .. }) | Err(ProduceError::Empty(_))), "{bad:?}: {r:?}");
+        }
     }
 
     #[test]

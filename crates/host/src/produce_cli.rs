@@ -33,8 +33,9 @@ pub enum ProduceCmd {
         #[command(flatten)]
         common: CommonArgs,
     },
-    /// VeReMi JSON lines (a real trace, or `edgecell v2x simulate --output trace.jsonl`) on
-    /// `edgecell.v2x.in.<region>`, one record per message.
+    /// VeReMi JSON lines (a real trace, or `edgecell v2x simulate --output trace.jsonl`) and/or
+    /// hex lines of UPER ETSI messages (CAM, DENM, CPM) on `edgecell.v2x.in.<region>`, one
+    /// line per message.
     V2x {
         /// The trace; or give --simulate.
         #[arg(required_unless_present = "simulate", conflicts_with = "simulate")]
