@@ -1130,7 +1130,7 @@ mod tests {
         assert_eq!(plan.subject, "edgecell.v2x.in.local");
         for bad in ["zz", "7b22", ""] {
             let r = Plan::new(Source::v2x_trace(format!("{bad}\n").into_bytes()), None);
-            assert!(matches!(r, Err(ProduceError::V2xLine { line: 1, .. }) | Err(ProduceError::Empty(_))), "{bad:?}: {r:?}");
+            assert!(matches!(r, Err(ProduceError::V2xLine { line: 1, .. } | ProduceError::Empty(_))), "{bad:?}: {r:?}");
         }
     }
 
