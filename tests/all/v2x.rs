@@ -110,7 +110,7 @@ fn release_2_cams_denms_and_cpms_validate_in_the_component_as_natively() {
     let h = host(edgecell::RuntimeConfig::default());
     let a = actor(&h);
     let mut inst = a.instantiate().unwrap();
-    let cams = [("cam-v2-a", 12_345), ("cam-v2-b", 65_535), ("cam-v2-c", 0), ("cam-v2-d", 40_000)]
+    let cams = [("cam-v2-a", 12_345), ("cam-v2-b", 65_535), ("cam-v2-c", 0), ("cam-v2-d", 40_000), ("cam-v2-e", 1_000)]
         .map(|(f, gdt)| (format!("pycrate-{f}.uper"), received_at(gdt, 80)));
     // a DENM's or CPM's generation time is its reference time (ITS ms)
     let denms = [

@@ -10,8 +10,10 @@
 //! CAM V1.4.1 only); the PDU-level types here follow the V2.3.1 module. Of the extension
 //! containers, the ones whose types CDD V2.2.1 has are decoded and checked: two-wheeler (1),
 //! very-low-frequency (3, its three data elements defined below), path prediction (4) and
-//! generalized lane positions (5). The e-horizon (2) and vehicle-movement-control (6)
-//! containers need CDD V2.4 types that no crate has: they are kept as their open-type bytes,
+//! generalized lane positions (5), the last two with the CDD V2.4.1 frames of
+//! [`crate::cdd_v24`] (c-its-parser's V2.2.1 forms misread or refuse V2.4.1 senders). The
+//! e-horizon (2) and vehicle-movement-control (6) containers need CDD V2.4 types that no
+//! crate has: they are kept as their open-type bytes,
 //! which PER delimits, so they never stop the rest of the message from decoding. Encodings
 //! are cross-checked against pycrate compiling the ETSI ASN.1 (tools/gen_release2_pycrate.py).
 
@@ -348,7 +350,7 @@ pub struct VeryLowFrequencyContainer {
 #[non_exhaustive]
 pub struct PathPredictionContainer {
     #[rasn(identifier = "pathPredictedList")]
-    pub path_predicted_list: cdd::PathPredictedList,
+    pub path_predicted_list: crate::cdd_v24::PathPredictedList,
 }
 
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq)]
@@ -356,7 +358,7 @@ pub struct PathPredictionContainer {
 #[non_exhaustive]
 pub struct GeneralizedLanePositionsContainer {
     #[rasn(identifier = "generalizedLanePositions")]
-    pub generalized_lane_positions: cdd::GeneralizedLanePositions,
+    pub generalized_lane_positions: crate::cdd_v24::GeneralizedLanePositions,
 }
 
 /// A decoded extension container.
@@ -372,13 +374,13 @@ pub enum CamExtension {
     GeneralizedLanePositions(GeneralizedLanePositionsContainer),
     /// ids 2 (e-horizon location sharing) and 6 (vehicle movement control), whose CDD V2.4
     /// types no crate has, and ids added after V2.3.1: the open-type bytes, undecoded.
-    Opaque { id: u8, data: Vec<u8> },
+    Opaque { id: u32, data: Vec<u8> },
 }
 
 impl CamExtension {
     /// The container id.
     #[must_use]
-    pub fn id(&self) -> u8 {
+    pub fn id(&self) -> u32 {
         match self {
             Self::TwoWheeler(_) => TWO_WHEELER,
             Self::VeryLowFrequency(_) => VERY_LOW_FREQUENCY,
@@ -390,21 +392,21 @@ impl CamExtension {
 }
 
 /// Container ids of TS 103 900 V2.3.1.
-pub const TWO_WHEELER: u8 = 1;
+pub const TWO_WHEELER: u32 = 1;
 /// e-horizon location sharing
-pub const E_HORIZON_LOCATION_SHARING: u8 = 2;
+pub const E_HORIZON_LOCATION_SHARING: u32 = 2;
 /// very low frequency
-pub const VERY_LOW_FREQUENCY: u8 = 3;
+pub const VERY_LOW_FREQUENCY: u32 = 3;
 /// path prediction
-pub const PATH_PREDICTION: u8 = 4;
+pub const PATH_PREDICTION: u32 = 4;
 /// generalized lane positions
-pub const GENERALIZED_LANE_POSITIONS: u8 = 5;
+pub const GENERALIZED_LANE_POSITIONS: u32 = 5;
 /// vehicle movement control
-pub const VEHICLE_MOVEMENT_CONTROL: u8 = 6;
+pub const VEHICLE_MOVEMENT_CONTROL: u32 = 6;
 
 /// The ASN.1 name of an extension container id (`None` for ids after V2.3.1).
 #[must_use]
-pub fn extension_name(id: u8) -> Option<&'static str> {
+pub fn extension_name(id: u32) -> Option<&'static str> {
     Some(match id {
         TWO_WHEELER => "twoWheelerContainer",
         E_HORIZON_LOCATION_SHARING => "eHorizonLocationSharingContainer",
@@ -596,7 +598,8 @@ fn decode_root(bytes: &[u8]) -> Result<Root, V2xError> {
 }
 
 fn extension(w: &WrappedExtensionContainer) -> Result<CamExtension, V2xError> {
-    let id = u8::try_from(&w.container_id.0).map_err(|_| {
+    // `(1..16,...)`: ids past the root are valid; past u32 they are not worth keeping
+    let id = u32::try_from(&w.container_id.0).map_err(|_| {
         V2xError::Decode(format!(
             "UPER CAM: extension container id {}",
             w.container_id.0

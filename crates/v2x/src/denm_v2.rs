@@ -6,7 +6,8 @@
 //! [`crate::cam_v2`], and the validator decodes DENMs with the same code natively and inside
 //! the component. The V2.3.1 extension group of the situation container (`eventEndFactor`,
 //! `perceivedEvent`) is included; `MultiplicativeFactor` is not in CDD V2.2.1 and is defined
-//! below. Cross-checked against pycrate compiling the ETSI ASN.1
+//! below; the CDD V2.4.1 lane-position and path-prediction frames come from
+//! [`crate::cdd_v24`]. Cross-checked against pycrate compiling the ETSI ASN.1
 //! (tools/gen_release2_pycrate.py) and against c-its-parser's own V2.2.1 types.
 
 #![allow(missing_docs)]
@@ -160,9 +161,9 @@ pub struct LocationContainer {
 #[rasn(automatic_tags)]
 pub struct LocationV2 {
     #[rasn(identifier = "lanePositions")]
-    pub lane_positions: Option<cdd::GeneralizedLanePositions>,
+    pub lane_positions: Option<crate::cdd_v24::GeneralizedLanePositions>,
     #[rasn(identifier = "occupiedLanes")]
-    pub occupied_lanes: Option<cdd::OccupiedLanesWithConfidence>,
+    pub occupied_lanes: Option<crate::cdd_v24::OccupiedLanesWithConfidence>,
     #[rasn(identifier = "linkedIvims")]
     pub linked_ivims: Option<cdd::IvimReferences>,
     #[rasn(identifier = "linkedMapems")]
@@ -170,7 +171,7 @@ pub struct LocationV2 {
     #[rasn(identifier = "detectionZonesToSpecifiedEventPoint")]
     pub detection_zones_to_specified_event_point: Option<cdd::TracesExtended>,
     #[rasn(identifier = "predictedPaths")]
-    pub predicted_paths: Option<cdd::PathPredictedList>,
+    pub predicted_paths: Option<crate::cdd_v24::PathPredictedList>,
 }
 
 #[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq)]

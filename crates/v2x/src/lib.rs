@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cam_v2;
+pub mod cdd_v24;
 pub mod checks;
 pub mod config;
 pub mod cpm_v2;

@@ -132,7 +132,7 @@ pub struct Observation {
     /// Ids of the CAM Release 2 extension containers the message carried, in order (see
     /// [`crate::cam_v2::extension_name`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cam_extensions: Vec<u8>,
+    pub cam_extensions: Vec<u32>,
 }
 
 impl Observation {

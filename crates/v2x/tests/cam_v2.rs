@@ -5,6 +5,7 @@
 
 use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
 use edgecell_v2x::V2xError;
+use edgecell_v2x::cdd_v24::{LanePositionOptions, UsageIndication};
 use edgecell_v2x::cam_v2::{
     self, Cam, CamExtension, HighFrequencyContainer, LowFrequencyContainer,
     TwoWheelerTypeSpecificInformation,
@@ -13,11 +14,14 @@ use edgecell_v2x::decode::{Framing, decode_its};
 use serde_json::Value;
 
 const EXPECTED: &str = include_str!("../testdata/pycrate-cam-v2-expected.json");
-const V2: [(&str, &[u8]); 4] = [
+const V2: [(&str, &[u8]); 5] = [
     ("pycrate-cam-v2-a.uper", include_bytes!("../testdata/pycrate-cam-v2-a.uper")),
     ("pycrate-cam-v2-b.uper", include_bytes!("../testdata/pycrate-cam-v2-b.uper")),
     ("pycrate-cam-v2-c.uper", include_bytes!("../testdata/pycrate-cam-v2-c.uper")),
     ("pycrate-cam-v2-d.uper", include_bytes!("../testdata/pycrate-cam-v2-d.uper")),
+    // CDD V2.4.1 forms c-its-parser's CDD V2.2.1 types misread (lane position with lateral
+    // details) or refuse (usage indication `railroad`, `deltaTimeMidRange`): see cdd_v24
+    ("pycrate-cam-v2-e.uper", include_bytes!("../testdata/pycrate-cam-v2-e.uper")),
 ];
 const V1: [&[u8]; 3] = [
     include_bytes!("../testdata/c-its-parser-cam.uper"),
@@ -115,9 +119,34 @@ fn check_extension(got: &CamExtension, w: &Value) {
                 p.path_predicted_list.0.iter().map(|pp| pp.path_predicted.0.len() as i64).collect();
             let want: Vec<i64> = w["predicted_points"].as_array().expect("points").iter().filter_map(Value::as_i64).collect();
             assert_eq!(counts, want);
+            let usage: Vec<&str> = p
+                .path_predicted_list
+                .0
+                .iter()
+                .map(|pp| match pp.usage_indication {
+                    UsageIndication::NoIndication => "noIndication",
+                    UsageIndication::Railroad => "railroad",
+                    other => panic!("{other:?}"),
+                })
+                .collect();
+            let want: Vec<&str> = w["usage"].as_array().expect("usage").iter().filter_map(Value::as_str).collect();
+            assert_eq!(usage, want);
         }
         CamExtension::GeneralizedLanePositions(g) => {
             assert_eq!(g.generalized_lane_positions.0.len() as i64, int(w, "lane_positions"));
+            if let Some(want) = w.get("lateral") {
+                let LanePositionOptions::LanePositionWithLateralDetails(l) = &g.generalized_lane_positions.0[0].lane_position_based
+                else {
+                    panic!("lateral details")
+                };
+                let got = [
+                    i64::from(l.transversal_position.0),
+                    i64::from(l.distance_to_left_border.0),
+                    i64::from(l.distance_to_right_border.0),
+                ];
+                let want: Vec<i64> = want.as_array().expect("lateral").iter().filter_map(Value::as_i64).collect();
+                assert_eq!(got.to_vec(), want);
+            }
         }
         CamExtension::Opaque { id, data } => {
             assert_eq!(w["type"], "VehicleMovementControlContainer");
@@ -127,15 +156,35 @@ fn check_extension(got: &CamExtension, w: &Value) {
     }
 }
 
+/// Why `cdd_v24` exists: c-its-parser's CDD V2.2.1 `GeneralizedLanePositions` reads the lane
+/// position with lateral details of vector e (transversal 1, borders 100 / 200 cm) as other
+/// numbers without an error, and its `PathPredictedList` refuses the `railroad` usage.
+#[test]
+fn c_its_parser_cdd_2_2_1_misreads_what_cdd_v2_4_1_senders_write() {
+    use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as old;
+    let (_, ext) = cam_v2::decode(V2[4].1).expect("e");
+    let [CamExtension::GeneralizedLanePositions(g), CamExtension::PathPrediction(p)] = &ext[..] else { panic!("{ext:?}") };
+    let lanes = rasn::uper::encode(&g.generalized_lane_positions).expect("encode");
+    let theirs: old::GeneralizedLanePositions = rasn::uper::decode(&lanes).expect("decodes, wrongly");
+    let old::LanePositionOptions::lanePositionWithLateralDetails(l) = &theirs.0[0].lane_position_based else { panic!("kind") };
+    assert_ne!(
+        (l.distance_to_left_border.0, l.distance_to_right_border.0),
+        (100, 200),
+        "c-its-parser now orders LanePositionWithLateralDetails as the spec: cdd_v24's copy can go"
+    );
+    let paths = rasn::uper::encode(&p.path_predicted_list).expect("encode");
+    assert!(rasn::uper::decode::<old::PathPredictedList>(&paths).is_err());
+}
+
 #[test]
 fn release_2_cams_through_decode_its_carry_their_extension_ids() {
     for (name, bytes) in V2 {
         let o = decode_its(bytes, Framing::Uper, RCV_ITS_MS).expect(name);
-        let want: Vec<u8> = expected(name)["extensions"]
+        let want: Vec<u32> = expected(name)["extensions"]
             .as_array()
             .expect("extensions")
             .iter()
-            .map(|w| u8::try_from(int(w, "id")).expect("id"))
+            .map(|w| u32::try_from(int(w, "id")).expect("id"))
             .collect();
         assert_eq!(o.cam_extensions, want, "{name}");
         assert_eq!(i64::from(o.station_id), int(&expected(name), "station_id"));
@@ -188,7 +237,7 @@ fn reencoded(extensions: &[CamExtension], mutate: impl FnOnce(&mut Cam)) -> Vec<
     cam_v2::encode(&cam, extensions).expect("encode")
 }
 
-fn opaque(id: u8, data: &[u8]) -> CamExtension {
+fn opaque(id: u32, data: &[u8]) -> CamExtension {
     CamExtension::Opaque { id, data: data.to_vec() }
 }
 
@@ -210,11 +259,10 @@ fn containers_added_after_v2_3_1_are_kept_undecoded() {
     let bytes = reencoded(&want, |_| {});
     let (_, ext) = cam_v2::decode(&bytes).expect("decodes");
     assert_eq!(ext, want);
-    // an id beyond the extensible range's root that does not fit a u8 is refused
+    // ids past the root of (1..16,...) are valid extension values: kept, undecoded
     let (cam, _) = cam_v2::decode(V2[0].1).expect("a");
-    let mut bytes = cam_v2::encode(&cam, &[opaque(200, &[0])]).expect("encode");
-    // 200 is written as an extension value of (1..16,...): the decoder keeps ids up to 255
-    assert_eq!(cam_v2::decode(&bytes).expect("200").1, vec![opaque(200, &[0])]);
+    let mut bytes = cam_v2::encode(&cam, &[opaque(300, &[0])]).expect("encode");
+    assert_eq!(cam_v2::decode(&bytes).expect("300").1, vec![opaque(300, &[0])]);
     // nine containers are over SIZE(1..8) for the encoder
     assert!(cam_v2::encode(&cam, &vec![opaque(9, &[0]); 9]).is_err());
     // a truncated extension part is a decode error

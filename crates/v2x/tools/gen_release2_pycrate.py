@@ -26,7 +26,7 @@ encodings do not change. One size constraint that pycrate cannot intersect
 (PolygonalShape.polygon, not reachable from a CAM) is dropped for the same reason.
 
 Writes
-  pycrate-cam-v2-{a,b,c,d}.uper   CAMs encoded by pycrate from the values below
+  pycrate-cam-v2-{a,b,c,d,e}.uper CAMs encoded by pycrate from the values below
   pycrate-cam-v2-expected.json    what pycrate decodes back from each of them
   pycrate-denm-v2-{a,b,c}.uper    DENMs encoded by pycrate
   pycrate-denm-v2-expected.json   what pycrate decodes back from each of them
@@ -201,6 +201,29 @@ VALUES = {
             }}),
         ],
     ),
+    # CDD V2.4.1 forms that c-its-parser's CDD V2.2.1 reads wrongly or not at all: a lane
+    # position with lateral details, a path prediction for railroad use whose first point uses
+    # the deltaTimeMidRange alternative
+    "pycrate-cam-v2-e.uper": cam(
+        42, 5, 1_000, ref_pos(484_012_345, 91_234_567),
+        vehicle_hf(1_000, 900, 45, 18, 0, 0),
+        ext=[
+            wrapped(5, "GeneralizedLanePositionsContainer", {"generalizedLanePositions": [{
+                "lanePositionBased": ("lanePositionWithLateralDetails", {
+                    "transversalPosition": 1, "laneType": 0, "direction": 0,
+                    "distanceToLeftBorder": 100, "distanceToRightBorder": 200}),
+                "confidence": {"usedDetectionInformation": (0, 16), "usedStoredInformation": (0b00001000, 8)},
+            }]}),
+            wrapped(4, "PathPredictionContainer", {"pathPredictedList": [{
+                "pathPredicted": [
+                    {"deltaLatitude": 10, "deltaLongitude": 20, "pathDeltaTime": ("deltaTimeMidRange", 30)},
+                    {"deltaLatitude": 40, "deltaLongitude": 50, "deltaAltitude": 12, "altitudeConfidence": "alt-001-00"},
+                ],
+                "usageIndication": "railroad",
+                "confidenceLevel": 60,
+            }]}),
+        ],
+    ),
     # roadside unit: RSU high-frequency container, no extension containers (a Release 2 CAM
     # that is bit for bit a Release 1 one)
     "pycrate-cam-v2-d.uper": cam(
@@ -253,9 +276,13 @@ def summary(v):
                      loss_probability=data["stabilityChangeIndication"]["lossProbability"],
                      sub_profile=data["typeSpecificInformation"][1]["vruSubProfileBicyclist"])
         elif name == "PathPredictionContainer":
-            e.update(predicted_points=[len(pp["pathPredicted"]) for pp in data["pathPredictedList"]])
+            e.update(predicted_points=[len(pp["pathPredicted"]) for pp in data["pathPredictedList"]],
+                     usage=[pp["usageIndication"] for pp in data["pathPredictedList"]])
         elif name == "GeneralizedLanePositionsContainer":
             e.update(lane_positions=len(data["generalizedLanePositions"]))
+            kind, lane = data["generalizedLanePositions"][0]["lanePositionBased"]
+            if kind == "lanePositionWithLateralDetails":
+                e.update(lateral=[lane["transversalPosition"], lane["distanceToLeftBorder"], lane["distanceToRightBorder"]])
         ext.append(e)
     out["extensions"] = ext
     return out
