@@ -23,6 +23,7 @@
 use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
 use rasn::prelude::*;
 
+use crate::decode::{check_its_header, uper};
 use crate::error::V2xError;
 
 /// The fields of a CAM the validator uses, in ETSI units.
@@ -423,10 +424,6 @@ pub const MESSAGE_ID: u8 = 2;
 /// Points a Release 2 low-frequency container's path history may hold.
 pub const MAX_PATH_HISTORY: usize = 23;
 
-fn uper<T: Decode>(bytes: &[u8], what: &str) -> Result<T, V2xError> {
-    rasn::uper::decode::<T>(bytes).map_err(|e| V2xError::Decode(format!("UPER {what}: {e}")))
-}
-
 /// Reads a UPER CAM component by component. rasn 0.28.15 mis-reads (and mis-writes) an open
 /// type nested inside a SEQUENCE extension addition — the `containerData` inside
 /// `extensionContainers` — while it reads the same bytes correctly at top level, so the
@@ -514,23 +511,10 @@ fn truncated() -> V2xError {
 /// [`V2xError::Decode`] for bytes that are not a valid CAM, including a path history over
 /// [`MAX_PATH_HISTORY`] points and extension containers that do not decode as their id says.
 pub fn decode(bytes: &[u8]) -> Result<(Cam, Vec<CamExtension>), V2xError> {
-    let (version, id) = match bytes {
-        [v, id, ..] => (*v, *id),
-        _ => return Err(V2xError::Decode("UPER CAM: truncated header".into())),
-    };
-    if id != MESSAGE_ID {
-        return Err(V2xError::Unsupported(format!(
-            "ITS message id {id} is not a CAM"
-        )));
-    }
-    if !(1..=2).contains(&version) {
-        return Err(V2xError::Unsupported(format!(
-            "CAM protocol version {version} (1 and 2 are decoded)"
-        )));
-    }
-    let (cam, extension_bytes) = decode_root(bytes)?.0;
+    check_its_header(bytes, MESSAGE_ID, "CAM", 1..=2, "1 and 2 are decoded")?;
+    let Root { cam, extension_containers, .. } = decode_root(bytes)?;
     let mut extensions = Vec::new();
-    if let Some(bytes) = extension_bytes {
+    if let Some(bytes) = extension_containers {
         let wrapped: WrappedExtensionContainers = uper(&bytes, "CAM extensionContainers")?;
         for w in wrapped.0 {
             extensions.push(extension(&w)?);
@@ -539,9 +523,16 @@ pub fn decode(bytes: &[u8]) -> Result<(Cam, Vec<CamExtension>), V2xError> {
     Ok((cam, extensions))
 }
 
-/// The root, the octets of `extensionContainers` if present, and the bit positions of
-/// `CamParameters`' extension bit and of the end of the root.
-type Root = ((Cam, Option<Vec<u8>>), usize, usize);
+/// What [`decode_root`] reads: the root, and what [`encode`] needs to append extensions.
+struct Root {
+    cam: Cam,
+    /// The octets of `extensionContainers`, if present.
+    extension_containers: Option<Vec<u8>>,
+    /// Bit position of `CamParameters`' extension bit.
+    extension_bit: usize,
+    /// Bit position where the root ends.
+    end: usize,
+}
 
 fn decode_root(bytes: &[u8]) -> Result<Root, V2xError> {
     let mut r = Reader {
@@ -594,7 +585,12 @@ fn decode_root(bytes: &[u8]) -> Result<Root, V2xError> {
             },
         },
     };
-    Ok(((cam, extension_containers), extension_bit, root_end))
+    Ok(Root {
+        cam,
+        extension_containers,
+        extension_bit,
+        end: root_end,
+    })
 }
 
 fn extension(w: &WrappedExtensionContainer) -> Result<CamExtension, V2xError> {
@@ -651,9 +647,9 @@ pub fn encode(cam: &Cam, extensions: &[CamExtension]) -> Result<Vec<u8>, V2xErro
         });
     }
     let open = rasn::uper::encode(&WrappedExtensionContainers(wrapped)).map_err(enc)?;
-    let (_, extension_bit, root_end) = decode_root(&root)?;
+    let Root { extension_bit, end, .. } = decode_root(&root)?;
     let mut bits = rasn::types::BitString::from_slice(&root);
-    bits.truncate(root_end);
+    bits.truncate(end);
     bits.set(extension_bit, true);
     let mut push = |value: usize, n: usize| {
         for i in (0..n).rev() {

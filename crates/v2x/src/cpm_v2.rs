@@ -13,6 +13,7 @@
 use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
 use rasn::prelude::*;
 
+use crate::decode::{check_its_header, uper};
 use crate::error::V2xError;
 
 /// ITS message id of a CPM.
@@ -185,10 +186,6 @@ pub enum CpmContainer {
     Other { id: u8, data: Vec<u8> },
 }
 
-fn uper<T: Decode>(bytes: &[u8], what: &str) -> Result<T, V2xError> {
-    rasn::uper::decode::<T>(bytes).map_err(|e| V2xError::Decode(format!("UPER CPM {what}: {e}")))
-}
-
 /// Decodes a CPM (protocol version 2) from UPER bytes without headers, and its containers.
 ///
 /// # Errors
@@ -197,31 +194,18 @@ fn uper<T: Decode>(bytes: &[u8], what: &str) -> Result<T, V2xError> {
 /// decode as their id says, both an originating-vehicle and an originating-RSU container,
 /// and perceived objects without an object id.
 pub fn decode(bytes: &[u8]) -> Result<(CollectivePerceptionMessage, Vec<CpmContainer>), V2xError> {
-    match bytes {
-        [2, MESSAGE_ID, ..] => {}
-        [version, MESSAGE_ID, ..] => {
-            return Err(V2xError::Unsupported(format!(
-                "CPM protocol version {version} (2 is decoded)"
-            )));
-        }
-        [_, id, ..] => {
-            return Err(V2xError::Unsupported(format!(
-                "ITS message id {id} is not a CPM"
-            )));
-        }
-        _ => return Err(V2xError::Decode("UPER CPM: truncated header".into())),
-    }
-    let cpm: CollectivePerceptionMessage = uper(bytes, "message")?;
+    check_its_header(bytes, MESSAGE_ID, "CPM", 2..=2, "2 is decoded")?;
+    let cpm: CollectivePerceptionMessage = uper(bytes, "CPM message")?;
     let mut containers = Vec::with_capacity(cpm.payload.cpm_containers.0.len());
     for w in &cpm.payload.cpm_containers.0 {
         let data = &w.container_data[..];
         containers.push(match w.container_id.0 {
-            1 => CpmContainer::OriginatingVehicle(uper(data, "originatingVehicleContainer")?),
-            2 => CpmContainer::OriginatingRsu(uper(data, "originatingRsuContainer")?),
-            3 => CpmContainer::SensorInformation(uper(data, "sensorInformationContainer")?),
-            4 => CpmContainer::PerceptionRegion(uper(data, "perceptionRegionContainer")?),
+            1 => CpmContainer::OriginatingVehicle(uper(data, "CPM originatingVehicleContainer")?),
+            2 => CpmContainer::OriginatingRsu(uper(data, "CPM originatingRsuContainer")?),
+            3 => CpmContainer::SensorInformation(uper(data, "CPM sensorInformationContainer")?),
+            4 => CpmContainer::PerceptionRegion(uper(data, "CPM perceptionRegionContainer")?),
             5 => {
-                let c: PerceivedObjectContainer = uper(data, "perceivedObjectContainer")?;
+                let c: PerceivedObjectContainer = uper(data, "CPM perceivedObjectContainer")?;
                 if c.perceived_objects.0.iter().any(|o| o.object_id.is_none()) {
                     return Err(V2xError::Decode(
                         "UPER CPM: a perceived object without objectId".into(),

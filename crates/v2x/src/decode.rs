@@ -86,6 +86,34 @@ pub fn decode_its(
     }
 }
 
+/// Decodes one UPER value; a failure is a [`V2xError::Decode`] that names `what`.
+pub(crate) fn uper<T: rasn::Decode>(bytes: &[u8], what: &str) -> Result<T, V2xError> {
+    rasn::uper::decode::<T>(bytes).map_err(|e| V2xError::Decode(format!("UPER {what}: {e}")))
+}
+
+/// Checks the first two octets of an ITS PDU (protocol version, message id) before the
+/// decoder of message `name` reads it: another message id or a version outside `versions`
+/// is [`V2xError::Unsupported`] (`decoded` says which versions are), fewer than two octets
+/// [`V2xError::Decode`].
+pub(crate) fn check_its_header(
+    bytes: &[u8],
+    message_id: u8,
+    name: &str,
+    versions: std::ops::RangeInclusive<u8>,
+    decoded: &str,
+) -> Result<(), V2xError> {
+    match bytes {
+        [_, id, ..] if *id != message_id => Err(V2xError::Unsupported(format!(
+            "ITS message id {id} is not a {name}"
+        ))),
+        [version, ..] if !versions.contains(version) => Err(V2xError::Unsupported(format!(
+            "{name} protocol version {version} ({decoded})"
+        ))),
+        [_, _, ..] => Ok(()),
+        _ => Err(V2xError::Decode(format!("UPER {name}: truncated header"))),
+    }
+}
+
 /// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for the
 /// GeoNetworking framings.
 fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {

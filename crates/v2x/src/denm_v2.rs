@@ -15,6 +15,7 @@
 use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
 use rasn::prelude::*;
 
+use crate::decode::{check_its_header, uper};
 use crate::error::V2xError;
 
 /// ITS message id of a DENM.
@@ -306,22 +307,8 @@ pub struct AlacarteV2 {
 /// with situation, location or à-la-carte containers and a non-termination DENM without
 /// situation or location.
 pub fn decode(bytes: &[u8]) -> Result<Denm, V2xError> {
-    match bytes {
-        [2, MESSAGE_ID, ..] => {}
-        [version, MESSAGE_ID, ..] => {
-            return Err(V2xError::Unsupported(format!(
-                "DENM protocol version {version} (2 is decoded)"
-            )));
-        }
-        [_, id, ..] => {
-            return Err(V2xError::Unsupported(format!(
-                "ITS message id {id} is not a DENM"
-            )));
-        }
-        _ => return Err(V2xError::Decode("UPER DENM: truncated header".into())),
-    }
-    let denm: Denm =
-        rasn::uper::decode(bytes).map_err(|e| V2xError::Decode(format!("UPER DENM: {e}")))?;
+    check_its_header(bytes, MESSAGE_ID, "DENM", 2..=2, "2 is decoded")?;
+    let denm: Denm = uper(bytes, "DENM")?;
     let p = &denm.denm;
     let shape_ok = if p.management.termination.is_some() {
         p.situation.is_none() && p.location.is_none() && p.alacarte.is_none()

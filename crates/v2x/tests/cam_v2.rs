@@ -11,7 +11,10 @@ use edgecell_v2x::cam_v2::{
     TwoWheelerTypeSpecificInformation,
 };
 use edgecell_v2x::decode::{Framing, decode_its};
+use pycrate::int;
 use serde_json::Value;
+
+mod pycrate;
 
 const EXPECTED: &str = include_str!("../testdata/pycrate-cam-v2-expected.json");
 const V2: [(&str, &[u8]); 5] = [
@@ -31,12 +34,7 @@ const V1: [&[u8]; 3] = [
 const RCV_ITS_MS: u64 = 700_000_000_000;
 
 fn expected(name: &str) -> Value {
-    let all: Value = serde_json::from_str(EXPECTED).expect("json");
-    all.get(name).cloned().expect("entry")
-}
-
-fn int(e: &Value, key: &str) -> i64 {
-    e.get(key).and_then(Value::as_i64).unwrap_or_else(|| panic!("{key}"))
+    pycrate::entry(EXPECTED, name)
 }
 
 #[test]

@@ -7,7 +7,10 @@ use edgecell_v2x::V2xError;
 use edgecell_v2x::cpm_v2::{self, CpmContainer, CpmContainerId, WrappedCpmContainer};
 use edgecell_v2x::decode::{Framing, decode_its};
 use edgecell_v2x::observation::{MessageKind, Position};
+use pycrate::int;
 use serde_json::Value;
+
+mod pycrate;
 
 const EXPECTED: &str = include_str!("../testdata/pycrate-cpm-v2-expected.json");
 const PYCRATE: [(&str, &[u8]); 2] = [
@@ -16,12 +19,7 @@ const PYCRATE: [(&str, &[u8]); 2] = [
 ];
 
 fn expected(name: &str) -> Value {
-    let all: Value = serde_json::from_str(EXPECTED).expect("json");
-    all.get(name).cloned().expect("entry")
-}
-
-fn int(e: &Value, key: &str) -> i64 {
-    e.get(key).and_then(Value::as_i64).unwrap_or_else(|| panic!("{key}"))
+    pycrate::entry(EXPECTED, name)
 }
 
 #[test]

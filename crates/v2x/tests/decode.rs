@@ -11,12 +11,13 @@ use edgecell_v2x::V2xError;
 use edgecell_v2x::decode::{Framing, VeremiRecord, decode_its};
 use edgecell_v2x::observation::{MessageKind, Position};
 
+mod pycrate;
+
 const EXPECTED: &str = include_str!("../testdata/pycrate-expected.json");
 const RCV_ITS_MS: u64 = 700_000_000_000;
 
 fn expected(name: &str) -> serde_json::Value {
-    let v: serde_json::Value = serde_json::from_str(EXPECTED).expect("json");
-    v.get(name).cloned().expect("entry")
+    pycrate::entry(EXPECTED, name)
 }
 
 fn check(name: &str, bytes: &[u8], framing: Framing) {

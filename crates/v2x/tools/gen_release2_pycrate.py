@@ -288,17 +288,24 @@ def summary(v):
     return out
 
 
+def reference_position(lat, lon, ellipse, altitude):
+    """The CDD `ReferencePosition` DENM and CPM use (CAM Release 2 has `ref_pos`)."""
+    major, minor, orientation = ellipse
+    value, confidence = altitude
+    return {
+        "latitude": lat,
+        "longitude": lon,
+        "positionConfidenceEllipse": {"semiMajorConfidence": major, "semiMinorConfidence": minor, "semiMajorOrientation": orientation},
+        "altitude": {"altitudeValue": value, "altitudeConfidence": confidence},
+    }
+
+
 def denm(station, sequence, reference_time, lat, lon, situation_extra=None, alacarte=None, termination=None):
     management = {
         "actionId": {"originatingStationId": station, "sequenceNumber": sequence},
         "detectionTime": reference_time - 100,
         "referenceTime": reference_time,
-        "eventPosition": {
-            "latitude": lat,
-            "longitude": lon,
-            "positionConfidenceEllipse": {"semiMajorConfidence": 500, "semiMinorConfidence": 300, "semiMajorOrientation": 900},
-            "altitude": {"altitudeValue": 25_000, "altitudeConfidence": "alt-005-00"},
-        },
+        "eventPosition": reference_position(lat, lon, (500, 300, 900), (25_000, "alt-005-00")),
         "stationType": 5,
     }
     payload = {"management": management}
@@ -367,12 +374,7 @@ def cpm(station, reference_time, lat, lon, containers):
         "payload": {
             "managementContainer": {
                 "referenceTime": reference_time,
-                "referencePosition": {
-                    "latitude": lat,
-                    "longitude": lon,
-                    "positionConfidenceEllipse": {"semiMajorConfidence": 80, "semiMinorConfidence": 60, "semiMajorOrientation": 0},
-                    "altitude": {"altitudeValue": 4_000, "altitudeConfidence": "alt-001-00"},
-                },
+                "referencePosition": reference_position(lat, lon, (80, 60, 0), (4_000, "alt-001-00")),
                 "messageRateRange": {"messageRateMin": {"mantissa": 1, "exponent": 0}, "messageRateMax": {"mantissa": 10, "exponent": 0}},
             },
             "cpmContainers": [{"containerId": i, "containerData": (t, v)} for i, t, v in containers],
