@@ -65,11 +65,13 @@ pub fn hungarian(cost: &[f64], rows: usize, cols: usize) -> Result<Vec<Option<us
     let mut v = vec![0.0; m + 1];
     let mut p = vec![0usize; m + 1];
     let mut way = vec![0usize; m + 1];
+    let mut minv = vec![f64::INFINITY; m + 1];
+    let mut used = vec![false; m + 1];
     for i in 1..=n {
         p[0] = i;
         let mut j0 = 0usize;
-        let mut minv = vec![f64::INFINITY; m + 1];
-        let mut used = vec![false; m + 1];
+        minv.fill(f64::INFINITY);
+        used.fill(false);
         loop {
             used[j0] = true;
             let i0 = p[j0];

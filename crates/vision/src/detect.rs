@@ -19,6 +19,20 @@ pub struct BBox {
     pub y2: f32,
 }
 
+/// `a.max(b)` with the same result (a NaN operand yields the other one), written as a
+/// comparison: on wasm32 `f32::max` becomes a call to libm's `fmaxf` (wasm's own `f32.max`
+/// propagates NaN), and box arithmetic is in the tracker's and NMS's innermost loops.
+#[inline]
+fn max_f32(a: f32, b: f32) -> f32 {
+    if a > b || b.is_nan() { a } else { b }
+}
+
+/// `a.min(b)`, as [`max_f32`].
+#[inline]
+fn min_f32(a: f32, b: f32) -> f32 {
+    if a < b || b.is_nan() { a } else { b }
+}
+
 impl BBox {
     /// Builds a box from its corners.
     #[must_use]
@@ -29,13 +43,13 @@ impl BBox {
     /// Width (0 for degenerate boxes).
     #[must_use]
     pub fn width(&self) -> f32 {
-        (self.x2 - self.x1).max(0.0)
+        max_f32(self.x2 - self.x1, 0.0)
     }
 
     /// Height (0 for degenerate boxes).
     #[must_use]
     pub fn height(&self) -> f32 {
-        (self.y2 - self.y1).max(0.0)
+        max_f32(self.y2 - self.y1, 0.0)
     }
 
     /// Area.
@@ -59,8 +73,8 @@ impl BBox {
     /// Intersection over union (0 when either box is empty).
     #[must_use]
     pub fn iou(&self, other: &Self) -> f32 {
-        let iw = (self.x2.min(other.x2) - self.x1.max(other.x1)).max(0.0);
-        let ih = (self.y2.min(other.y2) - self.y1.max(other.y1)).max(0.0);
+        let iw = max_f32(min_f32(self.x2, other.x2) - max_f32(self.x1, other.x1), 0.0);
+        let ih = max_f32(min_f32(self.y2, other.y2) - max_f32(self.y1, other.y1), 0.0);
         let inter = iw * ih;
         let union = self.area() + other.area() - inter;
         if union > 0.0 { inter / union } else { 0.0 }
@@ -260,7 +274,7 @@ impl NanoDetHead {
                 .zip(boxes.chunks_exact(sides))
                 .enumerate()
             {
-                if !cls.iter().any(|&p| p >= score_threshold) {
+                if !any_at_least(cls, score_threshold) {
                     continue;
                 }
                 let cx = ((i % gw) as f32 + 0.5) * s;
@@ -284,6 +298,16 @@ impl NanoDetHead {
         }
         Ok(out)
     }
+}
+
+/// Whether any value reaches `threshold`, judged 16 values at a time: each block is a
+/// branch-free reduction LLVM vectorises (SSE natively, simd128 on wasm32), where an early-exit
+/// `any` over all values is a compare and branch per value (and, in a component, an
+/// interruption check per value).
+fn any_at_least(values: &[f32], threshold: f32) -> bool {
+    let (blocks, tail) = values.as_chunks::<16>();
+    blocks.iter().any(|b| b.iter().fold(false, |hit, &v| hit | (v >= threshold)))
+        || tail.iter().any(|&v| v >= threshold)
 }
 
 /// `sum_i softmax(logits)_i * i`, numerically stable.
