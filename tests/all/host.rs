@@ -12,7 +12,7 @@ use crate::common::{self, host, probe, spec};
 fn small_limits() -> RuntimeConfig {
     RuntimeConfig {
         memory_cap_bytes: 8 * 1024 * 1024,
-        call_deadline: Duration::from_millis(200),
+        call_deadline: Some(Duration::from_millis(200)),
         ..RuntimeConfig::default()
     }
 }
@@ -147,6 +147,19 @@ fn deadline_stops_a_spinning_call_while_another_instance_keeps_serving() {
     let err = spinner.call(|s, _| ps.edgecell_actors_probe_api().call_spin(s, u64::MAX)).unwrap_err();
     assert!(matches!(err, HostError::DeadlineExceeded { deadline_ms: 200, .. }), "{err}");
     assert_eq!(healthy.call(|s, _| ph.edgecell_actors_probe_api().call_echo(s, 9)).unwrap(), 9);
+}
+
+#[test]
+fn without_a_deadline_calls_run_on_an_engine_compiled_without_interruption_checks() {
+    let free = host(RuntimeConfig { call_deadline: None, ..RuntimeConfig::default() });
+    let bounded = host(RuntimeConfig::default());
+    // interruption checks are part of the compiled code: one engine's .cwasm is not the other's
+    assert_ne!(free.runtime.engine_hash(), bounded.runtime.engine_hash());
+    let actor = probe(&free);
+    let mut inst = actor.instantiate().unwrap();
+    let p = inst.probe().unwrap();
+    inst.call(|s, _| p.edgecell_actors_probe_api().call_spin(s, 100_000)).unwrap();
+    assert_eq!(inst.call(|s, _| p.edgecell_actors_probe_api().call_echo(s, 7)).unwrap(), 7);
 }
 
 #[test]

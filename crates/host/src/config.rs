@@ -27,6 +27,9 @@ pub struct HostSection {
     pub max_instances: u32,
     pub memory_cap_mib: u32,
     pub call_deadline_ms: u64,
+    /// false: no call deadline, and components are compiled without interruption checks
+    /// (faster loops; only for trusted, pinned actors). `call_deadline_ms` is then unused.
+    pub interrupt_calls: bool,
     pub epoch_tick_ms: u64,
     /// Directory for precompiled `.cwasm` files (relative to the config file).
     pub cache_dir: Option<PathBuf>,
@@ -40,7 +43,8 @@ impl Default for HostSection {
         Self {
             max_instances: d.max_instances,
             memory_cap_mib: u32::try_from(d.memory_cap_bytes / (1024 * 1024)).unwrap_or(64),
-            call_deadline_ms: u64::try_from(d.call_deadline.as_millis()).unwrap_or(5000),
+            call_deadline_ms: d.call_deadline.and_then(|t| u64::try_from(t.as_millis()).ok()).unwrap_or(5000),
+            interrupt_calls: true,
             epoch_tick_ms: 1,
             cache_dir: None,
             nats_url: None,
@@ -246,7 +250,7 @@ impl HostConfig {
         RuntimeConfig {
             max_instances: self.host.max_instances,
             memory_cap_bytes: self.host.memory_cap_mib as usize * 1024 * 1024,
-            call_deadline: Duration::from_millis(self.host.call_deadline_ms),
+            call_deadline: self.host.interrupt_calls.then(|| Duration::from_millis(self.host.call_deadline_ms)),
             epoch_tick: Duration::from_millis(self.host.epoch_tick_ms),
             cache_dir: self.host.cache_dir.as_deref().map(|p| self.resolve(p)),
         }
@@ -296,7 +300,7 @@ config = {{ greeting = "hi" }}
         let cfg = HostConfig::parse(&text, Path::new("/etc/edgecell")).unwrap();
         let rt = cfg.runtime_config();
         assert_eq!(rt.memory_cap_bytes, 32 * 1024 * 1024);
-        assert_eq!(rt.call_deadline, Duration::from_millis(250));
+        assert_eq!(rt.call_deadline, Some(Duration::from_millis(250)));
         assert_eq!(rt.cache_dir, Some(PathBuf::from("/etc/edgecell/cache")));
         assert_eq!(cfg.cache.memory_budget_bytes, 1_048_576);
         let specs = cfg.actor_specs();
@@ -304,6 +308,8 @@ config = {{ greeting = "hi" }}
         assert_eq!(specs[0].config.get("greeting").map(String::as_str), Some("hi"));
         assert_eq!(cfg.actors[0].subjects, vec!["edgecell.probe.in"]);
         assert_eq!(cfg.actors[0].instances, 2);
+        let free = HostConfig::parse("[host]\ninterrupt_calls = false\n", Path::new("/")).unwrap();
+        assert_eq!(free.runtime_config().call_deadline, None);
     }
 
     #[test]
