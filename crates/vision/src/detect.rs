@@ -269,14 +269,13 @@ impl NanoDetHead {
         for &stride in &self.strides {
             let (scores, boxes, gw) = self.outputs_for(outputs, stride)?;
             let s = stride as f32;
-            for (i, (cls, reg)) in scores
-                .chunks_exact(self.num_classes)
-                .zip(boxes.chunks_exact(sides))
-                .enumerate()
-            {
-                if !any_at_least(cls, score_threshold) {
+            for i in rows_reaching(scores, self.num_classes, score_threshold) {
+                let (Some(cls), Some(reg)) = (
+                    scores.get(i * self.num_classes..(i + 1) * self.num_classes),
+                    boxes.get(i * sides..(i + 1) * sides),
+                ) else {
                     continue;
-                }
+                };
                 let cx = ((i % gw) as f32 + 0.5) * s;
                 let cy = ((i / gw) as f32 + 0.5) * s;
                 let mut dist = [0f32; 4];
@@ -300,14 +299,39 @@ impl NanoDetHead {
     }
 }
 
-/// Whether any value reaches `threshold`, judged 16 values at a time: each block is a
-/// branch-free reduction LLVM vectorises (SSE natively, simd128 on wasm32), where an early-exit
-/// `any` over all values is a compare and branch per value (and, in a component, an
-/// interruption check per value).
-fn any_at_least(values: &[f32], threshold: f32) -> bool {
-    let (blocks, tail) = values.as_chunks::<16>();
-    blocks.iter().any(|b| b.iter().fold(false, |hit, &v| hit | (v >= threshold)))
-        || tail.iter().any(|&v| v >= threshold)
+/// The rows (of `row_len` values; a partial last row is ignored) holding a value that reaches
+/// `threshold`, in order. The values are scanned flat, 64 at a time, each block a branch-free
+/// reduction LLVM vectorises (SSE natively, simd128 on wasm32); only a block that hits has its
+/// rows looked at. An early-exit `any` per row would be a compare and branch per value and, in
+/// a component, an epoch interruption check per value: almost every anchor of a detector head
+/// scores below the threshold in every class.
+fn rows_reaching(values: &[f32], row_len: usize, threshold: f32) -> Vec<usize> {
+    const B: usize = 64;
+    let mut rows = Vec::new();
+    if row_len == 0 {
+        return rows;
+    }
+    // rows below this index have been looked at
+    let mut next_row = 0;
+    let mut rows_in = |start: usize, end: usize, rows: &mut Vec<usize>| {
+        for r in (start / row_len).max(next_row)..end.div_ceil(row_len) {
+            let hit = values.get(r * row_len..(r + 1) * row_len).is_some_and(|row| row.iter().any(|&v| v >= threshold));
+            if hit {
+                rows.push(r);
+            }
+            next_row = r + 1;
+        }
+    };
+    let (blocks, tail) = values.as_chunks::<B>();
+    for (b, block) in blocks.iter().enumerate() {
+        if block.iter().fold(false, |hit, &v| hit | (v >= threshold)) {
+            rows_in(b * B, (b + 1) * B, &mut rows);
+        }
+    }
+    if tail.iter().any(|&v| v >= threshold) {
+        rows_in(values.len() - tail.len(), values.len(), &mut rows);
+    }
+    rows
 }
 
 /// `sum_i softmax(logits)_i * i`, numerically stable.
@@ -347,4 +371,37 @@ pub fn postprocess_nanodet(
         d.bbox = lb.to_source(d.bbox);
     }
     Ok(kept)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_reaching;
+
+    #[test]
+    fn rows_reaching_finds_the_rows_a_per_row_scan_finds() {
+        let mut state = 0x9e37_79b9_u32;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            f32::from(u16::try_from(state >> 16).unwrap_or(0)) / 65535.0
+        };
+        for row_len in [1, 3, 7, 63, 64, 65, 80, 200] {
+            for len in [0, 1, 63, 64, 65, 1000, 4096 + 17] {
+                for threshold in [0.5, 0.99, 0.9999, 2.0] {
+                    let values: Vec<f32> = (0..len).map(|_| next()).collect();
+                    let want: Vec<usize> = values
+                        .chunks_exact(row_len)
+                        .enumerate()
+                        .filter(|(_, row)| row.iter().any(|&v| v >= threshold))
+                        .map(|(i, _)| i)
+                        .collect();
+                    assert_eq!(rows_reaching(&values, row_len, threshold), want, "rows of {row_len}, {len} values, {threshold}");
+                }
+            }
+        }
+        assert!(rows_reaching(&[1.0; 10], 0, 0.5).is_empty());
+        // NaN never reaches a threshold
+        assert!(rows_reaching(&[f32::NAN; 100], 10, 0.0).is_empty());
+    }
 }
