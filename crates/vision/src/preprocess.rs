@@ -233,15 +233,14 @@ pub fn letterbox_into(
         };
         blend_rows(row, r0, r1, fy);
         let line = (pad_y + dy) * dst_w;
-        let [d0, d1, d2] = planes.each_mut().map(|p| p.get_mut(line..line + dst_w).unwrap_or_default());
-        let mut dst = [d0, d1, d2];
+        let mut dst = planes.each_mut().map(|p| p.get_mut(line..line + dst_w).unwrap_or_default());
         for (k, d) in dst.iter_mut().enumerate() {
             let right = (pad_x + xs.len()).min(d.len());
             d.get_mut(..pad_x).unwrap_or_default().fill(pad[k]);
             d.get_mut(right..).unwrap_or_default().fill(pad[k]);
         }
-        let [d0, d1, d2] = dst.map(|d| d.get_mut(pad_x..pad_x + xs.len()).unwrap_or_default());
-        resample_row(row, &xs, norm.order, (a, b), [d0, d1, d2]);
+        let image = dst.map(|d| d.get_mut(pad_x..pad_x + xs.len()).unwrap_or_default());
+        resample_row(row, &xs, norm.order, (a, b), image);
     }
     Ok(())
 }
