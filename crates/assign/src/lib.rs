@@ -169,8 +169,9 @@ pub fn match_gated(
 /// strictly smallest cost, below `max_cost`, and no two rows share that column.
 ///
 /// With `half = max_cost / 2` per unmatched side, a matching's total is
-/// `half · (rows + cols) + Σ_matched (cost − max_cost)`, and every row's term is at least its
-/// smallest `cost − max_cost` (or 0 unmatched). Matching each row to its own minimum reaches
+/// `half · (rows + cols) + Σ_matched (cost − max_cost)`, and a row's term (0 when it is left
+/// unmatched) is at least `min(0, smallest cost − max_cost)`, which is the smallest cost minus
+/// `max_cost` when that is below `max_cost`. Matching each row to its own minimum reaches
 /// that bound, and with strict minima below `max_cost` no other matching does, so this is the
 /// one optimum and the one the full solver returns. Trackers meet this case on most frames
 /// (each track nearest its own detection), and it costs one pass over the matrix instead of

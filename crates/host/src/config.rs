@@ -28,7 +28,8 @@ pub struct HostSection {
     pub memory_cap_mib: u32,
     pub call_deadline_ms: u64,
     /// false: no call deadline, and components are compiled without interruption checks
-    /// (faster loops; only for trusted, pinned actors). `call_deadline_ms` is then unused.
+    /// (faster loops; meant for trusted, digest-pinned actors). `call_deadline_ms` is then not
+    /// used, though it must still be greater than zero.
     pub interrupt_calls: bool,
     pub epoch_tick_ms: u64,
     /// Directory for precompiled `.cwasm` files (relative to the config file).

@@ -157,7 +157,8 @@ fn engine_config(cfg: &RuntimeConfig) -> Config {
         Ok("jitdump") => {
             config.profiler(wasmtime::ProfilingStrategy::JitDump);
         }
-        _ => {}
+        Ok(other) => tracing::warn!("EDGECELL_WASM_PROFILE={other:?} ignored: use perfmap or jitdump"),
+        Err(_) => {}
     }
     config
 }

@@ -257,12 +257,19 @@ impl NanoDetHead {
     /// names do not matter.
     ///
     /// # Errors
-    /// [`VisionError::OutputShape`] when an output of the expected shape is missing.
+    /// [`VisionError::OutputShape`] when an output of the expected shape is missing,
+    /// [`VisionError::InvalidConfig`] for a head without bins or classes.
     pub fn decode(
         &self,
         outputs: &[TensorView<'_>],
         score_threshold: f32,
     ) -> Result<Vec<Detection>> {
+        if self.bins == 0 || self.num_classes == 0 {
+            return Err(VisionError::InvalidConfig(format!(
+                "NanoDet head with {} bins and {} classes",
+                self.bins, self.num_classes
+            )));
+        }
         let mut out = Vec::new();
         let sides = 4 * self.bins;
         let mut probs = vec![0f32; self.bins];
@@ -403,5 +410,16 @@ mod tests {
         assert!(rows_reaching(&[1.0; 10], 0, 0.5).is_empty());
         // NaN never reaches a threshold
         assert!(rows_reaching(&[f32::NAN; 100], 10, 0.0).is_empty());
+    }
+
+    #[test]
+    fn a_head_without_bins_or_classes_is_a_typed_error() {
+        use super::{NanoDetHead, TensorView, VisionError};
+        let data = [0.5f32; 16];
+        let views = [TensorView { shape: &[1, 4, 4], data: &data }];
+        for (bins, num_classes) in [(0, 80), (11, 0)] {
+            let head = NanoDetHead { bins, num_classes, ..NanoDetHead::nanodet_m_416() };
+            assert!(matches!(head.decode(&views, 0.3), Err(VisionError::InvalidConfig(_))));
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! Letterbox resize (keep aspect, pad) fused with per-model normalisation into NCHW `f32`.
 //!
-//! The inner loops work on plain slices with `chunks_exact`/`zip` so the vertical blend and the
-//! plane writes auto-vectorise (SSE/AVX natively, simd128 on wasm32 with `+simd128`).
+//! The inner loops work on plain slices so the vertical blend and the plane writes
+//! auto-vectorise (SSE/AVX natively, simd128 on wasm32 with `+simd128`); on wasm32 they take
+//! several values per iteration (see `blend_rows`).
 
 use serde::{Deserialize, Serialize};
 
@@ -193,6 +194,15 @@ pub fn letterbox_into(
             "output buffer has {} values, input needs {}",
             out.len(),
             lb.tensor_len()
+        )));
+    }
+    // Only the padding and the image area are written, so they must tile the input exactly
+    // (always true of `Letterbox::new`; a hand-made or deserialised one is checked here).
+    let fits = |pad: u32, new: u32, dst: u32| new >= 1 && pad.checked_add(new).is_some_and(|end| end <= dst);
+    if !fits(lb.pad_x, lb.new_width, lb.dst_width) || !fits(lb.pad_y, lb.new_height, lb.dst_height) {
+        return Err(VisionError::InvalidDimensions(format!(
+            "letterbox places a {}x{} image at ({}, {}) in a {}x{} input",
+            lb.new_width, lb.new_height, lb.pad_x, lb.pad_y, lb.dst_width, lb.dst_height
         )));
     }
     let src_w = lb.src_width as usize;

@@ -126,3 +126,22 @@ fn identity_letterbox_is_pure_normalisation() {
     let b = f32::from(img.as_raw()[2]);
     assert!((t[0] - (b - 103.53) / 57.375).abs() < 1e-5);
 }
+
+#[test]
+fn a_letterbox_that_does_not_tile_the_input_is_refused() {
+    let img = synthetic(8, 6);
+    let good = Letterbox::new(8, 6, 16, 16).unwrap();
+    let mut out = vec![7.0f32; good.tensor_len()];
+    let mut scratch = edgecell_vision::PreprocessScratch::default();
+    for bad in [
+        Letterbox { pad_x: good.pad_x + 1 + (good.dst_width - good.new_width), ..good },
+        Letterbox { pad_y: good.dst_height, ..good },
+        Letterbox { new_width: 0, ..good },
+        Letterbox { pad_y: u32::MAX, ..good },
+    ] {
+        let err = edgecell_vision::letterbox_into(&img, &bad, &Normalization::NANODET, &mut scratch, &mut out).unwrap_err();
+        assert!(matches!(err, edgecell_vision::VisionError::InvalidDimensions(_)), "{bad:?}: {err}");
+    }
+    edgecell_vision::letterbox_into(&img, &good, &Normalization::NANODET, &mut scratch, &mut out).unwrap();
+    assert!(out.iter().all(|&v| v != 7.0), "every value of the input is written");
+}
