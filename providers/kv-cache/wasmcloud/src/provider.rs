@@ -57,11 +57,17 @@ impl KvCacheProvider {
         self.0.cache.get().context("cache provider not initialised")
     }
 
-    /// The caller's keyspace: from its link, else its component id.
-    fn keyspace(&self, cx: Option<&Context>) -> anyhow::Result<String> {
+    /// The caller's keyspace, chosen when its link arrived (link config `keyspace`, else its
+    /// component id). A caller whose link has not reached this provider yet (the host can
+    /// invoke a component before wadm's link puts are delivered here) gets a typed
+    /// `unavailable`: answering from some other keyspace would read data that is not its own,
+    /// or store its state where it will never look again.
+    fn keyspace(&self, cx: Option<&Context>) -> anyhow::Result<Result<String, wit_cache::CacheError>> {
         let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
         let map = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(map.get(source).cloned().unwrap_or_else(|| source.to_owned()))
+        Ok(map.get(source).cloned().ok_or_else(|| {
+            wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
+        }))
     }
 }
 
@@ -108,7 +114,10 @@ type CacheResult<T> = anyhow::Result<Result<T, wit_cache::CacheError>>;
 impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
     async fn get(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<Option<wit_cache::Entry>> {
         let _span = edgecell_provider_common::invocation_span("cache.get", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.cache()?.get(&ks, &namespace, &key).map(|o| o.map(cache_entry)).map_err(cache_error))
     }
 
@@ -121,13 +130,19 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<u64> {
         let _span = edgecell_provider_common::invocation_span("cache.set", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.cache()?.set(&ks, &namespace, &key, value.into(), ttl_ms).map_err(cache_error))
     }
 
     async fn delete(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<bool> {
         let _span = edgecell_provider_common::invocation_span("cache.delete", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.cache()?.delete(&ks, &namespace, &key).map_err(cache_error))
     }
 
@@ -141,7 +156,10 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<wit_cache::CasOutcome> {
         let _span = edgecell_provider_common::invocation_span("cache.compare-and-swap", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.cache()?.compare_and_swap(&ks, &namespace, &key, expected, value.into(), ttl_ms).map(cache_cas).map_err(cache_error))
     }
 
@@ -154,13 +172,19 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<i64> {
         let _span = edgecell_provider_common::invocation_span("cache.increment", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self.cache()?.increment(&ks, &namespace, &key, delta, ttl_ms).map_err(cache_error))
     }
 
     async fn get_many(&self, cx: Option<Context>, namespace: String, keys: Vec<String>) -> CacheResult<Vec<Option<wit_cache::Entry>>> {
         let _span = edgecell_provider_common::invocation_span("cache.get-many", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         Ok(self
             .cache()?
             .get_many(&ks, &namespace, &keys)
@@ -176,8 +200,41 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<Vec<u64>> {
         let _span = edgecell_provider_common::invocation_span("cache.set-many", cx.as_ref()).entered();
-        let ks = self.keyspace(cx.as_ref())?;
+        let ks = match self.keyspace(cx.as_ref())? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
         let items = items.into_iter().map(|(k, v)| (k, v.into())).collect();
         Ok(self.cache()?.set_many(&ks, &namespace, items, ttl_ms).map_err(cache_error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use wit_cache::Handler as _;
+
+    fn from(component: &str) -> Option<Context> {
+        Some(Context { component: Some(component.to_owned()), tracing: HashMap::new() })
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_a_link_is_refused_and_never_sees_another_keyspace() {
+        let p = KvCacheProvider::default();
+        let _ = p.0.cache.set(Arc::new(Cache::new(edgecell_kv_cache::CacheConfig::default())));
+        // a producer put a frame into the keyspace the video actor's link names
+        p.cache().unwrap().set("video-analytics", "frames", "f0", b"jpeg".to_vec(), None).unwrap();
+        // the actor calls before its link reached the provider: a typed error, not "missing"
+        let early = p.get(from("edgecell-video_analytics"), "frames".into(), "f0".into()).await.unwrap();
+        assert!(matches!(early, Err(wit_cache::CacheError::Unavailable(_))), "{early:?}");
+        let write = p.set(from("edgecell-video_analytics"), "state".into(), "s".into(), bytes::Bytes::from_static(b"x"), None).await.unwrap();
+        assert!(matches!(write, Err(wit_cache::CacheError::Unavailable(_))), "{write:?}");
+        assert!(p.cache().unwrap().get("edgecell-video_analytics", "state", "s").unwrap().is_none(), "nothing stored elsewhere");
+        // once the link is in, the same call reads the producer's frame
+        p.0.keyspaces.write().unwrap().insert("edgecell-video_analytics".into(), "video-analytics".into());
+        let entry = p.get(from("edgecell-video_analytics"), "frames".into(), "f0".into()).await.unwrap().unwrap().unwrap();
+        assert_eq!(entry.value.as_ref(), b"jpeg");
     }
 }
