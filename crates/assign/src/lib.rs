@@ -320,13 +320,18 @@ mod tests {
         assert!(match_gated(&[], 0, 3, 0.5).unwrap().is_empty());
     }
 
-    #[test]
-    fn gated_matches_brute_force_on_random_matrices() {
-        let mut s = 99u64;
-        let mut next = || {
+    /// Costs in [0, 1) in steps of 0.001 from a 64-bit LCG seeded with `seed`.
+    fn costs(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 33) % 1000) as f64 / 1000.0
-        };
+        }
+    }
+
+    #[test]
+    fn gated_matches_brute_force_on_random_matrices() {
+        let mut next = costs(99);
         for rows in 0..=4 {
             for cols in 0..=4 {
                 for _ in 0..20 {
@@ -347,11 +352,7 @@ mod tests {
 
     #[test]
     fn the_row_minima_shortcut_agrees_with_the_full_solver() {
-        let mut s = 7u64;
-        let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) % 1000) as f64 / 1000.0
-        };
+        let mut next = costs(7);
         let (mut shortcut, mut full) = (0, 0);
         for rows in 1..=6 {
             for cols in 1..=6 {

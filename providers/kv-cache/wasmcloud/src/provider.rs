@@ -69,6 +69,20 @@ impl KvCacheProvider {
             wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
         }))
     }
+
+    /// Runs `op` on the cache in the caller's keyspace ([`Self::keyspace`]'s `unavailable`
+    /// when its link has not arrived), its error as the WIT's.
+    fn in_keyspace<T>(
+        &self,
+        cx: Option<&Context>,
+        op: impl FnOnce(&Cache, &str) -> Result<T, edgecell_kv_cache::CacheError>,
+    ) -> CacheResult<T> {
+        let ks = match self.keyspace(cx)? {
+            Ok(ks) => ks,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(op(self.cache()?, &ks).map_err(cache_error))
+    }
 }
 
 impl Provider for KvCacheProvider {
@@ -114,11 +128,7 @@ type CacheResult<T> = anyhow::Result<Result<T, wit_cache::CacheError>>;
 impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
     async fn get(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<Option<wit_cache::Entry>> {
         let _span = edgecell_provider_common::invocation_span("cache.get", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.cache()?.get(&ks, &namespace, &key).map(|o| o.map(cache_entry)).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.get(ks, &namespace, &key).map(|o| o.map(cache_entry)))
     }
 
     async fn set(
@@ -130,20 +140,12 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<u64> {
         let _span = edgecell_provider_common::invocation_span("cache.set", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.cache()?.set(&ks, &namespace, &key, value.into(), ttl_ms).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.set(ks, &namespace, &key, value.into(), ttl_ms))
     }
 
     async fn delete(&self, cx: Option<Context>, namespace: String, key: String) -> CacheResult<bool> {
         let _span = edgecell_provider_common::invocation_span("cache.delete", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.cache()?.delete(&ks, &namespace, &key).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.delete(ks, &namespace, &key))
     }
 
     async fn compare_and_swap(
@@ -156,11 +158,7 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<wit_cache::CasOutcome> {
         let _span = edgecell_provider_common::invocation_span("cache.compare-and-swap", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.cache()?.compare_and_swap(&ks, &namespace, &key, expected, value.into(), ttl_ms).map(cache_cas).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.compare_and_swap(ks, &namespace, &key, expected, value.into(), ttl_ms).map(cache_cas))
     }
 
     async fn increment(
@@ -172,24 +170,14 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<i64> {
         let _span = edgecell_provider_common::invocation_span("cache.increment", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self.cache()?.increment(&ks, &namespace, &key, delta, ttl_ms).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.increment(ks, &namespace, &key, delta, ttl_ms))
     }
 
     async fn get_many(&self, cx: Option<Context>, namespace: String, keys: Vec<String>) -> CacheResult<Vec<Option<wit_cache::Entry>>> {
         let _span = edgecell_provider_common::invocation_span("cache.get-many", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(self
-            .cache()?
-            .get_many(&ks, &namespace, &keys)
-            .map(|v| v.into_iter().map(|o| o.map(cache_entry)).collect())
-            .map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| {
+            c.get_many(ks, &namespace, &keys).map(|v| v.into_iter().map(|o| o.map(cache_entry)).collect())
+        })
     }
 
     async fn set_many(
@@ -200,12 +188,8 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         ttl_ms: Option<u64>,
     ) -> CacheResult<Vec<u64>> {
         let _span = edgecell_provider_common::invocation_span("cache.set-many", cx.as_ref()).entered();
-        let ks = match self.keyspace(cx.as_ref())? {
-            Ok(ks) => ks,
-            Err(e) => return Ok(Err(e)),
-        };
         let items = items.into_iter().map(|(k, v)| (k, v.into())).collect();
-        Ok(self.cache()?.set_many(&ks, &namespace, items, ttl_ms).map_err(cache_error))
+        self.in_keyspace(cx.as_ref(), |c, ks| c.set_many(ks, &namespace, items, ttl_ms))
     }
 }
 
