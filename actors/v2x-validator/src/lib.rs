@@ -22,6 +22,7 @@ mod bindings {
 }
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 
 use bindings::edgecell::cache::store as cache;
 use bindings::edgecell::metrics::recorder::{self, Label};
@@ -35,7 +36,8 @@ use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::VeremiRecord;
-use edgecell_v2x::history::{HistoryStore, Track};
+use edgecell_v2x::geo::Xy;
+use edgecell_v2x::history::{Footprint, HistoryStore, Track, grid};
 use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::Position;
 use edgecell_v2x::risk::RiskLevel;
@@ -49,7 +51,7 @@ const CERT_TTL_MS: u64 = 24 * 3_600_000;
 /// History older than this (in the messages' own time base) counts as absent, as in the
 /// crate's in-memory store.
 const HISTORY_TRACE_TTL_S: f64 = 30.0;
-/// Extra time kept in the recent-neighbours index beyond the intersection window.
+/// Extra time footprints stay in their cells beyond the intersection window.
 const RECENT_MARGIN_S: f64 = 1.0;
 
 struct Actor;
@@ -70,104 +72,194 @@ thread_local! {
 
 // ---- cache-backed stores -------------------------------------------------------------------
 
-/// Per-pseudonym tracks in the cache (`track/<pseudonym>`), plus one entry `recent` holding
-/// the newest receive time and the tracks heard within the intersection window, so the
-/// intersection check and the trace-time expiry work across instances.
+/// Per-pseudonym tracks in the cache (`track/<pseudonym>`), the newest receive time seen
+/// (`clock`, the trace-time expiry) and, for the intersection check, the footprints of recent
+/// vehicles filed by place (`cell/<i>/<j>`, see [`grid`]). A message reads and writes its
+/// sender's track and the cells around it: a few hundred bytes, however many vehicles are heard.
+///
+/// Cells are read, changed and written back without compare-and-swap: when two instances
+/// refile the same cell at once, one footprint can be missing from it until that vehicle's
+/// next beacon (at 1–10 Hz).
 struct KvHistory {
     ns: String,
     keep_s: f64,
-    /// The `recent` entry as read by the last `load` (or written by the last `store`).
-    recent: RefCell<Option<(f64, Vec<Track>)>>,
-    /// `track/<pseudonym>` and `recent` as a new instance read them with its stored state
+    /// The trace clock as read by the last `load` (or advanced by the last `store`).
+    clock: Cell<f64>,
+    /// The cells read for the message being handled (absent = empty).
+    cells: RefCell<HashMap<grid::Cell, Vec<Footprint>>>,
+    /// The handled sender's footprint as stored before this message: its cells drop it.
+    prev: Cell<Option<Footprint>>,
+    /// `track/<pseudonym>`, `clock` and cells as a new instance read them with its stored state
     /// (see [`SENDER_HINT`]): the first `load` of that pseudonym takes them instead of a call.
     prefetched: RefCell<Option<Prefetched>>,
 }
 
-/// A sender's history entries read ahead: (pseudonym, `track/<pseudonym>`, `recent`).
-type Prefetched = (u64, Option<Vec<u8>>, Option<Vec<u8>>);
+/// A sender's entries read ahead: the pseudonym, `track/<pseudonym>`, `clock`, and the cells
+/// around the position it reports with their values.
+struct Prefetched {
+    pseudonym: u64,
+    track: Option<Vec<u8>>,
+    clock: Option<Vec<u8>>,
+    cells: Vec<(grid::Cell, Option<Vec<u8>>)>,
+}
+
+/// The sender of a message and (when the message gives it in the local frame) its position,
+/// known to the handler before the validator exists.
+#[derive(Clone, Copy)]
+struct SenderHint {
+    pseudonym: u64,
+    pos: Option<Xy>,
+}
+
+/// The radius read ahead around a hinted position: a 5 m × 2 m car's circle, a little more.
+const HINT_RADIUS_M: f64 = 3.0;
 
 thread_local! {
     /// The sender of the message being handled, when the handler knows it before the validator
     /// exists. A new instance (on a lattice, every invocation) then reads that sender's history
     /// in the same `get-many` as its stored configuration: one provider round trip fewer per
     /// message.
-    static SENDER_HINT: Cell<Option<u64>> = const { Cell::new(None) };
+    static SENDER_HINT: Cell<Option<SenderHint>> = const { Cell::new(None) };
 }
 
 fn store_error(op: &str) {
     count("v2x_store_errors_total", &[("op", op)]);
 }
 
+fn parse_clock(v: Option<&[u8]>) -> f64 {
+    v.and_then(|v| std::str::from_utf8(v).ok()?.parse::<f64>().ok()).filter(|c| c.is_finite()).unwrap_or(f64::MIN)
+}
+
 impl KvHistory {
-    fn recent_index(&self) -> (f64, Vec<Track>) {
-        if let Some(r) = self.recent.borrow().as_ref() {
-            return r.clone();
+    fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>) -> Self {
+        Self {
+            ns: ns.to_owned(),
+            keep_s,
+            clock: Cell::new(f64::MIN),
+            cells: RefCell::new(HashMap::new()),
+            prev: Cell::new(None),
+            prefetched: RefCell::new(prefetched),
         }
-        let r = match cache::get(&self.ns, "recent") {
-            Ok(Some(e)) => serde_json::from_slice(&e.value).unwrap_or((f64::MIN, Vec::new())),
-            Ok(None) => (f64::MIN, Vec::new()),
-            Err(_) => {
-                store_error("get");
-                (f64::MIN, Vec::new())
-            }
-        };
-        *self.recent.borrow_mut() = Some(r.clone());
-        r
     }
 
-    /// The sender's track from its entries, keeping the `recent` index for later checks.
-    fn track_from(&self, track: Option<&[u8]>, recent: Option<&[u8]>) -> Option<Track> {
-        let recent: (f64, Vec<Track>) =
-            recent.and_then(|r| serde_json::from_slice(r).ok()).unwrap_or((f64::MIN, Vec::new()));
-        let newest = recent.0;
-        *self.recent.borrow_mut() = Some(recent);
-        track
+    /// Keeps a cell's value as read (a value that is not a cell counts as empty).
+    fn hold(&self, cell: grid::Cell, value: Option<&[u8]>) {
+        let entries = match value.map(grid::decode) {
+            Some(Some(e)) => e,
+            Some(None) => {
+                store_error("decode-cell");
+                Vec::new()
+            }
+            None => Vec::new(),
+        };
+        self.cells.borrow_mut().insert(cell, entries);
+    }
+
+    /// Reads, in one call, the cells of `wanted` this message does not hold yet.
+    fn fetch_cells(&self, wanted: impl IntoIterator<Item = grid::Cell>) {
+        let mut missing: Vec<grid::Cell> = Vec::new();
+        {
+            let held = self.cells.borrow();
+            for c in wanted {
+                if !held.contains_key(&c) && !missing.contains(&c) {
+                    missing.push(c);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return;
+        }
+        let keys: Vec<String> = missing.iter().map(|&c| grid::key(c)).collect();
+        match cache::get_many(&self.ns, &keys) {
+            Ok(entries) => {
+                let mut values = entries.into_iter();
+                for c in missing {
+                    self.hold(c, values.next().flatten().as_ref().map(|e| e.value.as_slice()));
+                }
+            }
+            // unread cells stay unheld: the search sees no one there, the store retries
+            Err(_) => store_error("get-many"),
+        }
+    }
+
+    /// The sender's track from its entries, against the trace clock.
+    fn track_from(&self, track: Option<&[u8]>, clock: Option<&[u8]>) -> Option<Track> {
+        let clock = parse_clock(clock);
+        self.clock.set(clock);
+        let track = track
             .and_then(|t| serde_json::from_slice::<Track>(t).ok())
-            .filter(|t| t.last_receive_s >= newest - HISTORY_TRACE_TTL_S)
+            .filter(|t| t.last_receive_s >= clock - HISTORY_TRACE_TTL_S);
+        self.prev.set(track.as_ref().map(Footprint::of));
+        track
     }
 }
 
 impl HistoryStore for KvHistory {
     fn load(&self, pseudonym: u64) -> Option<Track> {
+        // a message starts here: cells read for an earlier one may have changed since
+        self.cells.borrow_mut().clear();
         // only while the message it was read for is being handled: never a stale read later
         let prefetched = self.prefetched.borrow_mut().take();
-        if let Some((p, track, recent)) = prefetched
-            && p == pseudonym
-            && SENDER_HINT.get() == Some(pseudonym)
+        if let Some(p) = prefetched
+            && p.pseudonym == pseudonym
+            && SENDER_HINT.get().is_some_and(|h| h.pseudonym == pseudonym)
         {
-            return self.track_from(track.as_deref(), recent.as_deref());
+            for (c, v) in &p.cells {
+                self.hold(*c, v.as_deref());
+            }
+            return self.track_from(p.track.as_deref(), p.clock.as_deref());
         }
-        let keys = vec![format!("track/{pseudonym}"), "recent".to_owned()];
+        let keys = vec![format!("track/{pseudonym}"), "clock".to_owned()];
         let Ok(entries) = cache::get_many(&self.ns, &keys) else {
             store_error("get-many");
+            self.prev.set(None);
             return None;
         };
         let value = |i: usize| entries.get(i).and_then(Option::as_ref).map(|e| e.value.as_slice());
         self.track_from(value(0), value(1))
     }
 
-    fn store(&mut self, track: Track) {
-        let (mut newest, mut tracks) = self.recent_index();
-        newest = newest.max(track.last_receive_s);
-        tracks.retain(|t| t.pseudonym != track.pseudonym && t.last_receive_s >= newest - self.keep_s);
-        let key = format!("track/{}", track.pseudonym);
-        let track_json = serde_json::to_vec(&track);
-        tracks.push(track);
-        let index = (newest, tracks);
-        match (track_json, serde_json::to_vec(&index)) {
-            (Ok(t), Ok(r)) => {
-                if cache::set_many(&self.ns, &[(key, t), ("recent".to_owned(), r)], Some(HISTORY_TTL_MS)).is_err() {
-                    store_error("set-many");
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) {
+        let mine = grid::cells_of(around);
+        let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
+        // the cells it leaves are read now too, so `store` can refile it without another call
+        self.fetch_cells(mine.iter().chain(&before).copied());
+        let held = self.cells.borrow();
+        let start = out.len();
+        for c in &mine {
+            for e in held.get(c).into_iter().flatten() {
+                let seen = out[start..].iter().any(|o| o.pseudonym == e.pseudonym);
+                if e.pseudonym != around.pseudonym && e.receive_s >= since_s && !seen {
+                    out.push(*e);
                 }
             }
-            _ => store_error("encode"),
         }
-        *self.recent.borrow_mut() = Some(index);
     }
 
-    fn recent(&self, since_s: f64, out: &mut Vec<Track>) {
-        let (_, tracks) = self.recent_index();
-        out.extend(tracks.into_iter().filter(|t| t.last_receive_s >= since_s));
+    fn store(&mut self, track: Track) {
+        let fp = Footprint::of(&track);
+        let clock = self.clock.get().max(track.last_receive_s);
+        self.clock.set(clock);
+        let mine = grid::cells_of(&fp);
+        let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
+        self.fetch_cells(mine.iter().chain(&before).copied());
+        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(2 + mine.len());
+        match serde_json::to_vec(&track) {
+            Ok(t) => writes.push((format!("track/{}", track.pseudonym), t)),
+            Err(_) => store_error("encode"),
+        }
+        writes.push(("clock".to_owned(), clock.to_string().into_bytes()));
+        for (cell, entries) in self.cells.borrow_mut().iter_mut() {
+            let insert = mine.contains(cell);
+            let filed_here = entries.iter().any(|e| e.pseudonym == fp.pseudonym);
+            if (insert || filed_here) && grid::refile(entries, &fp, insert, clock - self.keep_s) {
+                writes.push((grid::key(*cell), grid::encode(entries)));
+            }
+        }
+        if cache::set_many(&self.ns, &writes, Some(HISTORY_TTL_MS)).is_err() {
+            store_error("set-many");
+        }
+        self.prev.set(Some(fp));
     }
 
     fn last_secured_generation(&self, signer: u64) -> Option<u64> {
@@ -255,14 +347,22 @@ struct Stored {
 fn read_stored(ns: &str) -> Stored {
     let hint = SENDER_HINT.get();
     let mut keys = ["config", "origin", "ego"].map(str::to_owned).to_vec();
-    if let Some(p) = hint {
-        keys.extend([format!("track/{p}"), "recent".to_owned()]);
+    let mut cells = Vec::new();
+    if let Some(h) = hint {
+        keys.extend([format!("track/{}", h.pseudonym), "clock".to_owned()]);
+        cells = h.pos.map(|p| grid::cells_touching(p, HINT_RADIUS_M)).unwrap_or_default();
+        keys.extend(cells.iter().map(|&c| grid::key(c)));
     }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
             let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
             let (config, origin, ego) = (values.next().flatten(), values.next().flatten(), values.next().flatten());
-            let history = hint.map(|p| (p, values.next().flatten(), values.next().flatten()));
+            let history = hint.map(|h| Prefetched {
+                pseudonym: h.pseudonym,
+                track: values.next().flatten(),
+                clock: values.next().flatten(),
+                cells: cells.into_iter().map(|c| (c, values.next().flatten())).collect(),
+            });
             Stored { config, origin, ego, history }
         }
         Err(_) => {
@@ -274,11 +374,10 @@ fn read_stored(ns: &str) -> Stored {
 
 /// Builds a validator from a TOML text (plus the `map` / `map-frame` config keys) over the
 /// cache-backed stores, restoring the frame origin and the receiver state read from the cache.
-fn build(ns: &str, toml: &str, stored: &Stored) -> Result<State, V2xError> {
+fn build(ns: &str, toml: &str, stored: Stored) -> Result<State, V2xError> {
     let cfg = Config::from_toml(toml)?;
     let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
-    let prefetched = RefCell::new(stored.history.clone());
-    let history = KvHistory { ns: ns.to_owned(), keep_s, recent: RefCell::new(None), prefetched };
+    let history = KvHistory::new(ns, keep_s, stored.history);
     let mut v = Validator::with_stores(cfg, history, KvCerts { ns: ns.to_owned() })?;
     let map_key = config_value("map");
     if let Some(geojson) = &map_key {
@@ -318,7 +417,8 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> Result<R, V2xError>) -> Result<R,
         if s.is_none() {
             let ns = namespace();
             let stored = read_stored(&ns);
-            *s = Some(build(&ns, &config_text(&stored), &stored)?);
+            let text = config_text(&stored);
+            *s = Some(build(&ns, &text, stored)?);
         }
         match s.as_mut() {
             Some(state) => f(state),
@@ -439,7 +539,11 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
             Ok(None)
         });
     }
-    let hint = || rec.sender.map(|sender| rec.sender_pseudo.unwrap_or(u64::from(sender)));
+    let hint = || {
+        let pseudonym = rec.sender.map(|sender| rec.sender_pseudo.unwrap_or(u64::from(sender)))?;
+        let (x, y) = rec.xy();
+        Some(SenderHint { pseudonym, pos: Some(Xy::new(x, y)) })
+    };
     let r = with_sender_hint(hint, || {
         with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())))
     });
@@ -449,7 +553,7 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
 
 /// Runs `f` with [`SENDER_HINT`] set, when this instance has no validator yet (an instance
 /// that has one reads history per message anyway).
-fn with_sender_hint<R>(hint: impl FnOnce() -> Option<u64>, f: impl FnOnce() -> R) -> R {
+fn with_sender_hint<R>(hint: impl FnOnce() -> Option<SenderHint>, f: impl FnOnce() -> R) -> R {
     if STATE.with(|s| s.borrow().is_some()) {
         return f();
     }
@@ -522,7 +626,7 @@ impl wit::Guest for Actor {
     fn configure(config_toml: String) -> Result<(), WitError> {
         let _flush = FlushMetrics;
         let ns = namespace();
-        let state = build(&ns, &config_toml, &read_stored(&ns)).map_err(wit_err)?;
+        let state = build(&ns, &config_toml, read_stored(&ns)).map_err(wit_err)?;
         cache::set(&ns, "config", config_toml.as_bytes(), None).map_err(|e| WitError::InvalidConfig(format!("storing the configuration: {e:?}")))?;
         STATE.with(|s| *s.borrow_mut() = Some(state));
         Ok(())
@@ -579,7 +683,7 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
     } else {
         let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
         // a CAM's station id (read from its octet-aligned header) lets a new instance read its history ahead
-        let hint = || edgecell_v2x::cam_v2::peek_station_id(&body).map(u64::from);
+        let hint = || edgecell_v2x::cam_v2::peek_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None });
         with_sender_hint(hint, || validate_bytes(MessageFormat::Uper, &body, &ctx)).map(Some)
     };
     let validation = match outcome {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::config::Thresholds;
 use crate::geo::{Xy, angle_diff_deg, heading_vector, vector_heading};
-use crate::history::Track;
+use crate::history::{Footprint, Track};
 
 /// Check names, as reported in [`CheckResult::name`].
 pub mod names {
@@ -307,13 +307,13 @@ impl Checks<'_> {
 
     /// Intersection: the largest overlap factor with another recently heard vehicle.
     #[must_use]
-    pub fn intersection(&self, cur: &Kinematics, pseudonym: u64, others: &[Track]) -> CheckResult {
+    pub fn intersection(&self, cur: &Kinematics, pseudonym: u64, others: &[Footprint]) -> CheckResult {
         let mut worst: Option<f64> = None;
         for o in others {
             if o.pseudonym == pseudonym {
                 continue;
             }
-            let dt = (cur.t_gen - o.last_generation_s).abs();
+            let dt = (cur.t_gen - o.generation_s).abs();
             if dt >= self.t.intersection_window_s {
                 continue;
             }
@@ -349,7 +349,7 @@ impl Checks<'_> {
 }
 
 /// Fraction of `a`'s rectangle inside `b`'s (sampled on a 7 x 3 grid).
-fn overlap_fraction(a: &Kinematics, b: &Track) -> f64 {
+fn overlap_fraction(a: &Kinematics, b: &Footprint) -> f64 {
     let ha = heading_vector(a.heading.unwrap_or(0.0));
     let na = Xy::new(ha.y, -ha.x);
     let hb = heading_vector(b.heading_deg.unwrap_or(0.0));
@@ -497,18 +497,18 @@ mod tests {
         let t = Thresholds::default();
         let c = Checks { t: &t };
         let same = k(0.0, 0.0, 1.0, 10.0, 90.0);
-        let other = Track {
+        let other = Footprint::of(&Track {
             pseudonym: 2,
             ..track(0.2, 0.0, 1.0, 10.0, 90.0)
-        };
+        });
         assert!(
             c.intersection(&same, 1, std::slice::from_ref(&other))
                 .failed()
         );
-        let apart = Track {
+        let apart = Footprint::of(&Track {
             pseudonym: 2,
             ..track(0.0, 3.5, 1.0, 10.0, 90.0)
-        };
+        });
         let r = c.intersection(&same, 1, &[apart]);
         assert!(!r.failed() && !r.skipped);
         assert!(c.intersection(&same, 1, &[]).skipped);

@@ -34,6 +34,182 @@ pub struct Track {
     pub count: u64,
 }
 
+/// What the intersection check needs of a vehicle: where it was, when, and its extent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Footprint {
+    /// Pseudonym.
+    pub pseudonym: u64,
+    /// Generation time of the beacon, s.
+    pub generation_s: f64,
+    /// Receive time of the beacon, s.
+    pub receive_s: f64,
+    /// Reported position (local frame).
+    pub pos: Xy,
+    /// Reported heading, degrees.
+    pub heading_deg: Option<f64>,
+    /// Vehicle length, m.
+    pub length_m: f64,
+    /// Vehicle width, m.
+    pub width_m: f64,
+}
+
+impl Footprint {
+    /// The footprint of a track's last beacon.
+    #[must_use]
+    pub fn of(t: &Track) -> Self {
+        Self {
+            pseudonym: t.pseudonym,
+            generation_s: t.last_generation_s,
+            receive_s: t.last_receive_s,
+            pos: t.pos,
+            heading_deg: t.heading_deg,
+            length_m: t.length_m,
+            width_m: t.width_m,
+        }
+    }
+
+    /// Radius of the circle around `pos` that holds the vehicle whatever its heading.
+    #[must_use]
+    pub fn radius_m(&self) -> f64 {
+        0.5 * self.length_m.hypot(self.width_m)
+    }
+
+    /// True when every number a grid or a check uses is finite.
+    #[must_use]
+    pub fn is_finite(&self) -> bool {
+        [self.generation_s, self.receive_s, self.pos.x, self.pos.y, self.length_m, self.width_m]
+            .iter()
+            .all(|v| v.is_finite())
+            && self.heading_deg.is_none_or(f64::is_finite)
+    }
+}
+
+/// A square grid over the local frame for stores that keep footprints by place, so a message
+/// reads and writes the few vehicles around it instead of every vehicle heard.
+///
+/// A footprint is kept in every cell its bounding circle touches and a search reads the cells
+/// its own circle touches: two vehicles whose circles overlap share a point, and that point
+/// lies in a cell both were filed under. No vehicle size is assumed.
+pub mod grid {
+    use super::Footprint;
+    use crate::geo::Xy;
+
+    /// Cell side, metres: a car's circle (radius about 2.7 m) touches one cell in most places.
+    pub const CELL_M: f64 = 32.0;
+    /// Circles are clamped to this radius (an ETSI vehicle is at most 102.2 m × 6.1 m, radius
+    /// 51.2 m), which bounds a footprint to 25 cells.
+    pub const MAX_RADIUS_M: f64 = 2.0 * CELL_M;
+    /// Bytes per footprint in [`encode`].
+    pub const RECORD_BYTES: usize = 64;
+    const VERSION: u8 = 1;
+
+    /// A cell's column and row.
+    pub type Cell = (i64, i64);
+
+    /// The cells a circle touches, in row-major order; none for a non-finite circle.
+    #[must_use]
+    pub fn cells_touching(center: Xy, radius_m: f64) -> Vec<Cell> {
+        if !(center.x.is_finite() && center.y.is_finite() && radius_m.is_finite()) {
+            return Vec::new();
+        }
+        let r = radius_m.clamp(0.0, MAX_RADIUS_M);
+        // beyond ±2^52 m, f64 -> i64 saturates and cells would alias: not a place on Earth
+        let limit = 4.0e15;
+        if center.x.abs() > limit || center.y.abs() > limit {
+            return Vec::new();
+        }
+        #[allow(clippy::cast_possible_truncation)]
+        let index = |v: f64| (v / CELL_M).floor() as i64;
+        let mut out = Vec::new();
+        for j in index(center.y - r)..=index(center.y + r) {
+            for i in index(center.x - r)..=index(center.x + r) {
+                #[allow(clippy::cast_precision_loss)]
+                let (x0, y0) = (i as f64 * CELL_M, j as f64 * CELL_M);
+                let dx = (x0 - center.x).max(0.0).max(center.x - (x0 + CELL_M));
+                let dy = (y0 - center.y).max(0.0).max(center.y - (y0 + CELL_M));
+                if dx.hypot(dy) <= r {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    }
+
+    /// The cells a footprint is filed under.
+    #[must_use]
+    pub fn cells_of(fp: &Footprint) -> Vec<Cell> {
+        if fp.is_finite() {
+            cells_touching(fp.pos, fp.radius_m())
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// A store key for a cell.
+    #[must_use]
+    pub fn key(c: Cell) -> String {
+        format!("cell/{}/{}", c.0, c.1)
+    }
+
+    /// A cell's footprints as bytes: a version byte, then 64 bytes each (little-endian
+    /// pseudonym, generation, receive, x, y, heading or NaN, length, width).
+    #[must_use]
+    pub fn encode(entries: &[Footprint]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(1 + entries.len() * RECORD_BYTES);
+        out.push(VERSION);
+        for f in entries {
+            out.extend_from_slice(&f.pseudonym.to_le_bytes());
+            for v in [f.generation_s, f.receive_s, f.pos.x, f.pos.y, f.heading_deg.unwrap_or(f64::NAN), f.length_m, f.width_m] {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads [`encode`]'s bytes; `None` when they are not such bytes (wrong version or length,
+    /// or a non-finite value where a number is needed).
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Vec<Footprint>> {
+        let (&version, body) = bytes.split_first()?;
+        if version != VERSION || body.len() % RECORD_BYTES != 0 {
+            return None;
+        }
+        body.chunks_exact(RECORD_BYTES)
+            .map(|r| {
+                let word = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&r[8 * i..8 * i + 8]);
+                    b
+                };
+                let f = |i: usize| f64::from_le_bytes(word(i));
+                let heading = f(5);
+                let fp = Footprint {
+                    pseudonym: u64::from_le_bytes(word(0)),
+                    generation_s: f(1),
+                    receive_s: f(2),
+                    pos: Xy::new(f(3), f(4)),
+                    heading_deg: (!heading.is_nan()).then_some(heading),
+                    length_m: f(6),
+                    width_m: f(7),
+                };
+                fp.is_finite().then_some(fp)
+            })
+            .collect()
+    }
+
+    /// Files `fp` in a cell's `entries` (when `insert`) after taking out its pseudonym's
+    /// older entry and every entry received before `keep_since_s`; true when anything changed.
+    pub fn refile(entries: &mut Vec<Footprint>, fp: &Footprint, insert: bool, keep_since_s: f64) -> bool {
+        let before = entries.len();
+        entries.retain(|e| e.pseudonym != fp.pseudonym && e.receive_s >= keep_since_s);
+        let removed = entries.len() != before;
+        if insert {
+            entries.push(*fp);
+        }
+        removed || insert
+    }
+}
+
 /// Storage of per-pseudonym tracks and replay state. Implementations may expire entries
 /// (TTL); a missing entry only means "first beacon".
 pub trait HistoryStore {
@@ -41,10 +217,11 @@ pub trait HistoryStore {
     fn load(&self, pseudonym: u64) -> Option<Track>;
     /// Stores the track of a pseudonym.
     fn store(&mut self, track: Track);
-    /// Tracks of other pseudonyms heard at or after `since_s` (receive time), for the
-    /// intersection check. Implementations that cannot list keys may return nothing (the
-    /// check is then skipped).
-    fn recent(&self, since_s: f64, out: &mut Vec<Track>);
+    /// Footprints of other pseudonyms heard at or after `since_s` (receive time) that may
+    /// overlap `around`, for the intersection check. Implementations may return more than
+    /// overlaps (the check measures each); one that cannot search may return nothing (the
+    /// check is then skipped). Called after [`Self::load`] of `around`'s pseudonym.
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>);
     /// Last 1609.2 generation time (µs) accepted for a signer key (replay detection).
     fn last_secured_generation(&self, signer: u64) -> Option<u64>;
     /// Records the last 1609.2 generation time (µs) for a signer key.
@@ -114,12 +291,12 @@ impl HistoryStore for MemoryHistory {
             self.expire();
         }
     }
-    fn recent(&self, since_s: f64, out: &mut Vec<Track>) {
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) {
         out.extend(
             self.tracks
                 .values()
-                .filter(|t| t.last_receive_s >= since_s)
-                .cloned(),
+                .filter(|t| t.pseudonym != around.pseudonym && t.last_receive_s >= since_s)
+                .map(Footprint::of),
         );
     }
     fn last_secured_generation(&self, signer: u64) -> Option<u64> {
@@ -130,5 +307,98 @@ impl HistoryStore for MemoryHistory {
         if self.secured.len() > self.max_entries {
             self.expire();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grid::{self, CELL_M};
+    use super::*;
+
+    fn fp(pseudonym: u64, x: f64, y: f64, t: f64, length_m: f64, width_m: f64) -> Footprint {
+        Footprint { pseudonym, generation_s: t, receive_s: t, pos: Xy::new(x, y), heading_deg: Some(90.0), length_m, width_m }
+    }
+
+    #[test]
+    fn a_circle_touches_the_cells_it_reaches_and_no_more() {
+        assert_eq!(grid::cells_touching(Xy::new(16.0, 16.0), 3.0), vec![(0, 0)]);
+        // near a corner: the four cells around it
+        assert_eq!(grid::cells_touching(Xy::new(31.0, 31.0), 2.0), vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        // near an edge but not the corner's reach: two
+        assert_eq!(grid::cells_touching(Xy::new(31.0, 16.0), 2.0), vec![(0, 0), (1, 0)]);
+        // negative coordinates floor, not truncate
+        assert_eq!(grid::cells_touching(Xy::new(-1.0, -40.0), 0.5), vec![(-1, -2)]);
+        // the diagonal cell is left out when the circle misses its corner
+        let c = Xy::new(30.0, 30.0);
+        assert_eq!(grid::cells_touching(c, 2.5), vec![(0, 0), (1, 0), (0, 1)]);
+        assert_eq!(grid::cells_touching(c, 2.9), vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        for bad in [f64::NAN, f64::INFINITY, 1e300] {
+            assert!(grid::cells_touching(Xy::new(bad, 0.0), 1.0).is_empty());
+        }
+        assert!(grid::cells_touching(Xy::new(0.0, 0.0), f64::NAN).is_empty());
+        // a huge radius is clamped: at most 5 × 5 cells
+        assert!(grid::cells_touching(Xy::new(0.0, 0.0), 1e9).len() <= 25);
+        assert!(grid::cells_of(&fp(1, f64::NAN, 0.0, 1.0, 4.5, 1.8)).is_empty());
+    }
+
+    /// The property the intersection check relies on: two footprints whose circles overlap are
+    /// filed under at least one common cell, for any sizes and places (seeded, 20k pairs).
+    #[test]
+    fn overlapping_circles_always_share_a_cell() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = || {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            #[allow(clippy::cast_precision_loss)]
+            let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
+            u
+        };
+        let mut checked = 0;
+        for _ in 0..20_000 {
+            let a = fp(1, (next() - 0.5) * 4.0 * CELL_M, (next() - 0.5) * 4.0 * CELL_M, 1.0, 1.0 + next() * 30.0, 1.0 + next() * 5.0);
+            let r = a.radius_m() + 12.0;
+            let (dx, dy) = ((next() - 0.5) * 2.0 * r, (next() - 0.5) * 2.0 * r);
+            let b = fp(2, a.pos.x + dx, a.pos.y + dy, 1.0, 1.0 + next() * 20.0, 1.0 + next() * 3.0);
+            if a.pos.dist(b.pos) > a.radius_m() + b.radius_m() {
+                continue;
+            }
+            checked += 1;
+            let (ca, cb) = (grid::cells_of(&a), grid::cells_of(&b));
+            assert!(ca.iter().any(|c| cb.contains(c)), "{a:?} {b:?} {ca:?} {cb:?}");
+        }
+        assert!(checked > 5_000, "{checked}");
+    }
+
+    #[test]
+    fn cells_round_trip_and_refuse_what_they_did_not_write() {
+        let mut no_heading = fp(7, -3.25, 1e6, 12.5, 10.0, 2.5);
+        no_heading.heading_deg = None;
+        let entries = vec![fp(u64::MAX, 1.0, 2.0, 3.0, 4.5, 1.8), no_heading];
+        let bytes = grid::encode(&entries);
+        assert_eq!(bytes.len(), 1 + 2 * grid::RECORD_BYTES);
+        assert_eq!(grid::decode(&bytes), Some(entries));
+        assert_eq!(grid::decode(&grid::encode(&[])), Some(Vec::new()));
+        assert_eq!(grid::decode(&[]), None);
+        assert_eq!(grid::decode(&bytes[..bytes.len() - 1]), None);
+        let mut other_version = bytes.clone();
+        other_version[0] = 9;
+        assert_eq!(grid::decode(&other_version), None);
+        let mut nan_x = bytes;
+        nan_x[1 + 24..1 + 32].copy_from_slice(&f64::NAN.to_le_bytes());
+        assert_eq!(grid::decode(&nan_x), None);
+    }
+
+    #[test]
+    fn refiling_drops_the_old_entry_and_the_stale_ones() {
+        let mut cell = vec![fp(1, 0.0, 0.0, 1.0, 4.5, 1.8), fp(2, 5.0, 0.0, 0.2, 4.5, 1.8), fp(3, 9.0, 0.0, 1.5, 4.5, 1.8)];
+        let moved = fp(1, 2.0, 0.0, 2.0, 4.5, 1.8);
+        assert!(grid::refile(&mut cell, &moved, true, 0.5));
+        let ids: Vec<u64> = cell.iter().map(|e| e.pseudonym).collect();
+        assert_eq!(ids, vec![3, 1]);
+        assert_eq!(cell[1], moved);
+        // leaving the cell: taken out, nothing added
+        assert!(grid::refile(&mut cell, &moved, false, 0.5));
+        assert_eq!(cell.len(), 1);
+        // not filed here and nothing stale: unchanged
+        assert!(!grid::refile(&mut cell, &moved, false, 0.5));
     }
 }

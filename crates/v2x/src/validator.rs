@@ -10,7 +10,7 @@ use crate::config::{Config, VerdictPolicy};
 use crate::decode::{Framing, VeremiRecord, decode_its};
 use crate::error::{SecurityError, V2xError};
 use crate::geo::{LocalFrame, Xy};
-use crate::history::{HistoryStore, MemoryHistory, Track};
+use crate::history::{Footprint, HistoryStore, MemoryHistory, Track};
 use crate::map::{MapFrame, ProjectedMap, RoadMap};
 use crate::observation::{MessageKind, Observation, Position, unix_ns_to_its_ms};
 use crate::risk::{MotionState, Risk, RiskConfig, assess};
@@ -181,7 +181,7 @@ pub struct Validator<H: HistoryStore = MemoryHistory, C: CertCache = MemoryCertC
     certs: C,
     ego: Option<ReceiverState>,
     risk: RiskConfig,
-    scratch: Vec<Track>,
+    scratch: Vec<Footprint>,
     disabled: Vec<String>,
 }
 
@@ -508,9 +508,18 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         };
         let rx = receiver.map(|r| r.position.to_xy(&frame));
         let prev = self.history.load(obs.pseudonym);
+        let around = Footprint {
+            pseudonym: obs.pseudonym,
+            generation_s: k.t_gen,
+            receive_s: rcv_s,
+            pos: k.pos,
+            heading_deg: k.heading,
+            length_m: k.length,
+            width_m: k.width,
+        };
         self.scratch.clear();
         self.history
-            .recent(rcv_s - t.intersection_window_s, &mut self.scratch);
+            .nearby(&around, rcv_s - t.intersection_window_s, &mut self.scratch);
         let c = Checks { t };
         let road = self.projected.as_ref().map(|m| m.distance_to_road(k.pos));
         let mut checks = Vec::with_capacity(names::PLAUSIBILITY.len() + security.len());
