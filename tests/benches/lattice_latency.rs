@@ -14,12 +14,15 @@ use std::time::{Duration, Instant};
 use edgecell_tests::support::{lattice_bin, Lattice};
 use futures::StreamExt as _;
 
+/// Beacon `i` of `pseudonyms` vehicles taking turns at 10 Hz of trace time: 50 lanes 4 m apart,
+/// each vehicle in its own slot 30 m behind the next in its lane, all driving east at 10 m/s.
 fn beacon(i: u64, pseudonyms: u64) -> Vec<u8> {
     let pseudo = 1000 + i % pseudonyms;
     let t = 1.0 + (i / pseudonyms) as f64 * 0.1;
+    let x = 300.0 + 10.0 * t + 30.0 * ((i % pseudonyms) / 50) as f64;
     serde_json::json!({
         "type": 3, "rcvTime": t, "sendTime": t - 0.01, "sender": 9, "senderPseudo": pseudo, "messageID": i,
-        "pos": [300.0 + 10.0 * t, (pseudo % 50) as f64 * 4.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [10.0, 0.0, 0.0],
+        "pos": [x, (pseudo % 50) as f64 * 4.0, 0.0], "pos_noise": [0.5, 0.5, 0.0], "spd": [10.0, 0.0, 0.0],
         "spd_noise": [0.1, 0.1, 0.0], "acl": [0.0, 0.0, 0.0], "hed": [1.0, 0.0, 0.0], "hed_noise": [0.02, 0.02, 0.0]
     })
     .to_string()
