@@ -1,9 +1,19 @@
-//! GeoNetworking + BTP framing and Radiotap + 802.11p + LLC + GN framing.
+//! GeoNetworking + BTP framing and Radiotap + 802.11p + LLC + GN framing, unsecured and
+//! secured (the 1609.2 data split off and its payload decoded as the rest of the packet).
 #![no_main]
-use edgecell_v2x::decode::{Framing, decode_its};
+use edgecell_v2x::decode::{Framing, decode_its, secured_gn};
+use edgecell_v2x::security::unverified_payload;
 use libfuzzer_sys::fuzz_target;
 
+const RCV_ITS_MS: u64 = 600_000_000_000;
+
 fuzz_target!(|data: &[u8]| {
-    let _ = decode_its(data, Framing::GeoNetworking, 600_000_000_000);
-    let _ = decode_its(data, Framing::RadiotapFrame, 600_000_000_000);
+    for framing in [Framing::GeoNetworking, Framing::RadiotapFrame] {
+        let _ = decode_its(data, framing, RCV_ITS_MS);
+        if let Ok(Some(gn)) = secured_gn(data, framing)
+            && let Some(inner) = unverified_payload(gn.secured)
+        {
+            let _ = decode_its(&gn.unsecured_packet(&inner), Framing::GeoNetworking, RCV_ITS_MS);
+        }
+    }
 });

@@ -183,6 +183,27 @@ fn geonetworking_framed_cams_validate_in_the_component() {
         let r = validate(&mut inst, &msg(MessageFormat::Geonetworking, gn[..n].to_vec(), at));
         assert!(matches!(r, Err(V2xError::Decode(_))), "cut at {n}: {r:?}");
     }
+
+    // the same packet secured (TS 103 097: basic header "secured", the rest of the packet
+    // signed): verified in the component (RustCrypto P-256) as natively (ring), then decoded
+    use edgecell_v2x::security::build;
+    let at_its_ms = 700_000 * 65_536 + 9_983 + 50; // `at` in ITS time
+    let chain = build::CamChain::new(u32::try_from(at_its_ms / 1000 - 3600).unwrap()).unwrap();
+    configure(&mut inst, &chain.trust_toml()).unwrap();
+    let signed = build::signed_data(&chain.root, &gn[4..], 36, (at_its_ms - 10) * 1000, false).unwrap();
+    let secured = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &signed].concat();
+    let wasm = validate(&mut inst, &msg(MessageFormat::Geonetworking, secured.clone(), at)).unwrap();
+    let mut native_validator = Validator::from_toml(&chain.trust_toml()).unwrap();
+    let native = native_validator
+        .validate(Native::GeoNetworking, &secured, &ReceiveContext { received_at_ns: at, receiver: None })
+        .unwrap();
+    assert!(wasm.signed && native.signed, "{:?} / {:?}", failed(&wasm), native.failed_checks());
+    assert_eq!((wasm.station_id, wasm.generation_delta_time), (native.station_id, 9_983));
+    let mut tampered = secured;
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let bad = validate(&mut inst, &msg(MessageFormat::Geonetworking, tampered, at)).unwrap();
+    assert!(!bad.signed && failed(&bad).contains(&"signature"), "{bad:?}");
 }
 
 #[test]

@@ -144,8 +144,17 @@ fn binary_format(bytes: &[u8]) -> MessageFormat {
 fn peek_gdt(format: MessageFormat, bytes: &[u8]) -> Option<u32> {
     let (framing, inner) = match format {
         MessageFormat::Uper => (Framing::Uper, bytes.to_vec()),
-        MessageFormat::GeoNetworking => (Framing::GeoNetworking, bytes.to_vec()),
-        MessageFormat::RadiotapFrame => (Framing::RadiotapFrame, bytes.to_vec()),
+        MessageFormat::GeoNetworking | MessageFormat::RadiotapFrame => {
+            let framing =
+                if format == MessageFormat::GeoNetworking { Framing::GeoNetworking } else { Framing::RadiotapFrame };
+            match edgecell_v2x::decode::secured_gn(bytes, framing).ok()? {
+                Some(gn) => {
+                    let signed = edgecell_v2x::security::unverified_payload(gn.secured)?;
+                    (Framing::GeoNetworking, gn.unsecured_packet(&signed))
+                }
+                None => (framing, bytes.to_vec()),
+            }
+        }
         MessageFormat::Secured => (Framing::Uper, edgecell_v2x::security::unverified_payload(bytes)?),
         MessageFormat::JsonBeacon => return None,
     };

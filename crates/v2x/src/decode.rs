@@ -222,10 +222,78 @@ pub fn cam_fields_to_observation(f: &crate::cam_v2::CamFields, rcv_its_ms: u64) 
 }
 
 
+/// A secured GeoNetworking packet (EN 302 636-4-1 §9.4, TS 103 097): the basic header (next
+/// header = secured packet), then IEEE 1609.2 data whose signed payload is the rest of an
+/// unsecured packet — common header, extended header, BTP and the ITS PDU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SecuredGn<'a> {
+    /// The basic header as received (lifetime and hop limit are not signed).
+    pub basic_header: [u8; 4],
+    /// The IEEE 1609.2 data (COER).
+    pub secured: &'a [u8],
+}
+
+impl SecuredGn<'_> {
+    /// The unsecured packet the signed payload completes: the basic header with next header =
+    /// common header, followed by `payload`; what [`decode_its`] with
+    /// [`Framing::GeoNetworking`] reads.
+    #[must_use]
+    pub fn unsecured_packet(&self, payload: &[u8]) -> Vec<u8> {
+        let mut packet = Vec::with_capacity(4 + payload.len());
+        packet.push((self.basic_header[0] & 0xf0) | 1);
+        packet.extend_from_slice(&self.basic_header[1..]);
+        packet.extend_from_slice(payload);
+        packet
+    }
+}
+
+/// The secured GeoNetworking packet in a [`Framing::GeoNetworking`] or
+/// [`Framing::RadiotapFrame`] payload; `None` for an unsecured packet or a bare PDU.
+///
+/// In a radiotap frame the 802.11 frame check sequence (4 bytes) may follow the packet; the
+/// 1609.2 data is then taken at its own encoded length.
+///
+/// # Errors
+/// [`V2xError::Decode`] for a radiotap frame without a GeoNetworking payload, a secured
+/// packet without 1609.2 data, or a radiotap frame with more than a frame check sequence
+/// after the 1609.2 data.
+pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>>, V2xError> {
+    let gn = match framing {
+        Framing::Uper => return Ok(None),
+        Framing::GeoNetworking => bytes,
+        Framing::RadiotapFrame => gn_in_radiotap(bytes)?,
+    };
+    let [b0, b1, b2, b3, rest @ ..] = gn else {
+        return Ok(None);
+    };
+    if b0 >> 4 != 1 || b0 & 0x0f != 2 {
+        return Ok(None);
+    }
+    if rest.is_empty() {
+        return Err(V2xError::Decode("secured GeoNetworking packet without 1609.2 data".into()));
+    }
+    let secured = match framing {
+        Framing::RadiotapFrame => {
+            // a length the guard cannot measure is left whole: verification names the fault
+            let len = crate::oer_guard::ieee1609_dot2_data_len(rest).unwrap_or(rest.len());
+            let after = rest.len() - len;
+            if after > 4 {
+                return Err(V2xError::Decode(format!(
+                    "{after} bytes after the secured GeoNetworking packet (a frame check sequence is 4)"
+                )));
+            }
+            rest.get(..len).unwrap_or(rest)
+        }
+        _ => rest,
+    };
+    Ok(Some(SecuredGn { basic_header: [*b0, *b1, *b2, *b3], secured }))
+}
+
 /// Only unsecured GeoNetworking (basic header next header = common header) is passed to the
 /// GN decoder: its secured-packet path (geonetworking 0.4.2) panics on some inputs
-/// (`unimplemented!` in its OER tag decoder). Secured messages go through
-/// [`crate::validator::MessageFormat::Secured`] instead.
+/// (`unimplemented!` in its OER tag decoder). A secured packet is split by [`secured_gn`] and
+/// its signature verified by the validator, which then decodes the unsecured packet it
+/// carries.
 fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
     let b0 = *gn
         .first()
@@ -238,7 +306,7 @@ fn check_gn_basic_header(gn: &[u8]) -> Result<(), V2xError> {
     match (b0 >> 4, b0 & 0x0f) {
         (1, 1) => check_gn_speed(gn),
         (1, 2) => Err(V2xError::Unsupported(
-            "secured GeoNetworking packet: pass the 1609.2 data as `secured`".into(),
+            "secured GeoNetworking packet: its signature is verified first (validate it; see `secured_gn`)".into(),
         )),
         (v, n) => Err(V2xError::Decode(format!(
             "GeoNetworking basic header version {v}, next header {n}"

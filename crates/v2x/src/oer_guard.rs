@@ -45,8 +45,18 @@ pub fn check_certificate(bytes: &[u8]) -> Result<(), SecurityError> {
 /// # Errors
 /// As [`check_certificate`].
 pub fn check_ieee1609_dot2_data(bytes: &[u8]) -> Result<(), SecurityError> {
+    ieee1609_dot2_data_len(bytes).map(|_| ())
+}
+
+/// As [`check_ieee1609_dot2_data`] on the leading `Ieee1609Dot2Data` of `bytes`; its length
+/// in bytes (what follows it is not looked at).
+///
+/// # Errors
+/// As [`check_ieee1609_dot2_data`].
+pub fn ieee1609_dot2_data_len(bytes: &[u8]) -> Result<usize, SecurityError> {
     let mut r = Reader::new(bytes)?;
-    r.data(0)
+    r.data(0)?;
+    Ok(bytes.len() - r.b.len())
 }
 
 fn malformed(what: &str) -> SecurityError {

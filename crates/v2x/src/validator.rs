@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::checks::{CheckResult, Checks, Kinematics, names};
 use crate::config::{Config, VerdictPolicy};
-use crate::decode::{Framing, VeremiRecord, decode_its};
+use crate::decode::{Framing, SecuredGn, VeremiRecord, decode_its, secured_gn};
 use crate::error::{SecurityError, V2xError};
 use crate::geo::{LocalFrame, Xy};
 use crate::history::{Footprint, HistoryStore, MemoryHistory, Track};
@@ -22,11 +22,12 @@ use crate::security::{CertCache, MemoryCertCache, TrustStore, VerifiedData};
 pub enum MessageFormat {
     /// ETSI ITS message in UPER, no headers.
     Uper,
-    /// GeoNetworking + BTP + ITS message.
+    /// GeoNetworking + BTP + ITS message; a secured packet's 1609.2 signature is verified.
     GeoNetworking,
-    /// Radiotap + 802.11p + LLC + GeoNetworking + BTP + ITS message.
+    /// Radiotap + 802.11p + LLC + GeoNetworking + BTP + ITS message (secured or not).
     RadiotapFrame,
-    /// IEEE 1609.2 signed data (COER) whose payload is an ITS message in UPER.
+    /// IEEE 1609.2 signed data (COER) whose payload is an ITS message in UPER. (A secured
+    /// GeoNetworking packet goes as `GeoNetworking` or `RadiotapFrame`.)
     Secured,
     /// One VeReMi-style JSON beacon (type 3).
     JsonBeacon,
@@ -333,6 +334,9 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                     MessageFormat::RadiotapFrame => Framing::RadiotapFrame,
                     _ => Framing::Uper,
                 };
+                if let Some(gn) = secured_gn(payload, framing)? {
+                    return self.validate_secured(gn.secured, Some(&gn), rcv_its_ms, ctx);
+                }
                 let obs = decode_its(payload, framing, rcv_its_ms)?;
                 let mut sec = Vec::new();
                 if self.config.security.require_signature {
@@ -340,7 +344,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 }
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
             }
-            MessageFormat::Secured => self.validate_secured(payload, rcv_its_ms, ctx),
+            MessageFormat::Secured => self.validate_secured(payload, None, rcv_its_ms, ctx),
             MessageFormat::JsonBeacon => {
                 let rec = VeremiRecord::parse(payload)?;
                 let obs = rec.to_observation()?;
@@ -349,19 +353,26 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         }
     }
 
+    /// Verifies 1609.2 signed data and validates what it carries: a UPER ITS PDU, or (inside
+    /// a secured GeoNetworking packet, `gn`) the rest of the GeoNetworking packet.
     fn validate_secured(
         &mut self,
         payload: &[u8],
+        gn: Option<&SecuredGn<'_>>,
         rcv_its_ms: u64,
         ctx: &ReceiveContext,
     ) -> Result<Validation, V2xError> {
+        let decode_inner = |inner: &[u8]| match gn {
+            Some(gn) => decode_its(&gn.unsecured_packet(inner), Framing::GeoNetworking, rcv_its_ms),
+            None => decode_its(inner, Framing::Uper, rcv_its_ms),
+        };
         let now_us = rcv_its_ms.saturating_mul(1000);
         match self
             .trust
             .verify_signed_data(payload, now_us, &mut self.certs)
         {
             Ok(d) => {
-                let obs = decode_its(&d.payload, Framing::Uper, rcv_its_ms)?;
+                let obs = decode_inner(&d.payload)?;
                 let sec = self.secured_checks(&d, obs.kind, now_us);
                 let signed = sec.iter().all(|c| !c.failed());
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec))
@@ -378,7 +389,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 // and report name the station; otherwise surface the security error.
                 let inner =
                     crate::security::unverified_payload(payload).ok_or(V2xError::Security(e))?;
-                let obs = decode_its(&inner, Framing::Uper, rcv_its_ms)?;
+                let obs = decode_inner(&inner)?;
                 let sec = vec![CheckResult::ran(names::SIGNATURE, 0.0)];
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
             }

@@ -307,3 +307,90 @@ fn signed_cam_verify_replay_and_tamper() {
             .is_err()
     );
 }
+
+/// The GeoNetworking packet (basic header onwards, FCS dropped) of the c-its-parser radiotap
+/// CAM, and the offset where it starts in the frame.
+fn gn_of_radiotap_cam() -> (Vec<u8>, Vec<u8>, usize) {
+    let frame = hex::decode(include_str!("../testdata/c-its-parser-cam-radiotap.hex").trim()).expect("hex");
+    let llc = frame
+        .windows(8)
+        .position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47])
+        .expect("LLC/SNAP GN");
+    let gn = frame[llc + 8..frame.len() - 4].to_vec();
+    (frame, gn, llc + 8)
+}
+
+/// A secured GeoNetworking packet as TS 103 097 builds it: the basic header says "secured
+/// packet" and the 1609.2 signed data carries the rest of the packet (common header, extended
+/// header, BTP, CAM). It validates as `GeoNetworking` and inside a radiotap frame with the
+/// signature checked; what is signed cannot change, the hop limit (not signed) can.
+#[test]
+fn secured_geonetworking_packets_are_verified_and_decoded() {
+    let now_ms = rcv_its_ms();
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let chain = build::CamChain::new(start).expect("chain");
+    let cfg = format!("{}require_signature = true\n", chain.trust_toml());
+    let build::CamChain { aa, at, .. } = chain;
+    let now_ns = its_ms_to_unix_ns(now_ms);
+    let ctx = ReceiveContext { received_at_ns: now_ns, receiver: None };
+    let (frame, gn, gn_at) = gn_of_radiotap_cam();
+    assert_eq!(gn[0], 0x11, "version 1, next header = common header");
+    let secured_gn = |gen_ms: u64| {
+        let signed = build::signed_data(&at, &gn[4..], 36, gen_ms * 1000, true).expect("sign");
+        let mut p = vec![0x12, gn[1], gn[2], gn[3]];
+        p.extend_from_slice(&signed);
+        p
+    };
+    let validator = || {
+        let mut v = Validator::from_toml(&cfg).expect("validator");
+        v.add_certificate(&aa.cert, now_ns).expect("aa");
+        v
+    };
+
+    // the unsecured packet, for comparison: decodes, but fails the required signature
+    let mut v = validator();
+    let plain = v.validate(MessageFormat::GeoNetworking, &gn, &ctx).expect("unsecured");
+    assert!(!plain.signed && check(&plain, names::SIGNATURE).failed());
+
+    let mut v = validator();
+    let packet = secured_gn(now_ms - 10);
+    let r = v.validate(MessageFormat::GeoNetworking, &packet, &ctx).expect("secured GN");
+    assert!(r.signed, "{:?}", r.failed_checks());
+    assert!(!check(&r, names::SIGNATURE).failed() && !check(&r, names::PERMISSION).failed());
+    assert_eq!((r.station_id, r.generation_delta_time), (plain.station_id, plain.generation_delta_time));
+    assert_eq!((r.latitude, r.longitude), (plain.latitude, plain.longitude));
+
+    // inside the radiotap frame it came in (the frame's trailing FCS stays)
+    let mut v = validator();
+    let mut secured_frame = frame[..gn_at].to_vec();
+    secured_frame.extend_from_slice(&secured_gn(now_ms - 10));
+    secured_frame.extend_from_slice(&frame[frame.len() - 4..]);
+    let f = v.validate(MessageFormat::RadiotapFrame, &secured_frame, &ctx).expect("secured radiotap");
+    assert!(f.signed && f.station_id == plain.station_id, "{:?}", f.failed_checks());
+
+    // the remaining hop limit is not signed: a forwarder may lower it
+    let mut v = validator();
+    let mut forwarded = secured_gn(now_ms - 5);
+    forwarded[3] = forwarded[3].saturating_sub(1);
+    assert!(v.validate(MessageFormat::GeoNetworking, &forwarded, &ctx).expect("forwarded").signed);
+
+    // any flipped bit in the signed part: decoded (or refused) but never accepted as signed
+    let mut v = validator();
+    let base = secured_gn(now_ms - 1);
+    let mut flipped = 0;
+    for i in (4..base.len()).step_by(7) {
+        let mut bad = base.clone();
+        bad[i] ^= 0x10;
+        if let Ok(b) = v.validate(MessageFormat::GeoNetworking, &bad, &ctx) {
+            assert!(!b.signed && b.verdict == Verdict::Rejected, "byte {i}");
+            flipped += 1;
+        }
+    }
+    assert!(flipped > 10, "{flipped}");
+
+    // truncated: typed errors
+    for cut in [4, 5, 20, base.len() / 2, base.len() - 1] {
+        let r = v.validate(MessageFormat::GeoNetworking, &base[..cut], &ctx);
+        assert!(r.is_err() || r.is_ok_and(|r| !r.signed), "cut at {cut}");
+    }
+}
