@@ -3,7 +3,12 @@
 //! total time per operator name and the slowest nodes.
 //!
 //! `cargo run --release -p edgecell-inference --example node_times -- MODEL.onnx [N]`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::cast_precision_loss)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::cast_precision_loss
+)]
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -52,12 +57,18 @@ fn main() -> TractResult<()> {
     let model = plan.model();
     let mut per_op: HashMap<String, (Duration, usize)> = HashMap::new();
     for (&id, d) in &per_node {
-        let e = per_op.entry(model.node(id).op().name().to_string()).or_default();
+        let e = per_op
+            .entry(model.node(id).op().name().to_string())
+            .or_default();
         e.0 += *d;
         e.1 += 1;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1e3 / f64::from(runs);
-    println!("frame: {:.2} ms wall, {:.2} ms in nodes", ms(wall), ms(per_node.values().sum()));
+    println!(
+        "frame: {:.2} ms wall, {:.2} ms in nodes",
+        ms(wall),
+        ms(per_node.values().sum())
+    );
     let mut ops: Vec<_> = per_op.into_iter().collect();
     ops.sort_by_key(|(_, (d, _))| std::cmp::Reverse(*d));
     for (name, (d, n)) in ops.iter().take(15) {
@@ -68,7 +79,13 @@ fn main() -> TractResult<()> {
     for (id, d) in nodes.iter().take(25) {
         let node = model.node(*id);
         let fact = model.outlet_fact(OutletId::new(*id, 0))?;
-        println!("{:>8.2} ms  {} {}  -> {:?}", ms(*d), node.op().name(), node.name, fact.shape);
+        println!(
+            "{:>8.2} ms  {} {}  -> {:?}",
+            ms(*d),
+            node.op().name(),
+            node.name,
+            fact.shape
+        );
     }
     Ok(())
 }

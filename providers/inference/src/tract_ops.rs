@@ -299,24 +299,28 @@ impl FastMaxPool {
                 let y0 = oy * self.strides[0];
                 // tract's rule: start from f32::MIN, take a value only if it is greater (so a
                 // NaN is never taken and an all −∞ window gives f32::MIN)
+                // written as a select rather than a conditional store, so it vectorises (x86
+                // `maxps` is exactly this: the second operand when unordered)
                 rowmax.fill(f32::MIN);
                 for ky in 0..self.kernel[0] {
                     for (m, &v) in rowmax.iter_mut().zip(&plane[(y0 + ky) * w..][..w]) {
-                        if *m < v {
-                            *m = v;
-                        }
+                        *m = take_greater(*m, v);
                     }
                 }
                 for (ox, d) in drow.iter_mut().enumerate() {
                     let win = &rowmax[ox * self.strides[1]..][..self.kernel[1]];
-                    *d = win
-                        .iter()
-                        .fold(f32::MIN, |acc, &v| if acc < v { v } else { acc });
+                    *d = win.iter().fold(f32::MIN, |acc, &v| take_greater(acc, v));
                 }
             }
         }
         Ok((vec![n, c, oh, ow], out))
     }
+}
+
+/// tract's max-pool step: `v` when it is greater than `acc`, else `acc` (a NaN is never taken).
+#[inline]
+fn take_greater(acc: f32, v: f32) -> f32 {
+    if v > acc { v } else { acc }
 }
 
 f32_kernel_op!(FastMaxPool, "EdgecellMaxPool");
