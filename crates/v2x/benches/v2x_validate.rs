@@ -62,7 +62,10 @@ fn bench(c: &mut Criterion) {
         let input = [5u8; 64];
         let sig_in = sign_input(&chain.at.key, &input);
         g.bench_function("p256_verify_input_native", |b| {
-            b.iter(|| vk.verify_input(std::hint::black_box(&input), &sig_in).is_ok());
+            b.iter(|| {
+                vk.verify_input(std::hint::black_box(&input), &sig_in)
+                    .is_ok()
+            });
         });
     }
     g.bench_function("signed_p256_cam_cached_cert", |b| {
@@ -96,7 +99,11 @@ mod ecdsa_breakdown {
         let digest = edgecell_v2x::security::HashAlg::Sha256.digest(input);
         let sig: p256::ecdsa::Signature = key.sign_prehash(&digest).expect("sign");
         let bytes = sig.to_bytes();
-        RawSignature { curve: Curve::NistP256, r: bytes[..32].to_vec(), s: bytes[32..].to_vec() }
+        RawSignature {
+            curve: Curve::NistP256,
+            r: bytes[..32].to_vec(),
+            s: bytes[32..].to_vec(),
+        }
     }
 
     pub fn verify(vk: &VerifyingKey, digest: &[u8], sig: &RawSignature) -> bool {

@@ -307,7 +307,12 @@ impl Checks<'_> {
 
     /// Intersection: the largest overlap factor with another recently heard vehicle.
     #[must_use]
-    pub fn intersection(&self, cur: &Kinematics, pseudonym: u64, others: &[Footprint]) -> CheckResult {
+    pub fn intersection(
+        &self,
+        cur: &Kinematics,
+        pseudonym: u64,
+        others: &[Footprint],
+    ) -> CheckResult {
         let mut worst: Option<f64> = None;
         for o in others {
             if o.pseudonym == pseudonym {

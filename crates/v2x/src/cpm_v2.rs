@@ -219,7 +219,13 @@ pub fn decode(bytes: &[u8]) -> Result<(CollectivePerceptionMessage, Vec<CpmConta
             },
         });
     }
-    let has = |id: u8| cpm.payload.cpm_containers.0.iter().any(|w| w.container_id.0 == id);
+    let has = |id: u8| {
+        cpm.payload
+            .cpm_containers
+            .0
+            .iter()
+            .any(|w| w.container_id.0 == id)
+    };
     if has(1) && has(2) {
         return Err(V2xError::Decode(
             "UPER CPM: both an originating-vehicle and an originating-RSU container".into(),

@@ -66,18 +66,31 @@ pub fn decode_its(
         Some(crate::cam_v2::MESSAGE_ID) => {
             let (cam, extensions) = crate::cam_v2::decode(payload)?;
             let mut o = cam_fields_to_observation(&crate::cam_v2::fields(&cam), rcv_its_ms);
-            o.cam_extensions = extensions.iter().map(crate::cam_v2::CamExtension::id).collect();
+            o.cam_extensions = extensions
+                .iter()
+                .map(crate::cam_v2::CamExtension::id)
+                .collect();
             Ok(o)
         }
         Some(crate::denm_v2::MESSAGE_ID) => {
             let d = crate::denm_v2::decode(payload)?;
             let m = &d.denm.management;
-            Ok(referenced_observation(MessageKind::Denm, d.header.station_id.0, m.reference_time.0, &m.event_position))
+            Ok(referenced_observation(
+                MessageKind::Denm,
+                d.header.station_id.0,
+                m.reference_time.0,
+                &m.event_position,
+            ))
         }
         Some(crate::cpm_v2::MESSAGE_ID) => {
             let (c, _) = crate::cpm_v2::decode(payload)?;
             let m = &c.payload.management_container;
-            Ok(referenced_observation(MessageKind::Cpm, c.header.station_id.0, m.reference_time.0, &m.reference_position))
+            Ok(referenced_observation(
+                MessageKind::Cpm,
+                c.header.station_id.0,
+                m.reference_time.0,
+                &m.reference_position,
+            ))
         }
         id => Err(V2xError::Unsupported(format!(
             "ITS message id {} (CAM 2, DENM 1 and CPM 14 are decoded)",
@@ -128,7 +141,11 @@ fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
 fn gn_error(e: geonetworking::DecodeError<&[u8]>) -> String {
     use geonetworking::DecodeError as E;
     match e {
-        E::IntegerError(m) | E::EnumError(m) | E::StringError(m) | E::ArrayError(m) | E::ParserError(m) => m,
+        E::IntegerError(m)
+        | E::EnumError(m)
+        | E::StringError(m)
+        | E::ArrayError(m)
+        | E::ParserError(m) => m,
         E::Nom(rest, kind) => format!("{kind:?} with {} bytes left", rest.len()),
     }
 }
@@ -221,7 +238,6 @@ pub fn cam_fields_to_observation(f: &crate::cam_v2::CamFields, rcv_its_ms: u64) 
     o
 }
 
-
 /// A secured GeoNetworking packet (EN 302 636-4-1 §9.4, TS 103 097): the basic header (next
 /// header = secured packet), then IEEE 1609.2 data whose signed payload is the rest of an
 /// unsecured packet — common header, extended header, BTP and the ITS PDU.
@@ -270,7 +286,9 @@ pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>
         return Ok(None);
     }
     if rest.is_empty() {
-        return Err(V2xError::Decode("secured GeoNetworking packet without 1609.2 data".into()));
+        return Err(V2xError::Decode(
+            "secured GeoNetworking packet without 1609.2 data".into(),
+        ));
     }
     let secured = match framing {
         Framing::RadiotapFrame => {
@@ -286,7 +304,10 @@ pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>
         }
         _ => rest,
     };
-    Ok(Some(SecuredGn { basic_header: [*b0, *b1, *b2, *b3], secured }))
+    Ok(Some(SecuredGn {
+        basic_header: [*b0, *b1, *b2, *b3],
+        secured,
+    }))
 }
 
 /// Only unsecured GeoNetworking (basic header next header = common header) is passed to the
@@ -357,7 +378,6 @@ fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
         "no LLC/SNAP GeoNetworking payload in frame".into(),
     ))
 }
-
 
 fn ms_to_s(ms: u64) -> f64 {
     // ms since 2004 fit f64's 53-bit mantissa exactly.

@@ -77,9 +77,16 @@ impl Footprint {
     /// True when every number a grid or a check uses is finite.
     #[must_use]
     pub fn is_finite(&self) -> bool {
-        [self.generation_s, self.receive_s, self.pos.x, self.pos.y, self.length_m, self.width_m]
-            .iter()
-            .all(|v| v.is_finite())
+        [
+            self.generation_s,
+            self.receive_s,
+            self.pos.x,
+            self.pos.y,
+            self.length_m,
+            self.width_m,
+        ]
+        .iter()
+        .all(|v| v.is_finite())
             && self.heading_deg.is_none_or(f64::is_finite)
     }
 }
@@ -159,7 +166,15 @@ pub mod grid {
         out.push(VERSION);
         for f in entries {
             out.extend_from_slice(&f.pseudonym.to_le_bytes());
-            for v in [f.generation_s, f.receive_s, f.pos.x, f.pos.y, f.heading_deg.unwrap_or(f64::NAN), f.length_m, f.width_m] {
+            for v in [
+                f.generation_s,
+                f.receive_s,
+                f.pos.x,
+                f.pos.y,
+                f.heading_deg.unwrap_or(f64::NAN),
+                f.length_m,
+                f.width_m,
+            ] {
                 out.extend_from_slice(&v.to_le_bytes());
             }
         }
@@ -199,7 +214,12 @@ pub mod grid {
 
     /// Files `fp` in a cell's `entries` (when `insert`) after taking out its pseudonym's
     /// older entry and every entry received before `keep_since_s`; true when anything changed.
-    pub fn refile(entries: &mut Vec<Footprint>, fp: &Footprint, insert: bool, keep_since_s: f64) -> bool {
+    pub fn refile(
+        entries: &mut Vec<Footprint>,
+        fp: &Footprint,
+        insert: bool,
+        keep_since_s: f64,
+    ) -> bool {
         let before = entries.len();
         entries.retain(|e| e.pseudonym != fp.pseudonym && e.receive_s >= keep_since_s);
         let removed = entries.len() != before;
@@ -316,22 +336,42 @@ mod tests {
     use super::*;
 
     fn fp(pseudonym: u64, x: f64, y: f64, t: f64, length_m: f64, width_m: f64) -> Footprint {
-        Footprint { pseudonym, generation_s: t, receive_s: t, pos: Xy::new(x, y), heading_deg: Some(90.0), length_m, width_m }
+        Footprint {
+            pseudonym,
+            generation_s: t,
+            receive_s: t,
+            pos: Xy::new(x, y),
+            heading_deg: Some(90.0),
+            length_m,
+            width_m,
+        }
     }
 
     #[test]
     fn a_circle_touches_the_cells_it_reaches_and_no_more() {
         assert_eq!(grid::cells_touching(Xy::new(16.0, 16.0), 3.0), vec![(0, 0)]);
         // near a corner: the four cells around it
-        assert_eq!(grid::cells_touching(Xy::new(31.0, 31.0), 2.0), vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        assert_eq!(
+            grid::cells_touching(Xy::new(31.0, 31.0), 2.0),
+            vec![(0, 0), (1, 0), (0, 1), (1, 1)]
+        );
         // near an edge but not the corner's reach: two
-        assert_eq!(grid::cells_touching(Xy::new(31.0, 16.0), 2.0), vec![(0, 0), (1, 0)]);
+        assert_eq!(
+            grid::cells_touching(Xy::new(31.0, 16.0), 2.0),
+            vec![(0, 0), (1, 0)]
+        );
         // negative coordinates floor, not truncate
-        assert_eq!(grid::cells_touching(Xy::new(-1.0, -40.0), 0.5), vec![(-1, -2)]);
+        assert_eq!(
+            grid::cells_touching(Xy::new(-1.0, -40.0), 0.5),
+            vec![(-1, -2)]
+        );
         // the diagonal cell is left out when the circle misses its corner
         let c = Xy::new(30.0, 30.0);
         assert_eq!(grid::cells_touching(c, 2.5), vec![(0, 0), (1, 0), (0, 1)]);
-        assert_eq!(grid::cells_touching(c, 2.9), vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+        assert_eq!(
+            grid::cells_touching(c, 2.9),
+            vec![(0, 0), (1, 0), (0, 1), (1, 1)]
+        );
         for bad in [f64::NAN, f64::INFINITY, 1e300] {
             assert!(grid::cells_touching(Xy::new(bad, 0.0), 1.0).is_empty());
         }
@@ -347,23 +387,42 @@ mod tests {
     fn overlapping_circles_always_share_a_cell() {
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = || {
-            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             #[allow(clippy::cast_precision_loss)]
             let u = (seed >> 11) as f64 / (1u64 << 53) as f64;
             u
         };
         let mut checked = 0;
         for _ in 0..20_000 {
-            let a = fp(1, (next() - 0.5) * 4.0 * CELL_M, (next() - 0.5) * 4.0 * CELL_M, 1.0, 1.0 + next() * 30.0, 1.0 + next() * 5.0);
+            let a = fp(
+                1,
+                (next() - 0.5) * 4.0 * CELL_M,
+                (next() - 0.5) * 4.0 * CELL_M,
+                1.0,
+                1.0 + next() * 30.0,
+                1.0 + next() * 5.0,
+            );
             let r = a.radius_m() + 12.0;
             let (dx, dy) = ((next() - 0.5) * 2.0 * r, (next() - 0.5) * 2.0 * r);
-            let b = fp(2, a.pos.x + dx, a.pos.y + dy, 1.0, 1.0 + next() * 20.0, 1.0 + next() * 3.0);
+            let b = fp(
+                2,
+                a.pos.x + dx,
+                a.pos.y + dy,
+                1.0,
+                1.0 + next() * 20.0,
+                1.0 + next() * 3.0,
+            );
             if a.pos.dist(b.pos) > a.radius_m() + b.radius_m() {
                 continue;
             }
             checked += 1;
             let (ca, cb) = (grid::cells_of(&a), grid::cells_of(&b));
-            assert!(ca.iter().any(|c| cb.contains(c)), "{a:?} {b:?} {ca:?} {cb:?}");
+            assert!(
+                ca.iter().any(|c| cb.contains(c)),
+                "{a:?} {b:?} {ca:?} {cb:?}"
+            );
         }
         assert!(checked > 5_000, "{checked}");
     }
@@ -389,7 +448,11 @@ mod tests {
 
     #[test]
     fn refiling_drops_the_old_entry_and_the_stale_ones() {
-        let mut cell = vec![fp(1, 0.0, 0.0, 1.0, 4.5, 1.8), fp(2, 5.0, 0.0, 0.2, 4.5, 1.8), fp(3, 9.0, 0.0, 1.5, 4.5, 1.8)];
+        let mut cell = vec![
+            fp(1, 0.0, 0.0, 1.0, 4.5, 1.8),
+            fp(2, 5.0, 0.0, 0.2, 4.5, 1.8),
+            fp(3, 9.0, 0.0, 1.5, 4.5, 1.8),
+        ];
         let moved = fp(1, 2.0, 0.0, 2.0, 4.5, 1.8);
         assert!(grid::refile(&mut cell, &moved, true, 0.5));
         let ids: Vec<u64> = cell.iter().map(|e| e.pseudonym).collect();

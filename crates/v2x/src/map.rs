@@ -242,7 +242,10 @@ impl<'de> serde::de::Visitor<'de> for Want {
                 while let Some(got) = seq.next_element_seed(Self::Item)? {
                     items.push(match got {
                         Got::Item(i) => i,
-                        _ => CoordItem { position: None, line: ItemLine::NotArray },
+                        _ => CoordItem {
+                            position: None,
+                            line: ItemLine::NotArray,
+                        },
                     });
                 }
                 Ok(Got::Coords(items))
@@ -263,7 +266,10 @@ impl<'de> serde::de::Visitor<'de> for Want {
                     };
                 }
                 let line = line.map_or(ItemLine::BadCoordinate, ItemLine::Line);
-                Ok(Got::Item(CoordItem { position: finite_pair(first), line }))
+                Ok(Got::Item(CoordItem {
+                    position: finite_pair(first),
+                    line,
+                }))
             }
             Self::Element => {
                 let mut first = [None, None];
@@ -475,7 +481,11 @@ mod tests {
         Ok(map)
     }
 
-    fn reference_collect(v: &Value, out: &mut Vec<Vec<(f64, f64)>>, depth: usize) -> Result<(), V2xError> {
+    fn reference_collect(
+        v: &Value,
+        out: &mut Vec<Vec<(f64, f64)>>,
+        depth: usize,
+    ) -> Result<(), V2xError> {
         if depth > 8 {
             return Err(V2xError::InvalidConfig("map: nesting too deep".into()));
         }
@@ -550,12 +560,18 @@ mod tests {
             } else {
                 format!(r#"{{"features":[{nested}, 5, null],"type":"FeatureCollection"}}"#)
             };
-            assert_eq!(RoadMap::from_geojson(&nested), reference(&nested), "{nested}");
+            assert_eq!(
+                RoadMap::from_geojson(&nested),
+                reference(&nested),
+                "{nested}"
+            );
         }
         let cases = [
             line.to_owned(),
             multi.to_owned(),
-            format!(r#"{{"type":"FeatureCollection","features":[{line},{multi},{{"type":"Point","coordinates":[5,5]}}]}}"#),
+            format!(
+                r#"{{"type":"FeatureCollection","features":[{line},{multi},{{"type":"Point","coordinates":[5,5]}}]}}"#
+            ),
             format!(r#"{{"type":"GeometryCollection","geometries":[{multi},7,{line}]}}"#),
             format!(r#"{{"type":"Feature","geometry":null,"geometry":{line}}}"#),
             format!(r#"{{"type":"Feature","geometry":{line},"geometry":null}}"#),
@@ -570,7 +586,8 @@ mod tests {
             r#"{"type":"LineString","coordinates":{"a":1}}"#.to_owned(),
             r#"{"type":"LineString"}"#.to_owned(),
             r#"{"type":"LineString","coordinates":[[1e308,1e308],[-1e308,0.5]]}"#.to_owned(),
-            r#"{"type":"LineString","coordinates":[[18446744073709551615,-9223372036854775808]]}"#.to_owned(),
+            r#"{"type":"LineString","coordinates":[[18446744073709551615,-9223372036854775808]]}"#
+                .to_owned(),
             r#"{"type":"MultiLineString","coordinates":[[[1,2]],5]}"#.to_owned(),
             r#"{"type":"MultiLineString","coordinates":[[1,2]]}"#.to_owned(),
             r#"{"type":"MultiLineString","coordinates":[[[1,2]],[[1,"a"]]]}"#.to_owned(),
@@ -589,8 +606,12 @@ mod tests {
         // members that are skipped: the Value walk refuses it as JSON, the streaming reader
         // skips it (without recursion) and then finds no line string; both are config errors
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(matches!(reference(&deep), Err(V2xError::InvalidConfig(m)) if m.contains("recursion limit")));
-        assert!(matches!(RoadMap::from_geojson(&deep), Err(V2xError::InvalidConfig(m)) if m.contains("no LineString")));
+        assert!(
+            matches!(reference(&deep), Err(V2xError::InvalidConfig(m)) if m.contains("recursion limit"))
+        );
+        assert!(
+            matches!(RoadMap::from_geojson(&deep), Err(V2xError::InvalidConfig(m)) if m.contains("no LineString"))
+        );
     }
 
     #[test]

@@ -155,9 +155,18 @@ impl VerifyingKey {
     pub fn verify_input(&self, input: &[u8], sig: &RawSignature) -> Result<(), SecurityError> {
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let ring_alg: Option<(&'static ring::signature::EcdsaVerificationAlgorithm, Vec<u8>)> = match self {
-                Self::NistP256(k) => Some((&ring::signature::ECDSA_P256_SHA256_FIXED, k.to_sec1_point(false).as_bytes().to_vec())),
-                Self::NistP384(k) => Some((&ring::signature::ECDSA_P384_SHA384_FIXED, k.to_sec1_point(false).as_bytes().to_vec())),
+            let ring_alg: Option<(
+                &'static ring::signature::EcdsaVerificationAlgorithm,
+                Vec<u8>,
+            )> = match self {
+                Self::NistP256(k) => Some((
+                    &ring::signature::ECDSA_P256_SHA256_FIXED,
+                    k.to_sec1_point(false).as_bytes().to_vec(),
+                )),
+                Self::NistP384(k) => Some((
+                    &ring::signature::ECDSA_P384_SHA384_FIXED,
+                    k.to_sec1_point(false).as_bytes().to_vec(),
+                )),
                 Self::BrainpoolP256r1(_) | Self::BrainpoolP384r1(_) => None,
             };
             if let Some((alg, point)) = ring_alg {
@@ -919,7 +928,10 @@ impl TrustStore {
         }
         let tbs = coer_encode(&sd.tbs_data)?;
         let key = self.key(&signer)?;
-        key.verify_input(&signature_input(alg, &tbs, signer.signer_input_hash(alg)), &sig)?;
+        key.verify_input(
+            &signature_input(alg, &tbs, signer.signer_input_hash(alg)),
+            &sig,
+        )?;
         let hi = &sd.tbs_data.header_info;
         let psid = u64::try_from(&hi.psid.0)
             .map_err(|_| SecurityError::Malformed("psid out of range".into()))?;
@@ -1205,15 +1217,32 @@ pub mod build {
         /// Encoding or key errors.
         pub fn new(start_s: u32) -> Result<Self, SecurityError> {
             let root = certificate("root", &key_from_seed([1; 32])?, None, start_s, 10_000, &[])?;
-            let aa = certificate("aa", &key_from_seed([2; 32])?, Some(&root), start_s, 10_000, &[])?;
-            let at = certificate("at", &key_from_seed([3; 32])?, Some(&aa), start_s, 100, &[36])?;
+            let aa = certificate(
+                "aa",
+                &key_from_seed([2; 32])?,
+                Some(&root),
+                start_s,
+                10_000,
+                &[],
+            )?;
+            let at = certificate(
+                "at",
+                &key_from_seed([3; 32])?,
+                Some(&aa),
+                start_s,
+                100,
+                &[36],
+            )?;
             Ok(Self { root, aa, at })
         }
 
         /// A validator `[security]` section trusting the root.
         #[must_use]
         pub fn trust_toml(&self) -> String {
-            format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex::encode(&self.root.cert))
+            format!(
+                "[security]\ntrust_anchors_hex = [\"{}\"]\n",
+                hex::encode(&self.root.cert)
+            )
         }
     }
 }

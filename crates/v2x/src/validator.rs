@@ -363,7 +363,11 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         ctx: &ReceiveContext,
     ) -> Result<Validation, V2xError> {
         let decode_inner = |inner: &[u8]| match gn {
-            Some(gn) => decode_its(&gn.unsecured_packet(inner), Framing::GeoNetworking, rcv_its_ms),
+            Some(gn) => decode_its(
+                &gn.unsecured_packet(inner),
+                Framing::GeoNetworking,
+                rcv_its_ms,
+            ),
             None => decode_its(inner, Framing::Uper, rcv_its_ms),
         };
         let now_us = rcv_its_ms.saturating_mul(1000);

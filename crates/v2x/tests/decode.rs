@@ -198,7 +198,6 @@ fn veremi_beacon_maps_to_observation() {
     ));
 }
 
-
 /// Regression (cargo-fuzz, target `geonetworking`): a GN single-hop broadcast whose position
 /// vector speed is negative made geonetworking 0.4.2 panic (`i15::from_i16`); now a typed error.
 #[cfg(not(target_arch = "wasm32"))]
@@ -216,9 +215,15 @@ fn fuzz_gn_negative_speed_is_typed_error() {
 fn fuzz_gn_payload_that_reads_as_json_is_typed_error() {
     let b = include_bytes!("../testdata/fuzz-gn-jer-message-id.bin");
     let r = std::panic::catch_unwind(|| decode_its(b, Framing::GeoNetworking, 600_000_000_000));
-    assert!(matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))), "{r:?}");
+    assert!(
+        matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))),
+        "{r:?}"
+    );
     for text in [&b" {\"messageId\":"[..], b"\n<messageID>", b"{"] {
         let r = std::panic::catch_unwind(|| decode_its(text, Framing::Uper, 600_000_000_000));
-        assert!(matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))), "{r:?}");
+        assert!(
+            matches!(r, Ok(Err(edgecell_v2x::V2xError::Decode(_)))),
+            "{r:?}"
+        );
     }
 }

@@ -353,7 +353,11 @@ fn ring_and_rustcrypto_agree_on_every_signature() {
     for seed in 1u8..=4 {
         let tbs = vec![seed; 40 + usize::from(seed)];
         let sk = build::key_from_seed([seed; 32]).expect("key");
-        let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 0).as_bytes().to_vec();
+        let sec1 = sk
+            .verifying_key()
+            .to_sec1_point(seed % 2 == 0)
+            .as_bytes()
+            .to_vec();
         let sign = |digest: &[u8]| -> Vec<u8> {
             let s: p256::ecdsa::Signature = sk.sign_prehash(digest).expect("sign");
             s.to_bytes().to_vec()
@@ -361,7 +365,11 @@ fn ring_and_rustcrypto_agree_on_every_signature() {
         agree_on(Curve::NistP256, &tbs, sign, sec1);
 
         let sk = p384::ecdsa::SigningKey::from_slice(&[seed; 48]).expect("key");
-        let sec1 = sk.verifying_key().to_sec1_point(seed % 2 == 1).as_bytes().to_vec();
+        let sec1 = sk
+            .verifying_key()
+            .to_sec1_point(seed % 2 == 1)
+            .as_bytes()
+            .to_vec();
         let sign = |digest: &[u8]| -> Vec<u8> {
             let s: p384::ecdsa::Signature = sk.sign_prehash(digest).expect("sign");
             s.to_bytes().to_vec()
@@ -378,7 +386,11 @@ fn agree_on(curve: Curve, tbs: &[u8], sign: impl Fn(&[u8]) -> Vec<u8>, sec1: Vec
     let input = signature_input(hash, tbs, &hash.digest(b"signer"));
     let rs = sign(&hash.digest(&input));
     let (r, s) = rs.split_at(rs.len() / 2);
-    let sig = RawSignature { curve, r: r.to_vec(), s: s.to_vec() };
+    let sig = RawSignature {
+        curve,
+        r: r.to_vec(),
+        s: s.to_vec(),
+    };
     let key = PublicKey { curve, sec1 }.parse().expect("point");
     check_flips(&key, &input, &sig);
 }
@@ -391,7 +403,12 @@ fn both(
 ) -> Result<(), SecurityError> {
     let fast = key.verify_input(input, sig);
     let portable = key.verify_prehash(&key.curve().hash().digest(input), sig);
-    assert_eq!(format!("{fast:?}"), format!("{portable:?}"), "input {} sig {sig:?}", hex::encode(input));
+    assert_eq!(
+        format!("{fast:?}"),
+        format!("{portable:?}"),
+        "input {} sig {sig:?}",
+        hex::encode(input)
+    );
     fast
 }
 
@@ -417,8 +434,42 @@ fn check_flips(
         assert!(both(key, input, &RawSignature { s, ..sig.clone() }).is_err());
     }
     let zero = vec![0u8; sig.r.len()];
-    assert_eq!(both(key, input, &RawSignature { r: zero.clone(), ..sig.clone() }), Err(SecurityError::InvalidSignature));
-    assert_eq!(both(key, input, &RawSignature { s: zero, ..sig.clone() }), Err(SecurityError::InvalidSignature));
-    let other = if sig.curve == Curve::NistP256 { Curve::NistP384 } else { Curve::NistP256 };
-    assert!(matches!(both(key, input, &RawSignature { curve: other, ..sig.clone() }), Err(SecurityError::AlgorithmMismatch(_))));
+    assert_eq!(
+        both(
+            key,
+            input,
+            &RawSignature {
+                r: zero.clone(),
+                ..sig.clone()
+            }
+        ),
+        Err(SecurityError::InvalidSignature)
+    );
+    assert_eq!(
+        both(
+            key,
+            input,
+            &RawSignature {
+                s: zero,
+                ..sig.clone()
+            }
+        ),
+        Err(SecurityError::InvalidSignature)
+    );
+    let other = if sig.curve == Curve::NistP256 {
+        Curve::NistP384
+    } else {
+        Curve::NistP256
+    };
+    assert!(matches!(
+        both(
+            key,
+            input,
+            &RawSignature {
+                curve: other,
+                ..sig.clone()
+            }
+        ),
+        Err(SecurityError::AlgorithmMismatch(_))
+    ));
 }

@@ -311,7 +311,8 @@ fn signed_cam_verify_replay_and_tamper() {
 /// The GeoNetworking packet (basic header onwards, FCS dropped) of the c-its-parser radiotap
 /// CAM, and the offset where it starts in the frame.
 fn gn_of_radiotap_cam() -> (Vec<u8>, Vec<u8>, usize) {
-    let frame = hex::decode(include_str!("../testdata/c-its-parser-cam-radiotap.hex").trim()).expect("hex");
+    let frame =
+        hex::decode(include_str!("../testdata/c-its-parser-cam-radiotap.hex").trim()).expect("hex");
     let llc = frame
         .windows(8)
         .position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47])
@@ -332,7 +333,10 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
     let cfg = format!("{}require_signature = true\n", chain.trust_toml());
     let build::CamChain { aa, at, .. } = chain;
     let now_ns = its_ms_to_unix_ns(now_ms);
-    let ctx = ReceiveContext { received_at_ns: now_ns, receiver: None };
+    let ctx = ReceiveContext {
+        received_at_ns: now_ns,
+        receiver: None,
+    };
     let (frame, gn, gn_at) = gn_of_radiotap_cam();
     assert_eq!(gn[0], 0x11, "version 1, next header = common header");
     let secured_gn = |gen_ms: u64| {
@@ -349,15 +353,22 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
 
     // the unsecured packet, for comparison: decodes, but fails the required signature
     let mut v = validator();
-    let plain = v.validate(MessageFormat::GeoNetworking, &gn, &ctx).expect("unsecured");
+    let plain = v
+        .validate(MessageFormat::GeoNetworking, &gn, &ctx)
+        .expect("unsecured");
     assert!(!plain.signed && check(&plain, names::SIGNATURE).failed());
 
     let mut v = validator();
     let packet = secured_gn(now_ms - 10);
-    let r = v.validate(MessageFormat::GeoNetworking, &packet, &ctx).expect("secured GN");
+    let r = v
+        .validate(MessageFormat::GeoNetworking, &packet, &ctx)
+        .expect("secured GN");
     assert!(r.signed, "{:?}", r.failed_checks());
     assert!(!check(&r, names::SIGNATURE).failed() && !check(&r, names::PERMISSION).failed());
-    assert_eq!((r.station_id, r.generation_delta_time), (plain.station_id, plain.generation_delta_time));
+    assert_eq!(
+        (r.station_id, r.generation_delta_time),
+        (plain.station_id, plain.generation_delta_time)
+    );
     assert_eq!((r.latitude, r.longitude), (plain.latitude, plain.longitude));
 
     // inside the radiotap frame it came in (the frame's trailing FCS stays)
@@ -365,14 +376,24 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
     let mut secured_frame = frame[..gn_at].to_vec();
     secured_frame.extend_from_slice(&secured_gn(now_ms - 10));
     secured_frame.extend_from_slice(&frame[frame.len() - 4..]);
-    let f = v.validate(MessageFormat::RadiotapFrame, &secured_frame, &ctx).expect("secured radiotap");
-    assert!(f.signed && f.station_id == plain.station_id, "{:?}", f.failed_checks());
+    let f = v
+        .validate(MessageFormat::RadiotapFrame, &secured_frame, &ctx)
+        .expect("secured radiotap");
+    assert!(
+        f.signed && f.station_id == plain.station_id,
+        "{:?}",
+        f.failed_checks()
+    );
 
     // the remaining hop limit is not signed: a forwarder may lower it
     let mut v = validator();
     let mut forwarded = secured_gn(now_ms - 5);
     forwarded[3] = forwarded[3].saturating_sub(1);
-    assert!(v.validate(MessageFormat::GeoNetworking, &forwarded, &ctx).expect("forwarded").signed);
+    assert!(
+        v.validate(MessageFormat::GeoNetworking, &forwarded, &ctx)
+            .expect("forwarded")
+            .signed
+    );
 
     // any flipped bit in the signed part: decoded (or refused) but never accepted as signed
     let mut v = validator();

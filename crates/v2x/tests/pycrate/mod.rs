@@ -11,5 +11,7 @@ pub fn entry(all: &str, name: &str) -> Value {
 
 /// An integer field of an entry.
 pub fn int(e: &Value, key: &str) -> i64 {
-    e.get(key).and_then(Value::as_i64).unwrap_or_else(|| panic!("{key}"))
+    e.get(key)
+        .and_then(Value::as_i64)
+        .unwrap_or_else(|| panic!("{key}"))
 }
