@@ -7,15 +7,16 @@
 //! both, on native targets and inside the component.
 //!
 //! The data elements come from the ETSI-ITS-CDD V2.2.1 types of `c-its-parser` (which has
-//! CAM V1.4.1 only); the PDU-level types here follow the V2.3.1 module. Of the extension
-//! containers, the ones whose types CDD V2.2.1 has are decoded and checked: two-wheeler (1),
-//! very-low-frequency (3, its three data elements defined below), path prediction (4) and
-//! generalized lane positions (5), the last two with the CDD V2.4.1 frames of
-//! [`crate::cdd_v24`] (c-its-parser's V2.2.1 forms misread or refuse V2.4.1 senders). The
-//! e-horizon (2) and vehicle-movement-control (6) containers need CDD V2.4 types that no
-//! crate has: they are kept as their open-type bytes,
-//! which PER delimits, so they never stop the rest of the message from decoding. Encodings
-//! are cross-checked against pycrate compiling the ETSI ASN.1 (tools/gen_release2_pycrate.py).
+//! CAM V1.4.1 only) where V2.4.1 defines them the same, and from [`crate::cdd_v24`] where it
+//! does not; the PDU-level types here follow the V2.3.1 module. All six extension containers
+//! of V2.3.1 are decoded and checked: two-wheeler (1), e-horizon location sharing (2),
+//! very-low-frequency (3, its three data elements defined below), path prediction (4),
+//! generalized lane positions (5) and vehicle movement control (6); 2, 4, 5 and 6 use the
+//! CDD V2.4.1 frames of [`crate::cdd_v24`] (c-its-parser's V2.2.1 lacks them or its forms
+//! misread or refuse V2.4.1 senders). Containers with ids added after V2.3.1 are kept as
+//! their open-type bytes, which PER delimits, so they never stop the rest of the message
+//! from decoding. Encodings are cross-checked against pycrate compiling the ETSI ASN.1
+//! (tools/gen_release2_pycrate.py).
 
 // The derives generate code that triggers pedantic lints we cannot annotate field by field.
 #![allow(missing_docs, clippy::module_name_repetitions)]
@@ -23,6 +24,7 @@
 use c_its_parser::standards::cdd_2_2_1::etsi_its_cdd as cdd;
 use rasn::prelude::*;
 
+use crate::cdd_v24;
 use crate::decode::{check_its_header, uper};
 use crate::error::V2xError;
 
@@ -362,19 +364,52 @@ pub struct GeneralizedLanePositionsContainer {
     pub generalized_lane_positions: crate::cdd_v24::GeneralizedLanePositions,
 }
 
+/// `segmentSource` is `MetaInformation (WITH COMPONENTS {..., confidenceValue ABSENT})` and
+/// each `BasicLaneInformation` of `laneLevelDetails` may name a connecting road section only
+/// with a connecting lane: inner subtype constraints, which PER does not see; [`decode`]
+/// checks them, as it checks that a polygonal line of delta positions has at most
+/// [`cdd_v24::MAX_DELTA_POSITIONS`] points (the extension additions of their size constraint).
+#[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq)]
+#[rasn(automatic_tags)]
+#[non_exhaustive]
+pub struct EHorizonLocationSharingContainer {
+    #[rasn(identifier = "segmentAhead")]
+    pub segment_ahead: cdd_v24::PolygonalLine,
+    #[rasn(identifier = "nodeProbabilities")]
+    pub node_probabilities: Option<cdd_v24::ConfidenceLevels>,
+    #[rasn(identifier = "segmentBehind")]
+    pub segment_behind: cdd_v24::PolygonalLine,
+    #[rasn(identifier = "laneLevelDetails")]
+    pub lane_level_details: Option<cdd_v24::BasicLaneConfiguration>,
+    #[rasn(identifier = "segmentSource")]
+    pub segment_source: Option<cdd_v24::MetaInformation>,
+}
+
+#[derive(AsnType, Debug, Clone, Decode, Encode, PartialEq, Eq)]
+#[rasn(automatic_tags)]
+#[non_exhaustive]
+pub struct VehicleMovementControlContainer {
+    #[rasn(identifier = "vehicleMovementControl")]
+    pub vehicle_movement_control: cdd_v24::VehicleMovementControl,
+}
+
 /// A decoded extension container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CamExtension {
     /// id 1
     TwoWheeler(TwoWheelerContainer),
+    /// id 2
+    EHorizonLocationSharing(EHorizonLocationSharingContainer),
     /// id 3
     VeryLowFrequency(VeryLowFrequencyContainer),
     /// id 4
     PathPrediction(PathPredictionContainer),
     /// id 5
     GeneralizedLanePositions(GeneralizedLanePositionsContainer),
-    /// ids 2 (e-horizon location sharing) and 6 (vehicle movement control), whose CDD V2.4
-    /// types no crate has, and ids added after V2.3.1: the open-type bytes, undecoded.
+    /// id 6
+    VehicleMovementControl(VehicleMovementControlContainer),
+    /// ids added after V2.3.1 (7 and up): the open-type bytes, undecoded. [`encode`] writes
+    /// the bytes under any id, [`decode`] returns this only for ids it does not know.
     Opaque { id: u32, data: Vec<u8> },
 }
 
@@ -384,9 +419,11 @@ impl CamExtension {
     pub fn id(&self) -> u32 {
         match self {
             Self::TwoWheeler(_) => TWO_WHEELER,
+            Self::EHorizonLocationSharing(_) => E_HORIZON_LOCATION_SHARING,
             Self::VeryLowFrequency(_) => VERY_LOW_FREQUENCY,
             Self::PathPrediction(_) => PATH_PREDICTION,
             Self::GeneralizedLanePositions(_) => GENERALIZED_LANE_POSITIONS,
+            Self::VehicleMovementControl(_) => VEHICLE_MOVEMENT_CONTROL,
             Self::Opaque { id, .. } => *id,
         }
     }
@@ -451,7 +488,8 @@ impl Reader<'_> {
 
     fn field<T: Decode>(&mut self, what: &str) -> Result<T, V2xError> {
         let rest = self.bits.get(self.pos..).ok_or_else(truncated)?;
-        let mut d = rasn::uper::de::Decoder::<0, 0>::new(rest, rasn::uper::de::DecoderOptions::unaligned());
+        let mut d =
+            rasn::uper::de::Decoder::<0, 0>::new(rest, rasn::uper::de::DecoderOptions::unaligned());
         let v = T::decode(&mut d).map_err(|e| V2xError::Decode(format!("UPER CAM {what}: {e}")))?;
         self.pos += rest.len() - d.input().len();
         Ok(v)
@@ -509,10 +547,16 @@ fn truncated() -> V2xError {
 /// # Errors
 /// [`V2xError::Unsupported`] for another message id or protocol version 3 and later,
 /// [`V2xError::Decode`] for bytes that are not a valid CAM, including a path history over
-/// [`MAX_PATH_HISTORY`] points and extension containers that do not decode as their id says.
+/// [`MAX_PATH_HISTORY`] points, extension containers that do not decode as their id says and
+/// an e-horizon container outside the constraints PER does not see (see
+/// [`EHorizonLocationSharingContainer`]).
 pub fn decode(bytes: &[u8]) -> Result<(Cam, Vec<CamExtension>), V2xError> {
     check_its_header(bytes, MESSAGE_ID, "CAM", 1..=2, "1 and 2 are decoded")?;
-    let Root { cam, extension_containers, .. } = decode_root(bytes)?;
+    let Root {
+        cam,
+        extension_containers,
+        ..
+    } = decode_root(bytes)?;
     let mut extensions = Vec::new();
     if let Some(bytes) = extension_containers {
         let wrapped: WrappedExtensionContainers = uper(&bytes, "CAM extensionContainers")?;
@@ -604,10 +648,20 @@ fn extension(w: &WrappedExtensionContainer) -> Result<CamExtension, V2xError> {
     let data = &w.container_data[..];
     Ok(match id {
         TWO_WHEELER => CamExtension::TwoWheeler(uper(data, "twoWheelerContainer")?),
-        VERY_LOW_FREQUENCY => CamExtension::VeryLowFrequency(uper(data, "veryLowFrequencyContainer")?),
+        E_HORIZON_LOCATION_SHARING => {
+            let c = uper(data, "eHorizonLocationSharingContainer")?;
+            check_e_horizon(&c)?;
+            CamExtension::EHorizonLocationSharing(c)
+        }
+        VERY_LOW_FREQUENCY => {
+            CamExtension::VeryLowFrequency(uper(data, "veryLowFrequencyContainer")?)
+        }
         PATH_PREDICTION => CamExtension::PathPrediction(uper(data, "pathPredictionContainer")?),
         GENERALIZED_LANE_POSITIONS => {
             CamExtension::GeneralizedLanePositions(uper(data, "generalizedLanePositionsContainer")?)
+        }
+        VEHICLE_MOVEMENT_CONTROL => {
+            CamExtension::VehicleMovementControl(uper(data, "vehicleMovementControlContainer")?)
         }
         _ => CamExtension::Opaque {
             id,
@@ -616,12 +670,57 @@ fn extension(w: &WrappedExtensionContainer) -> Result<CamExtension, V2xError> {
     })
 }
 
+/// The constraints of an e-horizon location sharing container that PER does not see: the
+/// extension range `33..100` of the delta position lists and two inner subtype constraints.
+fn check_e_horizon(c: &EHorizonLocationSharingContainer) -> Result<(), V2xError> {
+    let refuse = |what: String| {
+        Err(V2xError::Decode(format!(
+            "UPER CAM eHorizonLocationSharingContainer: {what}"
+        )))
+    };
+    for (name, line) in [
+        ("segmentAhead", &c.segment_ahead),
+        ("segmentBehind", &c.segment_behind),
+    ] {
+        // `SIZE (1..32,...,33..100)`; the absolute position lists are `SIZE (1..8,...)`
+        let delta = matches!(
+            line,
+            cdd_v24::PolygonalLine::DeltaPositions(_)
+                | cdd_v24::PolygonalLine::DeltaPositionsWithAltitude(_)
+        );
+        if delta && line.len() > cdd_v24::MAX_DELTA_POSITIONS {
+            return refuse(format!(
+                "{name} of {} points (at most {})",
+                line.len(),
+                cdd_v24::MAX_DELTA_POSITIONS
+            ));
+        }
+    }
+    if c.lane_level_details.as_ref().is_some_and(|lanes| {
+        lanes
+            .0
+            .iter()
+            .any(|l| l.connecting_lane.is_none() && l.connecting_road_section.is_some())
+    }) {
+        return refuse("connectingRoadSection without connectingLane".into());
+    }
+    if c.segment_source
+        .as_ref()
+        .is_some_and(|m| m.confidence_value.is_some())
+    {
+        return refuse("segmentSource with a confidenceValue".into());
+    }
+    Ok(())
+}
+
 /// Encodes a CAM with the given extension containers (none: a Release 1 CAM), the inverse
 /// of [`decode`]; used by producers and tests.
 ///
 /// # Errors
-/// [`V2xError::Decode`] when a value is outside its ASN.1 constraints, or more than 8
-/// containers are given.
+/// [`V2xError::Decode`] when a value is outside its PER-visible ASN.1 constraints, or more
+/// than 8 containers are given. Constraints PER does not see (a path history's 23 points,
+/// those of [`EHorizonLocationSharingContainer`]) are left to [`decode`], so tests and
+/// simulators can write such messages.
 pub fn encode(cam: &Cam, extensions: &[CamExtension]) -> Result<Vec<u8>, V2xError> {
     let enc = |e: rasn::error::EncodeError| V2xError::Decode(format!("UPER CAM encode: {e}"));
     let root = rasn::uper::encode(cam).map_err(enc)?;
@@ -629,15 +728,19 @@ pub fn encode(cam: &Cam, extensions: &[CamExtension]) -> Result<Vec<u8>, V2xErro
         return Ok(root);
     }
     if extensions.len() > 8 {
-        return Err(V2xError::Decode("UPER CAM encode: more than 8 extension containers".into()));
+        return Err(V2xError::Decode(
+            "UPER CAM encode: more than 8 extension containers".into(),
+        ));
     }
     let mut wrapped = Vec::with_capacity(extensions.len());
     for e in extensions {
         let data = match e {
             CamExtension::TwoWheeler(c) => rasn::uper::encode(c),
+            CamExtension::EHorizonLocationSharing(c) => rasn::uper::encode(c),
             CamExtension::VeryLowFrequency(c) => rasn::uper::encode(c),
             CamExtension::PathPrediction(c) => rasn::uper::encode(c),
             CamExtension::GeneralizedLanePositions(c) => rasn::uper::encode(c),
+            CamExtension::VehicleMovementControl(c) => rasn::uper::encode(c),
             CamExtension::Opaque { data, .. } => Ok(data.clone()),
         }
         .map_err(enc)?;
@@ -647,7 +750,9 @@ pub fn encode(cam: &Cam, extensions: &[CamExtension]) -> Result<Vec<u8>, V2xErro
         });
     }
     let open = rasn::uper::encode(&WrappedExtensionContainers(wrapped)).map_err(enc)?;
-    let Root { extension_bit, end, .. } = decode_root(&root)?;
+    let Root {
+        extension_bit, end, ..
+    } = decode_root(&root)?;
     let mut bits = rasn::types::BitString::from_slice(&root);
     bits.truncate(end);
     bits.set(extension_bit, true);
@@ -665,7 +770,9 @@ pub fn encode(cam: &Cam, extensions: &[CamExtension]) -> Result<Vec<u8>, V2xErro
         push(0b10, 2);
         push(open.len(), 14);
     } else {
-        return Err(V2xError::Decode("UPER CAM encode: extension containers over 16K octets".into()));
+        return Err(V2xError::Decode(
+            "UPER CAM encode: extension containers over 16K octets".into(),
+        ));
     }
     for byte in open {
         push(usize::from(byte), 8);

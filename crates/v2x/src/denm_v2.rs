@@ -225,7 +225,7 @@ pub struct PreCrashContainer {
 #[non_exhaustive]
 pub struct RoadConfigurationContainer {
     #[rasn(identifier = "roadConfigurationConfidence")]
-    pub road_configuration_confidence: cdd::MetaInformation,
+    pub road_configuration_confidence: crate::cdd_v24::MetaInformation,
     #[rasn(identifier = "roadConfigurationSectionList")]
     pub road_configuration_section_list: cdd::RoadConfigurationSectionList,
 }

@@ -22,11 +22,12 @@ were taken from for the committed outputs.
 
 Before compiling, inner-subtype constraints (`WITH COMPONENT(S)`) are removed: pycrate 0.8.1
 cannot parse the unions of them in the CDD, and X.691 makes them invisible to PER, so the
-encodings do not change. One size constraint that pycrate cannot intersect
+encodings do not change (the values below satisfy them all the same: cam_v2::decode checks
+the ones of the e-horizon container). One size constraint that pycrate cannot intersect
 (PolygonalShape.polygon, not reachable from a CAM) is dropped for the same reason.
 
 Writes
-  pycrate-cam-v2-{a,b,c,d,e}.uper CAMs encoded by pycrate from the values below
+  pycrate-cam-v2-{a,...,g}.uper   CAMs encoded by pycrate from the values below
   pycrate-cam-v2-expected.json    what pycrate decodes back from each of them
   pycrate-denm-v2-{a,b,c}.uper    DENMs encoded by pycrate
   pycrate-denm-v2-expected.json   what pycrate decodes back from each of them
@@ -224,6 +225,76 @@ VALUES = {
             }]}),
         ],
     ),
+    # e-horizon location sharing with every optional component (delta positions ahead,
+    # absolute positions with altitude behind, a segment source naming the V2.3.1 sensor type
+    # rfid) and vehicle movement control with every optional component
+    "pycrate-cam-v2-f.uper": cam(
+        123_456, 5, 20_000, ref_pos(484_100_000, 91_300_000),
+        vehicle_hf(2_500, 1_800, 48, 19, 120, -3),
+        ext=[
+            wrapped(2, "EHorizonLocationSharingContainer", {
+                "segmentAhead": ("deltaPositions", [
+                    {"deltaLatitude": 1_200, "deltaLongitude": -300},
+                    {"deltaLatitude": 1_150, "deltaLongitude": -420},
+                    {"deltaLatitude": -131_071, "deltaLongitude": 131_072},
+                ]),
+                "nodeProbabilities": [100, 75, 1, 101],
+                "segmentBehind": ("absolutePositionsWithAltitude", [
+                    {"latitude": 484_090_000, "longitude": 91_310_000,
+                     "altitude": {"altitudeValue": 12_000, "altitudeConfidence": "alt-001-00"}},
+                    {"latitude": 900_000_001, "longitude": 1_800_000_001,
+                     "altitude": {"altitudeValue": 800_001, "altitudeConfidence": "unavailable"}},
+                ]),
+                "laneLevelDetails": [
+                    {"laneNumber": 1, "direction": 0, "laneWidth": 350, "connectingLane": 2, "connectingRoadSection": 3},
+                    {"laneNumber": -1, "direction": 2},
+                    {"laneNumber": 14, "direction": 1, "connectingLane": 0},
+                ],
+                # radar (1) and rfid (14); map (4)
+                "segmentSource": {"usedDetectionInformation": (0b0100000000000010, 16),
+                                  "usedStoredInformation": (0b00001000, 8)},
+            }),
+            wrapped(6, "VehicleMovementControlContainer", {"vehicleMovementControl": {
+                "accelerationPedalStatus": {"pedalPositionValue": 4},
+                "brakePedalStatus": {"pedalPositionValue": 0},
+                "saeAutomationLevel": 3,
+                "automationControl": (0b000101, 6),
+                "accelerationControl": (0b0000110, 7),
+                "accelerationControlExtension": (0b100, 3),
+            }}),
+        ],
+    ),
+    # the other two polygonal line alternatives, and values in the extension ranges of their
+    # constraints: 33 delta positions with altitude (SIZE(1..32,...,33..100)), 33 node
+    # probabilities (SIZE(1..32,...)), road section 9 (0..8,...), automation control of 7 bits
+    # and acceleration control extension of 4 (SIZE(6,...), SIZE(3,...)); containers in the
+    # order 6, 2
+    "pycrate-cam-v2-g.uper": cam(
+        9, 8, 30_000, ref_pos(-338_700_000, 1_512_400_000, 3_000),
+        vehicle_hf(1_100, 100, 120, 25, -40, 2),
+        ext=[
+            wrapped(6, "VehicleMovementControlContainer", {"vehicleMovementControl": {
+                "accelerationPedalStatus": {"pedalPositionValue": 11},
+                "brakePedalStatus": {"pedalPositionValue": 10},
+                "saeAutomationLevel": 5,
+                "automationControl": (0b1111110, 7),
+                "accelerationControlExtension": (0b0101, 4),
+            }}),
+            wrapped(2, "EHorizonLocationSharingContainer", {
+                "segmentAhead": ("deltaPositionsWithAltitude", [
+                    {"deltaLatitude": 37 * i - 600, "deltaLongitude": 500 - 29 * i, "deltaAltitude": i - 16}
+                    for i in range(33)
+                ]),
+                "nodeProbabilities": [3 * i + 1 for i in range(33)],
+                "segmentBehind": ("absolutePositions", [
+                    {"latitude": -338_710_000, "longitude": 1_512_390_000},
+                ]),
+                "laneLevelDetails": [
+                    {"laneNumber": 3, "direction": 3, "connectingLane": 4, "connectingRoadSection": 9},
+                ],
+            }),
+        ],
+    ),
     # roadside unit: RSU high-frequency container, no extension containers (a Release 2 CAM
     # that is bit for bit a Release 1 one)
     "pycrate-cam-v2-d.uper": cam(
@@ -234,6 +305,25 @@ VALUES = {
             "protectedZoneRadius": 50, "protectedZoneId": 7}]}),
     ),
 }
+
+
+def bits(value):
+    """A BIT STRING as pycrate gives it: [value, length]."""
+    return list(value) if value is not None else None
+
+
+def polygonal_line(line):
+    kind, points = line
+    if kind == "deltaPositions":
+        rows = [[p["deltaLatitude"], p["deltaLongitude"]] for p in points]
+    elif kind == "deltaPositionsWithAltitude":
+        rows = [[p["deltaLatitude"], p["deltaLongitude"], p["deltaAltitude"]] for p in points]
+    elif kind == "absolutePositions":
+        rows = [[p["latitude"], p["longitude"]] for p in points]
+    else:
+        rows = [[p["latitude"], p["longitude"], p["altitude"]["altitudeValue"], p["altitude"]["altitudeConfidence"]]
+                for p in points]
+    return {"kind": kind, "points": rows}
 
 
 def summary(v):
@@ -283,6 +373,33 @@ def summary(v):
             kind, lane = data["generalizedLanePositions"][0]["lanePositionBased"]
             if kind == "lanePositionWithLateralDetails":
                 e.update(lateral=[lane["transversalPosition"], lane["distanceToLeftBorder"], lane["distanceToRightBorder"]])
+        elif name == "EHorizonLocationSharingContainer":
+            source = data.get("segmentSource")
+            e.update(
+                segment_ahead=polygonal_line(data["segmentAhead"]),
+                node_probabilities=data.get("nodeProbabilities"),
+                segment_behind=polygonal_line(data["segmentBehind"]),
+                lanes=None if "laneLevelDetails" not in data else [
+                    [lane["laneNumber"], lane["direction"], lane.get("laneWidth"), lane.get("connectingLane"),
+                     lane.get("connectingRoadSection")]
+                    for lane in data["laneLevelDetails"]
+                ],
+                segment_source=None if source is None else {
+                    "detection": bits(source["usedDetectionInformation"]),
+                    "stored": bits(source["usedStoredInformation"]),
+                    "confidence": source.get("confidenceValue"),
+                },
+            )
+        elif name == "VehicleMovementControlContainer":
+            c = data["vehicleMovementControl"]
+            e.update(
+                acceleration_pedal=c["accelerationPedalStatus"]["pedalPositionValue"],
+                brake_pedal=c["brakePedalStatus"]["pedalPositionValue"],
+                sae_automation_level=c.get("saeAutomationLevel"),
+                automation_control=bits(c.get("automationControl")),
+                acceleration_control=bits(c.get("accelerationControl")),
+                acceleration_control_extension=bits(c.get("accelerationControlExtension")),
+            )
         ext.append(e)
     out["extensions"] = ext
     return out
