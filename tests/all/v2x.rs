@@ -370,6 +370,49 @@ fn the_message_handler_publishes_verdicts_and_reports() {
     assert!(!inst.is_poisoned());
 }
 
+/// A NATS producer sends whatever its radio or capture gives it: the handler tells a UPER CAM,
+/// a GeoNetworking packet, a radiotap frame, 1609.2 data and a secured GeoNetworking packet
+/// apart by their first bytes, and each gives the same CAM's verdict (signed where signed).
+#[test]
+fn the_handler_validates_every_binary_form_a_producer_sends() {
+    use edgecell_v2x::security::build;
+    let text = String::from_utf8(testdata("c-its-parser-cam-radiotap.hex")).unwrap();
+    let text = text.trim();
+    let frame: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
+    let llc = frame.windows(8).position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47]).unwrap();
+    let gn = frame[llc + 8..frame.len() - 4].to_vec();
+    let h = host(edgecell::RuntimeConfig::default());
+    let mut s = spec("v2x-validator", common::component("edgecell_v2x_validator.wasm"));
+    s.config.insert("namespace".into(), "forms".into());
+    let a = h.runtime.load_actor(s).unwrap();
+    let mut inst = a.instantiate().unwrap();
+    // signatures are checked against a chain configured now, with generation times of now
+    let now_its_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+        .saturating_sub(1_072_915_200_000)
+        + 5_000;
+    let chain = build::CamChain::new(u32::try_from(now_its_ms / 1000 - 3600).unwrap()).unwrap();
+    configure(&mut inst, &chain.trust_toml()).unwrap();
+    let gen_us = |ago_ms: u64| (now_its_ms - ago_ms) * 1000;
+    let secured_gn = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &build::signed_data(&chain.root, &gn[4..], 36, gen_us(30), false).unwrap()].concat();
+    let secured_cam = build::signed_data(&chain.root, &testdata("c-its-parser-cam.uper"), 36, gen_us(20), false).unwrap();
+    let forms: [(&str, Vec<u8>, u64, bool); 5] = [
+        ("uper", testdata("c-its-parser-cam.uper"), 3_725_855_973, false),
+        ("geonetworking", gn.clone(), 2_624_309_139, false),
+        ("radiotap", frame.clone(), 2_624_309_139, false),
+        ("secured geonetworking", secured_gn, 2_624_309_139, true),
+        ("1609.2", secured_cam, 3_725_855_973, true),
+    ];
+    for (name, body, station, signed) in forms {
+        let m = BrokerMessage { subject: "edgecell.v2x.in.forms".into(), body, reply_to: None };
+        inst.handle_message(&m).unwrap().unwrap_or_else(|e| panic!("{name}: {e}"));
+        let published = h.bus.drain();
+        let verdict = published.iter().find(|p| p.subject == "edgecell.v2x.verdict.forms").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&verdict.body).unwrap();
+        assert_eq!(v["station_id"], station, "{name}: {v}");
+        assert_eq!(v["signed"], signed, "{name}: {v}");
+    }
+}
+
 /// On a lattice every message meets a new instance, which reads the sender's history together
 /// with its stored configuration. Through the handler, one instance per message: the history
 /// still decides (a jump is rejected), and senders never see each other's tracks.

@@ -7,8 +7,10 @@
 //!   instance reads `wasi:config` keys: `config` (validator TOML), `map` (road GeoJSON),
 //!   `map-frame` (`wgs84` | `local`), `namespace` (cache namespace, default `v2x`) and
 //!   `reporter-id` (station id put into misbehaviour reports).
-//! - NATS: `edgecell.v2x.in.<region>` carries a raw UPER ETSI message or one VeReMi JSON line
-//!   (body starting with `{`); the verdict goes to `edgecell.v2x.verdict.<region>` (or the reply
+//! - NATS: `edgecell.v2x.in.<region>` carries one binary ETSI message — a UPER PDU, a
+//!   GeoNetworking packet (secured or not), a radiotap frame or IEEE 1609.2 data, told apart by
+//!   their first bytes ([`MessageFormat::of_binary`]) — or one VeReMi JSON line (body starting
+//!   with `{`); the verdict goes to `edgecell.v2x.verdict.<region>` (or the reply
 //!   subject), a TS 103 759 shaped report to `edgecell.v2x.report.<region>` when rejected.
 
 // The generated guest glue is FFI with the component ABI and needs `unsafe`.
@@ -682,9 +684,17 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         validate_veremi_line(&body)
     } else {
         let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
-        // a CAM's station id (read from its octet-aligned header) lets a new instance read its history ahead
-        let hint = || edgecell_v2x::cam_v2::peek_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None });
-        with_sender_hint(hint, || validate_bytes(MessageFormat::Uper, &body, &ctx)).map(Some)
+        // UPER, GeoNetworking (secured or not), a radiotap frame or 1609.2 data, by its first bytes
+        let format = MessageFormat::of_binary(&body);
+        // a bare CAM's station id (read from its octet-aligned header) lets a new instance read
+        // its history ahead
+        let hint = || {
+            (format == MessageFormat::Uper)
+                .then(|| edgecell_v2x::cam_v2::peek_station_id(&body))
+                .flatten()
+                .map(|id| SenderHint { pseudonym: u64::from(id), pos: None })
+        };
+        with_sender_hint(hint, || validate_bytes(format, &body, &ctx)).map(Some)
     };
     let validation = match outcome {
         Ok(Some(v)) => v,

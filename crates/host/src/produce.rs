@@ -6,7 +6,7 @@
 //! | source | input | subject (default) | body |
 //! |---|---|---|---|
 //! | [`Source::Sensors`] | a ROS1 bag (robot_localization's `test1.bag`, `test2.bag`) | `edgecell.sensors.in.<filter>` (`jackal`) | one [`SensorEnvelope`] (JSON) per IMU / odometry / GNSS message of the localizer config's sensors, in the bag's time order (header stamps) |
-//! | [`Source::V2xTrace`] | VeReMi JSON lines (one beacon or own-GPS fix per line), e.g. written by `edgecell v2x simulate`, and/or hex lines of UPER ETSI messages (CAM, DENM, CPM) | `edgecell.v2x.in.<region>` (`local`) | a JSON line verbatim; a hex line as its bytes |
+//! | [`Source::V2xTrace`] | VeReMi JSON lines (one beacon or own-GPS fix per line), e.g. written by `edgecell v2x simulate`, and/or hex lines of binary ETSI messages (UPER CAM/DENM/CPM, GeoNetworking secured or not, radiotap frames, 1609.2 data) | `edgecell.v2x.in.<region>` (`local`) | a JSON line verbatim; a hex line as its bytes |
 //! | [`Source::V2xSimulated`] | the seeded attack simulator, in memory | `edgecell.v2x.in.<region>` | one VeReMi record (JSON) per line the simulator would write |
 //! | [`Source::Video`] | an MJPEG AVI | `edgecell.video.frames.<stream>` (`vtest`) | a [`FrameRef`] (JSON) after the JPEG was put in the cache (below) |
 //!
@@ -552,11 +552,12 @@ impl Plan {
                         continue;
                     }
                     if line.first() != Some(&b'{') {
-                        // a UPER ETSI message as hex: published as its bytes (the actor takes a
-                        // body that does not start with `{` as UPER)
+                        // a binary ETSI message as hex (UPER, GeoNetworking, radiotap, 1609.2):
+                        // published as its bytes; the actor tells the forms apart by their first
+                        // bytes (`MessageFormat::of_binary`)
                         let bytes = hex::decode(line).map_err(|e| ProduceError::V2xLine {
                             line: n + 1,
-                            message: format!("neither a JSON object nor hex UPER: {e}"),
+                            message: format!("neither a JSON object nor a hex message: {e}"),
                         })?;
                         if bytes.first() == Some(&b'{') || bytes.is_empty() {
                             return Err(ProduceError::V2xLine { line: n + 1, message: "hex of an empty or `{` payload".into() });

@@ -129,17 +129,6 @@ fn sniff(bytes: &[u8]) -> InputFormat {
     }
 }
 
-/// The binary form from the first bytes: radiotap (version 0, pad 0), GeoNetworking basic
-/// header (version 1, next header common/secured), 1609.2 (protocol version 3), else a UPER PDU.
-fn binary_format(bytes: &[u8]) -> MessageFormat {
-    match bytes {
-        [0, 0, ..] => MessageFormat::RadiotapFrame,
-        [b0, ..] if b0 >> 4 == 1 && matches!(b0 & 0x0f, 1 | 2) => MessageFormat::GeoNetworking,
-        [3, ..] => MessageFormat::Secured,
-        _ => MessageFormat::Uper,
-    }
-}
-
 /// The generationDeltaTime of a binary message, without validating it.
 fn peek_gdt(format: MessageFormat, bytes: &[u8]) -> Option<u32> {
     let (framing, inner) = match format {
@@ -215,7 +204,7 @@ fn validate(
         FileClock { fixed_ns: received_at_ms.map(|ms| ms.saturating_mul(1_000_000)), last_its_ms: None, now_its_ms: unix_ns_to_its_ms(now_ns) };
     let (mut messages, mut errors) = (0usize, 0usize);
     let mut binary = |payload: &[u8], v: &mut Validator| -> Result<Validation, edgecell_v2x::V2xError> {
-        let f = binary_format(payload);
+        let f = MessageFormat::of_binary(payload);
         let ctx = ReceiveContext { received_at_ns: clock.receive_ns(peek_gdt(f, payload)), receiver: None };
         v.validate(f, payload, &ctx)
     };

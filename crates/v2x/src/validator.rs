@@ -33,6 +33,23 @@ pub enum MessageFormat {
     JsonBeacon,
 }
 
+impl MessageFormat {
+    /// The form of a binary message from its first bytes, for inputs that do not say (NATS
+    /// bodies, files): a radiotap header (version 0, pad 0), a GeoNetworking basic header
+    /// (version 1, next header common or secured), IEEE 1609.2 data (protocol version 3, then
+    /// a content CHOICE tag 0x80–0xbf, where an ITS PDU has its message id), else a UPER ITS
+    /// PDU. JSON beacons are not binary: callers look for `{` first.
+    #[must_use]
+    pub fn of_binary(bytes: &[u8]) -> Self {
+        match bytes {
+            [0, 0, ..] => Self::RadiotapFrame,
+            [b0, ..] if b0 >> 4 == 1 && matches!(b0 & 0x0f, 1 | 2) => Self::GeoNetworking,
+            [3, 0x80..=0xbf, ..] => Self::Secured,
+            _ => Self::Uper,
+        }
+    }
+}
+
 /// The receiver's own state.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct ReceiverState {

@@ -415,3 +415,36 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
         assert!(r.is_err() || r.is_ok_and(|r| !r.signed), "cut at {cut}");
     }
 }
+
+#[test]
+fn binary_forms_are_told_apart_by_their_first_bytes() {
+    let (frame, gn, _) = gn_of_radiotap_cam();
+    assert_eq!(MessageFormat::of_binary(CAM), MessageFormat::Uper);
+    assert_eq!(MessageFormat::of_binary(&gn), MessageFormat::GeoNetworking);
+    assert_eq!(
+        MessageFormat::of_binary(&frame),
+        MessageFormat::RadiotapFrame
+    );
+    let mut secured_gn = gn.clone();
+    secured_gn[0] = 0x12;
+    assert_eq!(
+        MessageFormat::of_binary(&secured_gn),
+        MessageFormat::GeoNetworking
+    );
+    // 1609.2 (version 3, content tag 0x80 unsecured / 0x81 signed) versus an ITS PDU of
+    // protocol version 3 (message id next)
+    assert_eq!(
+        MessageFormat::of_binary(&[3, 0x81, 0, 1]),
+        MessageFormat::Secured
+    );
+    assert_eq!(
+        MessageFormat::of_binary(&[3, 0x80, 5]),
+        MessageFormat::Secured
+    );
+    assert_eq!(
+        MessageFormat::of_binary(&[3, 2, 0, 0, 0, 1]),
+        MessageFormat::Uper
+    );
+    assert_eq!(MessageFormat::of_binary(&[]), MessageFormat::Uper);
+    assert_eq!(MessageFormat::of_binary(&[0]), MessageFormat::Uper);
+}
