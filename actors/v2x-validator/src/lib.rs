@@ -686,14 +686,9 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         let ctx = ReceiveContext { received_at_ns: now_ns(), receiver: None };
         // UPER, GeoNetworking (secured or not), a radiotap frame or 1609.2 data, by its first bytes
         let format = MessageFormat::of_binary(&body);
-        // a bare CAM's station id (read from its octet-aligned header) lets a new instance read
-        // its history ahead
-        let hint = || {
-            (format == MessageFormat::Uper)
-                .then(|| edgecell_v2x::cam_v2::peek_station_id(&body))
-                .flatten()
-                .map(|id| SenderHint { pseudonym: u64::from(id), pos: None })
-        };
+        // a CAM's station id (read from its octet-aligned header, in whatever framing) lets a
+        // new instance read its history ahead
+        let hint = || format.peek_cam_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None });
         with_sender_hint(hint, || validate_bytes(format, &body, &ctx)).map(Some)
     };
     let validation = match outcome {

@@ -129,7 +129,11 @@ pub(crate) fn check_its_header(
 
 /// The ITS PDU inside `bytes`: the bytes themselves for UPER, the BTP payload for the
 /// GeoNetworking framings.
-fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
+/// The ITS PDU inside an unsecured payload of the given framing, without decoding the PDU.
+///
+/// # Errors
+/// As [`decode_its`] for the headers (a secured GeoNetworking packet is `Unsupported`).
+pub fn its_payload(bytes: &[u8], framing: Framing) -> Result<&[u8], V2xError> {
     match framing {
         Framing::Uper => Ok(bytes),
         Framing::GeoNetworking => gn_btp_payload(bytes),

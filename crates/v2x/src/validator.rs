@@ -48,6 +48,36 @@ impl MessageFormat {
             _ => Self::Uper,
         }
     }
+
+    /// The station id of the CAM a message of this form carries, read from the CAM's header
+    /// without validating anything (a signature is not checked): for reading the sender's
+    /// history ahead. `None` for anything else.
+    #[must_use]
+    pub fn peek_cam_station_id(self, bytes: &[u8]) -> Option<u32> {
+        let pdu: Vec<u8> = match self {
+            Self::Uper => return crate::cam_v2::peek_station_id(bytes),
+            Self::GeoNetworking | Self::RadiotapFrame => {
+                let framing = if self == Self::GeoNetworking {
+                    Framing::GeoNetworking
+                } else {
+                    Framing::RadiotapFrame
+                };
+                match secured_gn(bytes, framing).ok()? {
+                    Some(gn) => {
+                        let signed = crate::security::unverified_payload(gn.secured)?;
+                        let packet = gn.unsecured_packet(&signed);
+                        crate::decode::its_payload(&packet, Framing::GeoNetworking)
+                            .ok()?
+                            .to_vec()
+                    }
+                    None => crate::decode::its_payload(bytes, framing).ok()?.to_vec(),
+                }
+            }
+            Self::Secured => crate::security::unverified_payload(bytes)?,
+            Self::JsonBeacon => return None,
+        };
+        crate::cam_v2::peek_station_id(&pdu)
+    }
 }
 
 /// The receiver's own state.

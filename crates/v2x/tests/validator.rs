@@ -448,3 +448,39 @@ fn binary_forms_are_told_apart_by_their_first_bytes() {
     assert_eq!(MessageFormat::of_binary(&[]), MessageFormat::Uper);
     assert_eq!(MessageFormat::of_binary(&[0]), MessageFormat::Uper);
 }
+
+/// What a new actor instance reads ahead with: the CAM's station id in every form it travels
+/// in, without verifying anything; nothing for other messages or garbage.
+#[test]
+fn the_cam_station_id_is_read_ahead_in_every_framing() {
+    let (frame, gn, _) = gn_of_radiotap_cam();
+    let chain = build::CamChain::new(600_000_000).expect("chain");
+    let signed_gn =
+        build::signed_data(&chain.root, &gn[4..], 36, 600_000_000_000_000, false).expect("sign");
+    let secured_gn = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &signed_gn].concat();
+    let secured_cam =
+        build::signed_data(&chain.root, CAM, 36, 600_000_000_000_000, false).expect("sign");
+    let radio = 2_624_309_139;
+    for (format, bytes, want) in [
+        (MessageFormat::Uper, CAM.to_vec(), Some(3_725_855_973)),
+        (MessageFormat::GeoNetworking, gn.clone(), Some(radio)),
+        (MessageFormat::RadiotapFrame, frame, Some(radio)),
+        (MessageFormat::GeoNetworking, secured_gn, Some(radio)),
+        (MessageFormat::Secured, secured_cam, Some(3_725_855_973)),
+        (
+            MessageFormat::Uper,
+            include_bytes!("../testdata/c-its-parser-denm.uper").to_vec(),
+            None,
+        ),
+        (MessageFormat::GeoNetworking, gn[..10].to_vec(), None),
+        (MessageFormat::Secured, vec![3, 0x81, 1], None),
+        (MessageFormat::JsonBeacon, b"{}".to_vec(), None),
+    ] {
+        assert_eq!(
+            format.peek_cam_station_id(&bytes),
+            want,
+            "{format:?} {} bytes",
+            bytes.len()
+        );
+    }
+}
