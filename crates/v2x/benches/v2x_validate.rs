@@ -71,6 +71,32 @@ fn bench(c: &mut Criterion) {
     g.bench_function("signed_p256_cam_cached_cert", |b| {
         b.iter(|| sv.validate(MessageFormat::Secured, std::hint::black_box(&msg), &ctx));
     });
+    // as it comes off the air: a secured GeoNetworking packet (TS 103 097), the signed part
+    // being the rest of a captured GN packet (common + extended header, BTP, CAM)
+    let frame =
+        hex::decode(include_str!("../testdata/c-its-parser-cam-radiotap.hex").trim()).expect("hex");
+    let llc = frame
+        .windows(8)
+        .position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47])
+        .expect("GN");
+    let gn = &frame[llc + 8..frame.len() - 4];
+    let signed =
+        build::signed_data(&chain.at, &gn[4..], 36, (now_ms - 10) * 1000, false).expect("sign");
+    let secured_gn = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &signed].concat();
+    assert!(
+        sv.validate(MessageFormat::GeoNetworking, &secured_gn, &ctx)
+            .expect("gn")
+            .signed
+    );
+    g.bench_function("secured_gn_p256_cam_cached_cert", |b| {
+        b.iter(|| {
+            sv.validate(
+                MessageFormat::GeoNetworking,
+                std::hint::black_box(&secured_gn),
+                &ctx,
+            )
+        });
+    });
     g.finish();
 }
 
