@@ -157,8 +157,9 @@ impl KvHistory {
         self.cells.borrow_mut().insert(cell, entries);
     }
 
-    /// Reads, in one call, the cells of `wanted` this message does not hold yet.
-    fn fetch_cells(&self, wanted: impl IntoIterator<Item = grid::Cell>) {
+    /// Reads, in one call, the cells of `wanted` this message does not hold yet; false when
+    /// that read failed.
+    fn fetch_cells(&self, wanted: impl IntoIterator<Item = grid::Cell>) -> bool {
         let mut missing: Vec<grid::Cell> = Vec::new();
         {
             let held = self.cells.borrow();
@@ -169,7 +170,7 @@ impl KvHistory {
             }
         }
         if missing.is_empty() {
-            return;
+            return true;
         }
         let keys: Vec<String> = missing.iter().map(|&c| grid::key(c)).collect();
         match cache::get_many(&self.ns, &keys) {
@@ -178,9 +179,13 @@ impl KvHistory {
                 for c in missing {
                     self.hold(c, values.next().flatten().as_ref().map(|e| e.value.as_slice()));
                 }
+                true
             }
-            // unread cells stay unheld: the search sees no one there, the store retries
-            Err(_) => store_error("get-many"),
+            // unread cells stay unheld: the search is skipped, the store retries
+            Err(_) => {
+                store_error("get-many");
+                false
+            }
         }
     }
 
@@ -221,21 +226,32 @@ impl HistoryStore for KvHistory {
         self.track_from(value(0), value(1))
     }
 
-    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) {
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool {
         let mine = grid::cells_of(around);
+        if mine.is_empty() {
+            return false; // not a place
+        }
         let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
         // the cells it leaves are read now too, so `store` can refile it without another call
-        self.fetch_cells(mine.iter().chain(&before).copied());
+        if !self.fetch_cells(mine.iter().chain(&before).copied()) {
+            return false;
+        }
         let held = self.cells.borrow();
         let start = out.len();
         for c in &mine {
             for e in held.get(c).into_iter().flatten() {
-                let seen = out[start..].iter().any(|o| o.pseudonym == e.pseudonym);
-                if e.pseudonym != around.pseudonym && e.receive_s >= since_s && !seen {
-                    out.push(*e);
+                if e.pseudonym == around.pseudonym || e.receive_s < since_s {
+                    continue;
+                }
+                // a vehicle filed twice (a race between instances) counts where it was last
+                match out[start..].iter_mut().find(|o| o.pseudonym == e.pseudonym) {
+                    Some(o) if o.receive_s < e.receive_s => *o = *e,
+                    Some(_) => {}
+                    None => out.push(*e),
                 }
             }
         }
+        true
     }
 
     fn store(&mut self, track: Track) {

@@ -312,7 +312,11 @@ impl Checks<'_> {
         cur: &Kinematics,
         pseudonym: u64,
         others: &[Footprint],
+        searched: bool,
     ) -> CheckResult {
+        if !searched {
+            return CheckResult::skipped(names::INTERSECTION);
+        }
         let mut worst: Option<f64> = None;
         for o in others {
             if o.pseudonym == pseudonym {
@@ -338,7 +342,9 @@ impl Checks<'_> {
                     le(f, self.t.max_intersection_factor, soft),
                 )
             }
-            None => CheckResult::skipped(names::INTERSECTION),
+            // no one close enough in the window: ran, nothing overlaps (the same whether a store
+            // returned far vehicles too or only those around)
+            None => CheckResult::ran(names::INTERSECTION, 1.0),
         }
     }
 
@@ -507,16 +513,19 @@ mod tests {
             ..track(0.2, 0.0, 1.0, 10.0, 90.0)
         });
         assert!(
-            c.intersection(&same, 1, std::slice::from_ref(&other))
+            c.intersection(&same, 1, std::slice::from_ref(&other), true)
                 .failed()
         );
         let apart = Footprint::of(&Track {
             pseudonym: 2,
             ..track(0.0, 3.5, 1.0, 10.0, 90.0)
         });
-        let r = c.intersection(&same, 1, &[apart]);
+        let r = c.intersection(&same, 1, &[apart], true);
         assert!(!r.failed() && !r.skipped);
-        assert!(c.intersection(&same, 1, &[]).skipped);
+        // nobody around: ran and passed; no search possible: skipped
+        let alone = c.intersection(&same, 1, &[], true);
+        assert!(!alone.skipped && !alone.failed());
+        assert!(c.intersection(&same, 1, &[], false).skipped);
         let mut late = k(0.0, 0.0, 1.0, 10.0, 90.0);
         late.t_rcv = 3.0;
         assert!(c.freshness(&late).failed());

@@ -294,20 +294,21 @@ pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>
             "secured GeoNetworking packet without 1609.2 data".into(),
         ));
     }
-    let secured = match framing {
-        Framing::RadiotapFrame => {
-            // a length the guard cannot measure is left whole: verification names the fault
-            let len = crate::oer_guard::ieee1609_dot2_data_len(rest).unwrap_or(rest.len());
-            let after = rest.len() - len;
-            if after > 4 {
-                return Err(V2xError::Decode(format!(
-                    "{after} bytes after the secured GeoNetworking packet (a frame check sequence is 4)"
-                )));
-            }
-            rest.get(..len).unwrap_or(rest)
-        }
-        _ => rest,
+    // a length the guard cannot measure is left whole: verification names the fault
+    let len = crate::oer_guard::ieee1609_dot2_data_len(rest).unwrap_or(rest.len());
+    let after = rest.len().saturating_sub(len);
+    // in a radiotap frame the 802.11 frame check sequence may follow; nothing else may
+    let allowed = if framing == Framing::RadiotapFrame {
+        4
+    } else {
+        0
     };
+    if after > allowed {
+        return Err(V2xError::Decode(format!(
+            "{after} bytes after the 1609.2 data of a secured GeoNetworking packet"
+        )));
+    }
+    let secured = rest.get(..len).unwrap_or(rest);
     Ok(Some(SecuredGn {
         basic_header: [*b0, *b1, *b2, *b3],
         secured,

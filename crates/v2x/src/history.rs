@@ -108,6 +108,10 @@ pub mod grid {
     pub const MAX_RADIUS_M: f64 = 2.0 * CELL_M;
     /// Bytes per footprint in [`encode`].
     pub const RECORD_BYTES: usize = 64;
+    /// Footprints kept per cell: the most recently received (16 KiB encoded). Hundreds of
+    /// vehicles within 32 m is not traffic but a flood of made-up pseudonyms; it must not grow
+    /// what every neighbour reads and writes.
+    pub const MAX_PER_CELL: usize = 256;
     const VERSION: u8 = 1;
 
     /// A cell's column and row.
@@ -213,7 +217,8 @@ pub mod grid {
     }
 
     /// Files `fp` in a cell's `entries` (when `insert`) after taking out its pseudonym's
-    /// older entry and every entry received before `keep_since_s`; true when anything changed.
+    /// older entry and every entry received before `keep_since_s`, then the least recently
+    /// received ones beyond [`MAX_PER_CELL`]; true when anything changed.
     pub fn refile(
         entries: &mut Vec<Footprint>,
         fp: &Footprint,
@@ -225,6 +230,14 @@ pub mod grid {
         let removed = entries.len() != before;
         if insert {
             entries.push(*fp);
+        }
+        while entries.len() > MAX_PER_CELL {
+            let oldest = entries
+                .iter()
+                .enumerate()
+                .min_by(|a, b| a.1.receive_s.total_cmp(&b.1.receive_s))
+                .map_or(0, |(i, _)| i);
+            entries.swap_remove(oldest);
         }
         removed || insert
     }
@@ -239,9 +252,11 @@ pub trait HistoryStore {
     fn store(&mut self, track: Track);
     /// Footprints of other pseudonyms heard at or after `since_s` (receive time) that may
     /// overlap `around`, for the intersection check. Implementations may return more than
-    /// overlaps (the check measures each); one that cannot search may return nothing (the
-    /// check is then skipped). Called after [`Self::load`] of `around`'s pseudonym.
-    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>);
+    /// overlaps (the check measures each), and the check's result does not depend on how many
+    /// more. Returns whether the search could be made: `false` (the check is then skipped) for
+    /// a store that cannot search or could not read, or a position that is not a place.
+    /// Called after [`Self::load`] of `around`'s pseudonym.
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool;
     /// Last 1609.2 generation time (µs) accepted for a signer key (replay detection).
     fn last_secured_generation(&self, signer: u64) -> Option<u64>;
     /// Records the last 1609.2 generation time (µs) for a signer key.
@@ -311,13 +326,17 @@ impl HistoryStore for MemoryHistory {
             self.expire();
         }
     }
-    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) {
+    fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool {
+        if !(around.pos.x.is_finite() && around.pos.y.is_finite()) {
+            return false;
+        }
         out.extend(
             self.tracks
                 .values()
                 .filter(|t| t.pseudonym != around.pseudonym && t.last_receive_s >= since_s)
                 .map(Footprint::of),
         );
+        true
     }
     fn last_secured_generation(&self, signer: u64) -> Option<u64> {
         self.secured.get(&signer).copied()
@@ -463,5 +482,17 @@ mod tests {
         assert_eq!(cell.len(), 1);
         // not filed here and nothing stale: unchanged
         assert!(!grid::refile(&mut cell, &moved, false, 0.5));
+        // a flood of pseudonyms at one place keeps only the most recent
+        let mut flooded = Vec::new();
+        for i in 0..(grid::MAX_PER_CELL as u64 + 50) {
+            #[allow(clippy::cast_precision_loss)]
+            let t = 10.0 + i as f64 * 0.001;
+            grid::refile(&mut flooded, &fp(100 + i, 1.0, 1.0, t, 4.5, 1.8), true, 0.0);
+        }
+        assert_eq!(flooded.len(), grid::MAX_PER_CELL);
+        assert!(
+            flooded.iter().all(|e| e.pseudonym >= 150),
+            "the 50 oldest went"
+        );
     }
 }

@@ -54,6 +54,9 @@ impl MessageFormat {
     /// history ahead. `None` for anything else.
     #[must_use]
     pub fn peek_cam_station_id(self, bytes: &[u8]) -> Option<u32> {
+        if bytes.len() > crate::decode::DEFAULT_MAX_PAYLOAD {
+            return None; // validation refuses it as too large
+        }
         let pdu: Vec<u8> = match self {
             Self::Uper => return crate::cam_v2::peek_station_id(bytes),
             Self::GeoNetworking | Self::RadiotapFrame => {
@@ -580,8 +583,9 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             width_m: k.width,
         };
         self.scratch.clear();
-        self.history
-            .nearby(&around, rcv_s - t.intersection_window_s, &mut self.scratch);
+        let searched =
+            self.history
+                .nearby(&around, rcv_s - t.intersection_window_s, &mut self.scratch);
         let c = Checks { t };
         let road = self.projected.as_ref().map(|m| m.distance_to_road(k.pos));
         let mut checks = Vec::with_capacity(names::PLAUSIBILITY.len() + security.len());
@@ -610,7 +614,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             }
         }
         checks.push(c.map(&k, road));
-        checks.push(c.intersection(&k, obs.pseudonym, &self.scratch));
+        checks.push(c.intersection(&k, obs.pseudonym, &self.scratch, searched));
         checks.push(c.freshness(&k));
         if !position_valid {
             checks.push(CheckResult::ran("position_available", 0.0));

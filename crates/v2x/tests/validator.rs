@@ -409,6 +409,13 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
     }
     assert!(flipped > 10, "{flipped}");
 
+    // anything after the 1609.2 data is not signed: refused, by name
+    let trailing = [base.as_slice(), &[0]].concat();
+    let r = v.validate(MessageFormat::GeoNetworking, &trailing, &ctx);
+    assert!(
+        matches!(&r, Err(edgecell_v2x::V2xError::Decode(m)) if m.contains("bytes after the 1609.2 data")),
+        "{r:?}"
+    );
     // truncated: typed errors
     for cut in [4, 5, 20, base.len() / 2, base.len() - 1] {
         let r = v.validate(MessageFormat::GeoNetworking, &base[..cut], &ctx);
