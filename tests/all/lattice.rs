@@ -25,6 +25,20 @@ async fn request(client: &async_nats::Client, subject: &str, body: Vec<u8>) -> s
     serde_json::from_slice(&reply.payload).unwrap_or_else(|e| panic!("reply on {subject} is not JSON ({e}): {:?}", reply.payload))
 }
 
+/// Puts a video frame into the cache through the kv-cache provider's ingest subject; false when
+/// no provider stored it within 2 s.
+async fn put_frame(client: &async_nats::Client, key: &str, data: &[u8]) -> bool {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("edgecell-namespace", "frames");
+    headers.insert("edgecell-key", key);
+    headers.insert("edgecell-ttl-ms", "60000");
+    let put = client.request_with_headers("edgecell.cache.put.video-analytics", headers, data.to_vec().into());
+    match tokio::time::timeout(Duration::from_secs(2), put).await {
+        Ok(Ok(m)) => serde_json::from_slice::<serde_json::Value>(&m.payload).is_ok_and(|v| v["version"].is_u64()),
+        _ => false,
+    }
+}
+
 /// Waits until an actor answers on `subject` (its subscription is live), retrying every 2 s.
 /// Whether an actor's reply is the kv-cache provider's `unavailable` for a caller whose link
 /// has not reached the provider yet: `deployed` can come before wadm's link puts are delivered.
@@ -32,17 +46,38 @@ fn cache_link_pending(payload: &[u8]) -> bool {
     String::from_utf8_lossy(payload).contains("has no link to this kv-cache provider")
 }
 
-async fn wait_ready(client: &async_nats::Client, subject: &str, body: &[u8]) -> Duration {
+async fn wait_ready(client: &async_nats::Client, subject: &str, body: &[u8], host_pid: u32) -> Duration {
     let start = Instant::now();
+    let mut pending = 0u32;
     loop {
         let ask = client.request(subject.to_owned(), body.to_vec().into());
         match tokio::time::timeout(Duration::from_secs(2), ask).await {
-            Ok(Ok(reply)) if cache_link_pending(&reply.payload) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Ok(reply)) if cache_link_pending(&reply.payload) => {
+                pending += 1;
+                if pending == 25 {
+                    restart_cache_provider(host_pid, subject);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
             Ok(Ok(_)) => return start.elapsed(),
             _ => {}
         }
         assert!(start.elapsed() < Duration::from_secs(90), "nothing answers on {subject} 90 s after `deployed`");
     }
+}
+
+/// The 1.9 host may send a link put to a provider that is still starting, after its start-up
+/// data was taken and before it listens for puts; that link is then never delivered (seen on
+/// cold runs: wadm puts links while it scales providers). A provider reads every link when it
+/// starts, so after 5 s of "no link (yet)" the test restarts the kv-cache provider (a child of
+/// the host it started), as an operator would, and says so. Returns the PID it killed.
+fn restart_cache_provider(host_pid: u32, waiting_on: &str) -> Option<u32> {
+    let (pid, _) = children_of(host_pid)
+        .into_iter()
+        .find(|(_, cmd)| cmd.contains("kv-cache") || cmd.contains("kv_cache"))?;
+    eprintln!("{waiting_on}: the actor's cache link has not reached the kv-cache provider in 5 s; restarting the provider (pid {pid})");
+    let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    Some(pid)
 }
 
 /// Everything received on `subject` until `quiet` passes without a message.
@@ -70,8 +105,8 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         // `deployed` means wadm placed everything; the messaging provider's subscriptions may
         // still be on their way: each actor must answer once before the checks start
         let ready = [
-            wait_ready(&client, "edgecell.iot.in.ready", b"[]").await,
-            wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await,
+            wait_ready(&client, "edgecell.iot.in.ready", b"[]", lattice.host.pid()).await,
+            wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0), lattice.host.pid()).await,
         ];
         eprintln!("actors answering {ready:?} after `deployed`");
         // the sensor-fusion component's first cache calls through a new link have been seen to
@@ -172,18 +207,14 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         let mut frames = 0u64;
         let mut tracks = std::collections::BTreeSet::new();
         let mut video_lost = Vec::new();
-        // replies saying the video actor's cache link has not reached the provider yet
+        // replies saying the video actor's cache link has not reached the provider yet (after
+        // 5 s of them the provider is restarted: see `restart_cache_provider`)
         let mut link_pending = 0u32;
+        let mut cache_restarted = None;
         for f in avi.frames() {
             let f = f.unwrap();
             let key = format!("vtest/{}", f.index);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("edgecell-namespace", "frames");
-            headers.insert("edgecell-key", key.as_str());
-            headers.insert("edgecell-ttl-ms", "60000");
-            let put = client.request_with_headers("edgecell.cache.put.video-analytics", headers, f.data.to_vec().into()).await.unwrap();
-            let put: serde_json::Value = serde_json::from_slice(&put.payload).unwrap();
-            assert!(put["version"].is_u64(), "cache put: {put}");
+            assert!(put_frame(&client, &key, f.data).await, "cache put of frame {}", f.index);
             let r = edgecell_vision::wire::FrameRef {
                 stream: "vtest".into(),
                 sequence: f.index,
@@ -192,7 +223,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
                 width: 0,
                 height: 0,
                 namespace: "frames".into(),
-                key,
+                key: key.clone(),
             };
             // a frame whose invocation was lost (see the fusion loop) is sent again, as an
             // at-least-once producer would: a redelivered frame does not move the stream state
@@ -202,8 +233,20 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
             while attempts < 3 {
                 let ask = client.request("edgecell.video.frames.vtest", body.clone().into());
                 match tokio::time::timeout(Duration::from_secs(12), ask).await {
-                    Ok(Ok(reply)) if cache_link_pending(&reply.payload) && link_pending < 100 => {
+                    Ok(Ok(reply)) if cache_link_pending(&reply.payload) && link_pending < 200 => {
                         link_pending += 1;
+                        if link_pending == 25 && cache_restarted.is_none() {
+                            cache_restarted = restart_cache_provider(lattice.host.pid(), "edgecell.video.frames.vtest");
+                            if cache_restarted.is_some() {
+                                // the frame went with the provider's memory: put it again once
+                                // the host has started a new one
+                                let t = Instant::now();
+                                while !put_frame(&client, &key, f.data).await {
+                                    assert!(t.elapsed() < Duration::from_secs(60), "no kv-cache provider 60 s after the restart");
+                                    tokio::time::sleep(Duration::from_millis(500)).await;
+                                }
+                            }
+                        }
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                     Ok(Ok(reply)) => {
@@ -232,7 +275,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         }
         eprintln!(
             "video: {frames} frames, tracks {tracks:?}, crossings {crossings:?}, attempts lost on frames {video_lost:?}, \
-             {link_pending} replies before the cache link was live"
+             {link_pending} replies before the cache link was live, kv-cache provider restarted for it: {cache_restarted:?}"
         );
         assert!(video_lost.len() <= 2, "{} video invocations got no reply: frames {video_lost:?}", video_lost.len());
         assert_eq!(tracks.len(), 5, "{tracks:?}");
@@ -247,10 +290,12 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         // a lost message is counted or not, depending on where its invocation failed
         let n = envelopes.len() as f64;
         assert!(fused <= n && fused >= n - lost.len() as f64, "{fused} inputs counted for {n} messages, {} lost\n{text}", lost.len());
-        // a lost invocation may have counted its frame before it failed
+        // a lost or refused invocation (cache link pending) may have counted its frame before
+        // it failed
         let counted = metric_sum(&text, "video_frames_total", &[("stream", "vtest")]);
         let f = frames as f64;
-        assert!(counted >= f && counted <= f + video_lost.len() as f64, "{counted} frames counted for {frames}, {} lost\n{text}", video_lost.len());
+        let failed = video_lost.len() as f64 + f64::from(link_pending);
+        assert!(counted >= f && counted <= f + failed, "{counted} frames counted for {frames}, {failed} failed attempts\n{text}");
     })));
     if let Err(panic) = outcome {
         eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
@@ -281,7 +326,7 @@ fn a_producers_trace_is_continued_through_the_lattice_and_exported() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {
         let client = async_nats::connect(&lattice.nats.url).await.unwrap();
-        wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
+        wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0), lattice.host.pid()).await;
         for (k, t) in [(1.0, 300.0), (2.0, 310.0)] {
             let v = request(&client, "edgecell.v2x.in.local", beacon(9, k, t, 10.0)).await;
             assert!(v["verdict"].is_string(), "{v}");
