@@ -41,6 +41,17 @@ fn failed(v: &Validation) -> Vec<&str> {
     v.checks.iter().filter(|c| !c.skipped && c.confidence < 0.5).map(|c| c.name.as_str()).collect()
 }
 
+/// c-its-parser's captured CAM as its radiotap + 802.11 frame, and the GeoNetworking packet in
+/// it (from the LLC/SNAP header on, without the frame's 4-byte FCS).
+pub fn radiotap_cam() -> (Vec<u8>, Vec<u8>) {
+    let text = String::from_utf8(testdata("c-its-parser-cam-radiotap.hex")).unwrap();
+    let text = text.trim();
+    let frame: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
+    let llc = frame.windows(8).position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47]).unwrap();
+    let gn = frame[llc + 8..frame.len() - 4].to_vec();
+    (frame, gn)
+}
+
 /// A VeReMi type 3 beacon moving east (heading vector (1, 0)) at `speed` m/s.
 /// A VeReMi type-3 beacon of `pseudo` at (x, 0) moving along x.
 pub fn beacon(pseudo: u64, t: f64, x: f64, speed: f64) -> Vec<u8> {
@@ -159,12 +170,7 @@ fn release_2_cams_denms_and_cpms_validate_in_the_component_as_natively() {
 #[test]
 fn geonetworking_framed_cams_validate_in_the_component() {
     use edgecell_v2x::validator::{MessageFormat as Native, ReceiveContext, Validator};
-    let text = String::from_utf8(testdata("c-its-parser-cam-radiotap.hex")).unwrap();
-    let text = text.trim();
-    let raw: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
-    let body = &raw[..raw.len() - 4]; // FCS
-    let llc = body.windows(8).position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47]).unwrap();
-    let gn = body[llc + 8..].to_vec();
+    let (_, gn) = radiotap_cam();
     let h = host(edgecell::RuntimeConfig::default());
     let a = actor(&h);
     let mut inst = a.instantiate().unwrap();
@@ -376,11 +382,7 @@ fn the_message_handler_publishes_verdicts_and_reports() {
 #[test]
 fn the_handler_validates_every_binary_form_a_producer_sends() {
     use edgecell_v2x::security::build;
-    let text = String::from_utf8(testdata("c-its-parser-cam-radiotap.hex")).unwrap();
-    let text = text.trim();
-    let frame: Vec<u8> = (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect();
-    let llc = frame.windows(8).position(|w| w == [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47]).unwrap();
-    let gn = frame[llc + 8..frame.len() - 4].to_vec();
+    let (frame, gn) = radiotap_cam();
     let h = host(edgecell::RuntimeConfig::default());
     let mut s = spec("v2x-validator", common::component("edgecell_v2x_validator.wasm"));
     s.config.insert("namespace".into(), "forms".into());

@@ -189,6 +189,14 @@ impl KvHistory {
         }
     }
 
+    /// Reads the cells `mine` and those the sender's previous footprint was filed under (it
+    /// leaves them when it moves), so `store` can refile it without another call; false when
+    /// the read failed.
+    fn fetch_around(&self, mine: &[grid::Cell]) -> bool {
+        let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
+        self.fetch_cells(mine.iter().chain(&before).copied())
+    }
+
     /// The sender's track from its entries, against the trace clock.
     fn track_from(&self, track: Option<&[u8]>, clock: Option<&[u8]>) -> Option<Track> {
         let clock = parse_clock(clock);
@@ -231,9 +239,7 @@ impl HistoryStore for KvHistory {
         if mine.is_empty() {
             return false; // not a place
         }
-        let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
-        // the cells it leaves are read now too, so `store` can refile it without another call
-        if !self.fetch_cells(mine.iter().chain(&before).copied()) {
+        if !self.fetch_around(&mine) {
             return false;
         }
         let held = self.cells.borrow();
@@ -259,8 +265,8 @@ impl HistoryStore for KvHistory {
         let clock = self.clock.get().max(track.last_receive_s);
         self.clock.set(clock);
         let mine = grid::cells_of(&fp);
-        let before = self.prev.get().map(|p| grid::cells_of(&p)).unwrap_or_default();
-        self.fetch_cells(mine.iter().chain(&before).copied());
+        // already held after `nearby`; read here only when that read failed
+        self.fetch_around(&mine);
         let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(2 + mine.len());
         match serde_json::to_vec(&track) {
             Ok(t) => writes.push((format!("track/{}", track.pseudonym), t)),

@@ -131,23 +131,8 @@ fn sniff(bytes: &[u8]) -> InputFormat {
 
 /// The generationDeltaTime of a binary message, without validating it.
 fn peek_gdt(format: MessageFormat, bytes: &[u8]) -> Option<u32> {
-    let (framing, inner) = match format {
-        MessageFormat::Uper => (Framing::Uper, bytes.to_vec()),
-        MessageFormat::GeoNetworking | MessageFormat::RadiotapFrame => {
-            let framing =
-                if format == MessageFormat::GeoNetworking { Framing::GeoNetworking } else { Framing::RadiotapFrame };
-            match edgecell_v2x::decode::secured_gn(bytes, framing).ok()? {
-                Some(gn) => {
-                    let signed = edgecell_v2x::security::unverified_payload(gn.secured)?;
-                    (Framing::GeoNetworking, gn.unsecured_packet(&signed))
-                }
-                None => (framing, bytes.to_vec()),
-            }
-        }
-        MessageFormat::Secured => (Framing::Uper, edgecell_v2x::security::unverified_payload(bytes)?),
-        MessageFormat::JsonBeacon => return None,
-    };
-    decode_its(&inner, framing, 0).ok().map(|o| o.generation_delta_time)
+    let pdu = format.unverified_pdu(bytes)?;
+    decode_its(&pdu, Framing::Uper, 0).ok().map(|o| o.generation_delta_time)
 }
 
 /// Receive clock for files of binary messages: each message is received at its own generation

@@ -3,6 +3,8 @@
 //! The output [`Validation`] is shaped after the WIT `validation` record; the actor maps it
 //! field by field. [`MisbehaviourReport`] is shaped after ETSI TS 103 759.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::checks::{CheckResult, Checks, Kinematics, names};
@@ -49,37 +51,50 @@ impl MessageFormat {
         }
     }
 
-    /// The station id of the CAM a message of this form carries, read from the CAM's header
-    /// without validating anything (a signature is not checked): for reading the sender's
-    /// history ahead. `None` for anything else.
+    /// The framing of a binary form's headers; `None` for 1609.2 data and JSON beacons.
     #[must_use]
-    pub fn peek_cam_station_id(self, bytes: &[u8]) -> Option<u32> {
+    pub const fn framing(self) -> Option<Framing> {
+        match self {
+            Self::Uper => Some(Framing::Uper),
+            Self::GeoNetworking => Some(Framing::GeoNetworking),
+            Self::RadiotapFrame => Some(Framing::RadiotapFrame),
+            Self::Secured | Self::JsonBeacon => None,
+        }
+    }
+
+    /// The ITS PDU a binary message of this form carries, taken out of its headers and any
+    /// 1609.2 envelope without verifying anything (a signature is not checked): for reading
+    /// ahead, never for a verdict. `None` when it cannot be taken out, or the message is over
+    /// the payload limit.
+    #[must_use]
+    pub fn unverified_pdu(self, bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
+        use crate::decode::its_payload;
+        use crate::security::unverified_payload;
         if bytes.len() > crate::decode::DEFAULT_MAX_PAYLOAD {
             return None; // validation refuses it as too large
         }
-        let pdu: Vec<u8> = match self {
-            Self::Uper => return crate::cam_v2::peek_station_id(bytes),
-            Self::GeoNetworking | Self::RadiotapFrame => {
-                let framing = if self == Self::GeoNetworking {
-                    Framing::GeoNetworking
-                } else {
-                    Framing::RadiotapFrame
-                };
-                match secured_gn(bytes, framing).ok()? {
-                    Some(gn) => {
-                        let signed = crate::security::unverified_payload(gn.secured)?;
-                        let packet = gn.unsecured_packet(&signed);
-                        crate::decode::its_payload(&packet, Framing::GeoNetworking)
-                            .ok()?
-                            .to_vec()
-                    }
-                    None => crate::decode::its_payload(bytes, framing).ok()?.to_vec(),
-                }
-            }
-            Self::Secured => crate::security::unverified_payload(bytes)?,
-            Self::JsonBeacon => return None,
+        let Some(framing) = self.framing() else {
+            return match self {
+                Self::Secured => unverified_payload(bytes).map(Cow::Owned),
+                _ => None,
+            };
         };
-        crate::cam_v2::peek_station_id(&pdu)
+        match secured_gn(bytes, framing).ok()? {
+            Some(gn) => {
+                let packet = gn.unsecured_packet(&unverified_payload(gn.secured)?);
+                let pdu = its_payload(&packet, Framing::GeoNetworking).ok()?;
+                Some(Cow::Owned(pdu.to_vec()))
+            }
+            None => its_payload(bytes, framing).ok().map(Cow::Borrowed),
+        }
+    }
+
+    /// The station id of the CAM a message of this form carries, read from the CAM's header
+    /// without validating anything (see [`Self::unverified_pdu`]): for reading the sender's
+    /// history ahead. `None` for anything else.
+    #[must_use]
+    pub fn peek_cam_station_id(self, bytes: &[u8]) -> Option<u32> {
+        crate::cam_v2::peek_station_id(&self.unverified_pdu(bytes)?)
     }
 }
 
@@ -379,11 +394,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         let rcv_its_ms = unix_ns_to_its_ms(ctx.received_at_ns);
         match format {
             MessageFormat::Uper | MessageFormat::GeoNetworking | MessageFormat::RadiotapFrame => {
-                let framing = match format {
-                    MessageFormat::GeoNetworking => Framing::GeoNetworking,
-                    MessageFormat::RadiotapFrame => Framing::RadiotapFrame,
-                    _ => Framing::Uper,
-                };
+                let framing = format.framing().unwrap_or(Framing::Uper);
                 if let Some(gn) = secured_gn(payload, framing)? {
                     return self.validate_secured(gn.secured, Some(&gn), rcv_its_ms, ctx);
                 }
