@@ -74,8 +74,8 @@ thread_local! {
 
 // ---- cache-backed stores -------------------------------------------------------------------
 
-/// Per-pseudonym tracks in the cache (`track/<pseudonym>`), the newest receive time seen
-/// (`clock`, the trace-time expiry) and, for the intersection check, the footprints of recent
+/// Per-pseudonym tracks in the cache (`track/<pseudonym>`, judged current against each
+/// message's own receive time) and, for the intersection check, the footprints of recent
 /// vehicles filed by place (`cell/<i>/<j>`, see [`grid`]). A message reads and writes its
 /// sender's track and the cells around it: a few hundred bytes, however many vehicles are heard.
 ///
@@ -85,23 +85,20 @@ thread_local! {
 struct KvHistory {
     ns: String,
     keep_s: f64,
-    /// The trace clock as read by the last `load` (or advanced by the last `store`).
-    clock: Cell<f64>,
     /// The cells read for the message being handled (absent = empty).
     cells: RefCell<HashMap<grid::Cell, Vec<Footprint>>>,
     /// The handled sender's footprint as stored before this message: its cells drop it.
     prev: Cell<Option<Footprint>>,
-    /// `track/<pseudonym>`, `clock` and cells as a new instance read them with its stored state
+    /// `track/<pseudonym>` and cells as a new instance read them with its stored state
     /// (see [`SENDER_HINT`]): the first `load` of that pseudonym takes them instead of a call.
     prefetched: RefCell<Option<Prefetched>>,
 }
 
-/// A sender's entries read ahead: the pseudonym, `track/<pseudonym>`, `clock`, and the cells
+/// A sender's entries read ahead: the pseudonym, `track/<pseudonym>` and the cells
 /// around the position it reports with their values.
 struct Prefetched {
     pseudonym: u64,
     track: Option<Vec<u8>>,
-    clock: Option<Vec<u8>>,
     cells: Vec<(grid::Cell, Option<Vec<u8>>)>,
 }
 
@@ -128,16 +125,11 @@ fn store_error(op: &str) {
     count("v2x_store_errors_total", &[("op", op)]);
 }
 
-fn parse_clock(v: Option<&[u8]>) -> f64 {
-    v.and_then(|v| std::str::from_utf8(v).ok()?.parse::<f64>().ok()).filter(|c| c.is_finite()).unwrap_or(f64::MIN)
-}
-
 impl KvHistory {
     fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>) -> Self {
         Self {
             ns: ns.to_owned(),
             keep_s,
-            clock: Cell::new(f64::MIN),
             cells: RefCell::new(HashMap::new()),
             prev: Cell::new(None),
             prefetched: RefCell::new(prefetched),
@@ -197,20 +189,18 @@ impl KvHistory {
         self.fetch_cells(mine.iter().chain(&before).copied())
     }
 
-    /// The sender's track from its entries, against the trace clock.
-    fn track_from(&self, track: Option<&[u8]>, clock: Option<&[u8]>) -> Option<Track> {
-        let clock = parse_clock(clock);
-        self.clock.set(clock);
+    /// The sender's track from its entry, for a message received at `now_s`.
+    fn track_from(&self, track: Option<&[u8]>, now_s: f64) -> Option<Track> {
         let track = track
             .and_then(|t| serde_json::from_slice::<Track>(t).ok())
-            .filter(|t| t.last_receive_s >= clock - HISTORY_TRACE_TTL_S);
+            .filter(|t| t.current_at(now_s, HISTORY_TRACE_TTL_S));
         self.prev.set(track.as_ref().map(Footprint::of));
         track
     }
 }
 
 impl HistoryStore for KvHistory {
-    fn load(&self, pseudonym: u64) -> Option<Track> {
+    fn load(&self, pseudonym: u64, now_s: f64) -> Option<Track> {
         // a message starts here: cells read for an earlier one may have changed since
         self.cells.borrow_mut().clear();
         // only while the message it was read for is being handled: never a stale read later
@@ -222,16 +212,16 @@ impl HistoryStore for KvHistory {
             for (c, v) in &p.cells {
                 self.hold(*c, v.as_deref());
             }
-            return self.track_from(p.track.as_deref(), p.clock.as_deref());
+            return self.track_from(p.track.as_deref(), now_s);
         }
-        let keys = vec![format!("track/{pseudonym}"), "clock".to_owned()];
-        let Ok(entries) = cache::get_many(&self.ns, &keys) else {
-            store_error("get-many");
-            self.prev.set(None);
-            return None;
-        };
-        let value = |i: usize| entries.get(i).and_then(Option::as_ref).map(|e| e.value.as_slice());
-        self.track_from(value(0), value(1))
+        match cache::get(&self.ns, &format!("track/{pseudonym}")) {
+            Ok(entry) => self.track_from(entry.as_ref().map(|e| e.value.as_slice()), now_s),
+            Err(_) => {
+                store_error("get");
+                self.prev.set(None);
+                None
+            }
+        }
     }
 
     fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool {
@@ -262,21 +252,18 @@ impl HistoryStore for KvHistory {
 
     fn store(&mut self, track: Track) {
         let fp = Footprint::of(&track);
-        let clock = self.clock.get().max(track.last_receive_s);
-        self.clock.set(clock);
         let mine = grid::cells_of(&fp);
         // already held after `nearby`; read here only when that read failed
         self.fetch_around(&mine);
-        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(2 + mine.len());
+        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(1 + mine.len());
         match serde_json::to_vec(&track) {
             Ok(t) => writes.push((format!("track/{}", track.pseudonym), t)),
             Err(_) => store_error("encode"),
         }
-        writes.push(("clock".to_owned(), clock.to_string().into_bytes()));
         for (cell, entries) in self.cells.borrow_mut().iter_mut() {
             let insert = mine.contains(cell);
             let filed_here = entries.iter().any(|e| e.pseudonym == fp.pseudonym);
-            if (insert || filed_here) && grid::refile(entries, &fp, insert, clock - self.keep_s) {
+            if (insert || filed_here) && grid::refile(entries, &fp, insert, self.keep_s) {
                 writes.push((grid::key(*cell), grid::encode(entries)));
             }
         }
@@ -373,7 +360,7 @@ fn read_stored(ns: &str) -> Stored {
     let mut keys = ["config", "origin", "ego"].map(str::to_owned).to_vec();
     let mut cells = Vec::new();
     if let Some(h) = hint {
-        keys.extend([format!("track/{}", h.pseudonym), "clock".to_owned()]);
+        keys.push(format!("track/{}", h.pseudonym));
         cells = h.pos.map(|p| grid::cells_touching(p, HINT_RADIUS_M)).unwrap_or_default();
         keys.extend(cells.iter().map(|&c| grid::key(c)));
     }
@@ -384,7 +371,6 @@ fn read_stored(ns: &str) -> Stored {
             let history = hint.map(|h| Prefetched {
                 pseudonym: h.pseudonym,
                 track: values.next().flatten(),
-                clock: values.next().flatten(),
                 cells: cells.into_iter().map(|c| (c, values.next().flatten())).collect(),
             });
             Stored { config, origin, ego, history }

@@ -270,13 +270,13 @@ impl SecuredGn<'_> {
 /// The secured GeoNetworking packet in a [`Framing::GeoNetworking`] or
 /// [`Framing::RadiotapFrame`] payload; `None` for an unsecured packet or a bare PDU.
 ///
-/// In a radiotap frame the 802.11 frame check sequence (4 bytes) may follow the packet; the
-/// 1609.2 data is then taken at its own encoded length.
+/// A radiotap frame's 802.11 frame check sequence is checked and taken off first (see
+/// `gn_in_radiotap`); the 1609.2 data then ends the packet.
 ///
 /// # Errors
-/// [`V2xError::Decode`] for a radiotap frame without a GeoNetworking payload, a secured
-/// packet without 1609.2 data, or a radiotap frame with more than a frame check sequence
-/// after the 1609.2 data.
+/// [`V2xError::Decode`] for a radiotap frame without a GeoNetworking payload or with a bad
+/// frame check sequence, a secured packet without 1609.2 data, or bytes after the 1609.2
+/// data.
 pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>>, V2xError> {
     let gn = match framing {
         Framing::Uper => return Ok(None),
@@ -297,13 +297,7 @@ pub fn secured_gn(bytes: &[u8], framing: Framing) -> Result<Option<SecuredGn<'_>
     // a length the guard cannot measure is left whole: verification names the fault
     let len = crate::oer_guard::ieee1609_dot2_data_len(rest).unwrap_or(rest.len());
     let after = rest.len().saturating_sub(len);
-    // in a radiotap frame the 802.11 frame check sequence may follow; nothing else may
-    let allowed = if framing == Framing::RadiotapFrame {
-        4
-    } else {
-        0
-    };
-    if after > allowed {
+    if after > 0 {
         return Err(V2xError::Decode(format!(
             "{after} bytes after the 1609.2 data of a secured GeoNetworking packet"
         )));
@@ -364,18 +358,73 @@ fn check_gn_speed(gn: &[u8]) -> Result<(), V2xError> {
     }
 }
 
-/// The GeoNetworking packet inside a radiotap + 802.11 + LLC/SNAP (ethertype 0x8947) frame.
+/// Radiotap `Flags` bits: the frame ends with its FCS; the FCS failed its check.
+const RADIOTAP_FCS_AT_END: u8 = 0x10;
+const RADIOTAP_BAD_FCS: u8 = 0x40;
+
+/// The radiotap `Flags` field (present bit 1), if the header carries it. Fields follow the
+/// chain of present words (bit 31 = another word follows), each aligned to its size; only
+/// `TSFT` (bit 0, 8 bytes) can come before `Flags`.
+fn radiotap_flags(frame: &[u8], rt_len: usize) -> Option<u8> {
+    let present = u32::from_le_bytes(frame.get(4..8)?.try_into().ok()?);
+    let mut at = 8;
+    let mut word = present;
+    while word & (1 << 31) != 0 {
+        word = u32::from_le_bytes(frame.get(at..at + 4)?.try_into().ok()?);
+        at += 4;
+    }
+    if present & 0b10 == 0 {
+        return None;
+    }
+    if present & 1 != 0 {
+        at = at.next_multiple_of(8) + 8;
+    }
+    if at >= rt_len {
+        return None;
+    }
+    frame.get(at).copied()
+}
+
+/// The GeoNetworking packet inside a radiotap + 802.11 + LLC/SNAP (ethertype 0x8947) frame,
+/// without the 802.11 frame check sequence.
+///
+/// The FCS is checked (CRC-32 of the 802.11 frame) when the radiotap flags say the frame ends
+/// with one, and taken off; a mismatch, or the flag that the receiver's own check failed, is a
+/// decode error. Captures do not always set that flag (the c-its-parser sample frame carries a
+/// valid FCS with flags 0), so four trailing bytes that are the frame's CRC-32 are taken off
+/// too: any other four bytes match by chance once in 2³².
 fn gn_in_radiotap(frame: &[u8]) -> Result<&[u8], V2xError> {
     let rt_len = match frame.get(2..4) {
         Some([a, b]) => usize::from(u16::from_le_bytes([*a, *b])),
         _ => return Err(V2xError::Decode("truncated radiotap header".into())),
     };
+    let flags = radiotap_flags(frame, rt_len).unwrap_or(0);
+    if flags & RADIOTAP_BAD_FCS != 0 {
+        return Err(V2xError::Decode(
+            "radiotap: the receiver's frame check failed".into(),
+        ));
+    }
+    let mac = frame
+        .get(rt_len..)
+        .ok_or_else(|| V2xError::Decode("truncated radiotap header".into()))?;
+    let fcs_ok = mac.len() >= 4 && {
+        let (body, fcs) = mac.split_at(mac.len() - 4);
+        fcs == crc32fast::hash(body).to_le_bytes()
+    };
+    let mac = if fcs_ok {
+        mac.get(..mac.len() - 4).unwrap_or(mac)
+    } else if flags & RADIOTAP_FCS_AT_END != 0 {
+        return Err(V2xError::Decode(
+            "802.11 frame check sequence does not match the frame".into(),
+        ));
+    } else {
+        mac
+    };
     const SNAP: [u8; 8] = [0xaa, 0xaa, 0x03, 0, 0, 0, 0x89, 0x47];
     for hdr in [24usize, 26, 30, 32] {
-        let at = rt_len.saturating_add(hdr);
-        if frame.get(at..at + 8) == Some(&SNAP[..]) {
-            return frame
-                .get(at + 8..)
+        if mac.get(hdr..hdr + 8) == Some(&SNAP[..]) {
+            return mac
+                .get(hdr + 8..)
                 .ok_or_else(|| V2xError::Decode("truncated frame".into()));
         }
     }

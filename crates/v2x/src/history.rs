@@ -34,6 +34,17 @@ pub struct Track {
     pub count: u64,
 }
 
+impl Track {
+    /// Whether this track still describes its pseudonym for a message received at `now_s`:
+    /// heard within `ttl_s` of it, before or after. Each message is judged on its own receive
+    /// time, so no single message (a trace line with a receive time far in the future, a trace
+    /// replayed from its start) can age every other sender's history at once.
+    #[must_use]
+    pub fn current_at(&self, now_s: f64, ttl_s: f64) -> bool {
+        (now_s - self.last_receive_s).abs() <= ttl_s
+    }
+}
+
 /// What the intersection check needs of a vehicle: where it was, when, and its extent.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Footprint {
@@ -217,16 +228,13 @@ pub mod grid {
     }
 
     /// Files `fp` in a cell's `entries` (when `insert`) after taking out its pseudonym's
-    /// older entry and every entry received before `keep_since_s`, then the least recently
-    /// received ones beyond [`MAX_PER_CELL`]; true when anything changed.
-    pub fn refile(
-        entries: &mut Vec<Footprint>,
-        fp: &Footprint,
-        insert: bool,
-        keep_since_s: f64,
-    ) -> bool {
+    /// older entry and every entry received more than `keep_s` before or after `fp`, then the
+    /// least recently received ones beyond [`MAX_PER_CELL`]; true when anything changed.
+    pub fn refile(entries: &mut Vec<Footprint>, fp: &Footprint, insert: bool, keep_s: f64) -> bool {
         let before = entries.len();
-        entries.retain(|e| e.pseudonym != fp.pseudonym && e.receive_s >= keep_since_s);
+        entries.retain(|e| {
+            e.pseudonym != fp.pseudonym && (e.receive_s - fp.receive_s).abs() <= keep_s
+        });
         let removed = entries.len() != before;
         if insert {
             entries.push(*fp);
@@ -246,8 +254,9 @@ pub mod grid {
 /// Storage of per-pseudonym tracks and replay state. Implementations may expire entries
 /// (TTL); a missing entry only means "first beacon".
 pub trait HistoryStore {
-    /// The track of a pseudonym.
-    fn load(&self, pseudonym: u64) -> Option<Track>;
+    /// The track of a pseudonym for a message received at `now_s`: absent when none is held
+    /// or it is not [`Track::current_at`] `now_s`.
+    fn load(&self, pseudonym: u64, now_s: f64) -> Option<Track>;
     /// Stores the track of a pseudonym.
     fn store(&mut self, track: Track);
     /// Footprints of other pseudonyms heard at or after `since_s` (receive time) that may
@@ -270,7 +279,6 @@ pub struct MemoryHistory {
     secured: HashMap<u64, u64>,
     ttl_s: f64,
     max_entries: usize,
-    newest_s: f64,
 }
 
 impl Default for MemoryHistory {
@@ -288,7 +296,6 @@ impl MemoryHistory {
             secured: HashMap::new(),
             ttl_s,
             max_entries,
-            newest_s: f64::MIN,
         }
     }
     /// Number of tracks held.
@@ -301,29 +308,24 @@ impl MemoryHistory {
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
     }
-    fn expire(&mut self) {
-        let cutoff = self.newest_s - self.ttl_s;
-        self.tracks.retain(|_, t| t.last_receive_s >= cutoff);
-        if self.secured.len() > self.max_entries {
-            self.secured.clear();
-        }
+    fn expire(&mut self, now_s: f64) {
+        let ttl_s = self.ttl_s;
+        self.tracks.retain(|_, t| t.current_at(now_s, ttl_s));
     }
 }
 
 impl HistoryStore for MemoryHistory {
-    fn load(&self, pseudonym: u64) -> Option<Track> {
+    fn load(&self, pseudonym: u64, now_s: f64) -> Option<Track> {
         self.tracks
             .get(&pseudonym)
-            .filter(|t| t.last_receive_s >= self.newest_s - self.ttl_s)
+            .filter(|t| t.current_at(now_s, self.ttl_s))
             .cloned()
     }
     fn store(&mut self, track: Track) {
-        if track.last_receive_s > self.newest_s {
-            self.newest_s = track.last_receive_s;
-        }
+        let now_s = track.last_receive_s;
         self.tracks.insert(track.pseudonym, track);
         if self.tracks.len() > self.max_entries {
-            self.expire();
+            self.expire(now_s);
         }
     }
     fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool {
@@ -344,7 +346,7 @@ impl HistoryStore for MemoryHistory {
     fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
         self.secured.insert(signer, generation_us);
         if self.secured.len() > self.max_entries {
-            self.expire();
+            self.secured.clear();
         }
     }
 }
@@ -471,23 +473,30 @@ mod tests {
             fp(1, 0.0, 0.0, 1.0, 4.5, 1.8),
             fp(2, 5.0, 0.0, 0.2, 4.5, 1.8),
             fp(3, 9.0, 0.0, 1.5, 4.5, 1.8),
+            // stamped far ahead of everyone (a forged receive time): goes too
+            fp(4, 9.0, 0.0, 1e12, 4.5, 1.8),
         ];
         let moved = fp(1, 2.0, 0.0, 2.0, 4.5, 1.8);
-        assert!(grid::refile(&mut cell, &moved, true, 0.5));
+        assert!(grid::refile(&mut cell, &moved, true, 1.5));
         let ids: Vec<u64> = cell.iter().map(|e| e.pseudonym).collect();
         assert_eq!(ids, vec![3, 1]);
         assert_eq!(cell[1], moved);
         // leaving the cell: taken out, nothing added
-        assert!(grid::refile(&mut cell, &moved, false, 0.5));
+        assert!(grid::refile(&mut cell, &moved, false, 1.5));
         assert_eq!(cell.len(), 1);
         // not filed here and nothing stale: unchanged
-        assert!(!grid::refile(&mut cell, &moved, false, 0.5));
+        assert!(!grid::refile(&mut cell, &moved, false, 1.5));
         // a flood of pseudonyms at one place keeps only the most recent
         let mut flooded = Vec::new();
         for i in 0..(grid::MAX_PER_CELL as u64 + 50) {
             #[allow(clippy::cast_precision_loss)]
             let t = 10.0 + i as f64 * 0.001;
-            grid::refile(&mut flooded, &fp(100 + i, 1.0, 1.0, t, 4.5, 1.8), true, 0.0);
+            grid::refile(
+                &mut flooded,
+                &fp(100 + i, 1.0, 1.0, t, 4.5, 1.8),
+                true,
+                10.0,
+            );
         }
         assert_eq!(flooded.len(), grid::MAX_PER_CELL);
         assert!(

@@ -491,7 +491,9 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                     names::REPLAY,
                     if replay { 0.0 } else { 1.0 },
                 ));
-                if !replay {
+                // only a fresh generation time moves the replay mark: one signed far in the
+                // future would otherwise reject every later message of that signer as a replay
+                if fresh && !replay {
                     self.history.set_last_secured_generation(key, g);
                 }
             }
@@ -550,7 +552,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
 
     /// Runs the plausibility checks on an observation received at `rcv_s` (same time base as
     /// the observation's generation time), appends `security` results, applies the policy and
-    /// updates the history.
+    /// updates the history (unless a security check failed: see below).
     pub fn validate_observation(
         &mut self,
         obs: &Observation,
@@ -583,7 +585,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             width: obs.width_m.unwrap_or(t.default_width_m),
         };
         let rx = receiver.map(|r| r.position.to_xy(&frame));
-        let prev = self.history.load(obs.pseudonym);
+        let prev = self.history.load(obs.pseudonym, rcv_s);
         let around = Footprint {
             pseudonym: obs.pseudonym,
             generation_s: k.t_gen,
@@ -635,6 +637,10 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 *ch = CheckResult::skipped(ch.name);
             }
         }
+        // what a message that fails a security check says about its sender is not kept: an
+        // unauthenticated message must not move a pseudonym's track or take a place in the
+        // neighbour index, or anyone could make an honest sender's next beacon look wrong
+        let authentic = security.iter().all(|c| !c.failed());
         checks.extend(security);
         let (verdict, score) = apply_policy(&self.config.policy, &checks);
 
@@ -658,7 +664,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             _ => None,
         };
 
-        if position_valid {
+        if position_valid && authentic {
             self.history.store(Track {
                 pseudonym: obs.pseudonym,
                 station_id: obs.station_id,

@@ -8,7 +8,7 @@
 //! DENM, GeoNetworking frames, VeReMi beacons, and garbage.
 
 use edgecell_v2x::V2xError;
-use edgecell_v2x::decode::{Framing, VeremiRecord, decode_its};
+use edgecell_v2x::decode::{Framing, VeremiRecord, decode_its, its_payload};
 use edgecell_v2x::observation::{MessageKind, Position};
 
 mod pycrate;
@@ -87,6 +87,40 @@ fn radiotap_geonetworking_cam_decodes() {
         &radiotap(),
         Framing::RadiotapFrame,
     );
+}
+
+/// The radiotap `Flags` byte of the sample frame (present word 0x40000002: no TSFT before it).
+const FLAGS_AT: usize = 8;
+
+#[test]
+fn radiotap_frame_check_sequence_is_checked_and_taken_off() {
+    let frame = radiotap();
+    assert_eq!(frame[FLAGS_AT], 0, "the sample does not flag its FCS");
+    let payload = |f: &[u8]| its_payload(f, Framing::RadiotapFrame).map(<[u8]>::to_vec);
+    let cam = payload(&frame).expect("cam");
+    // flagged: the same CAM
+    let mut flagged = frame.clone();
+    flagged[FLAGS_AT] |= 0x10;
+    assert_eq!(payload(&flagged).expect("flagged"), cam);
+    // without an FCS, unflagged: the same CAM
+    assert_eq!(payload(&frame[..frame.len() - 4]).expect("no fcs"), cam);
+    // a flipped bit in the CAM: unflagged, the frame is taken as it came (the common header's
+    // payload length still ends the CAM before the unmatched FCS); flagged, it is refused
+    let mut hit = frame.clone();
+    let at = frame.len() - 10;
+    hit[at] ^= 0x01;
+    let unflagged = payload(&hit).expect("unflagged");
+    assert!(unflagged.len() == cam.len() && unflagged != cam);
+    hit[FLAGS_AT] |= 0x10;
+    let r = payload(&hit);
+    assert!(
+        matches!(&r, Err(V2xError::Decode(m)) if m.contains("frame check sequence")),
+        "{r:?}"
+    );
+    // the receiver says the FCS failed: refused
+    let mut failed = frame;
+    failed[FLAGS_AT] |= 0x40;
+    assert!(matches!(payload(&failed), Err(V2xError::Decode(_))));
 }
 
 #[test]

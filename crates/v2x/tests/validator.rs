@@ -6,8 +6,10 @@
     clippy::cast_lossless
 )]
 
-use edgecell_v2x::checks::names;
+use edgecell_v2x::checks::{CheckResult, names};
 use edgecell_v2x::config::{Config, VerdictPolicy};
+use edgecell_v2x::decode::VeremiRecord;
+use edgecell_v2x::history::HistoryStore;
 use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::{Position, its_ms_to_unix_ns};
 use edgecell_v2x::security::build;
@@ -242,6 +244,47 @@ fn map_check_and_policies() {
 }
 
 #[test]
+fn a_message_failing_a_security_check_leaves_no_history() {
+    let mut v = Validator::new(Config::default()).expect("validator");
+    let rec = VeremiRecord::parse(&beacon(10.0, 7, 0.0, 0.0, 10.0, 0.0)).expect("line");
+    let obs = rec.to_observation().expect("observation");
+    let forged = vec![CheckResult::ran(names::SIGNATURE, 0.0)];
+    let r = v.validate_observation(&obs, 10.0, None, false, forged);
+    assert_eq!(r.verdict, Verdict::Rejected);
+    assert!(
+        v.history().load(7, 10.0).is_none(),
+        "a forged beacon moved the track"
+    );
+    let honest = vec![CheckResult::ran(names::SIGNATURE, 1.0)];
+    v.validate_observation(&obs, 10.0, None, true, honest);
+    assert!(v.history().load(7, 10.0).is_some());
+}
+
+#[test]
+fn one_far_future_receive_time_does_not_age_other_senders() {
+    let mut v = Validator::new(Config::default()).expect("validator");
+    let line = |t, p, x| beacon(t, p, x, 0.0, 10.0, 0.0);
+    v.validate(MessageFormat::JsonBeacon, &line(10.0, 1, 0.0), &ctx())
+        .expect("first");
+    // another sender's line stamped ~30 years ahead, then the first sender again
+    v.validate(MessageFormat::JsonBeacon, &line(1e9, 2, 500.0), &ctx())
+        .expect("far");
+    let b = v
+        .validate(MessageFormat::JsonBeacon, &line(11.0, 1, 10.0), &ctx())
+        .expect("second");
+    assert!(
+        !check(&b, names::POSITION_CONSISTENCY).skipped,
+        "history was forgotten"
+    );
+    assert_eq!(b.verdict, Verdict::Accepted, "{:?}", b.failed_checks());
+    // a trace replayed from its start: the old track (later times) is not its history
+    let again = v
+        .validate(MessageFormat::JsonBeacon, &line(-100.0, 1, 0.0), &ctx())
+        .expect("again");
+    assert!(check(&again, names::POSITION_CONSISTENCY).skipped);
+}
+
+#[test]
 fn signed_cam_verify_replay_and_tamper() {
     let now_ms = rcv_its_ms();
     let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
@@ -298,6 +341,18 @@ fn signed_cam_verify_replay_and_tamper() {
     assert!(check(&b, names::SIGNATURE).failed());
     assert!(!b.signed);
     assert_eq!(b.verdict, Verdict::Rejected);
+    // signed an hour ahead: not fresh, and it does not become the replay mark, so the signer's
+    // next message in time still passes the replay check
+    let ahead = build::signed_data(&at, CAM, 36, (now_ms + 3_600_000) * 1000, false).expect("sign");
+    let a = v
+        .validate(MessageFormat::Secured, &ahead, &ctx)
+        .expect("ahead");
+    assert!(check(&a, names::SECURED_FRESHNESS).failed());
+    let on_time = build::signed_data(&at, CAM, 36, (now_ms + 1) * 1000, false).expect("sign");
+    let o = v
+        .validate(MessageFormat::Secured, &on_time, &ctx)
+        .expect("on time");
+    assert!(!check(&o, names::REPLAY).failed() && !check(&o, names::SECURED_FRESHNESS).failed());
     // unsigned CAM when signatures are required
     let u = v.validate(MessageFormat::Uper, CAM, &ctx).expect("u");
     assert_eq!(u.verdict, Verdict::Rejected);
@@ -371,11 +426,14 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
     );
     assert_eq!((r.latitude, r.longitude), (plain.latitude, plain.longitude));
 
-    // inside the radiotap frame it came in (the frame's trailing FCS stays)
+    // inside the radiotap frame it came in, with the frame check sequence of the new frame
     let mut v = validator();
     let mut secured_frame = frame[..gn_at].to_vec();
     secured_frame.extend_from_slice(&secured_gn(now_ms - 10));
-    secured_frame.extend_from_slice(&frame[frame.len() - 4..]);
+    let rt_len = usize::from(u16::from_le_bytes([frame[2], frame[3]]));
+    let fcs = crc32fast::hash(&secured_frame[rt_len..]).to_le_bytes();
+    let stale_fcs = [secured_frame.as_slice(), &frame[frame.len() - 4..]].concat();
+    secured_frame.extend_from_slice(&fcs);
     let f = v
         .validate(MessageFormat::RadiotapFrame, &secured_frame, &ctx)
         .expect("secured radiotap");
@@ -383,6 +441,12 @@ fn secured_geonetworking_packets_are_verified_and_decoded() {
         f.signed && f.station_id == plain.station_id,
         "{:?}",
         f.failed_checks()
+    );
+    // the old frame's FCS after the new packet is four bytes the signature does not cover
+    let r = v.validate(MessageFormat::RadiotapFrame, &stale_fcs, &ctx);
+    assert!(
+        matches!(&r, Err(edgecell_v2x::V2xError::Decode(m)) if m.contains("bytes after the 1609.2 data")),
+        "{r:?}"
     );
 
     // the remaining hop limit is not signed: a forwarder may lower it
