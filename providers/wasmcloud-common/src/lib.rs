@@ -8,7 +8,12 @@
 //! parent, and only then entered: [`invocation_span`]. The same applies to NATS messages:
 //! [`span_from_headers`] continues a producer's trace, [`inject_headers`] hands the current
 //! trace on in the headers of a message this provider publishes.
+//!
+//! [`links`] recovers link puts a provider missed while starting, and [`run_and_serve!`] runs
+//! a provider with those sweeps.
 #![forbid(unsafe_code)]
+
+pub mod links;
 
 use std::collections::HashMap;
 
@@ -98,7 +103,8 @@ pub fn config_map(pairs: &[(&str, &str)]) -> HashMap<String, String> {
 /// Runs a provider to the end: the host handshake (`run_provider`), then its wRPC exports
 /// until the host shuts it down. `$serve` is the `serve` function wit-bindgen-wrpc generated
 /// for the provider's world; the optional `$connected` runs once, after initialisation, with
-/// the provider and its lattice connection. Expands to an `anyhow::Result<()>` expression, for
+/// the provider and its lattice connection. The start-up link sweeps of
+/// [`links::spawn_startup_sweeps`] run in the background. Expands to an `anyhow::Result<()>` expression, for
 /// use inside an `async fn`.
 #[macro_export]
 macro_rules! run_and_serve {
@@ -113,6 +119,7 @@ macro_rules! run_and_serve {
                 ::wasmcloud_provider_sdk::run_provider(provider.clone(), $name).await.context("failed to start provider")?;
             let connection = ::wasmcloud_provider_sdk::get_connection();
             ($connected)(&provider, connection);
+            $crate::links::spawn_startup_sweeps(&provider, connection);
             let client = connection.get_wrpc_client(connection.provider_key()).await.context("failed to create wRPC client")?;
             ::wasmcloud_provider_sdk::serve_provider_exports(&client, provider, shutdown, $serve)
                 .await

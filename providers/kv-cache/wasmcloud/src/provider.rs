@@ -29,6 +29,8 @@ struct State {
     /// Keyspace per linked component (source id).
     keyspaces: RwLock<HashMap<String, String>>,
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Lets one link sweep through per second when unlinked components call.
+    sweep: edgecell_provider_common::links::SweepGate,
 }
 
 /// The provider: one cache shared by all linked components, each in its own keyspace.
@@ -59,13 +61,16 @@ impl KvCacheProvider {
 
     /// The caller's keyspace, chosen when its link arrived (link config `keyspace`, else its
     /// component id). A caller whose link has not reached this provider yet (the host can
-    /// invoke a component before wadm's link puts are delivered here) gets a typed
-    /// `unavailable`: answering from some other keyspace would read data that is not its own,
-    /// or store its state where it will never look again.
+    /// invoke a component before wadm's link puts are delivered here, or publish a put while
+    /// this provider is starting, which is then lost) gets a typed `unavailable`: answering
+    /// from some other keyspace would read data that is not its own, or store its state where
+    /// it will never look again. It also starts a link sweep (at most one a second), which
+    /// takes a link the lattice has but this provider missed from the control interface.
     fn keyspace(&self, cx: Option<&Context>) -> anyhow::Result<Result<String, wit_cache::CacheError>> {
         let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
-        let map = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(map.get(source).cloned().ok_or_else(|| {
+        let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(source).cloned();
+        Ok(found.ok_or_else(|| {
+            self.0.sweep.sweep_soon(self, wasmcloud_provider_sdk::get_connection());
             wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
         }))
     }
