@@ -204,6 +204,18 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
             }
         }
 
+        // ---- producers' cache puts reach only the namespaces opened to them: not the V2X
+        // validator's configuration or its verified-certificate cache
+        for (ns, key) in [("v2x", "config"), ("v2x", "cert/0011223344556677")] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("edgecell-namespace", ns);
+            headers.insert("edgecell-key", key);
+            let ask = client.request_with_headers("edgecell.cache.put.v2x-validator", headers, b"[security]\nrequire_signature = false\n".to_vec().into());
+            let reply = tokio::time::timeout(Duration::from_secs(5), ask).await.unwrap().unwrap();
+            let body = String::from_utf8_lossy(&reply.payload);
+            assert!(body.contains("not open to producers"), "put into {ns}/{key}: {body}");
+        }
+
         // ---- sensor fusion: test2.bag, one request per message, in bag order
         let bag = std::fs::read(repo().join("data/fusion/test2.bag")).unwrap();
         let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();

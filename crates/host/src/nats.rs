@@ -192,7 +192,8 @@ async fn server_round_trip(client: &async_nats::Client) -> Result<(), String> {
 /// `{"error":"…"}`); counts the outcome in `stats`.
 pub fn answer_cache_put(cache: &Cache, msg: &async_nats::Message, stats: &IngestStats) -> Vec<u8> {
     let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(async_nats::HeaderValue::as_str);
-    let outcome = ingest::put(cache, CACHE_PUT_PREFIX, msg.subject.as_str(), header, msg.payload.to_vec());
+    // the default policy: the video actor's frames namespace only (see `ingest::IngestPolicy`)
+    let outcome = ingest::put(cache, CACHE_PUT_PREFIX, &ingest::IngestPolicy::default(), msg.subject.as_str(), header, msg.payload.to_vec());
     match &outcome {
         Ok(version) => {
             stats.stored.fetch_add(1, Ordering::Relaxed);

@@ -28,7 +28,9 @@
 //! - body: the JPEG bytes.
 //!
 //! The answer is JSON `{"version":N}` (stored) or `{"error":"<message>"}` (refused: missing
-//! header, invalid key or namespace, value too large, bad TTL, bad keyspace). Only after a
+//! header, invalid key or namespace, value too large, bad TTL, bad keyspace, or a namespace not
+//! open to producers: `edgecell serve` opens `video-analytics/frames` only, the kv-cache
+//! provider what its `ingest-open` config lists). Only after a
 //! `version` reply does the producer publish the [`FrameRef`] (stream, sequence, `timestamp_ns`
 //! from the frame index and the AVI's frame rate, format `jpeg`, namespace, key). An `error`
 //! reply stops the run with [`ProduceError::CacheRejected`]. `edgecell serve` answers these

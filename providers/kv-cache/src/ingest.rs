@@ -7,8 +7,54 @@
 //!   (optional, decimal milliseconds)
 //! - body: the value's bytes
 //! - reply: JSON `{"version": N}` on success, `{"error": "<message>"}` otherwise
+//!
+//! Only the namespaces an [`IngestPolicy`] opens take puts (by default the video actor's
+//! `frames`). Anyone who can publish on the bus can send a put, and an actor's other
+//! namespaces hold what it trusts: the V2X validator's configuration, its verified-certificate
+//! cache and its per-sender history. A put there would let any NATS client reconfigure the
+//! validator or plant a "verified" certificate.
 
 use crate::{Cache, CacheError};
+
+/// The namespaces open to producers' puts, as `<keyspace>/<namespace>` pairs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestPolicy {
+    open: Vec<(String, String)>,
+}
+
+/// What [`IngestPolicy::default`] opens: the frames namespace of the video actor's keyspace.
+pub const DEFAULT_OPEN: &str = "video-analytics/frames";
+
+impl Default for IngestPolicy {
+    fn default() -> Self {
+        Self { open: vec![("video-analytics".to_owned(), "frames".to_owned())] }
+    }
+}
+
+impl IngestPolicy {
+    /// Parses a comma-separated list of `<keyspace>/<namespace>` pairs (blank = nothing open).
+    ///
+    /// # Errors
+    /// The first entry that is not a pair of two non-empty names.
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut open = Vec::new();
+        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry.split_once('/') {
+                Some((ks, ns)) if !ks.trim().is_empty() && !ns.trim().is_empty() && !ns.contains('/') => {
+                    open.push((ks.trim().to_owned(), ns.trim().to_owned()));
+                }
+                _ => return Err(format!("`{entry}` is not <keyspace>/<namespace>")),
+            }
+        }
+        Ok(Self { open })
+    }
+
+    /// Whether puts into `namespace` of `keyspace` are taken.
+    #[must_use]
+    pub fn allows(&self, keyspace: &str, namespace: &str) -> bool {
+        self.open.iter().any(|(k, n)| k == keyspace && n == namespace)
+    }
+}
 
 /// Header carrying the cache namespace.
 pub const NAMESPACE_HEADER: &str = "edgecell-namespace";
@@ -26,6 +72,8 @@ pub enum IngestError {
     MissingHeader(&'static str),
     #[error("header `{TTL_HEADER}`: `{0}` is not a number of milliseconds")]
     Ttl(String),
+    #[error("namespace `{namespace}` of keyspace `{keyspace}` is not open to producers' puts")]
+    Closed { keyspace: String, namespace: String },
     #[error(transparent)]
     Cache(#[from] CacheError),
 }
@@ -37,13 +85,16 @@ pub fn keyspace_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
     (!rest.is_empty() && !rest.contains(['.', '*', '>'])).then_some(rest)
 }
 
-/// Applies one put request to `cache`; `header` looks a header up by name.
+/// Applies one put request to `cache` if `policy` opens its namespace; `header` looks a header
+/// up by name.
 ///
 /// # Errors
-/// [`IngestError`] for a malformed request or a value the cache refuses.
+/// [`IngestError`] for a malformed request, a namespace that is not open, or a value the cache
+/// refuses.
 pub fn put<'h>(
     cache: &Cache,
     prefix: &str,
+    policy: &IngestPolicy,
     subject: &str,
     header: impl Fn(&str) -> Option<&'h str>,
     body: Vec<u8>,
@@ -51,6 +102,9 @@ pub fn put<'h>(
     let keyspace = keyspace_of(prefix, subject).ok_or_else(|| IngestError::Subject(subject.to_owned()))?;
     let namespace = header(NAMESPACE_HEADER).ok_or(IngestError::MissingHeader(NAMESPACE_HEADER))?;
     let key = header(KEY_HEADER).ok_or(IngestError::MissingHeader(KEY_HEADER))?;
+    if !policy.allows(keyspace, namespace) {
+        return Err(IngestError::Closed { keyspace: keyspace.to_owned(), namespace: namespace.to_owned() });
+    }
     let ttl_ms = match header(TTL_HEADER).map(str::trim) {
         None | Some("") => None,
         Some(t) => Some(t.parse::<u64>().map_err(|_| IngestError::Ttl(t.to_owned()))?),
@@ -92,7 +146,8 @@ mod tests {
     fn put_lands_in_the_named_keyspace() {
         let cache = Cache::new(CacheConfig::default());
         let h = [(NAMESPACE_HEADER, "frames"), (KEY_HEADER, "vtest/7"), (TTL_HEADER, "60000")];
-        let v = put(&cache, "edgecell.cache.put", "edgecell.cache.put.video-analytics", headers(&h), vec![0xff, 0xd8]).unwrap();
+        let v = put(&cache, "edgecell.cache.put", &IngestPolicy::default(), "edgecell.cache.put.video-analytics", headers(&h), vec![0xff, 0xd8])
+            .unwrap();
         let e = cache.get("video-analytics", "frames", "vtest/7").unwrap().unwrap();
         assert_eq!((e.version, e.value), (v, vec![0xff, 0xd8]));
         assert!(e.ttl_remaining.is_some_and(|t| t.as_millis() <= 60_000));
@@ -100,16 +155,38 @@ mod tests {
     }
 
     #[test]
+    fn only_open_namespaces_take_puts() {
+        let cache = Cache::new(CacheConfig::default());
+        let policy = IngestPolicy::default();
+        // the V2X validator's configuration and certificate cache are not the bus's to write
+        for (ks, ns, key) in [("v2x-validator", "v2x", "config"), ("v2x-validator", "v2x", "cert/0011223344556677"), ("video-analytics", "state", "vtest")] {
+            let h = [(NAMESPACE_HEADER, ns), (KEY_HEADER, key)];
+            let err = put(&cache, "p", &policy, &format!("p.{ks}"), headers(&h), b"x".to_vec());
+            assert_eq!(err, Err(IngestError::Closed { keyspace: ks.into(), namespace: ns.into() }));
+            assert!(String::from_utf8(reply(&err)).unwrap().contains("not open to producers"));
+        }
+        assert_eq!(cache.stats().entries, 0);
+        let two = IngestPolicy::parse(" video-analytics/frames , cam-2/frames ").unwrap();
+        assert!(two.allows("cam-2", "frames") && two.allows("video-analytics", "frames") && !two.allows("cam-2", "state"));
+        assert!(!IngestPolicy::parse("").unwrap().allows("video-analytics", "frames"));
+        for bad in ["video-analytics", "a/", "/b", "a/b/c"] {
+            assert!(IngestPolicy::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(IngestPolicy::parse(DEFAULT_OPEN), Ok(IngestPolicy::default()));
+    }
+
+    #[test]
     fn malformed_requests_are_typed_errors() {
         let cache = Cache::new(CacheConfig::default());
+        let open = IngestPolicy::parse("ks/n").unwrap();
         let ok = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k")];
-        assert_eq!(put(&cache, "p", "p.a.b", headers(&ok), vec![]), Err(IngestError::Subject("p.a.b".into())));
-        assert_eq!(put(&cache, "p", "p", headers(&ok), vec![]), Err(IngestError::Subject("p".into())));
-        assert_eq!(put(&cache, "p", "p.ks", headers(&[(KEY_HEADER, "k")]), vec![]), Err(IngestError::MissingHeader(NAMESPACE_HEADER)));
+        assert_eq!(put(&cache, "p", &open, "p.a.b", headers(&ok), vec![]), Err(IngestError::Subject("p.a.b".into())));
+        assert_eq!(put(&cache, "p", &open, "p", headers(&ok), vec![]), Err(IngestError::Subject("p".into())));
+        assert_eq!(put(&cache, "p", &open, "p.ks", headers(&[(KEY_HEADER, "k")]), vec![]), Err(IngestError::MissingHeader(NAMESPACE_HEADER)));
         let bad_ttl = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k"), (TTL_HEADER, "soon")];
-        assert_eq!(put(&cache, "p", "p.ks", headers(&bad_ttl), vec![]), Err(IngestError::Ttl("soon".into())));
+        assert_eq!(put(&cache, "p", &open, "p.ks", headers(&bad_ttl), vec![]), Err(IngestError::Ttl("soon".into())));
         let empty_key = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "")];
-        let err = put(&cache, "p", "p.ks", headers(&empty_key), vec![]);
+        let err = put(&cache, "p", &open, "p.ks", headers(&empty_key), vec![]);
         assert!(matches!(err, Err(IngestError::Cache(CacheError::InvalidKey(_)))));
         let body = String::from_utf8(reply(&err)).unwrap();
         assert!(body.starts_with("{\"error\":\"invalid key"), "{body}");

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use edgecell_kv_cache::CacheConfig;
+use edgecell_kv_cache::ingest::{DEFAULT_OPEN, IngestPolicy};
 
 /// A configuration value that could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -23,10 +24,12 @@ pub enum ConfigError {
 /// | `shards`          | independently locked shards                         | 16                   |
 /// | `max-batch`       | items per `get-many`/`set-many`                     | 1024                 |
 /// | `ingest-prefix`   | NATS subject prefix for producers' puts; `off` = no | `edgecell.cache.put` |
+/// | `ingest-open`     | `<keyspace>/<namespace>` pairs, comma-separated, that take producers' puts | `video-analytics/frames` |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub cache: CacheConfig,
     pub ingest_prefix: Option<String>,
+    pub ingest_open: IngestPolicy,
 }
 
 pub const DEFAULT_INGEST_PREFIX: &str = "edgecell.cache.put";
@@ -61,7 +64,13 @@ impl ProviderConfig {
                 return Err(ConfigError::Invalid { key: "ingest-prefix", value: p.to_owned(), expected: "NATS subject prefix" });
             }
         };
-        Ok(Self { cache, ingest_prefix })
+        let ingest_open = IngestPolicy::parse(map.get("ingest-open").map_or(DEFAULT_OPEN, String::as_str))
+            .map_err(|_| ConfigError::Invalid {
+                key: "ingest-open",
+                value: map.get("ingest-open").cloned().unwrap_or_default(),
+                expected: "comma-separated list of <keyspace>/<namespace>",
+            })?;
+        Ok(Self { cache, ingest_prefix, ingest_open })
     }
 }
 
@@ -90,6 +99,8 @@ mod tests {
         let c = ProviderConfig::from_map(&map(&[])).unwrap();
         assert_eq!(c.cache, CacheConfig::default());
         assert_eq!(c.ingest_prefix.as_deref(), Some(DEFAULT_INGEST_PREFIX));
+        assert_eq!(c.ingest_open, IngestPolicy::default());
+        assert!(ProviderConfig::from_map(&map(&[("ingest-open", "cam-1/frames,cam-2/frames")])).unwrap().ingest_open.allows("cam-2", "frames"));
         let c = ProviderConfig::from_map(&map(&[("max-bytes", "1048576"), ("shards", "4"), ("ingest-prefix", "off")])).unwrap();
         assert_eq!(c.cache.memory_budget_bytes, 1_048_576);
         assert_eq!(c.cache.shards, 4);
@@ -103,6 +114,7 @@ mod tests {
             Err(ConfigError::Invalid { key: "max-bytes", value: "lots".into(), expected: "byte count" })
         );
         assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-prefix", "a.*")])), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-open", "frames")])), Err(ConfigError::Invalid { key: "ingest-open", .. })));
     }
 
     #[test]

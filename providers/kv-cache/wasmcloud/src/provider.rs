@@ -31,6 +31,8 @@ struct State {
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Lets one link sweep through per second when unlinked components call.
     sweep: edgecell_provider_common::links::SweepGate,
+    /// The lattice connection, once the provider runs (absent in unit tests).
+    connection: OnceLock<&'static ProviderConnection>,
 }
 
 /// The provider: one cache shared by all linked components, each in its own keyspace.
@@ -39,14 +41,18 @@ pub struct KvCacheProvider(Arc<State>);
 
 impl KvCacheProvider {
     pub async fn run() -> anyhow::Result<()> {
-        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-kv-cache", serve, |provider: &Self, connection: &ProviderConnection| {
+        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-kv-cache", serve, |provider: &Self, connection: &'static ProviderConnection| {
+            let _ = provider.0.connection.set(connection);
             // producers' puts over NATS (frames by handle), if configured
-            if let (Some(prefix), Some(cache)) =
-                (provider.0.config.get().and_then(|c| c.ingest_prefix.clone()), provider.0.cache.get().cloned())
-            {
+            let config = provider.0.config.get();
+            if let (Some(prefix), Some(policy), Some(cache)) = (
+                config.and_then(|c| c.ingest_prefix.clone()),
+                config.map(|c| c.ingest_open.clone()),
+                provider.0.cache.get().cloned(),
+            ) {
                 let nats = Arc::clone(&connection.nats);
                 let task = tokio::spawn(async move {
-                    if let Err(e) = crate::ingest::serve(nats, cache, prefix).await {
+                    if let Err(e) = crate::ingest::serve(nats, cache, prefix, policy).await {
                         warn!(error = %e, "cache put subscription failed");
                     }
                 });
@@ -70,7 +76,9 @@ impl KvCacheProvider {
         let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
         let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(source).cloned();
         Ok(found.ok_or_else(|| {
-            self.0.sweep.sweep_soon(self, wasmcloud_provider_sdk::get_connection());
+            if let Some(connection) = self.0.connection.get() {
+                self.0.sweep.sweep_soon(self, connection);
+            }
             wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
         }))
     }
