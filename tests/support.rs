@@ -274,15 +274,21 @@ impl Lattice {
     /// Deploys a manifest (path relative to the repository) pointed at this lattice's NATS and metrics port; waits
     /// for `deployed`.
     pub fn deploy(&self, manifest: &str) {
-        let out = self
-            .ctl()
-            .arg("deploy")
+        self.deploy_with(manifest, &[]);
+    }
+
+    /// [`Self::deploy`] with more text replacements (`from`, `to`) made in the manifest first,
+    /// e.g. to add a named config property.
+    pub fn deploy_with(&self, manifest: &str, replace: &[(&str, &str)]) {
+        let mut cmd = self.ctl();
+        cmd.arg("deploy")
             .arg(repo().join(manifest))
             .args(["--replace", &format!("nats://127.0.0.1:4222={}", self.nats.url)])
-            .args(["--replace", &format!("127.0.0.1:9464=127.0.0.1:{}", self.metrics_port)])
-            .args(["--wait-secs", "240"])
-            .output()
-            .unwrap();
+            .args(["--replace", &format!("127.0.0.1:9464=127.0.0.1:{}", self.metrics_port)]);
+        for (from, to) in replace {
+            cmd.args(["--replace", &format!("{from}={to}")]);
+        }
+        let out = cmd.args(["--wait-secs", "240"]).output().unwrap();
         assert!(
             out.status.success(),
             "deploy {manifest} failed:\n{}\n{}\n--- host log ---\n{}\n--- wadm log ---\n{}",

@@ -349,6 +349,67 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
     lattice.shutdown();
 }
 
+/// The verdict's result for check `name`: (ran, failed).
+fn check_of(verdict: &serde_json::Value, name: &str) -> (bool, bool) {
+    let c = verdict["checks"].as_array().and_then(|cs| cs.iter().find(|c| c["name"] == name));
+    match c {
+        Some(c) if c["skipped"] != true => (true, c["confidence"].as_f64().is_some_and(|x| x < 0.5)),
+        _ => (false, false),
+    }
+}
+
+/// Secured CAMs on the lattice, the validator configured only through its manifest's named
+/// config (trust anchor and the AA as a CA certificate, TOML in the `config` property, as a
+/// GitOps manifest would carry it): a CAM signed with the AT's certificate is verified; a later
+/// one naming the AT by digest only is verified from the certificate another instance cached
+/// in the kv-cache provider; a replay and a flipped signature bit are rejected.
+#[test]
+fn signed_cams_are_verified_on_the_lattice() {
+    use edgecell_v2x::observation::unix_ns_to_its_ms;
+    use edgecell_v2x::security::build;
+    let Some(bin) = lattice_bin() else { return };
+    let its_now = || {
+        let unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        unix_ns_to_its_ms(u64::try_from(unix_ns).unwrap())
+    };
+    let chain = build::CamChain::new(u32::try_from(its_now() / 1000 - 3600).unwrap()).unwrap();
+    // a JSON string is a YAML double-quoted scalar
+    let config = serde_json::to_string(&chain.trust_toml_with_aa()).unwrap();
+    let lattice = Lattice::start(&bin, &["tier=edge", "region=local"]);
+    lattice.deploy_with("wadm/v2x.wadm.yaml", &[("reporter-id: \"1001\"", &format!("reporter-id: \"1001\"\n              config: {config}"))]);
+    let cam: &[u8] = include_bytes!("../../crates/v2x/testdata/c-its-parser-cam.uper");
+    let sign = |with_cert: bool| build::signed_data(&chain.at, cam, 36, its_now() * 1000, with_cert).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {
+        let client = async_nats::connect(&lattice.nats.url).await.unwrap();
+        wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
+        let first = sign(true);
+        let a = request(&client, "edgecell.v2x.in.local", first.clone()).await;
+        assert_eq!(a["signed"], true, "{a}");
+        assert_eq!(check_of(&a, "signature"), (true, false), "{a}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let b = request(&client, "edgecell.v2x.in.local", sign(false)).await;
+        assert_eq!(b["signed"], true, "by digest: {b}");
+        assert_eq!(check_of(&b, "replay"), (true, false), "{b}");
+        let again = request(&client, "edgecell.v2x.in.local", first).await;
+        assert_eq!(check_of(&again, "replay"), (true, true), "replayed: {again}");
+        assert_eq!(again["verdict"], "rejected");
+        let mut bad = sign(false);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let c = request(&client, "edgecell.v2x.in.local", bad).await;
+        assert_eq!((c["signed"].clone(), c["verdict"].clone()), (serde_json::json!(false), serde_json::json!("rejected")), "{c}");
+        assert_eq!(check_of(&c, "signature"), (true, true), "{c}");
+        eprintln!("signed CAMs on the lattice: verified with certificate, by digest; replay and bad signature rejected");
+    })));
+    if let Err(panic) = outcome {
+        eprintln!("--- host log (tail) ---\n{}", lattice.host.log_tail());
+        std::panic::resume_unwind(panic);
+    }
+    lattice.undeploy("edgecell-v2x");
+    lattice.shutdown();
+}
+
 /// Tracing on the lattice: a V2X message with a producer's W3C `traceparent`, through
 /// edgecell's messaging provider (tests/lattice/traced.wadm.yaml), to a host exporting OTLP to
 /// a receiver started here; see [`check_trace`] for what is followed.

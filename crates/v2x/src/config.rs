@@ -142,6 +142,11 @@ pub struct SecurityConfig {
     pub require_signature: bool,
     /// Trust anchors: hex of COER-encoded root certificates.
     pub trust_anchors_hex: Vec<String>,
+    /// CA certificates below the anchors (authorization and enrolment authorities, as a
+    /// certificate trust list gives them): hex of COER. Each is verified against its issuer
+    /// the first time a certificate it issued is (an authorization ticket carried in a
+    /// message), then cached.
+    pub ca_certificates_hex: Vec<String>,
     /// Maximum message age from the 1609.2 generation time, ms.
     pub max_age_ms: u64,
     /// Maximum generation time in the future, ms.
@@ -157,6 +162,7 @@ impl Default for SecurityConfig {
         Self {
             require_signature: false,
             trust_anchors_hex: Vec::new(),
+            ca_certificates_hex: Vec::new(),
             max_age_ms: 2_000,
             max_future_ms: 500,
             check_validity: true,

@@ -752,6 +752,9 @@ pub struct VerifiedData {
 #[derive(Debug, Clone, Default)]
 pub struct TrustStore {
     anchors: HashMap<HashedId8, VerifiedCert>,
+    /// CA certificates below the anchors (AA, EA) given by configuration, verified the first
+    /// time a certificate they issued is checked (COER bytes by id).
+    known: HashMap<HashedId8, Vec<u8>>,
     keys: HashMap<HashedId8, VerifyingKey>,
     /// Check certificate validity periods.
     pub check_validity: bool,
@@ -765,6 +768,7 @@ impl TrustStore {
     pub fn new() -> Self {
         Self {
             anchors: HashMap::new(),
+            known: HashMap::new(),
             keys: HashMap::new(),
             check_validity: true,
             max_chain_depth: 4,
@@ -785,6 +789,25 @@ impl TrustStore {
         let v = p.verify(None)?;
         self.anchors.insert(v.id, v.clone());
         Ok(v)
+    }
+
+    /// Adds a CA certificate below the anchors (an authorization or enrolment authority, as a
+    /// certificate trust list gives them). Nothing is verified here: the certificate is checked
+    /// against its issuer (signature, validity, depth) and cached the first time a certificate
+    /// it issued is, so a validator built per message (a lattice instance) costs no signature
+    /// check for it. Returns its HashedId8.
+    ///
+    /// # Errors
+    /// A certificate that does not parse, or a self-signed one (that is an anchor).
+    pub fn add_known_ca(&mut self, cert_bytes: &[u8]) -> Result<HashedId8, SecurityError> {
+        let p = parse_certificate(cert_bytes)?;
+        if p.issuer()?.0.is_none() {
+            return Err(SecurityError::Unsupported(
+                "a self-signed certificate is a trust anchor, not a CA below one".into(),
+            ));
+        }
+        self.known.insert(p.id, cert_bytes.to_vec());
+        Ok(p.id)
     }
 
     /// The anchors.
@@ -831,6 +854,22 @@ impl TrustStore {
         now_s: u64,
         cache: &mut dyn CertCache,
     ) -> Result<VerifiedCert, SecurityError> {
+        self.verify_parsed_below(p, now_s, cache, 0)
+    }
+
+    /// As [`Self::verify_parsed`], `hops` certificates below the one that asked (a configured
+    /// CA verified on the way); more than the chain depth allows is refused, so configured CAs
+    /// that name each other as issuer end.
+    fn verify_parsed_below(
+        &self,
+        p: &ParsedCert,
+        now_s: u64,
+        cache: &mut dyn CertCache,
+        hops: usize,
+    ) -> Result<VerifiedCert, SecurityError> {
+        if hops > self.max_chain_depth {
+            return Err(SecurityError::ChainTooDeep);
+        }
         if let Some(v) = self.lookup(&p.id, cache) {
             self.check_time(&v, now_s)?;
             return Ok(v);
@@ -842,9 +881,17 @@ impl TrustStore {
                 hex::encode(p.id)
             )));
         };
-        let issuer = self
-            .lookup(&issuer_id, cache)
-            .ok_or_else(|| SecurityError::UnknownSigner(hex::encode(issuer_id)))?;
+        let issuer = match self.lookup(&issuer_id, cache) {
+            Some(i) => i,
+            None => {
+                let bytes = self
+                    .known
+                    .get(&issuer_id)
+                    .ok_or_else(|| SecurityError::UnknownSigner(hex::encode(issuer_id)))?;
+                let ca = parse_certificate(bytes)?;
+                self.verify_parsed_below(&ca, now_s, cache, hops + 1)?
+            }
+        };
         self.check_time(&issuer, now_s)?;
         let v = p.verify(Some(&issuer))?;
         self.check_time(&v, now_s)?;
@@ -1242,6 +1289,17 @@ pub mod build {
             format!(
                 "[security]\ntrust_anchors_hex = [\"{}\"]\n",
                 hex::encode(&self.root.cert)
+            )
+        }
+
+        /// [`Self::trust_toml`] that also names the AA as a CA certificate, so a validator
+        /// configured with it alone verifies messages carrying the AT.
+        #[must_use]
+        pub fn trust_toml_with_aa(&self) -> String {
+            format!(
+                "{}ca_certificates_hex = [\"{}\"]\n",
+                self.trust_toml(),
+                hex::encode(&self.aa.cert)
             )
         }
     }

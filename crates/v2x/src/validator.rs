@@ -286,6 +286,13 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 .add_anchor(&bytes)
                 .map_err(|e| V2xError::InvalidConfig(format!("trust anchor: {e}")))?;
         }
+        for c in &config.security.ca_certificates_hex {
+            let bytes = hex::decode(c.trim())
+                .map_err(|e| V2xError::InvalidConfig(format!("CA certificate hex: {e}")))?;
+            trust
+                .add_known_ca(&bytes)
+                .map_err(|e| V2xError::InvalidConfig(format!("CA certificate: {e}")))?;
+        }
         let mut v = Self {
             disabled: config.disabled_checks.clone(),
             config,

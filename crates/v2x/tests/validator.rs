@@ -363,6 +363,66 @@ fn signed_cam_verify_replay_and_tamper() {
     );
 }
 
+/// An AA given as a CA certificate in the configuration (as a certificate trust list would
+/// give it) lets a validator verify an AT it has never seen, from configuration alone; the AA
+/// is verified against the root when first used, then cached. Without it, or with a forged
+/// one, the AT's signer is unknown.
+#[test]
+fn ca_certificates_from_the_configuration_complete_the_chain() {
+    let now_ms = rcv_its_ms();
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let chain = build::CamChain::new(start).expect("chain");
+    let ctx = ReceiveContext {
+        received_at_ns: its_ms_to_unix_ns(now_ms),
+        receiver: None,
+    };
+    let msg = build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
+    let mut v = Validator::from_toml(&chain.trust_toml_with_aa()).expect("validator");
+    let r = v
+        .validate(MessageFormat::Secured, &msg, &ctx)
+        .expect("secured");
+    assert!(
+        r.signed && !check(&r, names::SIGNATURE).failed(),
+        "{:?}",
+        r.failed_checks()
+    );
+    // the anchor alone: the AT's issuer is unknown
+    let mut bare = Validator::from_toml(&chain.trust_toml()).expect("validator");
+    let b = bare
+        .validate(MessageFormat::Secured, &msg, &ctx)
+        .expect("secured");
+    assert!(!b.signed && check(&b, names::SIGNATURE).failed());
+    // an "AA" whose signature by the root does not hold: configured, but never trusted
+    let mut forged_aa = chain.aa.cert.clone();
+    let last = forged_aa.len() - 1;
+    forged_aa[last] ^= 1;
+    let cfg = format!(
+        "{}ca_certificates_hex = [\"{}\"]\n",
+        chain.trust_toml(),
+        hex::encode(&forged_aa)
+    );
+    let mut forged = Validator::from_toml(&cfg).expect("validator");
+    let f = forged
+        .validate(MessageFormat::Secured, &msg, &ctx)
+        .expect("secured");
+    assert!(!f.signed && check(&f, names::SIGNATURE).failed());
+    // a root given as a CA certificate, and hex that is not a certificate: configuration errors
+    let root_as_ca = format!(
+        "{}ca_certificates_hex = [\"{}\"]\n",
+        chain.trust_toml(),
+        hex::encode(&chain.root.cert)
+    );
+    assert!(matches!(
+        Validator::from_toml(&root_as_ca),
+        Err(edgecell_v2x::V2xError::InvalidConfig(_))
+    ));
+    let garbage = format!("{}ca_certificates_hex = [\"00ff\"]\n", chain.trust_toml());
+    assert!(matches!(
+        Validator::from_toml(&garbage),
+        Err(edgecell_v2x::V2xError::InvalidConfig(_))
+    ));
+}
+
 /// The GeoNetworking packet (basic header onwards, FCS dropped) of the c-its-parser radiotap
 /// CAM, and the offset where it starts in the frame.
 fn gn_of_radiotap_cam() -> (Vec<u8>, Vec<u8>, usize) {
