@@ -5,7 +5,12 @@
 //! Not a criterion bench: an open-loop load test needs a schedule, not iterations. Run with
 //! `make bench-lattice` (needs `make lattice`); it prints a Markdown table for BENCHMARKS.md.
 //! Environment: `EDGECELL_BENCH_SECS` (per rate, default 3), `EDGECELL_BENCH_RATES` (default
-//! `1000,5000`).
+//! `1000,5000`), `EDGECELL_BENCH_SIGNED_RATES` (secured CAMs, default `250,1000`; empty = none).
+//!
+//! Secured CAMs: one station's AT signs a real CAM (P-256), carrying its certificate once a
+//! second and its digest otherwise, as ETSI TS 103 097 stations do; the validator is configured
+//! through the manifest's named config with the root as trust anchor and the AA as a CA
+//! certificate.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss)]
 
 use std::sync::{Arc, Mutex};
@@ -105,13 +110,26 @@ fn us(d: Duration) -> String {
 fn main() {
     let Some(bin) = lattice_bin() else { return };
     let secs: f64 = std::env::var("EDGECELL_BENCH_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(3.0);
-    let rates: Vec<f64> = std::env::var("EDGECELL_BENCH_RATES")
-        .unwrap_or_else(|_| "1000,5000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let rates_from = |var: &str, default: &str| -> Vec<f64> {
+        std::env::var(var).unwrap_or_else(|_| default.into()).split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    };
+    let rates = rates_from("EDGECELL_BENCH_RATES", "1000,5000");
+    let signed_rates = rates_from("EDGECELL_BENCH_SIGNED_RATES", "250,1000");
+    let its_now = || {
+        let unix_ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        edgecell_v2x::observation::unix_ns_to_its_ms(u64::try_from(unix_ns).unwrap())
+    };
+    let chain = edgecell_v2x::security::build::CamChain::new(u32::try_from(its_now() / 1000 - 3600).unwrap()).unwrap();
+    let config = serde_json::to_string(&chain.trust_toml_with_aa()).unwrap();
+    let cam: &[u8] = include_bytes!("../../crates/v2x/testdata/c-its-parser-cam.uper");
+    // message i of a run at `rate`/s: generated when it is due, the AT certificate once a second
+    let signed_cam = |start_ms: u64, rate: f64, i: u64| {
+        let due_ms = start_ms + (i as f64 * 1000.0 / rate) as u64;
+        let with_cert = i % (rate.max(1.0) as u64) == 0;
+        edgecell_v2x::security::build::signed_data(&chain.at, cam, 36, due_ms * 1000, with_cert).unwrap()
+    };
     let lattice = Lattice::start(&bin, &["tier=edge", "region=bench"]);
-    lattice.deploy("tests/lattice/bench.wadm.yaml");
+    lattice.deploy_with("tests/lattice/bench.wadm.yaml", &[("reporter-id: \"1001\"", &format!("reporter-id: \"1001\"\n              config: {config}"))]);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let mut rows = Vec::new();
     let mut provider_rt = None;
@@ -130,13 +148,20 @@ fn main() {
             // echo and the actor in the same run, interleaved per rate
             let echo = open_loop(&client, "edgecell.echo.bench", rate, n, |_| vec![b'e'; 256]).await;
             let v2x = open_loop(&client, "edgecell.v2x.in.bench", rate, n, |i| beacon(i + 10_000, 500)).await;
-            rows.push((rate, echo, v2x));
+            rows.push((rate, echo, v2x, "v2x-validator"));
+        }
+        for &rate in &signed_rates {
+            let n = (rate * secs) as usize;
+            let echo = open_loop(&client, "edgecell.echo.bench", rate, n, |_| vec![b'e'; 256]).await;
+            let start_ms = its_now();
+            let signed = open_loop(&client, "edgecell.v2x.in.bench", rate, n, |i| signed_cam(start_ms, rate, i)).await;
+            rows.push((rate, echo, signed, "v2x-validator, secured CAM (P-256)"));
         }
     });
     println!("\n| rate (msg/s) | path | sent | answered | achieved rate | p50 µs | p99 µs | max µs | p50 ÷ echo p50 |");
     println!("|---|---|---|---|---|---|---|---|---|");
-    for (rate, echo, v2x) in &rows {
-        for (name, r) in [("echo (probe, no provider call)", echo), ("v2x-validator", v2x)] {
+    for (rate, echo, v2x, path) in &rows {
+        for (name, r) in [("echo (probe, no provider call)", echo), (*path, v2x)] {
             println!(
                 "| {rate:.0} | {name} | {} | {} | {:.0} | {} | {} | {} | {:.2} |",
                 r.sent,

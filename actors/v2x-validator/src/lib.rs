@@ -44,6 +44,7 @@ use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::Position;
 use edgecell_v2x::risk::RiskLevel;
 use edgecell_v2x::security::{CertCache, HashedId8, VerifiedCert};
+use edgecell_v2x::validator::AnchorCheck;
 use edgecell_v2x::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, V2xError, Verdict};
 
 /// Wall-clock lifetime of history entries in the cache (a pseudonym unheard this long is new).
@@ -53,6 +54,8 @@ const CERT_TTL_MS: u64 = 24 * 3_600_000;
 /// History older than this (in the messages' own time base) counts as absent, as in the
 /// crate's in-memory store.
 const HISTORY_TRACE_TTL_S: f64 = 30.0;
+/// The cache key of the digest of the trust anchors an instance verified (see [`build`]).
+const ANCHORS_OK_KEY: &str = "anchors-ok";
 /// Extra time footprints stay in their cells beyond the intersection window.
 const RECENT_MARGIN_S: f64 = 1.0;
 
@@ -351,13 +354,15 @@ struct Stored {
     config: Option<Vec<u8>>,
     origin: Option<Vec<u8>>,
     ego: Option<Vec<u8>>,
+    /// The digest of the trust anchors an earlier instance verified (`anchors-ok`).
+    anchors_ok: Option<Vec<u8>>,
     /// The hinted sender's history entries, read in the same call.
     history: Option<Prefetched>,
 }
 
 fn read_stored(ns: &str) -> Stored {
     let hint = SENDER_HINT.get();
-    let mut keys = ["config", "origin", "ego"].map(str::to_owned).to_vec();
+    let mut keys = ["config", "origin", "ego", ANCHORS_OK_KEY].map(str::to_owned).to_vec();
     let mut cells = Vec::new();
     if let Some(h) = hint {
         keys.push(format!("track/{}", h.pseudonym));
@@ -367,13 +372,14 @@ fn read_stored(ns: &str) -> Stored {
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
             let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
-            let (config, origin, ego) = (values.next().flatten(), values.next().flatten(), values.next().flatten());
+            let (config, origin, ego, anchors_ok) =
+                (values.next().flatten(), values.next().flatten(), values.next().flatten(), values.next().flatten());
             let history = hint.map(|h| Prefetched {
                 pseudonym: h.pseudonym,
                 track: values.next().flatten(),
                 cells: cells.into_iter().map(|c| (c, values.next().flatten())).collect(),
             });
-            Stored { config, origin, ego, history }
+            Stored { config, origin, ego, anchors_ok, history }
         }
         Err(_) => {
             store_error("get-many");
@@ -384,11 +390,23 @@ fn read_stored(ns: &str) -> Stored {
 
 /// Builds a validator from a TOML text (plus the `map` / `map-frame` config keys) over the
 /// cache-backed stores, restoring the frame origin and the receiver state read from the cache.
+///
+/// The trust anchors' self-signatures are verified by the first instance that builds with them
+/// (it records their digest under [`ANCHORS_OK_KEY`]); later instances, one per message on a
+/// lattice, read that digest with the rest and only parse the anchors.
 fn build(ns: &str, toml: &str, stored: Stored) -> Result<State, V2xError> {
     let cfg = Config::from_toml(toml)?;
     let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
     let history = KvHistory::new(ns, keep_s, stored.history);
-    let mut v = Validator::with_stores(cfg, history, KvCerts { ns: ns.to_owned() })?;
+    let digest = cfg.security.anchors_digest();
+    let verified_before = digest.is_some() && digest.as_deref().map(str::as_bytes) == stored.anchors_ok.as_deref();
+    let check = if verified_before { AnchorCheck::VerifiedBefore } else { AnchorCheck::Verify };
+    let mut v = Validator::with_stores_checking(cfg, history, KvCerts { ns: ns.to_owned() }, check)?;
+    if let (Some(d), false) = (&digest, verified_before)
+        && cache::set(ns, ANCHORS_OK_KEY, d.as_bytes(), None).is_err()
+    {
+        store_error("set");
+    }
     let map_key = config_value("map");
     if let Some(geojson) = &map_key {
         let frame = config_value("map-frame").map_or(Ok(MapFrame::Wgs84), |f| parse_frame(&f))?;

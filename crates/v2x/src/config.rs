@@ -157,6 +157,25 @@ pub struct SecurityConfig {
     pub max_chain_depth: usize,
 }
 
+impl SecurityConfig {
+    /// A digest of the trust anchors (hex SHA-256 over their hex, in order): a builder that
+    /// verified these anchors can record it, and a later one with the same digest build with
+    /// [`crate::validator::AnchorCheck::VerifiedBefore`]. `None` without anchors.
+    #[must_use]
+    pub fn anchors_digest(&self) -> Option<String> {
+        use sha2::Digest as _;
+        if self.trust_anchors_hex.is_empty() {
+            return None;
+        }
+        let mut h = sha2::Sha256::new();
+        for a in &self.trust_anchors_hex {
+            h.update(a.trim().to_ascii_lowercase().as_bytes());
+            h.update(b"\n");
+        }
+        Some(hex::encode(h.finalize()))
+    }
+}
+
 impl Default for SecurityConfig {
     fn default() -> Self {
         Self {

@@ -791,6 +791,26 @@ impl TrustStore {
         Ok(v)
     }
 
+    /// As [`Self::add_anchor`] for an anchor whose self-signature was verified before (by an
+    /// earlier instance with the same configuration): parsed and trusted, not verified again.
+    ///
+    /// # Errors
+    /// A certificate that does not parse or is not self-signed.
+    pub fn add_anchor_verified_before(
+        &mut self,
+        cert_bytes: &[u8],
+    ) -> Result<VerifiedCert, SecurityError> {
+        let p = parse_certificate(cert_bytes)?;
+        if p.issuer()?.0.is_some() {
+            return Err(SecurityError::Unsupported(
+                "trust anchor must be self-signed".into(),
+            ));
+        }
+        let v = p.info(None)?;
+        self.anchors.insert(v.id, v.clone());
+        Ok(v)
+    }
+
     /// Adds a CA certificate below the anchors (an authorization or enrolment authority, as a
     /// certificate trust list gives them). Nothing is verified here: the certificate is checked
     /// against its issuer (signature, validity, depth) and cached the first time a certificate

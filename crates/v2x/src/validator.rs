@@ -269,12 +269,35 @@ impl Validator {
     }
 }
 
+/// Whether building a validator checks its trust anchors' self-signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnchorCheck {
+    /// Verify each anchor's self-signature (one ECDSA verification per anchor).
+    Verify,
+    /// The same anchors were verified before (see [`crate::config::SecurityConfig::anchors_digest`]):
+    /// parse them only. For a validator built per message, as on a lattice.
+    VerifiedBefore,
+}
+
 impl<H: HistoryStore, C: CertCache> Validator<H, C> {
     /// A validator over the given stores.
     ///
     /// # Errors
     /// [`V2xError::InvalidConfig`] for bad thresholds, map or trust anchors.
     pub fn with_stores(config: Config, history: H, certs: C) -> Result<Self, V2xError> {
+        Self::with_stores_checking(config, history, certs, AnchorCheck::Verify)
+    }
+
+    /// As [`Self::with_stores`], checking the anchors' self-signatures as `anchors` says.
+    ///
+    /// # Errors
+    /// [`V2xError::InvalidConfig`] for bad thresholds, map or trust anchors.
+    pub fn with_stores_checking(
+        config: Config,
+        history: H,
+        certs: C,
+        anchors: AnchorCheck,
+    ) -> Result<Self, V2xError> {
         config.validate()?;
         let mut trust = TrustStore::new();
         trust.check_validity = config.security.check_validity;
@@ -282,9 +305,11 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         for a in &config.security.trust_anchors_hex {
             let bytes = hex::decode(a.trim())
                 .map_err(|e| V2xError::InvalidConfig(format!("trust anchor hex: {e}")))?;
-            trust
-                .add_anchor(&bytes)
-                .map_err(|e| V2xError::InvalidConfig(format!("trust anchor: {e}")))?;
+            match anchors {
+                AnchorCheck::Verify => trust.add_anchor(&bytes),
+                AnchorCheck::VerifiedBefore => trust.add_anchor_verified_before(&bytes),
+            }
+            .map_err(|e| V2xError::InvalidConfig(format!("trust anchor: {e}")))?;
         }
         for c in &config.security.ca_certificates_hex {
             let bytes = hex::decode(c.trim())

@@ -423,6 +423,45 @@ fn ca_certificates_from_the_configuration_complete_the_chain() {
     ));
 }
 
+/// A validator built per message (a lattice instance) need not verify its anchors again:
+/// `VerifiedBefore` only parses them, `Verify` checks the self-signature, and the digest that
+/// tells the two apart changes with the anchors.
+#[test]
+fn anchors_verified_before_are_only_parsed() {
+    use edgecell_v2x::config::Config;
+    use edgecell_v2x::history::MemoryHistory;
+    use edgecell_v2x::security::MemoryCertCache;
+    use edgecell_v2x::validator::AnchorCheck;
+    let chain = build::CamChain::new(600_000_000).expect("chain");
+    let mut bad_root = chain.root.cert.clone();
+    let last = bad_root.len() - 1;
+    bad_root[last] ^= 1;
+    let cfg = |root: &[u8]| {
+        Config::from_toml(&format!(
+            "[security]\ntrust_anchors_hex = [\"{}\"]\n",
+            hex::encode(root)
+        ))
+        .expect("toml")
+    };
+    let build = |c: Config, check| {
+        Validator::with_stores_checking(
+            c,
+            MemoryHistory::default(),
+            MemoryCertCache::default(),
+            check,
+        )
+    };
+    assert!(build(cfg(&bad_root), AnchorCheck::Verify).is_err());
+    assert!(build(cfg(&bad_root), AnchorCheck::VerifiedBefore).is_ok());
+    assert!(build(cfg(&chain.root.cert), AnchorCheck::Verify).is_ok());
+    let (good, bad) = (
+        cfg(&chain.root.cert).security.anchors_digest(),
+        cfg(&bad_root).security.anchors_digest(),
+    );
+    assert!(good.is_some() && bad.is_some() && good != bad);
+    assert_eq!(Config::default().security.anchors_digest(), None);
+}
+
 /// The GeoNetworking packet (basic header onwards, FCS dropped) of the c-its-parser radiotap
 /// CAM, and the offset where it starts in the frame.
 fn gn_of_radiotap_cam() -> (Vec<u8>, Vec<u8>, usize) {
