@@ -95,6 +95,11 @@ struct KvHistory {
     /// `track/<pseudonym>` and cells as a new instance read them with its stored state
     /// (see [`SENDER_HINT`]): the first `load` of that pseudonym takes them instead of a call.
     prefetched: RefCell<Option<Prefetched>>,
+    /// The hinted signer's replay mark as read ahead (`sec/<id>`), taken by the first lookup.
+    prefetched_sec: RefCell<Option<(u64, Option<Vec<u8>>)>>,
+    /// A replay mark to write with the track in `store`'s `set-many` (hinted instances only;
+    /// whatever `store` did not take is written when the message is done, see [`finish`]).
+    pending_sec: RefCell<Option<(String, Vec<u8>)>>,
 }
 
 /// A sender's entries read ahead: the pseudonym, `track/<pseudonym>` and the cells
@@ -111,6 +116,22 @@ struct Prefetched {
 struct SenderHint {
     pseudonym: u64,
     pos: Option<Xy>,
+    /// The HashedId8 of a secured message's signer: its cached certificate (`cert/<id>`) and
+    /// replay mark (`sec/<id>`) are read ahead too.
+    signer: Option<HashedId8>,
+}
+
+/// A signer's entries read ahead: `cert/<id>` and `sec/<id>` as they were.
+struct PrefetchedSigner {
+    id: HashedId8,
+    cert: Option<Vec<u8>>,
+    sec: Option<Vec<u8>>,
+}
+
+/// Whether `id` is the signer of the message being handled in a hinted (new) instance: only
+/// then may entries read ahead for it stand in for a call.
+fn hinted_signer(id: &HashedId8) -> bool {
+    SENDER_HINT.get().and_then(|h| h.signer).as_ref() == Some(id)
 }
 
 /// The radius read ahead around a hinted position: a 5 m × 2 m car's circle, a little more.
@@ -129,10 +150,12 @@ fn store_error(op: &str) {
 }
 
 impl KvHistory {
-    fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>) -> Self {
+    fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>, sec: Option<(u64, Option<Vec<u8>>)>) -> Self {
         Self {
             ns: ns.to_owned(),
             keep_s,
+            prefetched_sec: RefCell::new(sec),
+            pending_sec: RefCell::new(None),
             cells: RefCell::new(HashMap::new()),
             prev: Cell::new(None),
             prefetched: RefCell::new(prefetched),
@@ -258,7 +281,8 @@ impl HistoryStore for KvHistory {
         let mine = grid::cells_of(&fp);
         // already held after `nearby`; read here only when that read failed
         self.fetch_around(&mine);
-        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(1 + mine.len());
+        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(2 + mine.len());
+        writes.extend(self.pending_sec.borrow_mut().take());
         match serde_json::to_vec(&track) {
             Ok(t) => writes.push((format!("track/{}", track.pseudonym), t)),
             Err(_) => store_error("encode"),
@@ -277,6 +301,13 @@ impl HistoryStore for KvHistory {
     }
 
     fn last_secured_generation(&self, signer: u64) -> Option<u64> {
+        let read_ahead = self.prefetched_sec.borrow_mut().take();
+        if let Some((id, value)) = read_ahead
+            && id == signer
+            && hinted_signer(&signer.to_be_bytes())
+        {
+            return value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+        }
         match cache::get(&self.ns, &format!("sec/{signer:016x}")) {
             Ok(e) => e.and_then(|e| std::str::from_utf8(&e.value).ok()?.parse().ok()),
             Err(_) => {
@@ -288,6 +319,11 @@ impl HistoryStore for KvHistory {
 
     fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
         let key = format!("sec/{signer:016x}");
+        if hinted_signer(&signer.to_be_bytes()) {
+            // a new instance handling one message: written with the track, one call fewer
+            *self.pending_sec.borrow_mut() = Some((key, generation_us.to_string().into_bytes()));
+            return;
+        }
         if cache::set(&self.ns, &key, generation_us.to_string().as_bytes(), Some(HISTORY_TTL_MS)).is_err() {
             store_error("set");
         }
@@ -298,6 +334,8 @@ impl HistoryStore for KvHistory {
 /// lattice rather than once per instance.
 struct KvCerts {
     ns: String,
+    /// The hinted signer's `cert/<id>` as read ahead, taken by the first lookup of that id.
+    prefetched: RefCell<Option<(HashedId8, Option<Vec<u8>>)>>,
 }
 
 fn hex8(id: &HashedId8) -> String {
@@ -306,6 +344,14 @@ fn hex8(id: &HashedId8) -> String {
 
 impl CertCache for KvCerts {
     fn get(&self, id: &HashedId8) -> Option<VerifiedCert> {
+        let read_ahead = self.prefetched.borrow_mut().take();
+        match read_ahead {
+            Some((pid, value)) if &pid == id && hinted_signer(id) => {
+                return value.and_then(|v| serde_json::from_slice(&v).ok());
+            }
+            // not asked for yet: keep it for the lookup it was read for
+            other => *self.prefetched.borrow_mut() = other,
+        }
         match cache::get(&self.ns, &format!("cert/{}", hex8(id))) {
             Ok(e) => e.and_then(|e| serde_json::from_slice(&e.value).ok()),
             Err(_) => {
@@ -358,6 +404,8 @@ struct Stored {
     anchors_ok: Option<Vec<u8>>,
     /// The hinted sender's history entries, read in the same call.
     history: Option<Prefetched>,
+    /// The hinted signer's certificate and replay mark, read in the same call.
+    signer: Option<PrefetchedSigner>,
 }
 
 fn read_stored(ns: &str) -> Stored {
@@ -369,6 +417,10 @@ fn read_stored(ns: &str) -> Stored {
         cells = h.pos.map(|p| grid::cells_touching(p, HINT_RADIUS_M)).unwrap_or_default();
         keys.extend(cells.iter().map(|&c| grid::key(c)));
     }
+    let signer = hint.and_then(|h| h.signer);
+    if let Some(id) = &signer {
+        keys.extend([format!("cert/{}", hex8(id)), format!("sec/{}", hex8(id))]);
+    }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
             let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
@@ -379,7 +431,8 @@ fn read_stored(ns: &str) -> Stored {
                 track: values.next().flatten(),
                 cells: cells.into_iter().map(|c| (c, values.next().flatten())).collect(),
             });
-            Stored { config, origin, ego, anchors_ok, history }
+            let signer = signer.map(|id| PrefetchedSigner { id, cert: values.next().flatten(), sec: values.next().flatten() });
+            Stored { config, origin, ego, anchors_ok, history, signer }
         }
         Err(_) => {
             store_error("get-many");
@@ -397,11 +450,16 @@ fn read_stored(ns: &str) -> Stored {
 fn build(ns: &str, toml: &str, stored: Stored) -> Result<State, V2xError> {
     let cfg = Config::from_toml(toml)?;
     let keep_s = cfg.thresholds.intersection_window_s.max(0.0) + RECENT_MARGIN_S;
-    let history = KvHistory::new(ns, keep_s, stored.history);
+    let (cert, sec) = match stored.signer {
+        Some(p) => (Some((p.id, p.cert)), Some((u64::from_be_bytes(p.id), p.sec))),
+        None => (None, None),
+    };
+    let history = KvHistory::new(ns, keep_s, stored.history, sec);
     let digest = cfg.security.anchors_digest();
     let verified_before = digest.is_some() && digest.as_deref().map(str::as_bytes) == stored.anchors_ok.as_deref();
     let check = if verified_before { AnchorCheck::VerifiedBefore } else { AnchorCheck::Verify };
-    let mut v = Validator::with_stores_checking(cfg, history, KvCerts { ns: ns.to_owned() }, check)?;
+    let certs = KvCerts { ns: ns.to_owned(), prefetched: RefCell::new(cert) };
+    let mut v = Validator::with_stores_checking(cfg, history, certs, check)?;
     if let (Some(d), false) = (&digest, verified_before)
         && cache::set(ns, ANCHORS_OK_KEY, d.as_bytes(), None).is_err()
     {
@@ -570,7 +628,7 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
     let hint = || {
         let pseudonym = rec.sender.map(|sender| rec.sender_pseudo.unwrap_or(u64::from(sender)))?;
         let (x, y) = rec.xy();
-        Some(SenderHint { pseudonym, pos: Some(Xy::new(x, y)) })
+        Some(SenderHint { pseudonym, pos: Some(Xy::new(x, y)), signer: None })
     };
     let r = with_sender_hint(hint, || {
         with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())))
@@ -587,8 +645,24 @@ fn with_sender_hint<R>(hint: impl FnOnce() -> Option<SenderHint>, f: impl FnOnce
     }
     SENDER_HINT.set(hint());
     let r = f();
+    finish();
     SENDER_HINT.set(None);
     r
+}
+
+/// Writes what a hinted message left pending because it never reached `store` (a replay
+/// mark of a message whose position was unusable, say).
+fn finish() {
+    STATE.with(|s| {
+        if let Some(state) = s.borrow_mut().as_mut() {
+            let h = state.validator.history();
+            if let Some((key, value)) = h.pending_sec.borrow_mut().take()
+                && cache::set(&h.ns, &key, &value, Some(HISTORY_TTL_MS)).is_err()
+            {
+                store_error("set");
+            }
+        }
+    });
 }
 
 fn wit_err(e: V2xError) -> WitError {
@@ -714,7 +788,10 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         let format = MessageFormat::of_binary(&body);
         // a CAM's station id (read from its octet-aligned header, in whatever framing) lets a
         // new instance read its history ahead
-        let hint = || format.peek_cam_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None });
+        // and a secured message's signer its certificate and replay mark
+        let hint = || {
+            format.peek_cam_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None, signer: format.peek_signer(&body) })
+        };
         with_sender_hint(hint, || validate_bytes(format, &body, &ctx)).map(Some)
     };
     let validation = match outcome {

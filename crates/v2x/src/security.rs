@@ -1044,6 +1044,26 @@ pub fn unverified_payload(bytes: &[u8]) -> Option<Vec<u8>> {
     }
 }
 
+/// The HashedId8 of the signer of 1609.2 signed data, without verifying anything: the digest
+/// it names, or the id of the certificate it carries. For reading the signer's cached
+/// certificate and replay mark ahead, never for trust. `None` when it cannot be read.
+#[must_use]
+pub fn unverified_signer(bytes: &[u8]) -> Option<HashedId8> {
+    crate::oer_guard::check_ieee1609_dot2_data(bytes).ok()?;
+    let data: Ieee1609Dot2Data = rasn::coer::decode(bytes).ok()?;
+    let Ieee1609Dot2Content::SignedData(sd) = &data.content else {
+        return None;
+    };
+    match &sd.signer {
+        SignerIdentifier::Digest(h) => h.0[..].try_into().ok(),
+        SignerIdentifier::Certificate(certs) => {
+            let first = certs.0.first()?;
+            Some(parsed(first.clone(), coer_encode(first).ok()?).ok()?.id)
+        }
+        _ => None,
+    }
+}
+
 /// Builders for certificates and signed data with NIST P-256 keys (tests, benchmarks, the
 /// attack simulator and tools that need signed traffic).
 pub mod build {

@@ -96,6 +96,22 @@ impl MessageFormat {
     pub fn peek_cam_station_id(self, bytes: &[u8]) -> Option<u32> {
         crate::cam_v2::peek_station_id(&self.unverified_pdu(bytes)?)
     }
+
+    /// The HashedId8 of the signer of a secured message of this form (1609.2 data, or a
+    /// secured GeoNetworking packet in any framing), read without verifying anything (see
+    /// [`crate::security::unverified_signer`]). `None` for unsecured messages.
+    #[must_use]
+    pub fn peek_signer(self, bytes: &[u8]) -> Option<crate::security::HashedId8> {
+        use crate::security::unverified_signer;
+        if bytes.len() > crate::decode::DEFAULT_MAX_PAYLOAD {
+            return None;
+        }
+        match self.framing() {
+            None if self == Self::Secured => unverified_signer(bytes),
+            None => None,
+            Some(framing) => unverified_signer(secured_gn(bytes, framing).ok()??.secured),
+        }
+    }
 }
 
 /// The receiver's own state.

@@ -377,6 +377,18 @@ fn ca_certificates_from_the_configuration_complete_the_chain() {
         receiver: None,
     };
     let msg = build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
+    // the signer is read ahead (certificate or digest) without verifying anything
+    let at_id =
+        edgecell_v2x::security::hashed_id8(edgecell_v2x::security::HashAlg::Sha256, &chain.at.cert);
+    assert_eq!(MessageFormat::Secured.peek_signer(&msg), Some(at_id));
+    let by_digest =
+        build::signed_data(&chain.at, CAM, 36, (now_ms - 5) * 1000, false).expect("sign");
+    assert_eq!(MessageFormat::Secured.peek_signer(&by_digest), Some(at_id));
+    assert_eq!(MessageFormat::Uper.peek_signer(CAM), None);
+    assert_eq!(
+        MessageFormat::Secured.peek_signer(&msg[..msg.len() / 2]),
+        None
+    );
     let mut v = Validator::from_toml(&chain.trust_toml_with_aa()).expect("validator");
     let r = v
         .validate(MessageFormat::Secured, &msg, &ctx)
