@@ -125,7 +125,7 @@ fn main() {
     // message i of a run at `rate`/s: generated when it is due, the AT certificate once a second
     let signed_cam = |start_ms: u64, rate: f64, i: u64| {
         let due_ms = start_ms + (i as f64 * 1000.0 / rate) as u64;
-        let with_cert = i % (rate.max(1.0) as u64) == 0;
+        let with_cert = i.is_multiple_of(rate.max(1.0) as u64);
         edgecell_v2x::security::build::signed_data(&chain.at, cam, 36, due_ms * 1000, with_cert).unwrap()
     };
     let lattice = Lattice::start(&bin, &["tier=edge", "region=bench"]);
