@@ -19,6 +19,7 @@ use edgecell::produce::{
 };
 use edgecell_fusion::localizer::{SensorConfig, SensorKind};
 use edgecell_fusion::wire::{SensorEnvelope, WireMessage};
+use edgecell_kv_cache::ingest::IngestPolicy;
 use edgecell_kv_cache::{Cache, CacheConfig};
 use edgecell_vision::MjpegAvi;
 use edgecell_vision::wire::FrameRef;
@@ -338,7 +339,7 @@ fn produced_frames_are_read_back_from_the_cache_with_the_exact_bytes() {
         other => panic!("{other:?}"),
     }
 
-    let ingest = conn.cache_ingest(Arc::clone(&cache)).unwrap();
+    let ingest = conn.cache_ingest(Arc::clone(&cache), IngestPolicy::default()).unwrap();
     let mut refs = rt.block_on(async {
         let sub = client.subscribe("edgecell.video.frames.vtest").await.unwrap();
         client.flush().await.unwrap();
@@ -371,6 +372,8 @@ fn produced_frames_are_read_back_from_the_cache_with_the_exact_bytes() {
             put(&client, "edgecell.cache.put.video-analytics", &[("edgecell-namespace", "frames"), ("edgecell-key", "k1"), ("edgecell-ttl-ms", "soon")], vec![1]).await,
             put(&client, "edgecell.cache.put.video.analytics", &ok, vec![1]).await,
             put(&client, "edgecell.cache.put.video-analytics", &ok, b"fine".to_vec()).await,
+            // a namespace not opened to producers (the actor's own state)
+            put(&client, "edgecell.cache.put.video-analytics", &[("edgecell-namespace", "state"), ("edgecell-key", "vtest")], vec![1]).await,
         ]
     });
     assert_eq!(replies[0], r#"{"error":"missing header `edgecell-namespace`"}"#);
@@ -381,7 +384,8 @@ fn produced_frames_are_read_back_from_the_cache_with_the_exact_bytes() {
     let version: serde_json::Value = serde_json::from_str(&replies[5]).unwrap();
     let version = version["version"].as_u64().expect("a version");
     assert_eq!(cache.get("video-analytics", "frames", "k1").unwrap().map(|e| (e.version, e.value)), Some((version, b"fine".to_vec())));
-    assert_eq!(ingest.stats().refused.load(std::sync::atomic::Ordering::Relaxed), 5);
+    assert_eq!(replies[6], r#"{"error":"namespace `state` of keyspace `video-analytics` is not open to producers' puts"}"#);
+    assert_eq!(ingest.stats().refused.load(std::sync::atomic::Ordering::Relaxed), 6);
     assert_eq!(cache.stats().entries, 23);
 
     // the producer turns a refusal into a typed error and stops (a key over the cache's limit)
@@ -458,7 +462,7 @@ fn a_frame_over_the_servers_max_payload_is_refused_before_sending() {
     let server = crate::nats::NatsServer::start_with_config(&format!("max_payload: {}\n", 16 * 1024));
     let conn = NatsConnection::connect(&server.url).unwrap();
     let cache = Arc::new(Cache::new(CacheConfig::default()));
-    let ingest = conn.cache_ingest(Arc::clone(&cache)).unwrap();
+    let ingest = conn.cache_ingest(Arc::clone(&cache), IngestPolicy::default()).unwrap();
     let rt = runtime();
     let client = rt.block_on(async_nats::connect(&server.url)).unwrap();
     let result = rt.block_on(produce(&client, Source::video(data("video/vtest_2s_mjpeg.avi")), &ProduceOptions::default(), None));

@@ -36,6 +36,9 @@ pub struct HostSection {
     pub cache_dir: Option<PathBuf>,
     /// NATS server to subscribe actors' subjects on; none = no NATS.
     pub nats_url: Option<String>,
+    /// The `<keyspace>/<namespace>` pairs (comma-separated) producers' cache puts may write
+    /// (see `edgecell_kv_cache::ingest::IngestPolicy`); others are refused.
+    pub ingest_open: String,
 }
 
 impl Default for HostSection {
@@ -49,6 +52,7 @@ impl Default for HostSection {
             epoch_tick_ms: 1,
             cache_dir: None,
             nats_url: None,
+            ingest_open: edgecell_kv_cache::ingest::DEFAULT_OPEN.to_owned(),
         }
     }
 }
@@ -177,6 +181,8 @@ impl HostConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        edgecell_kv_cache::ingest::IngestPolicy::parse(&self.host.ingest_open)
+            .map_err(|e| ConfigError::Invalid(format!("[host] ingest_open: {e}")))?;
         let h = &self.host;
         if h.max_instances == 0 || h.memory_cap_mib == 0 || h.call_deadline_ms == 0 || h.epoch_tick_ms == 0 {
             return Err(ConfigError::Invalid("host limits must be greater than zero".into()));

@@ -157,7 +157,8 @@ fn serve(config_path: &Path) -> Result<()> {
     // producers put large payloads (video frames) into the actors' keyspaces over NATS
     let _ingest = match &nats {
         Some(conn) => {
-            let ingest = conn.cache_ingest(Arc::clone(&services.cache))?;
+            let policy = edgecell_kv_cache::ingest::IngestPolicy::parse(&config.host.ingest_open).map_err(|e| anyhow::anyhow!("[host] ingest_open: {e}"))?;
+            let ingest = conn.cache_ingest(Arc::clone(&services.cache), policy)?;
             println!("cache ingest ← {}.>", edgecell::nats::CACHE_PUT_PREFIX);
             Some(ingest)
         }
