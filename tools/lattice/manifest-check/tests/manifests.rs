@@ -505,6 +505,7 @@ fn provider_ids_and_config() {
         assert_eq!(
             config(kv, "kv-cache-config"),
             BTreeMap::from([
+                ("ingest-open".into(), "video-analytics/frames".into()),
                 ("ingest-prefix".into(), "edgecell.cache.put".into()),
                 ("max-bytes".into(), "268435456".into())
             ])
