@@ -38,16 +38,23 @@ impl NatsServer {
 
     /// JetStream on, plus `config` (nats-server configuration text, e.g. `max_payload: 16384`).
     pub fn start_with_config(config: &str) -> Self {
+        Self::spawn(config, true)
+    }
+
+    /// A server from `config` on 127.0.0.1 and a free port, with JetStream (store in a temp
+    /// dir) or without.
+    pub fn spawn(config: &str, jetstream: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let bin = nats_server_binary();
         let conf = dir.path().join("nats.conf");
         std::fs::write(&conf, config).unwrap();
-        let child = Command::new(&bin)
-            .arg("-c")
-            .arg(&conf)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-            .arg(dir.path())
+        let mut cmd = Command::new(&bin);
+        cmd.arg("-c").arg(&conf).args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        if jetstream {
+            cmd.args(["-js", "-sd"]).arg(dir.path());
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -213,7 +220,10 @@ impl TraceSink {
 pub struct Lattice {
     pub host: Proc,
     pub wadm: Proc,
+    /// The server wadm and the control clients use (the hub, when there is an edge).
     pub nats: NatsServer,
+    /// Set by [`Lattice::start_on_leaf`]: the edge leaf node the host is on.
+    pub edge: Option<NatsServer>,
     pub host_id: String,
     pub metrics_port: u16,
     pub bin: PathBuf,
@@ -236,10 +246,37 @@ impl Lattice {
         Self::start_with(bin, labels, true)
     }
 
+    /// The three-tier layout of `manifests/nats/` cut to one edge: the hub from `core.conf`
+    /// (JetStream domain `core`, a leaf node listener) with wadm on it, and the host on a leaf
+    /// node from `edge-a.conf` (no JetStream; the host reaches the hub's with domain `core`).
+    /// Ports are free ones, not the files' own; monitoring is off.
+    pub fn start_on_leaf(bin: &Path, labels: &[&str]) -> Self {
+        let leaf_port = free_port();
+        let read = |f: &str| std::fs::read_to_string(repo().join("manifests/nats").join(f)).unwrap();
+        let local = |text: String| {
+            text.lines()
+                .filter(|l| !l.trim_start().starts_with("http:") && !l.trim_start().starts_with("store_dir:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+                .replace("127.0.0.1:7422", &format!("127.0.0.1:{leaf_port}"))
+        };
+        let hub = NatsServer::spawn(&local(read("core.conf")), true);
+        let edge = NatsServer::spawn(&local(read("edge-a.conf")), false);
+        Self::start_with_servers(bin, labels, false, hub, Some(edge))
+    }
+
+    /// The URL producers and consumers use: the edge leaf node if there is one.
+    pub fn client_url(&self) -> &str {
+        self.edge.as_ref().map_or(&self.nats.url, |e| &e.url)
+    }
+
     fn start_with(bin: &Path, labels: &[&str], traced: bool) -> Self {
+        Self::start_with_servers(bin, labels, traced, NatsServer::start(), None)
+    }
+
+    fn start_with_servers(bin: &Path, labels: &[&str], traced: bool, nats: NatsServer, edge: Option<NatsServer>) -> Self {
         static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
         let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let nats = NatsServer::start();
         let tmp = tempfile::tempdir().unwrap();
         let addr = nats.url.trim_start_matches("nats://").to_owned();
         let wadm = Proc::spawn(
@@ -251,7 +288,11 @@ impl Lattice {
         let mut host_cmd = Command::new(bin.join("edgecell-lattice-host"));
         // a provider call that waits behind a loaded CPU must not hit the 2 s default wRPC
         // timeout: that fails the import and traps the invocation, so its message gets no reply
-        host_cmd.args(["--nats-url", &nats.url, "--allow-file-load", "--heartbeat-secs", "2", "--rpc-timeout-ms", "10000"]).env("TMPDIR", tmp.path());
+        let host_nats = edge.as_ref().map_or(&nats.url, |e| &e.url);
+        host_cmd.args(["--nats-url", host_nats, "--allow-file-load", "--heartbeat-secs", "2", "--rpc-timeout-ms", "10000"]).env("TMPDIR", tmp.path());
+        if edge.is_some() {
+            host_cmd.args(["--js-domain", "core"]);
+        }
         for l in labels {
             host_cmd.args(["--label", l]);
         }
@@ -262,7 +303,7 @@ impl Lattice {
         let mut host = Proc::spawn("host", &mut host_cmd, tmp.path().join("host.log"), Duration::from_secs(15));
         // the launcher prints `host_id=…` once the host is up
         let host_id = host.stdout_value("host_id=", Duration::from_secs(60));
-        Self { _one_at_a_time: one_at_a_time, host, wadm, nats, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp, traces }
+        Self { _one_at_a_time: one_at_a_time, host, wadm, nats, edge, host_id, metrics_port: free_port(), bin: bin.to_owned(), tmp, traces }
     }
 
     pub fn ctl(&self) -> Command {
@@ -283,7 +324,7 @@ impl Lattice {
         let mut cmd = self.ctl();
         cmd.arg("deploy")
             .arg(repo().join(manifest))
-            .args(["--replace", &format!("nats://127.0.0.1:4222={}", self.nats.url)])
+            .args(["--replace", &format!("nats://127.0.0.1:4222={}", self.client_url())])
             .args(["--replace", &format!("127.0.0.1:9464=127.0.0.1:{}", self.metrics_port)]);
         for (from, to) in replace {
             cmd.args(["--replace", &format!("{from}={to}")]);

@@ -410,6 +410,40 @@ fn signed_cams_are_verified_on_the_lattice() {
     lattice.shutdown();
 }
 
+/// The three-tier topology of `manifests/nats/` (cut to one edge site): the host runs on an
+/// edge leaf node without JetStream and reaches the lattice's buckets on the hub's JetStream
+/// through domain `core`; wadm runs on the hub. The V2X app deploys; beacons published at the
+/// edge and at the hub are both answered by the actor on the edge host.
+#[test]
+fn an_edge_host_on_a_leaf_node_serves_the_lattice() {
+    let Some(bin) = lattice_bin() else { return };
+    let lattice = Lattice::start_on_leaf(&bin, &["tier=edge", "region=edge-a"]);
+    lattice.deploy("wadm/v2x.wadm.yaml");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {
+        let edge = async_nats::connect(lattice.client_url()).await.unwrap();
+        let hub = async_nats::connect(&lattice.nats.url).await.unwrap();
+        let (ready, pending) = wait_ready(&edge, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
+        eprintln!("actor answering at the edge {ready:?} after `deployed` ({pending} link-pending replies)");
+        let at_edge = request(&edge, "edgecell.v2x.in.edge-a", beacon(3, 1.0, 300.0, 10.0)).await;
+        assert!(at_edge["verdict"].is_string(), "{at_edge}");
+        // from the hub, across the leaf connection, to the same actor and its history
+        let from_hub = request(&hub, "edgecell.v2x.in.edge-a", beacon(3, 2.0, 310.0, 10.0)).await;
+        assert_eq!(from_hub["verdict"], "accepted", "{from_hub}");
+        let (ran, failed) = check_of(&from_hub, "position_consistency");
+        assert!(ran && !failed, "the second beacon was judged against the first: {from_hub}");
+        // the metrics provider on the edge host counted both
+        let text = lattice.scrape();
+        assert!(metric_sum(&text, "v2x_messages_total", &[]) >= 3.0, "{text}");
+    })));
+    if let Err(panic) = outcome {
+        eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
+        std::panic::resume_unwind(panic);
+    }
+    lattice.undeploy("edgecell-v2x");
+    lattice.shutdown();
+}
+
 /// Tracing on the lattice: a V2X message with a producer's W3C `traceparent`, through
 /// edgecell's messaging provider (tests/lattice/traced.wadm.yaml), to a host exporting OTLP to
 /// a receiver started here; see [`check_trace`] for what is followed.
