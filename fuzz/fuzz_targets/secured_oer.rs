@@ -1,7 +1,7 @@
 //! IEEE 1609.2 secured data (COER): decode + verify against the EU TLM anchor, the
 //! unverified-payload helper, and the full validator path.
 #![no_main]
-use edgecell_v2x::security::{MemoryCertCache, TrustStore, unverified_payload};
+use edgecell_v2x::security::{MemoryCertCache, TrustStore, unverified_payload, unverified_signer};
 use edgecell_v2x::{MessageFormat, ReceiveContext, Validator};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -23,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let mut cache = MemoryCertCache::default();
     let _ = ts.verify_signed_data(data, now_s * 1_000_000, &mut cache);
     let _ = unverified_payload(data);
+    let _ = unverified_signer(data);
     if let Ok(mut v) = Validator::from_toml("") {
         let ctx = ReceiveContext { received_at_ns: now_s * 1_000_000_000, receiver: None };
         let _ = v.validate(MessageFormat::Secured, data, &ctx);
