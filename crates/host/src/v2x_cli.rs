@@ -47,7 +47,8 @@ pub enum V2xCmd {
         /// uper otherwise.
         #[arg(long, value_enum)]
         format: Option<InputFormat>,
-        /// A root certificate (COER) for signed messages.
+        /// A root certificate (COER) for signed messages. The authorities below it (AA, EA)
+        /// go in --config: `[security] ca_certificates_hex = ["…"]`.
         #[arg(long)]
         trust_anchor: Option<PathBuf>,
         /// Road map (GeoJSON line strings): WGS84 for ETSI input, the trace's local frame for
