@@ -352,7 +352,11 @@ config = {{ greeting = "hi" }}
             ("[inference]\nmodels = \"m\"\nbackend = \"tensorrt\"\n", "unknown backend"),
             ("[inference]\nmodels = \"m\"\nonnxruntime_threads = 0\n", "at least 1"),
             ("[inference]\nbackend = \"tract\"\n", "missing field `models`"),
+            ("[host]\ningest_open = \"frames\"\n", "ingest_open"),
         ];
+        let open = HostConfig::parse("[host]\ningest_open = \"cam-1/frames, cam-2/frames\"\n", Path::new(".")).unwrap();
+        assert_eq!(open.host.ingest_open, "cam-1/frames, cam-2/frames");
+        assert_eq!(HostConfig::parse("", Path::new(".")).unwrap().host.ingest_open, "video-analytics/frames");
         for (text, want) in cases {
             let err = HostConfig::parse(text, Path::new(".")).unwrap_err().to_string();
             assert!(err.contains(want), "{text:?}: {err}");
