@@ -10,9 +10,10 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::{Framing, decode_its};
+use edgecell_v2x::history::MemoryHistory;
 use edgecell_v2x::observation::its_ms_to_unix_ns;
-use edgecell_v2x::security::build;
-use edgecell_v2x::validator::{MessageFormat, ReceiveContext, Validator};
+use edgecell_v2x::security::{MemoryCertCache, build};
+use edgecell_v2x::validator::{AnchorCheck, MessageFormat, ReceiveContext, Validator};
 
 const CAM: &[u8] = include_bytes!("../testdata/c-its-parser-cam.uper");
 
@@ -96,6 +97,33 @@ fn bench(c: &mut Criterion) {
                 &ctx,
             )
         });
+    });
+    // what each lattice invocation pays before its first check: a validator from the TOML
+    // (root anchor and AA as CA certificate), with the anchor's self-signature verified (the
+    // first instance) or only parsed (the others, `AnchorCheck::VerifiedBefore`)
+    let toml = chain.trust_toml_with_aa();
+    for (name, check) in [
+        ("build_validator_anchor_verified", AnchorCheck::Verify),
+        (
+            "build_validator_anchor_verified_before",
+            AnchorCheck::VerifiedBefore,
+        ),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let cfg = Config::from_toml(std::hint::black_box(&toml)).expect("toml");
+                Validator::with_stores_checking(
+                    cfg,
+                    MemoryHistory::default(),
+                    MemoryCertCache::default(),
+                    check,
+                )
+                .is_ok()
+            });
+        });
+    }
+    g.bench_function("build_validator_default_config", |b| {
+        b.iter(|| Validator::from_toml(std::hint::black_box("")).is_ok());
     });
     g.finish();
 }
