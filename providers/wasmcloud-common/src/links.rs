@@ -19,7 +19,7 @@
 //! (their values reach providers only encrypted by the host); a sweep only adds links.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -222,6 +222,30 @@ impl SweepGate {
         if self.open(Instant::now()) {
             let provider = provider.clone();
             tokio::spawn(async move { sweep_and_log(&provider, connection, "call from an unlinked component").await });
+        }
+    }
+}
+
+/// On-demand recovery for a provider that can tell when a caller has no link to it: attach the
+/// lattice connection once the provider runs, then report each unlinked caller; at most one
+/// [`sweep`] a second follows.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    gate: SweepGate,
+    connection: OnceLock<&'static ProviderConnection>,
+}
+
+impl Recovery {
+    /// The connection sweeps use (set once the provider runs; a provider without it, as in
+    /// unit tests, never sweeps).
+    pub fn attach(&self, connection: &'static ProviderConnection) {
+        let _ = self.connection.set(connection);
+    }
+
+    /// A component without a link to `provider` called it: sweep soon.
+    pub fn unlinked_caller<P: Provider + Clone + Send + 'static>(&self, provider: &P) {
+        if let Some(connection) = self.connection.get() {
+            self.gate.sweep_soon(provider, connection);
         }
     }
 }

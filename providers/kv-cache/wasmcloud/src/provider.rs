@@ -29,10 +29,8 @@ struct State {
     /// Keyspace per linked component (source id).
     keyspaces: RwLock<HashMap<String, String>>,
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Lets one link sweep through per second when unlinked components call.
-    sweep: edgecell_provider_common::links::SweepGate,
-    /// The lattice connection, once the provider runs (absent in unit tests).
-    connection: OnceLock<&'static ProviderConnection>,
+    /// Link sweeps when unlinked components call.
+    recovery: edgecell_provider_common::links::Recovery,
 }
 
 /// The provider: one cache shared by all linked components, each in its own keyspace.
@@ -42,7 +40,7 @@ pub struct KvCacheProvider(Arc<State>);
 impl KvCacheProvider {
     pub async fn run() -> anyhow::Result<()> {
         edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-kv-cache", serve, |provider: &Self, connection: &'static ProviderConnection| {
-            let _ = provider.0.connection.set(connection);
+            provider.0.recovery.attach(connection);
             // producers' puts over NATS (frames by handle), if configured
             let config = provider.0.config.get();
             if let (Some(prefix), Some(policy), Some(cache)) = (
@@ -76,9 +74,7 @@ impl KvCacheProvider {
         let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
         let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(source).cloned();
         Ok(found.ok_or_else(|| {
-            if let Some(connection) = self.0.connection.get() {
-                self.0.sweep.sweep_soon(self, connection);
-            }
+            self.0.recovery.unlinked_caller(self);
             wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
         }))
     }

@@ -26,6 +26,8 @@ struct State {
     server: Mutex<Option<MetricsServer>>,
     /// `component` label per linked component (source id).
     components: RwLock<HashMap<String, String>>,
+    /// Link sweeps when unlinked components call.
+    recovery: edgecell_provider_common::links::Recovery,
 }
 
 /// The provider: one registry for every linked component, each series labelled with its component.
@@ -34,18 +36,31 @@ pub struct MetricsProvider(Arc<State>);
 
 impl MetricsProvider {
     pub async fn run() -> anyhow::Result<()> {
-        edgecell_provider_common::run_and_serve!(Self::default(), "edgecell-metrics", serve)
+        edgecell_provider_common::run_and_serve!(
+            Self::default(),
+            "edgecell-metrics",
+            serve,
+            |provider: &Self, connection: &'static wasmcloud_provider_sdk::provider::ProviderConnection| {
+                provider.0.recovery.attach(connection);
+            }
+        )
     }
 
     fn registry(&self) -> anyhow::Result<&Arc<Registry>> {
         self.0.registry.get().context("metrics provider not initialised")
     }
 
-    /// The labels every series of the caller carries.
+    /// The labels every series of the caller carries: the link's `component` label, or the
+    /// component id for a caller whose link has not reached this provider (a link sweep then
+    /// takes it from the lattice, see `edgecell_provider_common::links`).
     fn caller_labels(&self, cx: Option<&Context>) -> anyhow::Result<Vec<(String, String)>> {
         let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
-        let map = self.0.components.read().unwrap_or_else(PoisonError::into_inner);
-        Ok(vec![("component".to_owned(), map.get(source).cloned().unwrap_or_else(|| source.to_owned()))])
+        let label = self.0.components.read().unwrap_or_else(PoisonError::into_inner).get(source).cloned();
+        let label = label.unwrap_or_else(|| {
+            self.0.recovery.unlinked_caller(self);
+            source.to_owned()
+        });
+        Ok(vec![("component".to_owned(), label)])
     }
 }
 
