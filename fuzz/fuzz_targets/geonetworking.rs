@@ -21,5 +21,6 @@ fuzz_target!(|data: &[u8]| {
     for format in [MessageFormat::GeoNetworking, MessageFormat::RadiotapFrame] {
         let _ = format.peek_signer(data);
         let _ = format.peek_cam_station_id(data);
+        let _ = format.peek_sender(data);
     }
 });

@@ -344,13 +344,10 @@ fn hex8(id: &HashedId8) -> String {
 
 impl CertCache for KvCerts {
     fn get(&self, id: &HashedId8) -> Option<VerifiedCert> {
-        let read_ahead = self.prefetched.borrow_mut().take();
-        match read_ahead {
-            Some((pid, value)) if &pid == id && hinted_signer(id) => {
-                return value.and_then(|v| serde_json::from_slice(&v).ok());
-            }
-            // not asked for yet: keep it for the lookup it was read for
-            other => *self.prefetched.borrow_mut() = other,
+        // read ahead for this id (kept for its own lookup when another id is asked for first)
+        let read_ahead = self.prefetched.borrow().as_ref().is_some_and(|(pid, _)| pid == id) && hinted_signer(id);
+        if read_ahead && let Some((_, value)) = self.prefetched.borrow_mut().take() {
+            return value.and_then(|v| serde_json::from_slice(&v).ok());
         }
         match cache::get(&self.ns, &format!("cert/{}", hex8(id))) {
             Ok(e) => e.and_then(|e| serde_json::from_slice(&e.value).ok()),
@@ -790,7 +787,8 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
         // new instance read its history ahead
         // and a secured message's signer its certificate and replay mark
         let hint = || {
-            format.peek_cam_station_id(&body).map(|id| SenderHint { pseudonym: u64::from(id), pos: None, signer: format.peek_signer(&body) })
+            let (station, signer) = format.peek_sender(&body);
+            station.map(|id| SenderHint { pseudonym: u64::from(id), pos: None, signer })
         };
         with_sender_hint(hint, || validate_bytes(format, &body, &ctx)).map(Some)
     };

@@ -780,13 +780,7 @@ impl TrustStore {
     /// # Errors
     /// [`SecurityError`] when it does not decode or verify, or is not self-signed.
     pub fn add_anchor(&mut self, cert_bytes: &[u8]) -> Result<VerifiedCert, SecurityError> {
-        let p = parse_certificate(cert_bytes)?;
-        if p.issuer()?.0.is_some() {
-            return Err(SecurityError::Unsupported(
-                "trust anchor must be self-signed".into(),
-            ));
-        }
-        let v = p.verify(None)?;
+        let v = parse_anchor(cert_bytes)?.verify(None)?;
         self.anchors.insert(v.id, v.clone());
         Ok(v)
     }
@@ -800,13 +794,7 @@ impl TrustStore {
         &mut self,
         cert_bytes: &[u8],
     ) -> Result<VerifiedCert, SecurityError> {
-        let p = parse_certificate(cert_bytes)?;
-        if p.issuer()?.0.is_some() {
-            return Err(SecurityError::Unsupported(
-                "trust anchor must be self-signed".into(),
-            ));
-        }
-        let v = p.info(None)?;
+        let v = parse_anchor(cert_bytes)?.info(None)?;
         self.anchors.insert(v.id, v.clone());
         Ok(v)
     }
@@ -1025,43 +1013,76 @@ impl TrustStore {
     }
 }
 
-/// The unsecured payload of signed data without verifying anything (for reporting on messages
-/// whose signature cannot be checked).
-#[must_use]
-pub fn unverified_payload(bytes: &[u8]) -> Option<Vec<u8>> {
-    crate::oer_guard::check_ieee1609_dot2_data(bytes).ok()?;
-    let data: Ieee1609Dot2Data = rasn::coer::decode(bytes).ok()?;
-    match data.content {
-        Ieee1609Dot2Content::SignedData(sd) => match sd.tbs_data.payload.data {
-            Some(Ieee1609Dot2Data {
-                content: Ieee1609Dot2Content::UnsecuredData(o),
-                ..
-            }) => Some(o.0.to_vec()),
+/// A certificate that may be a trust anchor: parsed, and self-signed.
+fn parse_anchor(cert_bytes: &[u8]) -> Result<ParsedCert, SecurityError> {
+    let p = parse_certificate(cert_bytes)?;
+    if p.issuer()?.0.is_some() {
+        return Err(SecurityError::Unsupported(
+            "trust anchor must be self-signed".into(),
+        ));
+    }
+    Ok(p)
+}
+
+/// 1609.2 data decoded without verifying anything: what it carries and who says they signed
+/// it, for reporting on messages whose signature cannot be checked and for reading ahead,
+/// never for trust. One decode serves both questions.
+#[derive(Debug, Clone)]
+pub struct UnverifiedData(Ieee1609Dot2Data);
+
+impl UnverifiedData {
+    /// Decodes (after the OER guard); `None` when it does not decode.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        crate::oer_guard::check_ieee1609_dot2_data(bytes).ok()?;
+        rasn::coer::decode(bytes).ok().map(Self)
+    }
+
+    /// The unsecured payload (of signed data, or of unsecured data itself).
+    #[must_use]
+    pub fn payload(&self) -> Option<Vec<u8>> {
+        match &self.0.content {
+            Ieee1609Dot2Content::SignedData(sd) => match &sd.tbs_data.payload.data {
+                Some(Ieee1609Dot2Data {
+                    content: Ieee1609Dot2Content::UnsecuredData(o),
+                    ..
+                }) => Some(o.0.to_vec()),
+                _ => None,
+            },
+            Ieee1609Dot2Content::UnsecuredData(o) => Some(o.0.to_vec()),
             _ => None,
-        },
-        Ieee1609Dot2Content::UnsecuredData(o) => Some(o.0.to_vec()),
-        _ => None,
+        }
+    }
+
+    /// The HashedId8 of the signer of signed data: the digest it names, or the id of the
+    /// certificate it carries.
+    #[must_use]
+    pub fn signer(&self) -> Option<HashedId8> {
+        let Ieee1609Dot2Content::SignedData(sd) = &self.0.content else {
+            return None;
+        };
+        match &sd.signer {
+            SignerIdentifier::Digest(h) => h.0[..].try_into().ok(),
+            SignerIdentifier::Certificate(certs) => {
+                let first = certs.0.first()?;
+                Some(parsed(first.clone(), coer_encode(first).ok()?).ok()?.id)
+            }
+            _ => None,
+        }
     }
 }
 
-/// The HashedId8 of the signer of 1609.2 signed data, without verifying anything: the digest
-/// it names, or the id of the certificate it carries. For reading the signer's cached
-/// certificate and replay mark ahead, never for trust. `None` when it cannot be read.
+/// The unsecured payload of signed data without verifying anything (see [`UnverifiedData`]).
+#[must_use]
+pub fn unverified_payload(bytes: &[u8]) -> Option<Vec<u8>> {
+    UnverifiedData::decode(bytes)?.payload()
+}
+
+/// The HashedId8 of the signer of 1609.2 signed data without verifying anything (see
+/// [`UnverifiedData`]). `None` when it cannot be read.
 #[must_use]
 pub fn unverified_signer(bytes: &[u8]) -> Option<HashedId8> {
-    crate::oer_guard::check_ieee1609_dot2_data(bytes).ok()?;
-    let data: Ieee1609Dot2Data = rasn::coer::decode(bytes).ok()?;
-    let Ieee1609Dot2Content::SignedData(sd) = &data.content else {
-        return None;
-    };
-    match &sd.signer {
-        SignerIdentifier::Digest(h) => h.0[..].try_into().ok(),
-        SignerIdentifier::Certificate(certs) => {
-            let first = certs.0.first()?;
-            Some(parsed(first.clone(), coer_encode(first).ok()?).ok()?.id)
-        }
-        _ => None,
-    }
+    UnverifiedData::decode(bytes)?.signer()
 }
 
 /// Builders for certificates and signed data with NIST P-256 keys (tests, benchmarks, the

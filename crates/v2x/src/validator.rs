@@ -68,25 +68,7 @@ impl MessageFormat {
     /// the payload limit.
     #[must_use]
     pub fn unverified_pdu(self, bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
-        use crate::decode::its_payload;
-        use crate::security::unverified_payload;
-        if bytes.len() > crate::decode::DEFAULT_MAX_PAYLOAD {
-            return None; // validation refuses it as too large
-        }
-        let Some(framing) = self.framing() else {
-            return match self {
-                Self::Secured => unverified_payload(bytes).map(Cow::Owned),
-                _ => None,
-            };
-        };
-        match secured_gn(bytes, framing).ok()? {
-            Some(gn) => {
-                let packet = gn.unsecured_packet(&unverified_payload(gn.secured)?);
-                let pdu = its_payload(&packet, Framing::GeoNetworking).ok()?;
-                Some(Cow::Owned(pdu.to_vec()))
-            }
-            None => its_payload(bytes, framing).ok().map(Cow::Borrowed),
-        }
+        self.read_ahead(bytes).0
     }
 
     /// The station id of the CAM a message of this form carries, read from the CAM's header
@@ -99,18 +81,63 @@ impl MessageFormat {
 
     /// The HashedId8 of the signer of a secured message of this form (1609.2 data, or a
     /// secured GeoNetworking packet in any framing), read without verifying anything (see
-    /// [`crate::security::unverified_signer`]). `None` for unsecured messages.
+    /// [`crate::security::UnverifiedData`]). `None` for unsecured messages.
     #[must_use]
     pub fn peek_signer(self, bytes: &[u8]) -> Option<crate::security::HashedId8> {
-        use crate::security::unverified_signer;
+        self.read_ahead(bytes).1?.signer()
+    }
+
+    /// [`Self::peek_cam_station_id`] and [`Self::peek_signer`] at once, the 1609.2 data
+    /// decoded once: what a new instance reads ahead for.
+    #[must_use]
+    pub fn peek_sender(self, bytes: &[u8]) -> (Option<u32>, Option<crate::security::HashedId8>) {
+        let (pdu, data) = self.read_ahead(bytes);
+        (
+            pdu.and_then(|p| crate::cam_v2::peek_station_id(&p)),
+            data.and_then(|d| d.signer()),
+        )
+    }
+
+    /// The ITS PDU and, for a secured message, its decoded 1609.2 data, nothing verified.
+    fn read_ahead(
+        self,
+        bytes: &[u8],
+    ) -> (
+        Option<Cow<'_, [u8]>>,
+        Option<crate::security::UnverifiedData>,
+    ) {
+        use crate::decode::its_payload;
+        use crate::security::UnverifiedData;
         if bytes.len() > crate::decode::DEFAULT_MAX_PAYLOAD {
-            return None;
+            return (None, None); // validation refuses it as too large
         }
-        match self.framing() {
-            None if self == Self::Secured => unverified_signer(bytes),
+        let (data, unsecured_packet) = match self.framing() {
+            None if self == Self::Secured => (UnverifiedData::decode(bytes), None),
+            None => return (None, None),
+            Some(framing) => match secured_gn(bytes, framing) {
+                Ok(Some(gn)) => {
+                    let data = UnverifiedData::decode(gn.secured);
+                    let packet = data
+                        .as_ref()
+                        .and_then(UnverifiedData::payload)
+                        .map(|inner| gn.unsecured_packet(&inner));
+                    (data, packet)
+                }
+                Ok(None) => return (its_payload(bytes, framing).ok().map(Cow::Borrowed), None),
+                Err(_) => return (None, None),
+            },
+        };
+        let pdu = match unsecured_packet {
+            Some(packet) => its_payload(&packet, Framing::GeoNetworking)
+                .ok()
+                .map(|p| Cow::Owned(p.to_vec())),
+            None if self == Self::Secured => data
+                .as_ref()
+                .and_then(UnverifiedData::payload)
+                .map(Cow::Owned),
             None => None,
-            Some(framing) => unverified_signer(secured_gn(bytes, framing).ok()??.secured),
-        }
+        };
+        (pdu, data)
     }
 }
 

@@ -385,6 +385,15 @@ fn ca_certificates_from_the_configuration_complete_the_chain() {
         build::signed_data(&chain.at, CAM, 36, (now_ms - 5) * 1000, false).expect("sign");
     assert_eq!(MessageFormat::Secured.peek_signer(&by_digest), Some(at_id));
     assert_eq!(MessageFormat::Uper.peek_signer(CAM), None);
+    // both at once, as the actor reads ahead: the same answers
+    assert_eq!(
+        MessageFormat::Secured.peek_sender(&msg),
+        (
+            MessageFormat::Secured.peek_cam_station_id(&msg),
+            Some(at_id)
+        )
+    );
+    assert!(MessageFormat::Secured.peek_cam_station_id(&msg).is_some());
     assert_eq!(
         MessageFormat::Secured.peek_signer(&msg[..msg.len() / 2]),
         None
