@@ -379,8 +379,7 @@ fn signed_cams_are_verified_on_the_lattice() {
     lattice.deploy_with("wadm/v2x.wadm.yaml", &[("reporter-id: \"1001\"", &format!("reporter-id: \"1001\"\n              config: {config}"))]);
     let cam: &[u8] = include_bytes!("../../crates/v2x/testdata/c-its-parser-cam.uper");
     let sign = |with_cert: bool| build::signed_data(&chain.at, cam, 36, its_now() * 1000, with_cert).unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {
+    check_deployed(lattice, "edgecell-v2x", async |lattice: &Lattice| {
         let client = async_nats::connect(&lattice.nats.url).await.unwrap();
         wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
         let first = sign(true);
@@ -401,13 +400,7 @@ fn signed_cams_are_verified_on_the_lattice() {
         assert_eq!((c["signed"].clone(), c["verdict"].clone()), (serde_json::json!(false), serde_json::json!("rejected")), "{c}");
         assert_eq!(check_of(&c, "signature"), (true, true), "{c}");
         eprintln!("signed CAMs on the lattice: verified with certificate, by digest; replay and bad signature rejected");
-    })));
-    if let Err(panic) = outcome {
-        eprintln!("--- host log (tail) ---\n{}", lattice.host.log_tail());
-        std::panic::resume_unwind(panic);
-    }
-    lattice.undeploy("edgecell-v2x");
-    lattice.shutdown();
+    });
 }
 
 /// The three-tier topology of `manifests/nats/` (cut to one edge site): the host runs on an
@@ -419,8 +412,7 @@ fn an_edge_host_on_a_leaf_node_serves_the_lattice() {
     let Some(bin) = lattice_bin() else { return };
     let lattice = Lattice::start_on_leaf(&bin, &["tier=edge", "region=edge-a"]);
     lattice.deploy("wadm/v2x.wadm.yaml");
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(async {
+    check_deployed(lattice, "edgecell-v2x", async |lattice: &Lattice| {
         let edge = async_nats::connect(lattice.client_url()).await.unwrap();
         let hub = async_nats::connect(&lattice.nats.url).await.unwrap();
         let (ready, pending) = wait_ready(&edge, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
@@ -435,12 +427,19 @@ fn an_edge_host_on_a_leaf_node_serves_the_lattice() {
         // the metrics provider on the edge host counted both
         let text = lattice.scrape();
         assert!(metric_sum(&text, "v2x_messages_total", &[]) >= 3.0, "{text}");
-    })));
+    });
+}
+
+/// Runs `checks` on a lattice with `app` deployed, on a 2-thread runtime; when they fail,
+/// prints the host's and wadm's log tails first. Then undeploys `app` and stops the lattice.
+fn check_deployed(lattice: Lattice, app: &str, checks: impl AsyncFnOnce(&Lattice)) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(checks(&lattice))));
     if let Err(panic) = outcome {
         eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
         std::panic::resume_unwind(panic);
     }
-    lattice.undeploy("edgecell-v2x");
+    lattice.undeploy(app);
     lattice.shutdown();
 }
 
@@ -575,6 +574,9 @@ fn the_host_restarts_a_killed_cache_provider_and_the_stream_completes() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (before, during, after, restart) = rt.block_on(async {
         let client = async_nats::connect(&lattice.nats.url).await.unwrap();
+        // `deployed` can come before the messaging provider's subscription is live: the count
+        // of answers before the kill starts once the actor has answered one message
+        wait_ready(&client, "edgecell.v2x.in.ready", &beacon(1, 0.5, -3000.0, 10.0)).await;
         let ask = |i: u64| {
             let client = client.clone();
             async move {
