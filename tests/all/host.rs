@@ -271,7 +271,7 @@ fn inspect_lists_only_the_imports_the_probe_uses() {
     let report = edgecell::inspect::report(h.runtime.engine(), &component, &bytes);
     let imports: Vec<&str> = report.imports.iter().map(|i| i.name.as_str()).collect();
     for wanted in [
-        "edgecell:cache/store@0.1.0",
+        "edgecell:cache/store@0.2.0",
         "edgecell:metrics/recorder@0.1.0",
         "wasi:config/store@0.2.0-draft",
         "wasmcloud:messaging/consumer@0.2.0",
@@ -283,7 +283,7 @@ fn inspect_lists_only_the_imports_the_probe_uses() {
     let exports: Vec<&str> = report.exports.iter().map(|i| i.name.as_str()).collect();
     assert!(exports.contains(&"edgecell:actors/probe-api@0.1.0"), "{exports:?}");
     assert!(exports.contains(&"wasmcloud:messaging/handler@0.2.0"), "{exports:?}");
-    let cache = report.imports.iter().find(|i| i.name == "edgecell:cache/store@0.1.0").unwrap();
+    let cache = report.imports.iter().find(|i| i.name == "edgecell:cache/store@0.2.0").unwrap();
     assert!(cache.functions.contains(&"compare-and-swap(namespace, key, expected, value, ttl-ms)".to_owned()), "{:?}", cache.functions);
     assert_eq!(report.sha256, edgecell::sha256_hex(&bytes));
 }

@@ -153,6 +153,16 @@ impl wit_cache::Host for HostState {
     ) -> Result<Vec<u64>, wit_cache::CacheError> {
         self.services.cache.set_many(&self.component, &namespace, items, ttl_ms).map_err(cache_error)
     }
+
+    fn set_many_if(
+        &mut self,
+        namespace: String,
+        items: Vec<wit_cache::ConditionalWrite>,
+        ttl_ms: Option<u64>,
+    ) -> Result<wit_cache::BatchOutcome, wit_cache::CacheError> {
+        let items = items.into_iter().map(cache_conditional).collect();
+        self.services.cache.set_many_if(&self.component, &namespace, items, ttl_ms).map(cache_batch).map_err(cache_error)
+    }
 }
 
 // ---- edgecell:metrics/recorder -------------------------------------------------------------

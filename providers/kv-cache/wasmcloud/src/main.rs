@@ -1,5 +1,5 @@
 //! The kv-cache capability provider for wasmCloud 1.9: started by the host, which passes its
-//! setup data on stdin; serves `edgecell:cache/store@0.1.0` to linked components over wRPC.
+//! setup data on stdin; serves `edgecell:cache/store@0.2.0` to linked components over wRPC.
 #![forbid(unsafe_code)]
 
 mod config;

@@ -200,6 +200,18 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         let items = items.into_iter().map(|(k, v)| (k, v.into())).collect();
         self.in_keyspace(cx.as_ref(), |c, ks| c.set_many(ks, &namespace, items, ttl_ms))
     }
+
+    async fn set_many_if(
+        &self,
+        cx: Option<Context>,
+        namespace: String,
+        items: Vec<wit_cache::ConditionalWrite>,
+        ttl_ms: Option<u64>,
+    ) -> CacheResult<wit_cache::BatchOutcome> {
+        let _span = edgecell_provider_common::invocation_span("cache.set-many-if", cx.as_ref()).entered();
+        let items = items.into_iter().map(cache_conditional).collect();
+        self.in_keyspace(cx.as_ref(), |c, ks| c.set_many_if(ks, &namespace, items, ttl_ms).map(cache_batch))
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use crate::Error;
 /// An interface of the resolved WIT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interface {
-    /// Fully qualified, with the package version (`edgecell:cache/store@0.1.0`).
+    /// Fully qualified, with the package version (`edgecell:cache/store@0.2.0`).
     pub id: String,
     /// Number of functions; 0 for types-only interfaces (`edgecell:types/types`).
     pub functions: usize,

@@ -244,7 +244,7 @@ fn the_actor_worlds_import_what_the_manifests_link() {
     assert_eq!(
         wit.interface("edgecell", "cache", "store")
             .map(|i| i.id.as_str()),
-        Some("edgecell:cache/store@0.1.0")
+        Some("edgecell:cache/store@0.2.0")
     );
 }
 
