@@ -82,32 +82,53 @@ thread_local! {
 /// vehicles filed by place (`cell/<i>/<j>`, see [`grid`]). A message reads and writes its
 /// sender's track and the cells around it: a few hundred bytes, however many vehicles are heard.
 ///
-/// Cells are read, changed and written back without compare-and-swap: when two instances
-/// refile the same cell at once, one footprint can be missing from it until that vehicle's
-/// next beacon (at 1–10 Hz).
+/// Instances run concurrently (on a lattice, one per message), and neighbouring senders share
+/// cells. So a message's writes — its track, the cells it refiles and its signer's replay mark —
+/// are held until the message is judged and then committed together with `set-many-if`, each
+/// key expecting the version this message read ([`KvHistory::commit`]). When another instance
+/// wrote one of them in between, nothing is written and the message is judged again on fresh
+/// reads ([`committed`]): no footprint or replay mark is lost, and two copies of one signed
+/// message handled at once cannot both pass the replay check.
 struct KvHistory {
     ns: String,
     keep_s: f64,
     /// The cells read for the message being handled (absent = empty).
     cells: RefCell<HashMap<grid::Cell, Vec<Footprint>>>,
+    /// The version of every key read for the message being handled (none = absent): what its
+    /// writes expect.
+    versions: RefCell<HashMap<String, Option<u64>>>,
+    /// The track and cells `store` prepared, written by `commit`.
+    writes: RefCell<Vec<(String, Vec<u8>)>>,
     /// The handled sender's footprint as stored before this message: its cells drop it.
     prev: Cell<Option<Footprint>>,
     /// `track/<pseudonym>` and cells as a new instance read them with its stored state
     /// (see [`SENDER_HINT`]): the first `load` of that pseudonym takes them instead of a call.
     prefetched: RefCell<Option<Prefetched>>,
     /// The hinted signer's replay mark as read ahead (`sec/<id>`), taken by the first lookup.
-    prefetched_sec: RefCell<Option<(u64, Option<Vec<u8>>)>>,
-    /// A replay mark to write with the track in `store`'s `set-many` (hinted instances only;
-    /// whatever `store` did not take is written when the message is done, see [`finish`]).
+    prefetched_sec: RefCell<Option<(u64, Option<cache::Entry>)>>,
+    /// The replay mark to write when the message is committed.
     pending_sec: RefCell<Option<(String, Vec<u8>)>>,
 }
+
+/// How [`KvHistory::commit`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    /// Written, nothing to write, or the cache failed (counted; a retry would not help).
+    Done,
+    /// Another instance changed an entry this message read: nothing was written.
+    Conflict,
+}
+
+/// How often one message is judged again after a conflicting write before its history writes
+/// are given up (counted as `v2x_store_errors_total{op="conflict"}`).
+const MAX_ATTEMPTS: u32 = 8;
 
 /// A sender's entries read ahead: the pseudonym, `track/<pseudonym>` and the cells
 /// around the position it reports with their values.
 struct Prefetched {
     pseudonym: u64,
-    track: Option<Vec<u8>>,
-    cells: Vec<(grid::Cell, Option<Vec<u8>>)>,
+    track: Option<cache::Entry>,
+    cells: Vec<(grid::Cell, Option<cache::Entry>)>,
 }
 
 /// The sender of a message and (when the message gives it in the local frame) its position,
@@ -125,7 +146,7 @@ struct SenderHint {
 struct PrefetchedSigner {
     id: HashedId8,
     cert: Option<Vec<u8>>,
-    sec: Option<Vec<u8>>,
+    sec: Option<cache::Entry>,
 }
 
 /// Whether `id` is the signer of the message being handled in a hinted (new) instance: only
@@ -150,20 +171,29 @@ fn store_error(op: &str) {
 }
 
 impl KvHistory {
-    fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>, sec: Option<(u64, Option<Vec<u8>>)>) -> Self {
+    fn new(ns: &str, keep_s: f64, prefetched: Option<Prefetched>, sec: Option<(u64, Option<cache::Entry>)>) -> Self {
         Self {
             ns: ns.to_owned(),
             keep_s,
             prefetched_sec: RefCell::new(sec),
             pending_sec: RefCell::new(None),
             cells: RefCell::new(HashMap::new()),
+            versions: RefCell::new(HashMap::new()),
+            writes: RefCell::new(Vec::new()),
             prev: Cell::new(None),
             prefetched: RefCell::new(prefetched),
         }
     }
 
-    /// Keeps a cell's value as read (a value that is not a cell counts as empty).
-    fn hold(&self, cell: grid::Cell, value: Option<&[u8]>) {
+    /// Notes the version `key` had when this message read it; returns its value.
+    fn read<'e>(&self, key: String, entry: Option<&'e cache::Entry>) -> Option<&'e [u8]> {
+        self.versions.borrow_mut().insert(key, entry.map(|e| e.version));
+        entry.map(|e| e.value.as_slice())
+    }
+
+    /// Keeps a cell as read (a value that is not a cell counts as empty).
+    fn hold(&self, cell: grid::Cell, entry: Option<&cache::Entry>) {
+        let value = self.read(grid::key(cell), entry);
         let entries = match value.map(grid::decode) {
             Some(Some(e)) => e,
             Some(None) => {
@@ -195,7 +225,7 @@ impl KvHistory {
             Ok(entries) => {
                 let mut values = entries.into_iter();
                 for c in missing {
-                    self.hold(c, values.next().flatten().as_ref().map(|e| e.value.as_slice()));
+                    self.hold(c, values.next().flatten().as_ref());
                 }
                 true
             }
@@ -225,6 +255,59 @@ impl KvHistory {
     }
 }
 
+impl KvHistory {
+    /// Writes what the message just judged left (track, cells, replay mark) in one
+    /// `set-many-if`, each key expecting the version read for the message, and forgets the
+    /// message's reads. A key whose read failed is not written: nothing is overwritten unseen.
+    fn commit(&self) -> Commit {
+        let mut writes = std::mem::take(&mut *self.writes.borrow_mut());
+        writes.extend(self.pending_sec.borrow_mut().take());
+        let versions = std::mem::take(&mut *self.versions.borrow_mut());
+        let items: Vec<cache::ConditionalWrite> = writes
+            .into_iter()
+            .filter_map(|(key, value)| match versions.get(&key) {
+                Some(&expected) => Some(cache::ConditionalWrite { key, expected, value }),
+                None => {
+                    store_error("unread");
+                    None
+                }
+            })
+            .collect();
+        if items.is_empty() {
+            return Commit::Done;
+        }
+        match cache::set_many_if(&self.ns, &items, Some(HISTORY_TTL_MS)) {
+            Ok(cache::BatchOutcome::Written(_)) => Commit::Done,
+            Ok(cache::BatchOutcome::Conflict(_)) => Commit::Conflict,
+            Err(_) => {
+                store_error("set-many-if");
+                Commit::Done
+            }
+        }
+    }
+}
+
+/// Runs `judge` (one message through the validator) and commits the history it leaves; when
+/// another instance changed what it read, judges it again on fresh reads (at most
+/// [`MAX_ATTEMPTS`] times). The outcome returned is that of the committed attempt.
+fn committed<R>(v: &mut KvValidator, mut judge: impl FnMut(&mut KvValidator) -> R) -> R {
+    let mut attempt = 1;
+    loop {
+        let r = judge(v);
+        match v.history().commit() {
+            Commit::Done => return r,
+            Commit::Conflict if attempt < MAX_ATTEMPTS => {
+                count("v2x_store_conflicts_total", &[]);
+                attempt += 1;
+            }
+            Commit::Conflict => {
+                store_error("conflict");
+                return r;
+            }
+        }
+    }
+}
+
 impl HistoryStore for KvHistory {
     fn load(&self, pseudonym: u64, now_s: f64) -> Option<Track> {
         // a message starts here: cells read for an earlier one may have changed since
@@ -235,13 +318,18 @@ impl HistoryStore for KvHistory {
             && p.pseudonym == pseudonym
             && SENDER_HINT.get().is_some_and(|h| h.pseudonym == pseudonym)
         {
-            for (c, v) in &p.cells {
-                self.hold(*c, v.as_deref());
+            for (c, e) in &p.cells {
+                self.hold(*c, e.as_ref());
             }
-            return self.track_from(p.track.as_deref(), now_s);
+            let track = self.read(format!("track/{pseudonym}"), p.track.as_ref());
+            return self.track_from(track, now_s);
         }
-        match cache::get(&self.ns, &format!("track/{pseudonym}")) {
-            Ok(entry) => self.track_from(entry.as_ref().map(|e| e.value.as_slice()), now_s),
+        let key = format!("track/{pseudonym}");
+        match cache::get(&self.ns, &key) {
+            Ok(entry) => {
+                let track = self.read(key, entry.as_ref());
+                self.track_from(track, now_s)
+            }
             Err(_) => {
                 store_error("get");
                 self.prev.set(None);
@@ -281,8 +369,8 @@ impl HistoryStore for KvHistory {
         let mine = grid::cells_of(&fp);
         // already held after `nearby`; read here only when that read failed
         self.fetch_around(&mine);
-        let mut writes: Vec<(String, Vec<u8>)> = Vec::with_capacity(2 + mine.len());
-        writes.extend(self.pending_sec.borrow_mut().take());
+        let mut writes = self.writes.borrow_mut();
+        writes.clear();
         match serde_json::to_vec(&track) {
             Ok(t) => writes.push((format!("track/{}", track.pseudonym), t)),
             Err(_) => store_error("encode"),
@@ -294,22 +382,21 @@ impl HistoryStore for KvHistory {
                 writes.push((grid::key(*cell), grid::encode(entries)));
             }
         }
-        if cache::set_many(&self.ns, &writes, Some(HISTORY_TTL_MS)).is_err() {
-            store_error("set-many");
-        }
         self.prev.set(Some(fp));
     }
 
     fn last_secured_generation(&self, signer: u64) -> Option<u64> {
+        let key = format!("sec/{signer:016x}");
+        let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
         let read_ahead = self.prefetched_sec.borrow_mut().take();
-        if let Some((id, value)) = read_ahead
+        if let Some((id, entry)) = read_ahead
             && id == signer
             && hinted_signer(&signer.to_be_bytes())
         {
-            return value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+            return parse(self.read(key, entry.as_ref()));
         }
-        match cache::get(&self.ns, &format!("sec/{signer:016x}")) {
-            Ok(e) => e.and_then(|e| std::str::from_utf8(&e.value).ok()?.parse().ok()),
+        match cache::get(&self.ns, &key) {
+            Ok(e) => parse(self.read(key, e.as_ref())),
             Err(_) => {
                 store_error("get");
                 None
@@ -318,15 +405,8 @@ impl HistoryStore for KvHistory {
     }
 
     fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
-        let key = format!("sec/{signer:016x}");
-        if hinted_signer(&signer.to_be_bytes()) {
-            // a new instance handling one message: written with the track, one call fewer
-            *self.pending_sec.borrow_mut() = Some((key, generation_us.to_string().into_bytes()));
-            return;
-        }
-        if cache::set(&self.ns, &key, generation_us.to_string().as_bytes(), Some(HISTORY_TTL_MS)).is_err() {
-            store_error("set");
-        }
+        // committed with the track, see `commit`
+        *self.pending_sec.borrow_mut() = Some((format!("sec/{signer:016x}"), generation_us.to_string().into_bytes()));
     }
 }
 
@@ -420,15 +500,16 @@ fn read_stored(ns: &str) -> Stored {
     }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
-            let mut values = entries.into_iter().map(|e| e.map(|e| e.value));
-            let (config, origin, ego, anchors_ok) =
-                (values.next().flatten(), values.next().flatten(), values.next().flatten(), values.next().flatten());
+            let mut entries = entries.into_iter();
+            let mut value = || entries.next().flatten().map(|e| e.value);
+            let (config, origin, ego, anchors_ok) = (value(), value(), value(), value());
             let history = hint.map(|h| Prefetched {
                 pseudonym: h.pseudonym,
-                track: values.next().flatten(),
-                cells: cells.into_iter().map(|c| (c, values.next().flatten())).collect(),
+                track: entries.next().flatten(),
+                cells: cells.into_iter().map(|c| (c, entries.next().flatten())).collect(),
             });
-            let signer = signer.map(|id| PrefetchedSigner { id, cert: values.next().flatten(), sec: values.next().flatten() });
+            let signer =
+                signer.map(|id| PrefetchedSigner { id, cert: entries.next().flatten().map(|e| e.value), sec: entries.next().flatten() });
             Stored { config, origin, ego, anchors_ok, history, signer }
         }
         Err(_) => {
@@ -585,7 +666,7 @@ fn now_ns() -> u64 {
 
 fn validate_bytes(format: MessageFormat, payload: &[u8], ctx: &ReceiveContext) -> Result<Validation, V2xError> {
     let r = with_state(|s| {
-        let v = s.validator.validate(format, payload, ctx)?;
+        let v = committed(&mut s.validator, |v| v.validate(format, payload, ctx))?;
         sync_origin(s, &v);
         Ok(v)
     });
@@ -628,7 +709,9 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
         Some(SenderHint { pseudonym, pos: Some(Xy::new(x, y)), signer: None })
     };
     let r = with_sender_hint(hint, || {
-        with_state(|s| s.validator.process_veremi(&rec)?.ok_or_else(|| V2xError::Decode("not a received beacon".into())))
+        with_state(|s| {
+            committed(&mut s.validator, |v| v.process_veremi(&rec))?.ok_or_else(|| V2xError::Decode("not a received beacon".into()))
+        })
     });
     record_outcome(&r);
     r.map(Some)
@@ -642,24 +725,8 @@ fn with_sender_hint<R>(hint: impl FnOnce() -> Option<SenderHint>, f: impl FnOnce
     }
     SENDER_HINT.set(hint());
     let r = f();
-    finish();
     SENDER_HINT.set(None);
     r
-}
-
-/// Writes what a hinted message left pending because it never reached `store` (a replay
-/// mark of a message whose position was unusable, say).
-fn finish() {
-    STATE.with(|s| {
-        if let Some(state) = s.borrow_mut().as_mut() {
-            let h = state.validator.history();
-            if let Some((key, value)) = h.pending_sec.borrow_mut().take()
-                && cache::set(&h.ns, &key, &value, Some(HISTORY_TTL_MS)).is_err()
-            {
-                store_error("set");
-            }
-        }
-    });
 }
 
 fn wit_err(e: V2xError) -> WitError {
