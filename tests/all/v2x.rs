@@ -644,10 +644,10 @@ fn signatures_and_the_deepest_nested_secured_data_never_trap() {
 }
 
 
-/// Concurrent instances (on a lattice, one per message) handling beacons of one sender and of
-/// neighbours in the same cells lose no history: every stored message counts in its sender's
-/// track, and each vehicle's newest footprint is in its cell. Each message's writes are
-/// committed with `set-many-if` and judged again when another instance changed what it read.
+/// Concurrent instances (on a lattice, one per message) handling beacons of one sender at once
+/// lose no track update: every message counts in its sender's track (a track write expects the
+/// version its message read; on a conflict the message is judged again). Cells are last writer
+/// wins: after one more beacon from each vehicle, each one's newest footprint is filed.
 #[test]
 fn concurrent_instances_lose_no_history() {
     const THREADS: u64 = 4;
@@ -684,6 +684,16 @@ fn concurrent_instances_lose_no_history() {
         serde_json::from_slice(&e.value).unwrap()
     };
     assert_eq!(track(77).count, THREADS * ROUNDS, "every message of the shared sender counted once");
+    for t in 0..THREADS {
+        assert_eq!(track(100 + t).count, ROUNDS);
+    }
+    // one more beacon each, one at a time
+    let time = 1.0 + ((ROUNDS * THREADS) as f64) * 0.05;
+    for (p, x) in (0..THREADS).map(|t| (100 + t, 102.0 + 3.0 * t as f64)).chain([(77, 100.0)]) {
+        let m = BrokerMessage { subject: "edgecell.v2x.in.race".into(), body: beacon(p, time, x, 0.0), reply_to: None };
+        a.instantiate().unwrap().handle_message(&m).unwrap().unwrap();
+    }
+    h.bus.drain();
     let mut filed = std::collections::HashMap::new();
     for c in edgecell_v2x::history::grid::cells_touching(edgecell_v2x::geo::Xy::new(105.0, 0.0), 20.0) {
         if let Some(e) = cache.get("v2x-validator", "race", &edgecell_v2x::history::grid::key(c)).unwrap() {

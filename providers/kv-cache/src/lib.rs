@@ -85,12 +85,42 @@ pub enum CasOutcome {
     Conflict(Option<u64>),
 }
 
-/// One item of [`Cache::set_many_if`]: a key, the version its live entry must still have (none:
-/// the key must be absent) and the value to write.
+/// What an item of [`Cache::set_many_if`] expects of the entry it overwrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: written whenever the batch is.
+    Any,
+    /// The key must be absent.
+    Absent,
+    /// The live entry must have this version.
+    Version(u64),
+}
+
+impl Expect {
+    /// The expectation a caller that read `version` (none = absent) has.
+    #[must_use]
+    pub const fn read(version: Option<u64>) -> Self {
+        match version {
+            Some(v) => Self::Version(v),
+            None => Self::Absent,
+        }
+    }
+
+    const fn met_by(self, current: Option<u64>) -> bool {
+        match (self, current) {
+            (Self::Any, _) | (Self::Absent, None) => true,
+            (Self::Version(v), Some(c)) => v == c,
+            _ => false,
+        }
+    }
+}
+
+/// One item of [`Cache::set_many_if`]: a key, what it expects of the live entry and the value
+/// to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionalWrite {
     pub key: String,
-    pub expected: Option<u64>,
+    pub expect: Expect,
     pub value: Vec<u8>,
 }
 
@@ -478,9 +508,10 @@ impl Cache {
     }
 
     /// Write many entries of one namespace with one TTL, all or none: only if every item's live
-    /// entry still has the version the item expects (none: absent) when the batch is applied.
-    /// This is optimistic concurrency for a caller that read several keys with
-    /// [`get_many`](Self::get_many), computed, and must not overwrite another writer's changes.
+    /// entry is as the item expects ([`Expect`]) when the batch is applied. This is optimistic
+    /// concurrency for a caller that read several keys with [`get_many`](Self::get_many),
+    /// computed, and must not overwrite another writer's changes; items expecting
+    /// [`Expect::Any`] are written along with the checked ones.
     ///
     /// The shards the batch touches are locked together (in index order, so two batches never
     /// wait on each other in a cycle); no other write can land between the checks and the
@@ -499,7 +530,7 @@ impl Cache {
             let fk = self.full_key(keyspace, namespace, &item.key)?;
             self.check_value(&item.value)?;
             let idx = self.shard_index(&fk);
-            prepared.push((idx, fk, item.expected, item.value));
+            prepared.push((idx, fk, item.expect, item.value));
         }
         let mut indices: Vec<usize> = prepared.iter().map(|p| p.0).collect();
         indices.sort_unstable();
@@ -509,10 +540,13 @@ impl Cache {
         let now = Instant::now();
         let mut effects = WriteEffects::default();
         let mut conflicts = Vec::new();
-        for (n, (idx, fk, expected, _)) in prepared.iter().enumerate() {
+        for (n, (idx, fk, expect, _)) in prepared.iter().enumerate() {
+            if *expect == Expect::Any {
+                continue;
+            }
             let Some((_, shard)) = guards.iter_mut().find(|(i, _)| i == idx) else { continue };
             let current = shard.live(fk, now, &mut effects).map(|s| s.version);
-            if current != *expected {
+            if !expect.met_by(current) {
                 conflicts.push((u32::try_from(n).unwrap_or(u32::MAX), current));
             }
         }
@@ -625,7 +659,12 @@ macro_rules! wit_conversions {
 
         #[allow(clippy::useless_conversion)]
         fn cache_conditional(w: $wit::ConditionalWrite) -> $crate::ConditionalWrite {
-            $crate::ConditionalWrite { key: w.key.into(), expected: w.expected, value: w.value.into() }
+            let expect = match w.expect {
+                $wit::Expectation::Any => $crate::Expect::Any,
+                $wit::Expectation::Absent => $crate::Expect::Absent,
+                $wit::Expectation::Version(v) => $crate::Expect::Version(v),
+            };
+            $crate::ConditionalWrite { key: w.key.into(), expect, value: w.value.into() }
         }
 
         #[allow(clippy::useless_conversion)]
@@ -801,7 +840,7 @@ mod tests {
     }
 
     fn write(key: &str, expected: Option<u64>, value: &[u8]) -> ConditionalWrite {
-        ConditionalWrite { key: key.to_owned(), expected, value: value.to_vec() }
+        ConditionalWrite { key: key.to_owned(), expect: Expect::read(expected), value: value.to_vec() }
     }
 
     #[test]
@@ -827,6 +866,14 @@ mod tests {
         assert_eq!(c.get("s", "ns", "b").unwrap().unwrap().value, b"b1");
         assert_eq!(c.get("s", "ns", "c").unwrap(), None, "no item of a conflicting batch lands");
         assert_eq!(c.stats().sets, before);
+        // an unchecked item goes along with checked ones, and with them only
+        let any = |key: &str, value: &[u8]| ConditionalWrite { key: key.to_owned(), expect: Expect::Any, value: value.to_vec() };
+        let out = c.set_many_if("s", "ns", vec![any("a", b"a3"), write("b", Some(va), b"b2")], None).unwrap();
+        assert_eq!(out, BatchOutcome::Conflict(vec![(1, Some(v[1]))]));
+        assert_eq!(c.get("s", "ns", "a").unwrap().unwrap().value, b"a2");
+        let out = c.set_many_if("s", "ns", vec![any("a", b"a3"), write("b", Some(v[1]), b"b2")], None).unwrap();
+        assert!(matches!(out, BatchOutcome::Written(_)), "{out:?}");
+        assert_eq!(c.get("s", "ns", "a").unwrap().unwrap().value, b"a3");
         // a key that expired counts as absent
         c.set("s", "ns", "t", b"t".to_vec(), Some(1)).unwrap();
         std::thread::sleep(Duration::from_millis(5));
