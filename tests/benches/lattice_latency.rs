@@ -5,10 +5,12 @@
 //! Not a criterion bench: an open-loop load test needs a schedule, not iterations. Run with
 //! `make bench-lattice` (needs `make lattice`); it prints a Markdown table for BENCHMARKS.md.
 //! Environment: `EDGECELL_BENCH_SECS` (per rate, default 3), `EDGECELL_BENCH_RATES` (default
-//! `1000,5000`), `EDGECELL_BENCH_SIGNED_RATES` (secured CAMs, default `250,1000`; empty = none).
+//! `1000,5000`), `EDGECELL_BENCH_SIGNED_RATES` (secured CAMs, default `250,1000`; empty = none),
+//! `EDGECELL_BENCH_SIGNED_STATIONS` (signing vehicles taking turns, default 100).
 //!
-//! Secured CAMs: one station's AT signs a real CAM (P-256), carrying its certificate once a
-//! second and its digest otherwise, as ETSI TS 103 097 stations do; the validator is configured
+//! Secured CAMs: stations (each with its own AT, station id and place) sign a real CAM (P-256),
+//! carrying their certificate on every tenth message and the digest otherwise, as ETSI TS 103
+//! 097 stations do; the validator is configured
 //! through the manifest's named config with the root as trust anchor and the AA as a CA
 //! certificate.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic, clippy::cast_precision_loss)]
@@ -122,11 +124,34 @@ fn main() {
     let chain = edgecell_v2x::security::build::CamChain::new(u32::try_from(its_now() / 1000 - 3600).unwrap()).unwrap();
     let config = serde_json::to_string(&chain.trust_toml_with_aa()).unwrap();
     let cam: &[u8] = include_bytes!("../../crates/v2x/testdata/c-its-parser-cam.uper");
-    // message i of a run at `rate`/s: generated when it is due, the AT certificate once a second
+    // secured CAMs come from `stations` vehicles taking turns, each with its own AT (issued by
+    // the chain's AA) and station id: one signer at 1k msg/s is no vehicle, and a signer's
+    // replay mark and track are written by one message at a time (set-many-if)
+    let stations: u64 = std::env::var("EDGECELL_BENCH_SIGNED_STATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(100).max(1);
+    let at_start = u32::try_from(its_now() / 1000 - 3600).unwrap();
+    let ats: Vec<_> = (0..stations)
+        .map(|k| {
+            let mut seed = [3u8; 32];
+            seed[24..].copy_from_slice(&k.to_be_bytes());
+            let key = edgecell_v2x::security::build::key_from_seed(seed).unwrap();
+            edgecell_v2x::security::build::certificate("at", &key, Some(&chain.aa), at_start, 100, &[36]).unwrap()
+        })
+        .collect();
+    // each station's CAM: the captured one with its own station id, 10 m north of the last
+    let cams: Vec<Vec<u8>> = (0..stations)
+        .map(|k| {
+            let (mut c, ext) = edgecell_v2x::cam_v2::decode(cam).unwrap();
+            c.header.station_id.0 = u32::try_from(1000 + k).unwrap();
+            c.cam.cam_parameters.basic_container.reference_position.latitude.0 += i32::try_from(k * 900).unwrap();
+            edgecell_v2x::cam_v2::encode(&c, &ext).unwrap()
+        })
+        .collect();
+    // message i of a run at `rate`/s: generated when it is due by station i % stations, with
+    // the AT certificate on the station's first message and then on every tenth
     let signed_cam = |start_ms: u64, rate: f64, i: u64| {
         let due_ms = start_ms + (i as f64 * 1000.0 / rate) as u64;
-        let with_cert = i.is_multiple_of(rate.max(1.0) as u64);
-        edgecell_v2x::security::build::signed_data(&chain.at, cam, 36, due_ms * 1000, with_cert).unwrap()
+        let (k, nth) = (i % stations, i / stations);
+        edgecell_v2x::security::build::signed_data(&ats[k as usize], &cams[k as usize], 36, due_ms * 1000, nth.is_multiple_of(10)).unwrap()
     };
     let lattice = Lattice::start(&bin, &["tier=edge", "region=bench"]);
     lattice.deploy_with("tests/lattice/bench.wadm.yaml", &[("reporter-id: \"1001\"", &format!("reporter-id: \"1001\"\n              config: {config}"))]);
