@@ -39,7 +39,7 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::VeremiRecord;
 use edgecell_v2x::geo::Xy;
-use edgecell_v2x::history::{Footprint, HistoryStore, Track, grid};
+use edgecell_v2x::history::{Footprint, HistoryStore, Track, Unreadable, grid};
 use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::Position;
 use edgecell_v2x::risk::RiskLevel;
@@ -398,7 +398,7 @@ impl HistoryStore for KvHistory {
         self.prev.set(Some(fp));
     }
 
-    fn last_secured_generation(&self, signer: u64) -> Option<u64> {
+    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable> {
         let key = format!("sec/{signer:016x}");
         let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
         let read_ahead = self.prefetched_sec.borrow_mut().take();
@@ -406,13 +406,13 @@ impl HistoryStore for KvHistory {
             && id == signer
             && hinted_signer(&signer.to_be_bytes())
         {
-            return parse(self.read(key, entry.as_ref()));
+            return Ok(parse(self.read(key, entry.as_ref())));
         }
         match cache::get(&self.ns, &key) {
-            Ok(e) => parse(self.read(key, e.as_ref())),
+            Ok(e) => Ok(parse(self.read(key, e.as_ref()))),
             Err(_) => {
                 store_error("get");
-                None
+                Err(Unreadable)
             }
         }
     }

@@ -251,6 +251,11 @@ pub mod grid {
     }
 }
 
+/// A [`HistoryStore`] read that failed (a cache provider that is down, say): the check that
+/// needed it is skipped, never passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unreadable;
+
 /// Storage of per-pseudonym tracks and replay state. Implementations may expire entries
 /// (TTL); a missing entry only means "first beacon".
 pub trait HistoryStore {
@@ -266,8 +271,10 @@ pub trait HistoryStore {
     /// a store that cannot search or could not read, or a position that is not a place.
     /// Called after [`Self::load`] of `around`'s pseudonym.
     fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool;
-    /// Last 1609.2 generation time (µs) accepted for a signer key (replay detection).
-    fn last_secured_generation(&self, signer: u64) -> Option<u64>;
+    /// Last 1609.2 generation time (µs) accepted for a signer key (replay detection); `Err`
+    /// when the store could not be read, and the replay check is then skipped rather than
+    /// passed (and no new mark is set).
+    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable>;
     /// Records the last 1609.2 generation time (µs) for a signer key.
     fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64);
 }
@@ -340,8 +347,8 @@ impl HistoryStore for MemoryHistory {
         );
         true
     }
-    fn last_secured_generation(&self, signer: u64) -> Option<u64> {
-        self.secured.get(&signer).copied()
+    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable> {
+        Ok(self.secured.get(&signer).copied())
     }
     fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
         self.secured.insert(signer, generation_us);

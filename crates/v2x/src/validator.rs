@@ -12,7 +12,7 @@ use crate::config::{Config, VerdictPolicy};
 use crate::decode::{Framing, SecuredGn, VeremiRecord, decode_its, secured_gn};
 use crate::error::{SecurityError, V2xError};
 use crate::geo::{LocalFrame, Xy};
-use crate::history::{Footprint, HistoryStore, MemoryHistory, Track};
+use crate::history::{Footprint, HistoryStore, MemoryHistory, Track, Unreadable};
 use crate::map::{MapFrame, ProjectedMap, RoadMap};
 use crate::observation::{MessageKind, Observation, Position, unix_ns_to_its_ms};
 use crate::risk::{MotionState, Risk, RiskConfig, assess};
@@ -558,18 +558,22 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                     if fresh { 1.0 } else { 0.0 },
                 ));
                 let key = u64::from_be_bytes(d.signer);
-                let replay = self
-                    .history
-                    .last_secured_generation(key)
-                    .is_some_and(|last| g <= last);
-                out.push(CheckResult::ran(
-                    names::REPLAY,
-                    if replay { 0.0 } else { 1.0 },
-                ));
-                // only a fresh generation time moves the replay mark: one signed far in the
-                // future would otherwise reject every later message of that signer as a replay
-                if fresh && !replay {
-                    self.history.set_last_secured_generation(key, g);
+                match self.history.last_secured_generation(key) {
+                    Ok(last) => {
+                        let replay = last.is_some_and(|last| g <= last);
+                        out.push(CheckResult::ran(
+                            names::REPLAY,
+                            if replay { 0.0 } else { 1.0 },
+                        ));
+                        // only a fresh generation time moves the replay mark: one signed far
+                        // in the future would otherwise reject every later message of that
+                        // signer as a replay
+                        if fresh && !replay {
+                            self.history.set_last_secured_generation(key, g);
+                        }
+                    }
+                    // the mark could not be read: not known to be fresh, nor a replay
+                    Err(Unreadable) => out.push(CheckResult::skipped(names::REPLAY)),
                 }
             }
             None => {

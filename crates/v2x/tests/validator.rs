@@ -675,3 +675,47 @@ fn the_cam_station_id_is_read_ahead_in_every_framing() {
         );
     }
 }
+
+/// A history whose replay marks cannot be read (a cache provider that is down).
+struct NoReplayState {
+    inner: edgecell_v2x::history::MemoryHistory,
+    marks_set: usize,
+}
+
+impl HistoryStore for NoReplayState {
+    fn load(&self, pseudonym: u64, now_s: f64) -> Option<edgecell_v2x::history::Track> {
+        self.inner.load(pseudonym, now_s)
+    }
+    fn store(&mut self, track: edgecell_v2x::history::Track) {
+        self.inner.store(track);
+    }
+    fn nearby(&self, around: &edgecell_v2x::history::Footprint, since_s: f64, out: &mut Vec<edgecell_v2x::history::Footprint>) -> bool {
+        self.inner.nearby(around, since_s, out)
+    }
+    fn last_secured_generation(&self, _signer: u64) -> Result<Option<u64>, edgecell_v2x::history::Unreadable> {
+        Err(edgecell_v2x::history::Unreadable)
+    }
+    fn set_last_secured_generation(&mut self, _signer: u64, _generation_us: u64) {
+        self.marks_set += 1;
+    }
+}
+
+/// When the replay mark cannot be read, the replay check is skipped (not passed), and no new
+/// mark is written over the one that could not be read.
+#[test]
+fn an_unreadable_replay_mark_skips_the_replay_check() {
+    let now_ms = rcv_its_ms();
+    let chain = build::CamChain::new(u32::try_from(now_ms / 1000 - 3600).expect("u32")).expect("chain");
+    let cfg = Config::from_toml(&chain.trust_toml()).expect("config");
+    let history = NoReplayState { inner: edgecell_v2x::history::MemoryHistory::default(), marks_set: 0 };
+    let mut v = Validator::with_stores(cfg, history, edgecell_v2x::security::MemoryCertCache::default()).expect("validator");
+    let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
+    let msg = build::signed_data(&chain.root, CAM, 36, (now_ms - 10) * 1000, false).expect("sign");
+    for _ in 0..2 {
+        let r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
+        assert!(!check(&r, names::SIGNATURE).failed(), "{r:?}");
+        let replay = check(&r, names::REPLAY);
+        assert!(replay.skipped && !replay.failed(), "{replay:?}");
+    }
+    assert_eq!(v.history().marks_set, 0);
+}
