@@ -99,8 +99,8 @@ struct KvHistory {
     keep_s: f64,
     /// The cells read for the message being handled (absent = empty).
     cells: RefCell<HashMap<grid::Cell, Vec<Footprint>>>,
-    /// The version of every key read for the message being handled (none = absent): what its
-    /// writes expect.
+    /// The version of the track and replay mark read for the message being handled (none =
+    /// absent): what their writes expect.
     versions: RefCell<HashMap<String, Option<u64>>>,
     /// The track and cells `store` prepared, written by `commit`; true: checked against the
     /// version read (the track), false: written along (cells).
@@ -197,10 +197,10 @@ impl KvHistory {
         entry.map(|e| e.value.as_slice())
     }
 
-    /// Keeps a cell as read (a value that is not a cell counts as empty).
+    /// Keeps a cell as read (a value that is not a cell counts as empty). Cells are written
+    /// unchecked, so their versions are not kept.
     fn hold(&self, cell: grid::Cell, entry: Option<&cache::Entry>) {
-        let value = self.read(grid::key(cell), entry);
-        let entries = match value.map(grid::decode) {
+        let entries = match entry.map(|e| grid::decode(&e.value)) {
             Some(Some(e)) => e,
             Some(None) => {
                 store_error("decode-cell");
@@ -275,7 +275,7 @@ impl KvHistory {
             .filter_map(|(key, value, checked)| {
                 let expect = match versions.get(&key) {
                     // last writer wins in a cell (see the type's documentation)
-                    Some(_) if !checked => cache::Expectation::Any,
+                    _ if !checked => cache::Expectation::Any,
                     Some(Some(v)) => cache::Expectation::Version(*v),
                     Some(None) => cache::Expectation::Absent,
                     None => {
