@@ -5,8 +5,10 @@
 //!   provider (`edgecell:cache/store`, with TTLs), so a replacement instance keeps them.
 //! - The configuration given to `configure` is kept in the cache too; without one the
 //!   instance reads `wasi:config` keys: `config` (validator TOML), `map` (road GeoJSON),
-//!   `map-frame` (`wgs84` | `local`), `namespace` (cache namespace, default `v2x`) and
-//!   `reporter-id` (station id put into misbehaviour reports).
+//!   `map-frame` (`wgs84` | `local`), `namespace` (cache namespace, default `v2x`),
+//!   `reporter-id` (station id put into misbehaviour reports) and `history-attempts` (how
+//!   often a message is judged when concurrent instances wrote its sender's history, 1–64,
+//!   default 8).
 //! - NATS: `edgecell.v2x.in.<region>` carries one binary ETSI message — a UPER PDU, a
 //!   GeoNetworking packet (secured or not), a radiotap frame or IEEE 1609.2 data, told apart by
 //!   their first bytes ([`MessageFormat::of_binary`]) — or one VeReMi JSON line (body starting
@@ -36,6 +38,7 @@ use bindings::exports::edgecell::v2x::validator::{
 use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
 use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
+use edgecell_v2x::checks::{CheckResult, names};
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::VeremiRecord;
 use edgecell_v2x::geo::Xy;
@@ -67,6 +70,8 @@ struct State {
     validator: KvValidator,
     ns: String,
     reporter_id: u32,
+    /// Attempts per message when history writes conflict (see [`committed`]).
+    attempts: u32,
     /// The local frame origin is in the cache (or fixed by a WGS84 map).
     origin_synced: bool,
 }
@@ -123,11 +128,15 @@ enum Commit {
     Done,
     /// Another instance changed an entry this message read: nothing was written.
     Conflict,
+    /// The last attempt conflicted too: the track is not written, and the replay mark was
+    /// tried alone with compare-and-swap; `mark_lost` when that failed as well.
+    GaveUp { mark_lost: bool },
 }
 
-/// How often one message is judged again after a conflicting write before its history writes
-/// are given up (counted as `v2x_store_errors_total{op="conflict"}`).
-const MAX_ATTEMPTS: u32 = 8;
+/// How often one message is judged in all before its track write is given up (counted as
+/// `v2x_store_errors_total{op="conflict"}`), unless the `history-attempts` config key says
+/// otherwise (1–64).
+const DEFAULT_ATTEMPTS: u32 = 8;
 
 /// A sender's entries read ahead: the pseudonym, `track/<pseudonym>` and the cells
 /// around the position it reports with their values.
@@ -266,7 +275,12 @@ impl KvHistory {
     /// `set-many-if` — the track and the mark expecting the versions read for the message, the
     /// cells unchecked — and forgets the message's reads. A key whose read failed is not
     /// written: nothing is overwritten unseen.
-    fn commit(&self) -> Commit {
+    ///
+    /// On the `last` attempt a conflicting batch is given up, but its replay mark is still
+    /// written alone (compare-and-swap on the version read): other writers keeping a sender's
+    /// track busy must not keep a verified message from marking its generation time, which
+    /// would let it be replayed later.
+    fn commit(&self, last: bool) -> Commit {
         let mut writes = std::mem::take(&mut *self.writes.borrow_mut());
         writes.extend(self.pending_sec.borrow_mut().take().map(|(k, v)| (k, v, true)));
         let versions = std::mem::take(&mut *self.versions.borrow_mut());
@@ -291,7 +305,19 @@ impl KvHistory {
         }
         match cache::set_many_if(&self.ns, &items, Some(HISTORY_TTL_MS)) {
             Ok(cache::BatchOutcome::Written(_)) => Commit::Done,
-            Ok(cache::BatchOutcome::Conflict(_)) => Commit::Conflict,
+            Ok(cache::BatchOutcome::Conflict(_)) if !last => Commit::Conflict,
+            Ok(cache::BatchOutcome::Conflict(_)) => {
+                let mark = items.iter().find(|i| i.key.starts_with("sec/"));
+                let mark_lost = mark.is_some_and(|m| {
+                    let expected = match m.expect {
+                        cache::Expectation::Version(v) => Some(v),
+                        cache::Expectation::Absent | cache::Expectation::Any => None,
+                    };
+                    let cas = cache::compare_and_swap(&self.ns, &m.key, expected, &m.value, Some(HISTORY_TTL_MS));
+                    !matches!(cas, Ok(cache::CasOutcome::Swapped(_)))
+                });
+                Commit::GaveUp { mark_lost }
+            }
             Err(_) => {
                 store_error("set-many-if");
                 Commit::Done
@@ -301,23 +327,36 @@ impl KvHistory {
 }
 
 /// Runs `judge` (one message through the validator) and commits the history it leaves; when
-/// another instance changed what it read, judges it again on fresh reads (at most
-/// [`MAX_ATTEMPTS`] times). The outcome returned is that of the committed attempt.
-fn committed<R>(v: &mut KvValidator, mut judge: impl FnMut(&mut KvValidator) -> R) -> R {
+/// another instance changed what it read, judges it again on fresh reads (`s.attempts` in
+/// all). The outcome returned is that of the last attempt; when even its replay mark could
+/// not be written, `replay_unsure` marks its replay check as not known.
+fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, replay_unsure: impl FnOnce(&mut R)) -> R {
     let mut attempt = 1;
     loop {
-        let r = judge(v);
-        match v.history().commit() {
+        let mut r = judge(&mut s.validator);
+        match s.validator.history().commit(attempt >= s.attempts) {
             Commit::Done => return r,
-            Commit::Conflict if attempt < MAX_ATTEMPTS => {
+            Commit::Conflict => {
                 count("v2x_store_conflicts_total", &[]);
                 attempt += 1;
             }
-            Commit::Conflict => {
+            Commit::GaveUp { mark_lost } => {
                 store_error("conflict");
+                if mark_lost {
+                    replay_unsure(&mut r);
+                }
                 return r;
             }
         }
+    }
+}
+
+/// A verdict whose replay mark could not be written: its replay check did not really pass.
+fn replay_not_known(r: &mut Result<Validation, V2xError>) {
+    if let Ok(v) = r
+        && let Some(c) = v.checks.iter_mut().find(|c| c.name == names::REPLAY && !c.skipped)
+    {
+        *c = CheckResult::skipped(names::REPLAY);
     }
 }
 
@@ -577,7 +616,14 @@ fn build(ns: &str, toml: &str, stored: Stored) -> Result<State, V2xError> {
         v.set_ego(Some(ReceiverState { position: Position::Local { x, y }, speed_mps, heading_deg, yaw_rate_dps: None }));
     }
     let reporter_id = config_value("reporter-id").and_then(|s| s.trim().parse().ok()).unwrap_or(0);
-    Ok(State { validator: v, ns: ns.to_owned(), reporter_id, origin_synced })
+    let attempts = match config_value("history-attempts") {
+        None => DEFAULT_ATTEMPTS,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(n @ 1..=64) => n,
+            _ => return Err(V2xError::InvalidConfig(format!("history-attempts must be 1 to 64, not {text:?}"))),
+        },
+    };
+    Ok(State { validator: v, ns: ns.to_owned(), reporter_id, attempts, origin_synced })
 }
 
 /// The configuration text: what `configure` stored, else `wasi:config` `config`, else defaults.
@@ -679,7 +725,7 @@ fn now_ns() -> u64 {
 
 fn validate_bytes(format: MessageFormat, payload: &[u8], ctx: &ReceiveContext) -> Result<Validation, V2xError> {
     let r = with_state(|s| {
-        let v = committed(&mut s.validator, |v| v.validate(format, payload, ctx))?;
+        let v = committed(s, |v| v.validate(format, payload, ctx), replay_not_known)?;
         sync_origin(s, &v);
         Ok(v)
     });
@@ -723,7 +769,8 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
     };
     let r = with_sender_hint(hint, || {
         with_state(|s| {
-            committed(&mut s.validator, |v| v.process_veremi(&rec))?.ok_or_else(|| V2xError::Decode("not a received beacon".into()))
+            // beacons are unsigned: no replay check
+            committed(s, |v| v.process_veremi(&rec), |_| {})?.ok_or_else(|| V2xError::Decode("not a received beacon".into()))
         })
     });
     record_outcome(&r);
