@@ -1,6 +1,8 @@
-//! Cache operation cost: `set`, `get` (hit) and `increment` on a warm cache.
+//! Cache operation cost: `set`, `get` (hit) and `increment` on a warm cache, and a V2X
+//! message's read-then-write of its history (4 keys: track, replay mark, two cells) with a
+//! plain `set_many` against the all-or-nothing `set_many_if` expecting the versions read.
 use criterion::{Criterion, criterion_group, criterion_main};
-use edgecell_kv_cache::{Cache, CacheConfig};
+use edgecell_kv_cache::{BatchOutcome, Cache, CacheConfig, ConditionalWrite, Expect};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
@@ -23,6 +25,38 @@ fn bench(c: &mut Criterion) {
         });
     });
     g.bench_function("increment", |b| b.iter(|| cache.increment("bench", "ns", "counter", 1, None)));
+    g.finish();
+
+    let mut g = c.benchmark_group("v2x_history_commit");
+    let keys: Vec<String> = ["track/77", "sec/00000000000000aa", "cell/3/0", "cell/3/1"].map(str::to_owned).to_vec();
+    let values: Vec<Vec<u8>> = [300usize, 20, 200, 200].map(|n| vec![5; n]).to_vec();
+    g.bench_function("get_many+set_many", |b| {
+        b.iter(|| {
+            let read = cache.get_many("bench", "v2x", &keys).unwrap_or_default();
+            black_box(read);
+            let items = keys.iter().cloned().zip(values.iter().cloned()).collect();
+            black_box(cache.set_many("bench", "v2x", items, Some(120_000)))
+        });
+    });
+    g.bench_function("get_many+set_many_if", |b| {
+        b.iter(|| {
+            let read = cache.get_many("bench", "v2x", &keys).unwrap_or_default();
+            let items = keys
+                .iter()
+                .zip(&values)
+                .zip(&read)
+                .enumerate()
+                .map(|(n, ((key, value), entry))| {
+                    // track and mark checked, cells written along, as the actor does
+                    let expect = if n < 2 { Expect::read(entry.as_ref().map(|e| e.version)) } else { Expect::Any };
+                    ConditionalWrite { key: key.clone(), expect, value: value.clone() }
+                })
+                .collect();
+            let out = cache.set_many_if("bench", "v2x", items, Some(120_000));
+            assert!(matches!(out, Ok(BatchOutcome::Written(_))), "no other writer here");
+            black_box(out)
+        });
+    });
     g.finish();
 }
 
