@@ -42,7 +42,7 @@ use edgecell_v2x::checks::{CheckResult, names};
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::VeremiRecord;
 use edgecell_v2x::geo::Xy;
-use edgecell_v2x::history::{Footprint, HistoryStore, Track, Unreadable, grid};
+use edgecell_v2x::history::{Footprint, HistoryStore, ReplayMarks, Track, Unreadable, grid};
 use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::Position;
 use edgecell_v2x::risk::RiskLevel;
@@ -437,18 +437,25 @@ impl HistoryStore for KvHistory {
         self.prev.set(Some(fp));
     }
 
-    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable> {
+    fn replay_marks(&self, signer: u64) -> Result<ReplayMarks, Unreadable> {
         let key = format!("sec/{signer:016x}");
-        let parse = |v: Option<&[u8]>| v.and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+        // absent: no marks; a value that is not marks: not known (the check is skipped)
+        let parse = |v: Option<&[u8]>| match v {
+            None => Ok(ReplayMarks::default()),
+            Some(v) => std::str::from_utf8(v).ok().and_then(ReplayMarks::parse).ok_or_else(|| {
+                store_error("decode-sec");
+                Unreadable
+            }),
+        };
         let read_ahead = self.prefetched_sec.borrow_mut().take();
         if let Some((id, entry)) = read_ahead
             && id == signer
             && hinted_signer(&signer.to_be_bytes())
         {
-            return Ok(parse(self.read(key, entry.as_ref())));
+            return parse(self.read(key, entry.as_ref()));
         }
         match cache::get(&self.ns, &key) {
-            Ok(e) => Ok(parse(self.read(key, e.as_ref()))),
+            Ok(e) => parse(self.read(key, e.as_ref())),
             Err(_) => {
                 store_error("get");
                 Err(Unreadable)
@@ -456,9 +463,9 @@ impl HistoryStore for KvHistory {
         }
     }
 
-    fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
+    fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks) {
         // committed with the track, see `commit`
-        *self.pending_sec.borrow_mut() = Some((format!("sec/{signer:016x}"), generation_us.to_string().into_bytes()));
+        *self.pending_sec.borrow_mut() = Some((format!("sec/{signer:016x}"), marks.encode().into_bytes()));
     }
 }
 

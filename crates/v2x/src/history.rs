@@ -271,19 +271,75 @@ pub trait HistoryStore {
     /// a store that cannot search or could not read, or a position that is not a place.
     /// Called after [`Self::load`] of `around`'s pseudonym.
     fn nearby(&self, around: &Footprint, since_s: f64, out: &mut Vec<Footprint>) -> bool;
-    /// Last 1609.2 generation time (µs) accepted for a signer key (replay detection); `Err`
-    /// when the store could not be read, and the replay check is then skipped rather than
-    /// passed (and no new mark is set).
-    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable>;
-    /// Records the last 1609.2 generation time (µs) for a signer key.
-    fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64);
+    /// The 1609.2 generation times (µs) recently accepted for a signer key (replay
+    /// detection, see [`ReplayMarks`]); `Err` when the store could not be read, and the replay
+    /// check is then skipped rather than passed (and no marks are written).
+    fn replay_marks(&self, signer: u64) -> Result<ReplayMarks, Unreadable>;
+    /// Records a signer key's marks after a message was accepted.
+    fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks);
+}
+
+/// Most generation times kept per signer (a station sends CAMs at most at 10–20 Hz; the window
+/// is a few seconds).
+pub const MAX_REPLAY_MARKS: usize = 128;
+
+/// The generation times (µs) accepted for one signer within a window behind the newest:
+/// a message is a replay when its generation time is one of them, or older than the window
+/// (it can no longer be told apart). A message older than the newest but not seen before —
+/// reordered on the way, or handled by another instance a moment later — is not a replay.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayMarks(Vec<u64>);
+
+impl ReplayMarks {
+    /// Marks from a stored form (decimal times, comma-separated; one time is the form stores
+    /// wrote before windows). `None` for anything else.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut times = text.split(',').map(|t| t.trim().parse::<u64>().ok()).collect::<Option<Vec<_>>>()?;
+        times.sort_unstable();
+        times.dedup();
+        let extra = times.len().saturating_sub(MAX_REPLAY_MARKS);
+        times.drain(..extra);
+        Some(Self(times))
+    }
+
+    /// The stored form read by [`Self::parse`].
+    #[must_use]
+    pub fn encode(&self) -> String {
+        self.0.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+    }
+
+    /// Whether `generation_us` replays a mark or is older than `window_us` behind the newest.
+    #[must_use]
+    pub fn is_replay(&self, generation_us: u64, window_us: u64) -> bool {
+        let too_old = self.0.last().is_some_and(|&newest| generation_us.saturating_add(window_us) < newest);
+        too_old || self.0.binary_search(&generation_us).is_ok()
+    }
+
+    /// Adds `generation_us` and drops the marks older than `window_us` behind the newest (and
+    /// the oldest beyond [`MAX_REPLAY_MARKS`]).
+    pub fn add(&mut self, generation_us: u64, window_us: u64) {
+        if let Err(at) = self.0.binary_search(&generation_us) {
+            self.0.insert(at, generation_us);
+        }
+        let newest = self.0.last().copied().unwrap_or(generation_us);
+        self.0.retain(|&t| t.saturating_add(window_us) >= newest);
+        let extra = self.0.len().saturating_sub(MAX_REPLAY_MARKS);
+        self.0.drain(..extra);
+    }
+
+    /// The generation times kept, oldest first.
+    #[must_use]
+    pub fn times(&self) -> &[u64] {
+        &self.0
+    }
 }
 
 /// In-memory [`HistoryStore`] with a TTL and a size bound.
 #[derive(Debug, Clone)]
 pub struct MemoryHistory {
     tracks: HashMap<u64, Track>,
-    secured: HashMap<u64, u64>,
+    secured: HashMap<u64, ReplayMarks>,
     ttl_s: f64,
     max_entries: usize,
 }
@@ -347,11 +403,11 @@ impl HistoryStore for MemoryHistory {
         );
         true
     }
-    fn last_secured_generation(&self, signer: u64) -> Result<Option<u64>, Unreadable> {
-        Ok(self.secured.get(&signer).copied())
+    fn replay_marks(&self, signer: u64) -> Result<ReplayMarks, Unreadable> {
+        Ok(self.secured.get(&signer).cloned().unwrap_or_default())
     }
-    fn set_last_secured_generation(&mut self, signer: u64, generation_us: u64) {
-        self.secured.insert(signer, generation_us);
+    fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks) {
+        self.secured.insert(signer, marks);
         if self.secured.len() > self.max_entries {
             self.secured.clear();
         }
@@ -360,6 +416,33 @@ impl HistoryStore for MemoryHistory {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn replay_marks_keep_a_window_and_read_the_older_single_form() {
+        let w = 2_500_000;
+        let mut m = ReplayMarks::parse("1000000000").expect("one time, as stores wrote before windows");
+        assert_eq!(m.times(), &[1_000_000_000]);
+        assert!(m.is_replay(1_000_000_000, w));
+        assert!(!m.is_replay(999_000_000, w), "older, unseen, inside the window");
+        assert!(m.is_replay(997_000_000, w), "older than the window: cannot be told apart");
+        m.add(999_000_000, w);
+        m.add(1_003_000_000, w);
+        // the newest moved 3 s on: 999 and 1000 fell out of the window
+        assert_eq!(m.times(), &[1_003_000_000]);
+        assert_eq!(ReplayMarks::parse(&m.encode()), Some(m.clone()));
+        for bad in ["", "x", "1,,2", "-1", "1;2"] {
+            assert_eq!(ReplayMarks::parse(bad), None, "{bad:?}");
+        }
+        let mut many = ReplayMarks::default();
+        for t in 0..1000u64 {
+            many.add(t, u64::MAX);
+        }
+        assert_eq!(many.times().len(), MAX_REPLAY_MARKS);
+        assert_eq!(many.times().first(), Some(&(1000 - MAX_REPLAY_MARKS as u64)));
+        let long = (0..1000).map(|t: u64| t.to_string()).collect::<Vec<_>>().join(",");
+        assert_eq!(ReplayMarks::parse(&long).map(|m| m.times().len()), Some(MAX_REPLAY_MARKS));
+    }
+
     use super::grid::{self, CELL_M};
     use super::*;
 

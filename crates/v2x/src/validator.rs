@@ -558,21 +558,24 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                     if fresh { 1.0 } else { 0.0 },
                 ));
                 let key = u64::from_be_bytes(d.signer);
-                match self.history.last_secured_generation(key) {
-                    Ok(last) => {
-                        let replay = last.is_some_and(|last| g <= last);
+                // fresh messages are at most max_age + max_future apart: every one that could
+                // pass freshness is within the window of the newest mark
+                let window_us = self.config.security.max_age_ms.saturating_add(self.config.security.max_future_ms).saturating_mul(1000);
+                match self.history.replay_marks(key) {
+                    Ok(mut marks) => {
+                        let replay = marks.is_replay(g, window_us);
                         out.push(CheckResult::ran(
                             names::REPLAY,
                             if replay { 0.0 } else { 1.0 },
                         ));
-                        // only a fresh generation time moves the replay mark: one signed far
-                        // in the future would otherwise reject every later message of that
-                        // signer as a replay
+                        // only a fresh generation time becomes a mark: one signed far in the
+                        // future would otherwise push every later message of that signer out
+                        // of the window
                         if fresh && !replay {
-                            self.history.set_last_secured_generation(key, g);
+                            marks.add(g, window_us);
+                            self.history.set_replay_marks(key, marks);
                         }
                     }
-                    // the mark could not be read: not known to be fresh, nor a replay
                     Err(Unreadable) => out.push(CheckResult::skipped(names::REPLAY)),
                 }
             }

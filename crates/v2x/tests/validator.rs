@@ -692,10 +692,10 @@ impl HistoryStore for NoReplayState {
     fn nearby(&self, around: &edgecell_v2x::history::Footprint, since_s: f64, out: &mut Vec<edgecell_v2x::history::Footprint>) -> bool {
         self.inner.nearby(around, since_s, out)
     }
-    fn last_secured_generation(&self, _signer: u64) -> Result<Option<u64>, edgecell_v2x::history::Unreadable> {
+    fn replay_marks(&self, _signer: u64) -> Result<edgecell_v2x::history::ReplayMarks, edgecell_v2x::history::Unreadable> {
         Err(edgecell_v2x::history::Unreadable)
     }
-    fn set_last_secured_generation(&mut self, _signer: u64, _generation_us: u64) {
+    fn set_replay_marks(&mut self, _signer: u64, _marks: edgecell_v2x::history::ReplayMarks) {
         self.marks_set += 1;
     }
 }
@@ -718,4 +718,28 @@ fn an_unreadable_replay_mark_skips_the_replay_check() {
         assert!(replay.skipped && !replay.failed(), "{replay:?}");
     }
     assert_eq!(v.history().marks_set, 0);
+}
+
+/// Replay detection keeps the generation times accepted within the freshness window: a
+/// message signed before the newest one but not seen before (reordered on the way, or handled
+/// a moment later by another instance) is not a replay; a second copy of any of them is.
+#[test]
+fn reordered_signed_messages_are_not_replays_but_copies_are() {
+    let now_ms = rcv_its_ms();
+    let chain = build::CamChain::new(u32::try_from(now_ms / 1000 - 3600).expect("u32")).expect("chain");
+    let mut v = Validator::from_toml(&chain.trust_toml()).expect("validator");
+    let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
+    let signed = |ms_ago: u64| build::signed_data(&chain.root, CAM, 36, (now_ms - ms_ago) * 1000, false).expect("sign");
+    let replay = |v: &mut Validator, msg: &[u8]| {
+        let r = v.validate(MessageFormat::Secured, msg, &ctx).expect("secured");
+        assert!(!check(&r, names::SIGNATURE).failed());
+        check(&r, names::REPLAY).failed()
+    };
+    let (newer, older, oldest) = (signed(100), signed(200), signed(1_900));
+    assert!(!replay(&mut v, &newer));
+    assert!(!replay(&mut v, &older), "reordered: signed before the newest, not seen before");
+    assert!(!replay(&mut v, &oldest), "still within the window (max age 2 s + max future 0.5 s)");
+    for copy in [&newer, &older, &oldest] {
+        assert!(replay(&mut v, copy), "a copy of an accepted message");
+    }
 }
