@@ -284,54 +284,96 @@ pub trait HistoryStore {
 pub const MAX_REPLAY_MARKS: usize = 128;
 
 /// The generation times (µs) accepted for one signer within a window behind the newest:
-/// a message is a replay when its generation time is one of them, or older than the window
-/// (it can no longer be told apart). A message older than the newest but not seen before —
-/// reordered on the way, or handled by another instance a moment later — is not a replay.
+/// a message is a replay when its generation time is one of them, older than the window (it
+/// can no longer be told apart), or not after the floor. A message older than the newest but
+/// not seen before — reordered on the way, or handled by another instance a moment later — is
+/// not a replay.
+///
+/// The floor is the newest time ever dropped by the cap of [`MAX_REPLAY_MARKS`] (a signer
+/// sending faster than the cap holds in one window), so a dropped time stays a replay.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReplayMarks(Vec<u64>);
+pub struct ReplayMarks {
+    floor: Option<u64>,
+    times: Vec<u64>,
+}
+
+/// The longest stored form [`ReplayMarks::parse`] reads: the floor and the cap's worth of
+/// 20-digit times with separators.
+const MAX_MARKS_TEXT: usize = 4 + 21 * (MAX_REPLAY_MARKS + 1);
 
 impl ReplayMarks {
-    /// Marks from a stored form (decimal times, comma-separated; one time is the form stores
-    /// wrote before windows). `None` for anything else.
+    /// Marks from their stored form, `v2;<floor>;<t,t,…>` (floor and list may be empty), or a
+    /// bare decimal time as stores wrote before windows (read as the floor: that value meant
+    /// "nothing at or before this"). `None` for anything else, or anything longer than the
+    /// cap could have written.
     #[must_use]
     pub fn parse(text: &str) -> Option<Self> {
-        let mut times = text.split(',').map(|t| t.trim().parse::<u64>().ok()).collect::<Option<Vec<_>>>()?;
+        if text.len() > MAX_MARKS_TEXT {
+            return None;
+        }
+        let Some(rest) = text.strip_prefix("v2;") else {
+            return text.trim().parse().ok().map(|floor| Self { floor: Some(floor), times: Vec::new() });
+        };
+        let (floor, list) = rest.split_once(';')?;
+        let floor = if floor.is_empty() { None } else { Some(floor.parse().ok()?) };
+        let mut times = if list.is_empty() {
+            Vec::new()
+        } else {
+            list.split(',').map(|t| t.parse::<u64>().ok()).collect::<Option<Vec<_>>>()?
+        };
         times.sort_unstable();
         times.dedup();
-        let extra = times.len().saturating_sub(MAX_REPLAY_MARKS);
-        times.drain(..extra);
-        Some(Self(times))
+        let mut marks = Self { floor, times };
+        marks.cap();
+        Some(marks)
     }
 
     /// The stored form read by [`Self::parse`].
     #[must_use]
     pub fn encode(&self) -> String {
-        self.0.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        let floor = self.floor.map(|f| f.to_string()).unwrap_or_default();
+        let times: Vec<String> = self.times.iter().map(u64::to_string).collect();
+        format!("v2;{floor};{}", times.join(","))
     }
 
-    /// Whether `generation_us` replays a mark or is older than `window_us` behind the newest.
+    /// Whether `generation_us` replays a mark, is not after the floor, or is older than
+    /// `window_us` behind the newest mark.
     #[must_use]
     pub fn is_replay(&self, generation_us: u64, window_us: u64) -> bool {
-        let too_old = self.0.last().is_some_and(|&newest| generation_us.saturating_add(window_us) < newest);
-        too_old || self.0.binary_search(&generation_us).is_ok()
+        let too_old = self.times.last().is_some_and(|&newest| generation_us.saturating_add(window_us) < newest);
+        too_old || self.floor.is_some_and(|f| generation_us <= f) || self.times.binary_search(&generation_us).is_ok()
     }
 
-    /// Adds `generation_us` and drops the marks older than `window_us` behind the newest (and
-    /// the oldest beyond [`MAX_REPLAY_MARKS`]).
+    /// Adds `generation_us`, drops the marks older than `window_us` behind the newest (they are
+    /// replays as too old from then on) and the oldest beyond [`MAX_REPLAY_MARKS`] (they raise
+    /// the floor).
     pub fn add(&mut self, generation_us: u64, window_us: u64) {
-        if let Err(at) = self.0.binary_search(&generation_us) {
-            self.0.insert(at, generation_us);
+        if let Err(at) = self.times.binary_search(&generation_us) {
+            self.times.insert(at, generation_us);
         }
-        let newest = self.0.last().copied().unwrap_or(generation_us);
-        self.0.retain(|&t| t.saturating_add(window_us) >= newest);
-        let extra = self.0.len().saturating_sub(MAX_REPLAY_MARKS);
-        self.0.drain(..extra);
+        let newest = self.times.last().copied().unwrap_or(generation_us);
+        self.times.retain(|&t| t.saturating_add(window_us) >= newest);
+        self.cap();
+    }
+
+    fn cap(&mut self) {
+        let extra = self.times.len().saturating_sub(MAX_REPLAY_MARKS);
+        if extra > 0 {
+            let dropped = self.times.drain(..extra).max();
+            self.floor = self.floor.max(dropped);
+        }
     }
 
     /// The generation times kept, oldest first.
     #[must_use]
     pub fn times(&self) -> &[u64] {
-        &self.0
+        &self.times
+    }
+
+    /// The newest time dropped by the cap (and older stores' single mark).
+    #[must_use]
+    pub const fn floor(&self) -> Option<u64> {
+        self.floor
     }
 }
 
@@ -418,29 +460,40 @@ impl HistoryStore for MemoryHistory {
 mod tests {
 
     #[test]
-    fn replay_marks_keep_a_window_and_read_the_older_single_form() {
+    fn replay_marks_keep_a_window_a_floor_and_read_the_older_single_form() {
         let w = 2_500_000;
-        let mut m = ReplayMarks::parse("1000000000").expect("one time, as stores wrote before windows");
-        assert_eq!(m.times(), &[1_000_000_000]);
+        // what stores wrote before windows meant "nothing at or before this"
+        let old = ReplayMarks::parse("1000000000").expect("one time, as stores wrote before windows");
+        assert_eq!((old.floor(), old.times()), (Some(1_000_000_000), &[][..]));
+        assert!(old.is_replay(999_000_000, w) && old.is_replay(1_000_000_000, w) && !old.is_replay(1_000_000_001, w));
+        let mut m = ReplayMarks::default();
+        m.add(1_000_000_000, w);
         assert!(m.is_replay(1_000_000_000, w));
         assert!(!m.is_replay(999_000_000, w), "older, unseen, inside the window");
-        assert!(m.is_replay(997_000_000, w), "older than the window: cannot be told apart");
+        assert!(!m.is_replay(997_500_000, w), "exactly the window behind the newest");
+        assert!(m.is_replay(997_499_999, w), "older than the window: cannot be told apart");
         m.add(999_000_000, w);
         m.add(1_003_000_000, w);
-        // the newest moved 3 s on: 999 and 1000 fell out of the window
+        // the newest moved 3 s on: 999 and 1000 fell out of the window, and stay replays
         assert_eq!(m.times(), &[1_003_000_000]);
+        assert!(m.is_replay(999_000_000, w) && m.is_replay(1_000_000_000, w));
         assert_eq!(ReplayMarks::parse(&m.encode()), Some(m.clone()));
-        for bad in ["", "x", "1,,2", "-1", "1;2"] {
+        assert_eq!(ReplayMarks::parse("v2;;3,1,1").map(|m| m.times().to_vec()), Some(vec![1, 3]), "sorted, deduplicated");
+        assert_eq!(ReplayMarks::parse("v2;;"), Some(ReplayMarks::default()));
+        for bad in ["", "x", "v2;", "v2;;1,,2", "v2;x;1", "-1", "1,2", "v2;;1;2"] {
             assert_eq!(ReplayMarks::parse(bad), None, "{bad:?}");
         }
+        assert_eq!(ReplayMarks::parse(&format!("v2;;{}", "0,".repeat(10_000))), None, "longer than the cap writes");
+        // a signer faster than the cap holds in one window: what the cap drops stays a replay
         let mut many = ReplayMarks::default();
         for t in 0..1000u64 {
             many.add(t, u64::MAX);
         }
         assert_eq!(many.times().len(), MAX_REPLAY_MARKS);
-        assert_eq!(many.times().first(), Some(&(1000 - MAX_REPLAY_MARKS as u64)));
-        let long = (0..1000).map(|t: u64| t.to_string()).collect::<Vec<_>>().join(",");
-        assert_eq!(ReplayMarks::parse(&long).map(|m| m.times().len()), Some(MAX_REPLAY_MARKS));
+        assert_eq!(many.floor(), Some(999 - MAX_REPLAY_MARKS as u64));
+        assert!((0..1000).all(|t| many.is_replay(t, u64::MAX)));
+        assert!(!many.is_replay(1000, u64::MAX));
+        assert_eq!(ReplayMarks::parse(&many.encode()), Some(many));
     }
 
     use super::grid::{self, CELL_M};

@@ -742,4 +742,10 @@ fn reordered_signed_messages_are_not_replays_but_copies_are() {
     for copy in [&newer, &older, &oldest] {
         assert!(replay(&mut v, copy), "a copy of an accepted message");
     }
+    // the window is max age + max future: a newest mark signed 0.4 s ahead (still fresh) and a
+    // message 1.9 s old are 2.3 s apart, more than the max age, and neither is a replay
+    let mut v = Validator::from_toml(&chain.trust_toml()).expect("validator");
+    let ahead = build::signed_data(&chain.root, CAM, 36, (now_ms + 400) * 1000, false).expect("sign");
+    assert!(!replay(&mut v, &ahead));
+    assert!(!replay(&mut v, &signed(1_900)));
 }
