@@ -121,6 +121,11 @@ struct KvHistory {
     pending_sec: RefCell<Option<(String, Vec<u8>)>>,
 }
 
+/// What a write of a key read at `version` (none = absent) expects.
+fn expect_read(version: Option<u64>) -> cache::Expectation {
+    version.map_or(cache::Expectation::Absent, cache::Expectation::Version)
+}
+
 /// How [`KvHistory::commit`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
@@ -179,6 +184,16 @@ thread_local! {
     /// in the same `get-many` as its stored configuration: one provider round trip fewer per
     /// message.
     static SENDER_HINT: Cell<Option<SenderHint>> = const { Cell::new(None) };
+}
+
+/// The cache key of a pseudonym's track.
+fn track_key(pseudonym: u64) -> String {
+    format!("track/{pseudonym}")
+}
+
+/// The cache key of a signer's replay marks (the signer's HashedId8 as a big-endian number).
+fn sec_key(signer: u64) -> String {
+    format!("sec/{signer:016x}")
 }
 
 fn store_error(op: &str) {
@@ -268,9 +283,7 @@ impl KvHistory {
         self.prev.set(track.as_ref().map(Footprint::of));
         track
     }
-}
 
-impl KvHistory {
     /// Writes what the message just judged left (track, replay mark, cells) in one
     /// `set-many-if` — the track and the mark expecting the versions read for the message, the
     /// cells unchecked — and forgets the message's reads. A key whose read failed is not
@@ -281,17 +294,16 @@ impl KvHistory {
     /// track busy must not keep a verified message from marking its generation time, which
     /// would let it be replayed later.
     fn commit(&self, last: bool) -> Commit {
-        let mut writes = std::mem::take(&mut *self.writes.borrow_mut());
-        writes.extend(self.pending_sec.borrow_mut().take().map(|(k, v)| (k, v, true)));
+        let writes = std::mem::take(&mut *self.writes.borrow_mut());
+        let mark = self.pending_sec.borrow_mut().take();
         let versions = std::mem::take(&mut *self.versions.borrow_mut());
-        let items: Vec<cache::ConditionalWrite> = writes
+        let mut items: Vec<cache::ConditionalWrite> = writes
             .into_iter()
             .filter_map(|(key, value, checked)| {
                 let expect = match versions.get(&key) {
                     // last writer wins in a cell (see the type's documentation)
                     _ if !checked => cache::Expectation::Any,
-                    Some(Some(v)) => cache::Expectation::Version(*v),
-                    Some(None) => cache::Expectation::Absent,
+                    Some(&read) => expect_read(read),
                     None => {
                         store_error("unread");
                         return None;
@@ -300,6 +312,18 @@ impl KvHistory {
                 Some(cache::ConditionalWrite { key, expect, value })
             })
             .collect();
+        // the replay mark goes last, checked like the track
+        let mark_at = items.len();
+        let mut mark_read = None;
+        if let Some((key, value)) = mark {
+            match versions.get(&key) {
+                Some(&read) => {
+                    mark_read = Some(read);
+                    items.push(cache::ConditionalWrite { key, expect: expect_read(read), value });
+                }
+                None => store_error("unread"),
+            }
+        }
         if items.is_empty() {
             return Commit::Done;
         }
@@ -307,15 +331,13 @@ impl KvHistory {
             Ok(cache::BatchOutcome::Written(_)) => Commit::Done,
             Ok(cache::BatchOutcome::Conflict(_)) if !last => Commit::Conflict,
             Ok(cache::BatchOutcome::Conflict(_)) => {
-                let mark = items.iter().find(|i| i.key.starts_with("sec/"));
-                let mark_lost = mark.is_some_and(|m| {
-                    let expected = match m.expect {
-                        cache::Expectation::Version(v) => Some(v),
-                        cache::Expectation::Absent | cache::Expectation::Any => None,
-                    };
-                    let cas = cache::compare_and_swap(&self.ns, &m.key, expected, &m.value, Some(HISTORY_TTL_MS));
-                    !matches!(cas, Ok(cache::CasOutcome::Swapped(_)))
-                });
+                let mark_lost = match (items.get(mark_at), mark_read) {
+                    (Some(m), Some(read)) => {
+                        let cas = cache::compare_and_swap(&self.ns, &m.key, read, &m.value, Some(HISTORY_TTL_MS));
+                        !matches!(cas, Ok(cache::CasOutcome::Swapped(_)))
+                    }
+                    _ => false,
+                };
                 Commit::GaveUp { mark_lost }
             }
             Err(_) => {
@@ -373,10 +395,10 @@ impl HistoryStore for KvHistory {
             for (c, e) in &p.cells {
                 self.hold(*c, e.as_ref());
             }
-            let track = self.read(format!("track/{pseudonym}"), p.track.as_ref());
+            let track = self.read(track_key(pseudonym), p.track.as_ref());
             return self.track_from(track, now_s);
         }
-        let key = format!("track/{pseudonym}");
+        let key = track_key(pseudonym);
         match cache::get(&self.ns, &key) {
             Ok(entry) => {
                 let track = self.read(key, entry.as_ref());
@@ -424,7 +446,7 @@ impl HistoryStore for KvHistory {
         let mut writes = self.writes.borrow_mut();
         writes.clear();
         match serde_json::to_vec(&track) {
-            Ok(t) => writes.push((format!("track/{}", track.pseudonym), t, true)),
+            Ok(t) => writes.push((track_key(track.pseudonym), t, true)),
             Err(_) => store_error("encode"),
         }
         for (cell, entries) in self.cells.borrow_mut().iter_mut() {
@@ -438,7 +460,7 @@ impl HistoryStore for KvHistory {
     }
 
     fn replay_marks(&self, signer: u64) -> Result<ReplayMarks, Unreadable> {
-        let key = format!("sec/{signer:016x}");
+        let key = sec_key(signer);
         // absent: no marks; a value that is not marks: not known (the check is skipped)
         let parse = |v: Option<&[u8]>| match v {
             None => Ok(ReplayMarks::default()),
@@ -465,7 +487,7 @@ impl HistoryStore for KvHistory {
 
     fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks) {
         // committed with the track, see `commit`
-        *self.pending_sec.borrow_mut() = Some((format!("sec/{signer:016x}"), marks.encode().into_bytes()));
+        *self.pending_sec.borrow_mut() = Some((sec_key(signer), marks.encode().into_bytes()));
     }
 }
 
@@ -549,13 +571,13 @@ fn read_stored(ns: &str) -> Stored {
     let mut keys = ["config", "origin", "ego", ANCHORS_OK_KEY].map(str::to_owned).to_vec();
     let mut cells = Vec::new();
     if let Some(h) = hint {
-        keys.push(format!("track/{}", h.pseudonym));
+        keys.push(track_key(h.pseudonym));
         cells = h.pos.map(|p| grid::cells_touching(p, HINT_RADIUS_M)).unwrap_or_default();
         keys.extend(cells.iter().map(|&c| grid::key(c)));
     }
     let signer = hint.and_then(|h| h.signer);
     if let Some(id) = &signer {
-        keys.extend([format!("cert/{}", hex8(id)), format!("sec/{}", hex8(id))]);
+        keys.extend([format!("cert/{}", hex8(id)), sec_key(u64::from_be_bytes(*id))]);
     }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {
