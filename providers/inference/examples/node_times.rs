@@ -1,5 +1,5 @@
 //! Where tract's time goes, per operator: loads a model as the provider does (optimised, with
-//! edgecell's kernels swapped in), runs it `N` times on zeros on one thread and prints the
+//! edgecell's kernels swapped in; `EDGECELL_NO_FUSE=1` keeps tract's 3×3 convolutions and max-pool pads), runs it `N` times on zeros on one thread and prints the
 //! total time per operator name and the slowest nodes.
 //!
 //! `cargo run --release -p edgecell-inference --example node_times -- MODEL.onnx [N]`
@@ -23,7 +23,15 @@ fn main() -> TractResult<()> {
     let mut args = std::env::args().skip(1);
     let path = args.next().expect("usage: node_times MODEL.onnx [RUNS]");
     let runs: u32 = args.next().and_then(|n| n.parse().ok()).unwrap_or(20);
-    let mut typed = tract_onnx::onnx().model_for_path(&path)?.into_optimized()?;
+    let mut typed = tract_onnx::onnx()
+        .model_for_path(&path)?
+        .into_typed()?
+        .into_decluttered()?;
+    if std::env::var_os("EDGECELL_NO_FUSE").is_none() {
+        let fused = edgecell_inference::tract_ops::fuse(&mut typed)?;
+        println!("fused: {fused:?}");
+    }
+    let mut typed = typed.into_optimized()?;
     let swapped = edgecell_inference::tract_ops::accelerate(&mut typed)?;
     println!("swapped: {swapped:?}");
     let plan = typed.into_runnable()?;
@@ -76,7 +84,7 @@ fn main() -> TractResult<()> {
     }
     let mut nodes: Vec<_> = per_node.into_iter().collect();
     nodes.sort_by_key(|(_, d)| std::cmp::Reverse(*d));
-    for (id, d) in nodes.iter().take(25) {
+    for (id, d) in nodes.iter().take(60) {
         let node = model.node(*id);
         let fact = model.outlet_fact(OutletId::new(*id, 0))?;
         println!(

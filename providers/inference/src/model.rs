@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::{
     DatumType, Framework, InferenceModelExt, IntoRunnable, IntoTValue, TValue, TVec,
-    Tensor as TractTensor, TypedFact, TypedRunnableModel,
+    Tensor as TractTensor, TypedFact, TypedModel, TypedRunnableModel,
 };
 
 use crate::backend::Backend;
@@ -83,8 +83,12 @@ fn load_tract(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
     };
     let mut typed = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(bytes))
-        .and_then(InferenceModelExt::into_optimized)
+        .and_then(InferenceModelExt::into_typed)
+        .and_then(TypedModel::into_decluttered)
         .map_err(model_err)?;
+    let fused = crate::tract_ops::fuse(&mut typed).map_err(model_err)?;
+    tracing::debug!(path = %path.display(), ?fused, "tract nodes fused onto edgecell kernels");
+    let mut typed = typed.into_optimized().map_err(model_err)?;
     let swapped = crate::tract_ops::accelerate(&mut typed).map_err(model_err)?;
     tracing::debug!(path = %path.display(), ?swapped, "tract nodes on edgecell kernels");
     let mut inputs = Vec::new();

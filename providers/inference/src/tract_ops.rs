@@ -30,7 +30,30 @@ fn concrete(fact: &TypedFact) -> Option<Vec<usize>> {
     fact.shape.as_concrete().map(<[usize]>::to_vec)
 }
 
-/// Replaces the nodes of `model` that the operators here cover.
+/// How many nodes [`fuse`] replaced in a decluttered model.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fused {
+    /// convolutions now run by [`conv::Conv3x3`]
+    pub conv3x3: usize,
+    /// of those, how many took the `LeakyRelu` after them
+    pub leaky_relu: usize,
+    /// −∞ pads folded into the max-pool after them
+    pub max_pool_pads: usize,
+}
+
+/// Before tract optimises a decluttered model: 3×3 convolutions onto [`conv::Conv3x3`] (where
+/// the CPU has AVX-512F) and −∞ pads into the max-pools they feed.
+///
+/// # Errors
+/// tract's, when a node's facts cannot be read or a patch cannot be applied.
+pub fn fuse(model: &mut TypedModel) -> TractResult<Fused> {
+    let mut fused = Fused::default();
+    conv::fuse(model, &mut fused)?;
+    fused.max_pool_pads = fold_max_pool_pads(model)?;
+    Ok(fused)
+}
+
+/// Replaces the nodes of an optimised `model` that the operators here cover.
 ///
 /// # Errors
 /// tract's, when a node's facts cannot be read.
@@ -150,6 +173,8 @@ macro_rules! f32_kernel_op {
     };
 }
 
+pub mod conv;
+
 // ---------------------------------------------------------------------------------------------
 // Pad
 
@@ -244,12 +269,15 @@ impl TypedOp for FastPad {
 // ---------------------------------------------------------------------------------------------
 // MaxPool
 
-/// 2-D max-pooling of NCHW f32 without padding or dilation: for each output row, the max of
-/// the kernel's input rows element-wise, then the max over each window of that row.
+/// 2-D max-pooling of NCHW f32 without dilation: for each output row, the max of the kernel's
+/// input rows element-wise, then the max over each window of that row. `pads` (top, left,
+/// bottom, right) stand for a `Pad` with −∞ folded in ([`fold_max_pool_pads`]): under tract's
+/// rule a −∞ is never taken, so padded cells are simply left out of the windows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastMaxPool {
     kernel: [usize; 2],
     strides: [usize; 2],
+    pads: [usize; 4],
 }
 
 impl FastMaxPool {
@@ -273,37 +301,55 @@ impl FastMaxPool {
             && strides.iter().all(|&s| s > 0)
             && input_shape[2] >= kernel[0]
             && input_shape[3] >= kernel[1])
-            .then_some(Self { kernel, strides })
+            .then_some(Self {
+                kernel,
+                strides,
+                pads: [0; 4],
+            })
+    }
+
+    /// The padded length of spatial `axis` (0 = rows) of an input `len` long.
+    fn padded(&self, len: usize, axis: usize) -> usize {
+        len + self.pads[axis] + self.pads[axis + 2]
     }
 
     fn out_len(&self, len: usize, axis: usize) -> usize {
-        (len - self.kernel[axis]) / self.strides[axis] + 1
+        (self.padded(len, axis) - self.kernel[axis]) / self.strides[axis] + 1
     }
 
     fn describe(&self) -> String {
-        format!("kernel {:?} strides {:?}", self.kernel, self.strides)
+        format!(
+            "kernel {:?} strides {:?} −∞ pads {:?}",
+            self.kernel, self.strides, self.pads
+        )
     }
 
     fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
         let [n, c, h, w] =
             <[usize; 4]>::try_from(shape).map_err(|_| format_err!("max-pool rank"))?;
         ensure!(
-            h >= self.kernel[0] && w >= self.kernel[1],
+            self.padded(h, 0) >= self.kernel[0] && self.padded(w, 1) >= self.kernel[1],
             "max-pool window larger than input"
         );
         let (oh, ow) = (self.out_len(h, 0), self.out_len(w, 1));
+        let [pt, pl, ..] = self.pads;
         let mut out = vec![0f32; n * c * oh * ow];
-        let mut rowmax = vec![0f32; w];
+        let mut rowmax = vec![0f32; self.padded(w, 1)];
         for (plane, dst) in input.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
             for (oy, drow) in dst.chunks_exact_mut(ow).enumerate() {
                 let y0 = oy * self.strides[0];
                 // tract's rule: start from f32::MIN, take a value only if it is greater (so a
                 // NaN is never taken and an all −∞ window gives f32::MIN)
                 // written as a select rather than a conditional store, so it vectorises (x86
-                // `maxps` is exactly this: the second operand when unordered)
+                // `maxps` is exactly this: the second operand when unordered); padding rows
+                // and columns stay at f32::MIN, as a −∞ pad would leave them
                 rowmax.fill(f32::MIN);
                 for ky in 0..self.kernel[0] {
-                    for (m, &v) in rowmax.iter_mut().zip(&plane[(y0 + ky) * w..][..w]) {
+                    let Some(y) = (y0 + ky).checked_sub(pt).filter(|&y| y < h) else {
+                        continue;
+                    };
+                    let dst = &mut rowmax[pl..][..w];
+                    for (m, &v) in dst.iter_mut().zip(&plane[y * w..][..w]) {
                         *m = take_greater(*m, v);
                     }
                 }
@@ -333,7 +379,11 @@ impl TypedOp for FastMaxPool {
             .shape
             .as_concrete()
             .context("max-pool: symbolic shape")?;
-        ensure!(shape.len() == 4 && shape[2] >= self.kernel[0] && shape[3] >= self.kernel[1]);
+        ensure!(
+            shape.len() == 4
+                && self.padded(shape[2], 0) >= self.kernel[0]
+                && self.padded(shape[3], 1) >= self.kernel[1]
+        );
         let out = [
             shape[0],
             shape[1],
@@ -342,6 +392,67 @@ impl TypedOp for FastMaxPool {
         ];
         Ok(tvec!(f32::fact(out)))
     }
+}
+
+/// Folds each constant −∞ `Pad` of the two spatial axes that feeds only an unpadded 2-D
+/// `MaxPool` (no index output) into a [`FastMaxPool`] with those pads, in a decluttered model:
+/// the padded copy of the input is never made. Returns how many were folded.
+///
+/// # Errors
+/// tract's, when a node's facts cannot be read or a patch cannot be applied.
+fn fold_max_pool_pads(model: &mut TypedModel) -> TractResult<usize> {
+    let mut folded = 0;
+    let outputs = model.output_outlets()?.to_vec();
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(pool) = node.op_as::<MaxPool>() else {
+            continue;
+        };
+        let Some(pad_node) = node.inputs.first().map(|i| model.node(i.node)) else {
+            continue;
+        };
+        let Some(pad) = pad_node.op_as::<Pad>() else {
+            continue;
+        };
+        let pad_out = OutletId::new(pad_node.id, 0);
+        let Some(&input) = pad_node.inputs.first() else {
+            continue;
+        };
+        let fact = model.outlet_fact(input)?;
+        let minus_inf = matches!(&pad.mode, PadMode::Constant(v)
+            if v.cast_to_scalar::<f32>().is_ok_and(|v| v == f32::NEG_INFINITY));
+        let Some(shape) = concrete(fact) else {
+            continue;
+        };
+        if fact.datum_type != f32::datum_type()
+            || !minus_inf
+            || pool.with_index_outputs.is_some()
+            || pad.pads.len() != 4
+            || pad.pads[0] != (0, 0)
+            || pad.pads[1] != (0, 0)
+            || pad_node.outputs[0].successors.len() != 1
+            || outputs.contains(&pad_out)
+        {
+            continue;
+        }
+        let padded: Vec<usize> = shape
+            .iter()
+            .zip(&pad.pads)
+            .map(|(&d, &(a, b))| d + a + b)
+            .collect();
+        let Some(mut op) = FastMaxPool::from_spec(&pool.pool_spec, &padded) else {
+            continue;
+        };
+        op.pads = [pad.pads[2].0, pad.pads[3].0, pad.pads[2].1, pad.pads[3].1];
+        let mut patch = TypedModelPatch::default();
+        let tap = patch.tap_model(model, input)?;
+        let wire = patch.wire_node(format!("{}.edgecell_max_pool", node.name), op, &[tap])?;
+        patch.shunt_outside(model, OutletId::new(id, 0), wire[0])?;
+        patch.apply(model)?;
+        folded += 1;
+    }
+    model.compact()?;
+    Ok(folded)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -555,6 +666,74 @@ mod tests {
         }
         // Other modes stay with tract.
         assert!(FastPad::from_pad(&Pad::new(vec![(1, 1)], PadMode::Edge)).is_none());
+    }
+
+    /// Pad (with `value`) then max-pool, as a model, run with tract's operators and after
+    /// [`fuse`]; returns both outputs and how many pads were folded.
+    fn pad_then_pool(
+        shape: [usize; 4],
+        pads: [(usize, usize); 2],
+        value: f32,
+        seed: u64,
+    ) -> (TValue, TValue, usize) {
+        let build = || {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact(shape)).unwrap();
+            let pad = Pad::new(
+                vec![(0, 0), (0, 0), pads[0], pads[1]],
+                PadMode::Constant(Arc::new(value.into())),
+            );
+            let wire = model.wire_node("pad", pad, &[x]).unwrap();
+            let pool = MaxPool {
+                pool_spec: PoolSpec {
+                    data_format: DataFormat::NCHW,
+                    kernel_shape: tvec!(3, 3),
+                    padding: PaddingSpec::Valid,
+                    dilations: None,
+                    strides: Some(tvec!(2, 2)),
+                    input_channels: shape[1],
+                    output_channels: shape[1],
+                },
+                with_index_outputs: None,
+            };
+            let wire = model.wire_node("pool", pool, &wire).unwrap();
+            model.select_output_outlets(&wire).unwrap();
+            model
+        };
+        let input = random(&shape, seed).into_tvalue();
+        let run = |m: TypedModel| {
+            m.into_optimized()
+                .unwrap()
+                .into_runnable()
+                .unwrap()
+                .run(tvec!(input.clone()))
+                .unwrap()[0]
+                .clone()
+        };
+        let theirs = run(build());
+        let mut model = build();
+        let fused = fuse(&mut model).unwrap();
+        (run(model), theirs, fused.max_pool_pads)
+    }
+
+    #[test]
+    fn a_minus_infinity_pad_folds_into_the_max_pool_bit_for_bit() {
+        for (i, (shape, pads)) in [
+            ([1, 32, 20, 20], [(1, 1), (1, 1)]),
+            ([2, 3, 9, 10], [(0, 2), (1, 0)]),
+            ([1, 1, 2, 2], [(1, 1), (1, 1)]),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (ours, theirs, folded) = pad_then_pool(shape, pads, f32::NEG_INFINITY, i as u64);
+            assert_eq!(folded, 1, "case {i}");
+            same(&ours, &theirs, &format!("folded max-pool {i}"));
+        }
+        // a pad with any other value stays a pad
+        let (ours, theirs, folded) = pad_then_pool([1, 2, 6, 6], [(1, 1), (1, 1)], 0.0, 9);
+        assert_eq!(folded, 0);
+        same(&ours, &theirs, "zero pad");
     }
 
     #[test]
