@@ -33,16 +33,20 @@ fn concrete(fact: &TypedFact) -> Option<Vec<usize>> {
 /// How many nodes [`fuse`] replaced in a decluttered model.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Fused {
-    /// convolutions now run by [`conv::Conv3x3`]
+    /// 3×3 convolutions now run by [`conv::DirectConv`]
     pub conv3x3: usize,
-    /// of those, how many took the `LeakyRelu` after them
+    /// 1×1 convolutions (tract's `EinSum` form) now run by [`conv::DirectConv`]
+    pub conv1x1: usize,
+    /// bias `Add`s folded into a 1×1 one
+    pub bias: usize,
+    /// `LeakyRelu`s folded into either
     pub leaky_relu: usize,
     /// −∞ pads folded into the max-pool after them
     pub max_pool_pads: usize,
 }
 
-/// Before tract optimises a decluttered model: 3×3 convolutions onto [`conv::Conv3x3`] (where
-/// the CPU has AVX-512F) and −∞ pads into the max-pools they feed.
+/// Before tract optimises a decluttered model: 3×3 and 1×1 convolutions onto
+/// [`conv::DirectConv`] (where the CPU has AVX-512F) and −∞ pads into the max-pools they feed.
 ///
 /// # Errors
 /// tract's, when a node's facts cannot be read or a patch cannot be applied.

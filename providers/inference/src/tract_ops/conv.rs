@@ -1,32 +1,38 @@
-//! A direct 3×3 convolution, stride 1 or 2, for tract (NCHW, f32, one group), with the bias and a
-//! following `LeakyRelu` folded in, on AVX-512.
+//! Direct convolutions for tract on AVX-512 (NCHW, f32, one group): 3×3 kernels at stride 1
+//! or 2 and 1×1 kernels, with the bias and a following `LeakyRelu` folded in.
 //!
-//! tract runs such a convolution as an explicit `Pad`, a lazy im2col that packs the input for
-//! its matrix kernel as it goes, and a 16×12 matrix product: on nanodet-m-416 that path ran at
-//! about half the rate ONNX Runtime's direct convolutions reach on the same core. Here the
-//! input is padded once into planes whose rows are `W + pads` long, so that for every tap
-//! `(ky, kx)` the inputs of consecutive output positions are consecutive in memory (position
-//! `q` of the flattened padded grid reads `q + ky·PW + kx`). The kernel then needs no packing:
-//! 8 output channels × 48 positions sit in 24 vector registers, and each (input channel, tap)
-//! step is 3 unaligned loads, 8 weight broadcasts and 24 fused multiply-adds. The two padding
-//! columns computed per row are thrown away when the block is stored.
+//! tract runs a 3×3 convolution as an explicit `Pad`, a lazy im2col that packs the input for
+//! its matrix kernel as it goes, and a 16×12 matrix product, and a 1×1 convolution as an
+//! `EinSum` that packs its input, then adds the bias in a separate node: on nanodet-m-416
+//! these ran at about half the rate of ONNX Runtime's direct convolutions on the same core.
+//! Here the input is copied once into planes whose rows are the padded width long, so that for
+//! every tap `(ky, kx)` the inputs of consecutive output positions are consecutive in memory:
+//! position `q` of the flattened padded grid reads `q + ky·PW + kx` (at stride 2 the input is
+//! split into four phase planes of even/odd rows and columns, and each tap reads one of them
+//! the same way). The kernel needs no packing: 8 output channels × 48 positions sit in 24
+//! vector registers, and each (input channel, tap) step is 3 unaligned loads, 8 weight
+//! broadcasts and 24 fused multiply-adds. The padding columns computed per row are dropped by
+//! the compressing stores that write each finished vector to the output.
 //!
 //! The sums are the same products as tract's, added in another order (bias first, then input
-//! channel by input channel, tap by tap), so results differ from tract's in the last bits;
-//! the tests compare with tract's own convolution to 1e-5 relative.
+//! channel by input channel, tap by tap), so results differ from tract's in the last bits; the
+//! tests hold both to the error bound of an f32 sum against an f64 reference.
 //!
-//! Only x86-64 CPUs with AVX-512F get this operator ([`available`]); elsewhere the model keeps
-//! tract's convolution. This module holds the inference crate's only `unsafe` code: the call
-//! into the `avx512f` functions once the feature is detected, and their vector loads and
-//! stores, each inside a slice whose length was checked first.
+//! Only x86-64 CPUs with AVX-512F get these operators ([`available`]); elsewhere the model
+//! keeps tract's. This module holds the inference crate's only `unsafe` code: the call into the
+//! `avx512f` functions once the feature is detected, and their vector loads and stores, each
+//! inside a slice whose length was checked first.
 
 use std::sync::Arc;
 
 use super::{Fused, plain_f32, tensor};
 
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::{DataFormat, LeakyRelu};
 
 /// Output channels per register block.
@@ -40,7 +46,7 @@ const QB: usize = NV * LANES;
 /// Input channels per chunk (see `avx512::image`).
 const CB: usize = 32;
 
-/// Whether this CPU runs [`Conv3x3`].
+/// Whether this CPU runs [`DirectConv`].
 #[must_use]
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -53,46 +59,50 @@ pub fn available() -> bool {
     }
 }
 
-/// A 3×3 stride-1 convolution with its weights packed per block of [`OB`] output channels:
-/// `weights[((ob · ic + c) · 9 + tap) · OB + o]`, zero for the channels past `oc`.
+/// A direct convolution with its weights packed per block of [`OB`] output channels:
+/// `weights[(ob · ic + c) · k² + tap][o]`, zero for the channels past `oc`.
 #[derive(Debug, Clone)]
-pub struct Conv3x3 {
+pub struct DirectConv {
+    /// kernel side: 1 or 3
+    k: usize,
     ic: usize,
     oc: usize,
     /// 1 or 2, both axes
     stride: usize,
     /// top, left, bottom, right
     pads: [usize; 4],
-    weights: Arc<Vec<f32>>,
+    weights: Arc<Vec<[f32; OB]>>,
     /// one per output channel, zero past `oc` (length rounded up to [`OB`])
     bias: Arc<Vec<f32>>,
     /// the folded `LeakyRelu`'s slope, if one was folded
     alpha: Option<f32>,
 }
 
-impl PartialEq for Conv3x3 {
+impl PartialEq for DirectConv {
     fn eq(&self, other: &Self) -> bool {
-        self.ic == other.ic
+        self.k == other.k
+            && self.ic == other.ic
             && self.oc == other.oc
             && self.stride == other.stride
             && self.pads == other.pads
             && self.alpha.map(f32::to_bits) == other.alpha.map(f32::to_bits)
-            && bits_eq(&self.weights, &other.weights)
+            && bits_eq(self.weights.as_flattened(), other.weights.as_flattened())
             && bits_eq(&self.bias, &other.bias)
     }
 }
 
-impl Eq for Conv3x3 {}
+impl Eq for DirectConv {}
 
 fn bits_eq(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-impl Conv3x3 {
-    /// Packs an OIHW `[oc, ic, 3, 3]` kernel and a bias of `oc` values or one.
+impl DirectConv {
+    /// Packs an OIHW `[oc, ic, k, k]` kernel (k = 3, or k = 1 at stride 1 without padding)
+    /// and a bias of `oc` values or one.
     ///
     /// # Errors
-    /// When the kernel is not `[oc, ic, 3, 3]` or the bias neither one value nor `oc`.
+    /// For any other kernel shape, stride or padding, or a bias neither one value nor `oc`.
     pub fn new(
         kernel: &[f32],
         kernel_shape: &[usize],
@@ -101,26 +111,29 @@ impl Conv3x3 {
         pads: [usize; 4],
         alpha: Option<f32>,
     ) -> TractResult<Self> {
-        ensure!(stride == 1 || stride == 2, "conv3x3: stride {stride}");
-        let &[oc, ic, 3, 3] = kernel_shape else {
-            bail!("conv3x3: kernel shape {kernel_shape:?}");
+        ensure!(stride == 1 || stride == 2, "conv: stride {stride}");
+        let (oc, ic, k) = match *kernel_shape {
+            [oc, ic, 3, 3] => (oc, ic, 3),
+            [oc, ic, 1, 1] if stride == 1 && pads == [0; 4] => (oc, ic, 1),
+            _ => bail!("conv: kernel shape {kernel_shape:?} at stride {stride}, pads {pads:?}"),
         };
+        let taps = k * k;
         ensure!(
-            oc > 0 && ic > 0 && kernel.len() == oc * ic * 9,
-            "conv3x3: kernel size"
+            oc > 0 && ic > 0 && kernel.len() == oc * ic * taps,
+            "conv: kernel size"
         );
         ensure!(
             bias.len() == 1 || bias.len() == oc,
-            "conv3x3: bias of {} values",
+            "conv: bias of {} values",
             bias.len()
         );
         let blocks = oc.div_ceil(OB);
-        let mut packed = vec![0f32; blocks * ic * 9 * OB];
+        let mut packed = vec![[0f32; OB]; blocks * ic * taps];
         for o in 0..oc {
             for c in 0..ic {
-                for tap in 0..9 {
-                    packed[((o / OB * ic + c) * 9 + tap) * OB + o % OB] =
-                        kernel[(o * ic + c) * 9 + tap];
+                for tap in 0..taps {
+                    packed[(o / OB * ic + c) * taps + tap][o % OB] =
+                        kernel[(o * ic + c) * taps + tap];
                 }
             }
         }
@@ -129,6 +142,7 @@ impl Conv3x3 {
             *v = if bias.len() == 1 { bias[0] } else { bias[o] };
         }
         Ok(Self {
+            k,
             ic,
             oc,
             stride,
@@ -142,13 +156,14 @@ impl Conv3x3 {
     fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let ph = h + self.pads[0] + self.pads[2];
         let pw = w + self.pads[1] + self.pads[3];
-        (ph >= 3 && pw >= 3).then(|| ((ph - 3) / self.stride + 1, (pw - 3) / self.stride + 1))
+        let k = self.k;
+        (ph >= k && pw >= k).then(|| ((ph - k) / self.stride + 1, (pw - k) / self.stride + 1))
     }
 
     fn describe(&self) -> String {
         format!(
-            "{}→{} channels, stride {}, pads {:?}, leaky relu {:?}",
-            self.ic, self.oc, self.stride, self.pads, self.alpha
+            "{0}×{0}, {1}→{2} channels, stride {3}, pads {4:?}, leaky relu {5:?}",
+            self.k, self.ic, self.oc, self.stride, self.pads, self.alpha
         )
     }
 
@@ -159,17 +174,17 @@ impl Conv3x3 {
     /// AVX-512F.
     pub fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
         let &[n, c, h, w] = shape else {
-            bail!("conv3x3: input rank {}", shape.len());
+            bail!("conv: input rank {}", shape.len());
         };
         ensure!(
             c == self.ic,
-            "conv3x3: {c} input channels, expected {}",
+            "conv: {c} input channels, expected {}",
             self.ic
         );
-        ensure!(input.len() == n * c * h * w, "conv3x3: input length");
+        ensure!(input.len() == n * c * h * w, "conv: input length");
         let (oh, ow) = self
             .out_hw(h, w)
-            .with_context(|| format!("conv3x3: input {h}×{w} too small"))?;
+            .with_context(|| format!("conv: input {h}×{w} too small"))?;
         let [pt, pl, _, pr] = self.pads;
         let st = self.stride;
         // the padded input split into st × st phase planes, phase (a, b) holding the padded
@@ -177,10 +192,10 @@ impl Conv3x3 {
         // y + ky / st, column x + kx / st of phase (ky % st, kx % st)
         let pw = (w + pl + pr).div_ceil(st);
         let phases = st * st;
-        let plane = plane_len(h, w, self.pads, st, oh);
+        let plane = plane_len(h, w, self.pads, st, self.k, oh);
         let mut taps = [0usize; 9];
-        for (t, tap) in taps.iter_mut().enumerate() {
-            let (ky, kx) = (t / 3, t % 3);
+        for (t, tap) in taps.iter_mut().take(self.k * self.k).enumerate() {
+            let (ky, kx) = (t / self.k, t % self.k);
             // phase plane, then row and column in it
             *tap = ((ky % st) * st + kx % st) * plane + (ky / st) * pw + kx / st;
         }
@@ -217,6 +232,7 @@ impl Conv3x3 {
                 plane,
                 phases,
                 taps,
+                ntaps: self.k * self.k,
                 positions,
                 oh,
                 ow,
@@ -229,30 +245,30 @@ impl Conv3x3 {
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     fn image(&self, padded: &[f32], out: &mut [f32], geo: &Geometry) -> TractResult<()> {
-        ensure!(available(), "conv3x3: this CPU has no AVX-512F");
+        ensure!(available(), "conv: this CPU has no AVX-512F");
         // SAFETY: the CPU has AVX-512F (checked just above), the only requirement of the
         // `avx512f` target feature these functions are compiled for.
         let done = unsafe { avx512::image(self, padded, out, geo) };
-        ensure!(done, "conv3x3: a block would read outside the padded input");
+        ensure!(done, "conv: a block would read outside the padded input");
         Ok(())
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     fn image(&self, _padded: &[f32], _out: &mut [f32], _geo: &Geometry) -> TractResult<()> {
-        bail!("conv3x3: needs AVX-512F on x86-64")
+        bail!("conv: needs AVX-512F on x86-64")
     }
 }
 
 /// Floats per phase plane of an `h × w` input padded by `pads` (top, left, bottom, right) at
-/// stride `st` with `oh` output rows: the plane itself, and room for every read. Computed
-/// positions are the flattened grid of rows `pw` long (the columns past the output width
-/// thrown away) rounded up to a whole vector, and the furthest tap is `2 / st · (pw + 1)`
-/// past its position.
-fn plane_len(h: usize, w: usize, pads: [usize; 4], st: usize, oh: usize) -> usize {
+/// stride `st` for a `k × k` kernel with `oh` output rows: the plane itself, and room for
+/// every read. Computed positions are the flattened grid of rows `pw` long (the columns past
+/// the output width thrown away) rounded up to a whole vector, and the furthest tap is
+/// `(k - 1) / st · (pw + 1)` past its position.
+fn plane_len(h: usize, w: usize, pads: [usize; 4], st: usize, k: usize, oh: usize) -> usize {
     let pw = (w + pads[1] + pads[3]).div_ceil(st);
     let ph = (h + pads[0] + pads[2]).div_ceil(st);
     let positions = (oh * pw).next_multiple_of(LANES);
-    (ph * pw).max(positions + 2 / st * (pw + 1))
+    (ph * pw).max(positions + (k - 1) / st * (pw + 1))
 }
 
 /// Where one image's padded planes and output live.
@@ -267,6 +283,8 @@ struct Geometry {
     /// per tap (row-major), the offset of its input from the output position's, counted
     /// from the channel's first phase plane
     taps: [usize; 9],
+    /// taps in use: 9, or 1 for a 1×1 kernel
+    ntaps: usize,
     /// computed positions per plane, a multiple of [`LANES`]
     positions: usize,
     oh: usize,
@@ -283,7 +301,7 @@ mod avx512 {
     };
     use std::ops::Range;
 
-    use super::{CB, Conv3x3, Geometry, LANES, NV, OB, QB};
+    use super::{CB, DirectConv, Geometry, LANES, NV, OB, QB};
 
     /// One image: every block of [`OB`] output channels × [`QB`] positions (a last block of
     /// one or two vectors). Positions are outermost, then chunks of [`CB`] input channels,
@@ -291,7 +309,12 @@ mod avx512 {
     /// output channels reads them; the partial sums wait in `acc` between chunks, and the last
     /// chunk writes the output.
     #[target_feature(enable = "avx512f")]
-    pub(super) fn image(conv: &Conv3x3, padded: &[f32], out: &mut [f32], geo: &Geometry) -> bool {
+    pub(super) fn image(
+        conv: &DirectConv,
+        padded: &[f32],
+        out: &mut [f32],
+        geo: &Geometry,
+    ) -> bool {
         let blocks = conv.oc.div_ceil(OB);
         let mut acc = vec![[[0f32; QB]; OB]; blocks];
         let mut q0 = 0;
@@ -309,10 +332,13 @@ mod avx512 {
                         chunk: chunk.clone(),
                         lanes,
                     };
-                    let done = match nv {
-                        3 => block::<3>(conv, padded, geo, &at, acc),
-                        2 => block::<2>(conv, padded, geo, &at, acc),
-                        _ => block::<1>(conv, padded, geo, &at, acc),
+                    let done = match (nv, geo.ntaps) {
+                        (3, 9) => block::<3, 9>(conv, padded, geo, &at, acc),
+                        (2, 9) => block::<2, 9>(conv, padded, geo, &at, acc),
+                        (_, 9) => block::<1, 9>(conv, padded, geo, &at, acc),
+                        (3, _) => block::<3, 1>(conv, padded, geo, &at, acc),
+                        (2, _) => block::<2, 1>(conv, padded, geo, &at, acc),
+                        _ => block::<1, 1>(conv, padded, geo, &at, acc),
                     };
                     if !done || (chunk.end == conv.ic && !write(conv, geo, &at, acc, out)) {
                         return false;
@@ -360,8 +386,8 @@ mod avx512 {
     /// `ob·OB + o` at position `q0 + j` (`j < V·LANES`); the first chunk starts from the
     /// bias. False, with nothing added, if a read would leave its slice.
     #[target_feature(enable = "avx512f")]
-    fn block<const V: usize>(
-        conv: &Conv3x3,
+    fn block<const V: usize, const K: usize>(
+        conv: &DirectConv,
         padded: &[f32],
         geo: &Geometry,
         at: &Block,
@@ -370,7 +396,6 @@ mod avx512 {
         let Block {
             q0, ob, ref chunk, ..
         } = *at;
-        let w = &conv.weights[ob * conv.ic * 9 * OB..][..conv.ic * 9 * OB];
         let mut a: [[__m512; V]; OB] = [[_mm512_setzero_ps(); V]; OB];
         if chunk.start == 0 {
             let bias = &conv.bias[ob * OB..][..OB];
@@ -387,29 +412,34 @@ mod avx512 {
             }
         }
         let channels = geo.phases * geo.plane;
-        let span = geo.taps.iter().max().map_or(0, |&t| t + V * LANES);
+        let taps: [usize; K] = std::array::from_fn(|t| geo.taps[t]);
+        let span = taps.iter().max().map_or(0, |&t| t + V * LANES);
         // every read of the loop below, checked once: channel c's loads are at
-        // c · channels + q0 + taps[t] + [0, V·LANES), and the chunk's weights within `w`
-        let (Some(last), true) = (chunk.end.checked_sub(1), chunk.end * 9 * OB <= w.len()) else {
+        // c · channels + q0 + taps[t] + [0, V·LANES)
+        let Some(last) = chunk.end.checked_sub(1) else {
             return false;
         };
-        if last * channels + q0 + span > padded.len() {
+        if K != geo.ntaps || last * channels + q0 + span > padded.len() {
             return false;
         }
+        // this block's weights: K taps × OB output channels per input channel of the chunk
+        let first = (ob * conv.ic + chunk.start) * K;
+        let Some(w) = conv.weights.get(first..first + chunk.len() * K) else {
+            return false;
+        };
         let base = padded.as_ptr();
-        for c in chunk.clone() {
-            let wc = &w[c * 9 * OB..][..9 * OB];
-            for (tap, &off) in geo.taps.iter().enumerate() {
+        for (c, wc) in chunk.clone().zip(w.chunks_exact(K)) {
+            let at = c * channels + q0;
+            for (&off, wt) in taps.iter().zip(wc) {
                 let mut x = [_mm512_setzero_ps(); V];
                 for (v, xv) in x.iter_mut().enumerate() {
                     // SAFETY: the index is below c · channels + q0 + span ≤ padded.len()
                     // (checked above for the chunk's last channel), and the vector's LANES
                     // f32s end there at the latest; unaligned loads are allowed.
-                    *xv = unsafe { _mm512_loadu_ps(base.add(c * channels + q0 + off + v * LANES)) };
+                    *xv = unsafe { _mm512_loadu_ps(base.add(at + off + v * LANES)) };
                 }
-                let wt = &wc[tap * OB..][..OB];
-                for (o, row) in a.iter_mut().enumerate() {
-                    let k = _mm512_set1_ps(wt[o]);
+                for (row, &k) in a.iter_mut().zip(wt) {
+                    let k = _mm512_set1_ps(k);
                     for (r, xv) in row.iter_mut().zip(&x) {
                         *r = _mm512_fmadd_ps(k, *xv, *r);
                     }
@@ -431,7 +461,7 @@ mod avx512 {
     /// partly written, if a store would leave its output plane.
     #[target_feature(enable = "avx512f")]
     fn write(
-        conv: &Conv3x3,
+        conv: &DirectConv,
         geo: &Geometry,
         at: &Block,
         acc: &[[f32; QB]; OB],
@@ -474,25 +504,22 @@ mod avx512 {
     }
 }
 
-f32_kernel_op!(Conv3x3, "EdgecellConv3x3");
+f32_kernel_op!(DirectConv, "EdgecellConv");
 
-impl TypedOp for Conv3x3 {
+impl TypedOp for DirectConv {
     as_op!();
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let input = inputs.first().context("conv3x3: no input")?;
-        let shape = input
-            .shape
-            .as_concrete()
-            .context("conv3x3: symbolic shape")?;
+        let input = inputs.first().context("conv: no input")?;
+        let shape = input.shape.as_concrete().context("conv: symbolic shape")?;
         let &[n, c, h, w] = shape else {
-            bail!("conv3x3: input rank {}", shape.len());
+            bail!("conv: input rank {}", shape.len());
         };
         ensure!(
             c == self.ic,
-            "conv3x3: {c} input channels, expected {}",
+            "conv: {c} input channels, expected {}",
             self.ic
         );
-        let (oh, ow) = self.out_hw(h, w).context("conv3x3: input too small")?;
+        let (oh, ow) = self.out_hw(h, w).context("conv: input too small")?;
         Ok(tvec!(f32::fact([n, self.oc, oh, ow])))
     }
 }
@@ -509,10 +536,142 @@ fn konst_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(Vec<us
     Ok(Some((k.shape().to_vec(), data)))
 }
 
-/// Replaces, in a decluttered model, each f32 NCHW convolution with a 3×3 kernel, stride 1 or 2,
-/// no dilation, one group, explicit padding and constant weights and bias by [`Conv3x3`],
-/// folding the `LeakyRelu` that is its only successor. Does nothing where [`available`] is
-/// false.
+/// What follows a convolution's output and can be folded into it: a constant per-channel
+/// bias `Add` (1×1 form only; the 3×3 form has its bias as an input), then a `LeakyRelu`,
+/// each taken only when it is the only consumer of the value before it and that value is not
+/// a model output.
+struct Tail {
+    bias: Option<Vec<f32>>,
+    alpha: Option<f32>,
+    /// the outlet the fused node replaces
+    last: OutletId,
+}
+
+fn only_successor(model: &TypedModel, outlet: OutletId, outputs: &[OutletId]) -> Option<usize> {
+    match model.node(outlet.node).outputs[outlet.slot]
+        .successors
+        .as_slice()
+    {
+        [only] if !outputs.contains(&outlet) => Some(only.node),
+        _ => None,
+    }
+}
+
+fn tail(
+    model: &TypedModel,
+    out: OutletId,
+    oc: usize,
+    with_bias: bool,
+    outputs: &[OutletId],
+) -> TractResult<Tail> {
+    let mut tail = Tail {
+        bias: None,
+        alpha: None,
+        last: out,
+    };
+    if with_bias && let Some(succ) = only_successor(model, tail.last, outputs) {
+        let node = model.node(succ);
+        let is_add = node
+            .op_as::<TypedBinOp>()
+            .is_some_and(|b| b.0.downcast_ref::<Add>().is_some() && b.1.is_none());
+        if is_add && node.inputs.len() == 2 {
+            let other = node.inputs[usize::from(node.inputs[0] == tail.last)];
+            if let Some((shape, bias)) = konst_f32(model, other)?
+                && shape.iter().product::<usize>() == oc
+                && (shape == [1, oc, 1, 1] || shape == [oc, 1, 1])
+            {
+                tail.bias = Some(bias);
+                tail.last = OutletId::new(succ, 0);
+            }
+        }
+    }
+    if let Some(succ) = only_successor(model, tail.last, outputs)
+        && let Some(l) = model
+            .node(succ)
+            .op_as::<ElementWiseOp>()
+            .and_then(|e| e.0.downcast_ref::<LeakyRelu>())
+    {
+        tail.alpha = Some(l.alpha);
+        tail.last = OutletId::new(succ, 0);
+    }
+    Ok(tail)
+}
+
+/// The [`DirectConv`] for a decluttered node, and the input it reads: an f32 NCHW `Conv`
+/// with a 3×3 kernel, stride 1 or 2, no dilation, one group, explicit padding and constant
+/// weights and bias; or the `EinSum NIHW,OI->NOHW` with constant weights tract makes of a 1×1
+/// convolution.
+fn direct_conv(
+    model: &TypedModel,
+    node: &TypedNode,
+    outputs: &[OutletId],
+) -> TractResult<Option<(DirectConv, Tail)>> {
+    let out = OutletId::new(node.id, 0);
+    if node.inputs.is_empty() || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
+    {
+        return Ok(None);
+    }
+    if let Some(es) = node.op_as::<EinSum>() {
+        if es.q_params.is_some()
+            || es.operating_dt != f32::datum_type()
+            || es.axes.to_string() != "NIHW,OI->NOHW"
+            || node.inputs.len() != 2
+        {
+            return Ok(None);
+        }
+        let Some((shape, kernel)) = konst_f32(model, node.inputs[1])? else {
+            return Ok(None);
+        };
+        let &[oc, ic] = shape.as_slice() else {
+            return Ok(None);
+        };
+        let tail = tail(model, out, oc, true, outputs)?;
+        let bias = tail.bias.clone().unwrap_or_else(|| vec![0.0]);
+        let op = DirectConv::new(&kernel, &[oc, ic, 1, 1], &bias, 1, [0; 4], tail.alpha);
+        return Ok(op.ok().map(|op| (op, tail)));
+    }
+    let Some(conv) = node.op_as::<Conv>() else {
+        return Ok(None);
+    };
+    let spec = &conv.pool_spec;
+    let stride = match spec.strides.as_ref().map(TVec::as_slice) {
+        None | Some([1, 1]) => 1,
+        Some([2, 2]) => 2,
+        _ => return Ok(None),
+    };
+    let no_dilation = spec
+        .dilations
+        .as_ref()
+        .is_none_or(|d| d.iter().all(|&d| d == 1));
+    let pads = match &spec.padding {
+        PaddingSpec::Explicit(b, a) if b.len() == 2 && a.len() == 2 => [b[0], b[1], a[0], a[1]],
+        PaddingSpec::Valid => [0; 4],
+        _ => return Ok(None),
+    };
+    if conv.group != 1
+        || conv.q_params.is_some()
+        || conv.kernel_fmt != KernelFormat::OIHW
+        || spec.data_format != DataFormat::NCHW
+        || spec.kernel_shape.as_slice() != [3, 3]
+        || !no_dilation
+        || node.inputs.len() != 3
+    {
+        return Ok(None);
+    }
+    let (Some((kshape, kernel)), Some((_, bias))) = (
+        konst_f32(model, node.inputs[1])?,
+        konst_f32(model, node.inputs[2])?,
+    ) else {
+        return Ok(None);
+    };
+    let tail = tail(model, out, spec.output_channels, false, outputs)?;
+    let op = DirectConv::new(&kernel, &kshape, &bias, stride, pads, tail.alpha);
+    Ok(op.ok().map(|op| (op, tail)))
+}
+
+/// Replaces, in a decluttered model, each convolution [`direct_conv`] accepts by a
+/// [`DirectConv`], folding the bias `Add` and `LeakyRelu` after it ([`Tail`]). Does nothing
+/// where [`available`] is false.
 ///
 /// # Errors
 /// tract's, when a node's facts cannot be read or a patch cannot be applied.
@@ -523,64 +682,23 @@ pub(super) fn fuse(model: &mut TypedModel, fused: &mut Fused) -> TractResult<()>
     let outputs = model.output_outlets()?.to_vec();
     for id in 0..model.nodes().len() {
         let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else {
+        let Some((op, tail)) = direct_conv(model, node, &outputs)? else {
             continue;
         };
-        let spec = &conv.pool_spec;
-        let stride = match spec.strides.as_ref().map(TVec::as_slice) {
-            None | Some([1, 1]) => 1,
-            Some([2, 2]) => 2,
-            _ => continue,
-        };
-        let no_dilation = spec
-            .dilations
-            .as_ref()
-            .is_none_or(|d| d.iter().all(|&d| d == 1));
-        let pads = match &spec.padding {
-            PaddingSpec::Explicit(b, a) if b.len() == 2 && a.len() == 2 => [b[0], b[1], a[0], a[1]],
-            PaddingSpec::Valid => [0; 4],
-            _ => continue,
-        };
-        if conv.group != 1
-            || conv.q_params.is_some()
-            || conv.kernel_fmt != KernelFormat::OIHW
-            || spec.data_format != DataFormat::NCHW
-            || spec.kernel_shape.as_slice() != [3, 3]
-            || !no_dilation
-            || node.inputs.len() != 3
-            || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
-        {
-            continue;
-        }
-        let (Some((kshape, kernel)), Some((_, bias))) = (
-            konst_f32(model, node.inputs[1])?,
-            konst_f32(model, node.inputs[2])?,
-        ) else {
-            continue;
-        };
-        // the LeakyRelu after it, when the convolution's output goes nowhere else
-        let conv_out = OutletId::new(id, 0);
-        let leaky = match node.outputs[0].successors.as_slice() {
-            [only] if !outputs.contains(&conv_out) => {
-                let succ = model.node(only.node);
-                succ.op_as::<ElementWiseOp>()
-                    .and_then(|e| e.0.downcast_ref::<LeakyRelu>())
-                    .map(|l| (only.node, l.alpha))
-            }
-            _ => None,
-        };
-        let Ok(op) = Conv3x3::new(&kernel, &kshape, &bias, stride, pads, leaky.map(|l| l.1)) else {
-            continue;
-        };
-        let replaced = leaky.map_or(conv_out, |(succ, _)| OutletId::new(succ, 0));
-        let name = model.node(replaced.node).name.clone();
+        let name = model.node(tail.last.node).name.clone();
+        let k = op.k;
         let mut patch = TypedModelPatch::default();
-        let tap = patch.tap_model(model, model.node(id).inputs[0])?;
-        let wire = patch.wire_node(format!("{name}.edgecell_conv3x3"), op, &[tap])?;
-        patch.shunt_outside(model, replaced, wire[0])?;
+        let tap = patch.tap_model(model, node.inputs[0])?;
+        let wire = patch.wire_node(format!("{name}.edgecell_conv"), op, &[tap])?;
+        patch.shunt_outside(model, tail.last, wire[0])?;
         patch.apply(model)?;
-        fused.conv3x3 += 1;
-        fused.leaky_relu += usize::from(leaky.is_some());
+        if k == 1 {
+            fused.conv1x1 += 1;
+        } else {
+            fused.conv3x3 += 1;
+        }
+        fused.bias += usize::from(tail.bias.is_some());
+        fused.leaky_relu += usize::from(tail.alpha.is_some());
     }
     model.compact()
 }
@@ -608,6 +726,8 @@ mod tests {
     /// One convolution case: input NCHW, output channels, stride, pads (top, left, bottom,
     /// right), LeakyRelu slope.
     struct Case {
+        /// kernel side
+        k: usize,
         input: [usize; 4],
         oc: usize,
         stride: usize,
@@ -617,6 +737,7 @@ mod tests {
 
     const CASES: &[Case] = &[
         Case {
+            k: 3,
             input: [1, 3, 13, 13],
             oc: 32,
             stride: 2,
@@ -624,6 +745,7 @@ mod tests {
             alpha: Some(0.1),
         },
         Case {
+            k: 3,
             input: [1, 16, 9, 11],
             oc: 16,
             stride: 1,
@@ -632,6 +754,7 @@ mod tests {
         },
         // two input-channel chunks, output channels that are no multiple of 8
         Case {
+            k: 3,
             input: [2, 40, 7, 5],
             oc: 13,
             stride: 1,
@@ -639,6 +762,7 @@ mod tests {
             alpha: None,
         },
         Case {
+            k: 3,
             input: [1, 33, 6, 6],
             oc: 20,
             stride: 2,
@@ -647,6 +771,7 @@ mod tests {
         },
         // no padding, a 3×3 input: one output position
         Case {
+            k: 3,
             input: [1, 5, 3, 3],
             oc: 1,
             stride: 1,
@@ -655,6 +780,7 @@ mod tests {
         },
         // odd sizes at stride 2, asymmetric pads, a row shorter than a vector
         Case {
+            k: 3,
             input: [1, 8, 10, 4],
             oc: 9,
             stride: 2,
@@ -663,11 +789,29 @@ mod tests {
         },
         // a plane larger than a block in both directions
         Case {
+            k: 3,
             input: [1, 4, 30, 37],
             oc: 8,
             stride: 1,
             pads: [1, 1, 1, 1],
             alpha: Some(0.1),
+        },
+        // 1×1: tract's EinSum form with the bias added after it, with and without LeakyRelu
+        Case {
+            k: 1,
+            input: [1, 40, 9, 7],
+            oc: 12,
+            stride: 1,
+            pads: [0; 4],
+            alpha: Some(0.1),
+        },
+        Case {
+            k: 1,
+            input: [2, 3, 5, 5],
+            oc: 8,
+            stride: 1,
+            pads: [0; 4],
+            alpha: None,
         },
     ];
 
@@ -679,9 +823,10 @@ mod tests {
         let mut sum = f64::from(b[o]);
         let mut abs = sum.abs();
         let mut terms = 1.0;
+        let kk = case.k;
         for ci in 0..c {
-            for ky in 0..3 {
-                for kx in 0..3 {
+            for ky in 0..kk {
+                for kx in 0..kk {
                     let iy = (y * case.stride + ky).checked_sub(case.pads[0]);
                     let ix = (xo * case.stride + kx).checked_sub(case.pads[1]);
                     let (Some(iy), Some(ix)) = (iy, ix) else {
@@ -690,7 +835,7 @@ mod tests {
                     if iy >= h || ix >= w {
                         continue;
                     }
-                    let t = f64::from(k[((o * c + ci) * 3 + ky) * 3 + kx])
+                    let t = f64::from(k[((o * c + ci) * kk + ky) * kk + kx])
                         * f64::from(x[((n * c + ci) * h + iy) * w + ix]);
                     sum += t;
                     abs += t.abs();
@@ -713,9 +858,10 @@ mod tests {
         let [_, c, ..] = case.input;
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact(case.input)).unwrap();
-        let kernel = tract_ndarray::ArrayD::from_shape_vec(vec![case.oc, c, 3, 3], k.to_vec())
-            .unwrap()
-            .into_tensor();
+        let kernel =
+            tract_ndarray::ArrayD::from_shape_vec(vec![case.oc, c, case.k, case.k], k.to_vec())
+                .unwrap()
+                .into_tensor();
         let bias = tract_ndarray::ArrayD::from_shape_vec(vec![case.oc], b.to_vec())
             .unwrap()
             .into_tensor();
@@ -725,7 +871,7 @@ mod tests {
         let conv = Conv {
             pool_spec: PoolSpec {
                 data_format: DataFormat::NCHW,
-                kernel_shape: tvec!(3, 3),
+                kernel_shape: tvec!(case.k, case.k),
                 padding: PaddingSpec::Explicit(tvec!(pt, pl), tvec!(pb, pr)),
                 dilations: None,
                 strides: Some(tvec!(case.stride, case.stride)),
@@ -766,14 +912,18 @@ mod tests {
         for (i, case) in CASES.iter().enumerate() {
             let [n, c, ..] = case.input;
             let x = values(case.input.iter().product(), 3 * i as u64 + 1, 4.0);
-            let k = values(case.oc * c * 9, 3 * i as u64 + 2, 0.5);
+            let k = values(case.oc * c * case.k * case.k, 3 * i as u64 + 2, 0.5);
             let b = values(case.oc, 3 * i as u64 + 3, 1.0);
             let (shape, theirs) = run(model(case, &k, &b), &x, case.input);
-            let mut fused = model(case, &k, &b);
+            // as the provider does: fused after tract's declutter (which turns a 1×1
+            // convolution into an EinSum and an Add)
+            let mut fused = model(case, &k, &b).into_decluttered().unwrap();
             let mut counts = Fused::default();
             fuse(&mut fused, &mut counts).unwrap();
             let want = usize::from(available());
-            assert_eq!(counts.conv3x3, want, "case {i}");
+            let (three, one) = if case.k == 3 { (want, 0) } else { (0, want) };
+            assert_eq!((counts.conv3x3, counts.conv1x1), (three, one), "case {i}");
+            assert_eq!(counts.bias, one, "case {i}");
             assert_eq!(
                 counts.leaky_relu,
                 want * usize::from(case.alpha.is_some()),
@@ -811,7 +961,7 @@ mod tests {
         let k = values(case.oc * c * 9, 8, 0.5);
         let b = values(case.oc, 9, 1.0);
         let (_, theirs) = run(model(case, &k, &b), &x, case.input);
-        let mut fused = model(case, &k, &b);
+        let mut fused = model(case, &k, &b).into_decluttered().unwrap();
         fuse(&mut fused, &mut Fused::default()).unwrap();
         let (_, ours) = run(fused, &x, case.input);
         let kinds = |v: &[f32]| -> Vec<u8> {
@@ -830,15 +980,23 @@ mod tests {
     #[test]
     fn bad_shapes_are_errors() {
         let k = values(2 * 3 * 9, 1, 1.0);
-        let op = Conv3x3::new(&k, &[2, 3, 3, 3], &[0.5], 1, [0; 4], None).unwrap();
+        let op = DirectConv::new(&k, &[2, 3, 3, 3], &[0.5], 1, [0; 4], None).unwrap();
         // wrong channel count, wrong rank, short data, a plane smaller than the kernel
         assert!(op.run(&[0.0; 4 * 9], &[1, 4, 3, 3]).is_err());
         assert!(op.run(&[0.0; 27], &[3, 3, 3]).is_err());
         assert!(op.run(&[0.0; 26], &[1, 3, 3, 3]).is_err());
         assert!(op.run(&[0.0; 12], &[1, 3, 2, 2]).is_err());
-        assert!(Conv3x3::new(&k, &[2, 3, 3, 3], &[0.0; 3], 1, [0; 4], None).is_err());
-        assert!(Conv3x3::new(&k, &[2, 3, 3, 3], &[0.0], 3, [0; 4], None).is_err());
-        assert!(Conv3x3::new(&k[1..], &[2, 3, 3, 3], &[0.0], 1, [0; 4], None).is_err());
+        assert!(DirectConv::new(&k, &[2, 3, 3, 3], &[0.0; 3], 1, [0; 4], None).is_err());
+        assert!(DirectConv::new(&k, &[2, 3, 3, 3], &[0.0], 3, [0; 4], None).is_err());
+        assert!(DirectConv::new(&k[1..], &[2, 3, 3, 3], &[0.0], 1, [0; 4], None).is_err());
+        // a 1×1 kernel only at stride 1 without padding
+        let k1 = values(2 * 3, 2, 1.0);
+        assert!(DirectConv::new(&k1, &[2, 3, 1, 1], &[0.0], 1, [0; 4], None).is_ok());
+        assert!(DirectConv::new(&k1, &[2, 3, 1, 1], &[0.0], 2, [0; 4], None).is_err());
+        assert!(DirectConv::new(&k1, &[2, 3, 1, 1], &[0.0], 1, [1, 0, 0, 0], None).is_err());
+        assert!(
+            DirectConv::new(&values(8, 1, 1.0), &[2, 1, 2, 2], &[0.0], 1, [0; 4], None).is_err()
+        );
         // with the right shape it runs where the CPU has AVX-512F and says so where not
         assert_eq!(op.run(&[0.0; 27], &[1, 3, 3, 3]).is_ok(), available());
     }
