@@ -46,17 +46,55 @@ const QB: usize = NV * LANES;
 /// Input channels per chunk (see `avx512::image`).
 const CB: usize = 32;
 
-/// Whether this CPU runs [`DirectConv`].
+/// The vector instructions a [`DirectConv`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// AVX-512F: 16 lanes, 8 output channels × 48 positions per register block
+    Avx512,
+    /// AVX2 with FMA: 8 lanes, 4 output channels × 24 positions per register block
+    Avx2,
+}
+
+impl Isa {
+    /// Whether this CPU has the instructions.
+    #[must_use]
+    pub fn supported(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Self::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Self::Avx2 => {
+                    std::arch::is_x86_feature_detected!("avx2")
+                        && std::arch::is_x86_feature_detected!("fma")
+                }
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
+    /// The widest this CPU has, if any. `EDGECELL_CONV_ISA=avx2` caps it at AVX2 (to measure
+    /// that path on an AVX-512 machine) and `EDGECELL_CONV_ISA=off` leaves every convolution
+    /// to tract.
+    #[must_use]
+    pub fn best() -> Option<Self> {
+        let cap = std::env::var("EDGECELL_CONV_ISA").unwrap_or_default();
+        let allowed: &[Self] = match cap.as_str() {
+            "off" => &[],
+            "avx2" => &[Self::Avx2],
+            _ => &[Self::Avx512, Self::Avx2],
+        };
+        allowed.iter().copied().find(|isa| isa.supported())
+    }
+}
+
+/// Whether this CPU runs [`DirectConv`] (AVX-512F, or AVX2 with FMA).
 #[must_use]
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    Isa::best().is_some()
 }
 
 /// A direct convolution with its weights packed per block of [`OB`] output channels:
@@ -76,6 +114,8 @@ pub struct DirectConv {
     bias: Arc<Vec<f32>>,
     /// the folded `LeakyRelu`'s slope, if one was folded
     alpha: Option<f32>,
+    /// what runs it: the widest this CPU has when built ([`Isa::best`])
+    isa: Option<Isa>,
 }
 
 impl PartialEq for DirectConv {
@@ -88,6 +128,7 @@ impl PartialEq for DirectConv {
             && self.alpha.map(f32::to_bits) == other.alpha.map(f32::to_bits)
             && bits_eq(self.weights.as_flattened(), other.weights.as_flattened())
             && bits_eq(&self.bias, &other.bias)
+            && self.isa == other.isa
     }
 }
 
@@ -150,6 +191,7 @@ impl DirectConv {
             weights: Arc::new(packed),
             bias: Arc::new(b),
             alpha,
+            isa: Isa::best(),
         })
     }
 
@@ -242,20 +284,35 @@ impl DirectConv {
         Ok((vec![n, self.oc, oh, ow], out))
     }
 
+    /// The same operator on other instructions (tests and benchmarks compare them).
+    #[must_use]
+    pub fn with_isa(mut self, isa: Isa) -> Self {
+        self.isa = Some(isa);
+        self
+    }
+
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     fn image(&self, padded: &[f32], out: &mut [f32], geo: &Geometry) -> TractResult<()> {
-        ensure!(available(), "conv: this CPU has no AVX-512F");
-        // SAFETY: the CPU has AVX-512F (checked just above), the only requirement of the
-        // `avx512f` target feature these functions are compiled for.
-        let done = unsafe { avx512::image(self, padded, out, geo) };
-        ensure!(done, "conv: a block would read outside the padded input");
+        let isa = self
+            .isa
+            .context("conv: this CPU has neither AVX-512F nor AVX2 with FMA")?;
+        ensure!(isa.supported(), "conv: this CPU has no {isa:?}");
+        let done = match isa {
+            // SAFETY: the CPU has AVX-512F (checked just above), the only requirement of the
+            // `avx512f` target feature this function is compiled for.
+            Isa::Avx512 => unsafe { avx512::image(self, padded, out, geo) },
+            // SAFETY: the CPU has AVX2 and FMA (checked just above), the only requirements of
+            // the `avx2,fma` target features this function is compiled for.
+            Isa::Avx2 => unsafe { avx2::image(self, padded, out, geo) },
+        };
+        ensure!(done, "conv: a block would read or write outside its slice");
         Ok(())
     }
 
     #[cfg(not(target_arch = "x86_64"))]
     fn image(&self, _padded: &[f32], _out: &mut [f32], _geo: &Geometry) -> TractResult<()> {
-        bail!("conv: needs AVX-512F on x86-64")
+        bail!("conv: needs AVX-512F or AVX2 with FMA on x86-64")
     }
 }
 
@@ -498,6 +555,188 @@ mod avx512 {
                 // SAFETY: the store writes `mask.count_ones()` = n consecutive f32s from
                 // `d`'s start, and `d` is n long.
                 unsafe { _mm512_mask_compressstoreu_ps(d.as_mut_ptr(), mask, r) };
+            }
+        }
+        true
+    }
+}
+
+/// The same kernel on AVX2 with FMA, for the many edge CPUs without AVX-512: 16 vector
+/// registers hold 4 output channels × 24 positions, so each block of [`OB`] output channels
+/// is computed in two halves over the same (L1-resident) inputs, and the finished sums are
+/// copied to the output a row run at a time (AVX2 has no compressing store).
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::arch::x86_64::{
+        __m256, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+        _mm256_storeu_ps,
+    };
+    use std::ops::Range;
+
+    use super::{CB, DirectConv, Geometry, OB};
+
+    /// f32 lanes per vector.
+    const L: usize = 8;
+    /// Vectors of positions per full block.
+    const NV: usize = 3;
+    /// Positions per full block.
+    const QB: usize = NV * L;
+    /// Output channels per pass (half of [`OB`]).
+    const HALF: usize = OB / 2;
+
+    /// One image, in the loop order of `avx512::image`.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn image(
+        conv: &DirectConv,
+        padded: &[f32],
+        out: &mut [f32],
+        geo: &Geometry,
+    ) -> bool {
+        let blocks = conv.oc.div_ceil(OB);
+        let mut acc = vec![[[0f32; QB]; OB]; blocks];
+        let mut q0 = 0;
+        while q0 < geo.positions {
+            let left = (geo.positions - q0) / L;
+            let nv = if left == NV + 1 { 2 } else { left.min(NV) };
+            for c0 in (0..conv.ic).step_by(CB) {
+                let chunk = c0..(c0 + CB).min(conv.ic);
+                for (ob, acc) in acc.iter_mut().enumerate() {
+                    for half in 0..2 {
+                        let at = (q0, ob, half, &chunk);
+                        let done = match (nv, geo.ntaps) {
+                            (3, 9) => block::<3, 9>(conv, padded, geo, at, acc),
+                            (2, 9) => block::<2, 9>(conv, padded, geo, at, acc),
+                            (_, 9) => block::<1, 9>(conv, padded, geo, at, acc),
+                            (3, _) => block::<3, 1>(conv, padded, geo, at, acc),
+                            (2, _) => block::<2, 1>(conv, padded, geo, at, acc),
+                            _ => block::<1, 1>(conv, padded, geo, at, acc),
+                        };
+                        if !done {
+                            return false;
+                        }
+                    }
+                    if chunk.end == conv.ic && !store(conv, geo, q0, nv * L, ob, acc, out) {
+                        return false;
+                    }
+                }
+            }
+            q0 += nv * L;
+        }
+        true
+    }
+
+    /// `avx512::block` for output channels `ob·OB + half·HALF + o`, `o < HALF`.
+    #[target_feature(enable = "avx2,fma")]
+    fn block<const V: usize, const K: usize>(
+        conv: &DirectConv,
+        padded: &[f32],
+        geo: &Geometry,
+        (q0, ob, half, chunk): (usize, usize, usize, &Range<usize>),
+        acc: &mut [[f32; QB]; OB],
+    ) -> bool {
+        let lo = half * HALF;
+        let mut a: [[__m256; V]; HALF] = [[_mm256_setzero_ps(); V]; HALF];
+        if chunk.start == 0 {
+            let bias = &conv.bias[ob * OB + lo..][..HALF];
+            for (o, row) in a.iter_mut().enumerate() {
+                *row = [_mm256_set1_ps(bias[o]); V];
+            }
+        } else {
+            for (o, row) in a.iter_mut().enumerate() {
+                for (v, r) in row.iter_mut().enumerate() {
+                    let s = &acc[lo + o][v * L..][..L];
+                    // SAFETY: `s` holds exactly L f32s; unaligned loads are allowed.
+                    *r = unsafe { _mm256_loadu_ps(s.as_ptr()) };
+                }
+            }
+        }
+        let channels = geo.phases * geo.plane;
+        let taps: [usize; K] = std::array::from_fn(|t| geo.taps[t]);
+        let span = taps.iter().max().map_or(0, |&t| t + V * L);
+        let Some(last) = chunk.end.checked_sub(1) else {
+            return false;
+        };
+        if K != geo.ntaps || last * channels + q0 + span > padded.len() {
+            return false;
+        }
+        let first = (ob * conv.ic + chunk.start) * K;
+        let Some(w) = conv.weights.get(first..first + chunk.len() * K) else {
+            return false;
+        };
+        let base = padded.as_ptr();
+        for (c, wc) in chunk.clone().zip(w.chunks_exact(K)) {
+            let at = c * channels + q0;
+            for (&off, wt) in taps.iter().zip(wc) {
+                let mut x = [_mm256_setzero_ps(); V];
+                for (v, xv) in x.iter_mut().enumerate() {
+                    // SAFETY: as in `avx512::block`: below c · channels + q0 + span, which
+                    // was checked against padded.len() for the chunk's last channel.
+                    *xv = unsafe { _mm256_loadu_ps(base.add(at + off + v * L)) };
+                }
+                let (first_half, second_half) = wt.split_at(HALF);
+                let wh = if half == 0 { first_half } else { second_half };
+                for (row, &k) in a.iter_mut().zip(wh) {
+                    let k = _mm256_set1_ps(k);
+                    for (r, xv) in row.iter_mut().zip(&x) {
+                        *r = _mm256_fmadd_ps(k, *xv, *r);
+                    }
+                }
+            }
+        }
+        for (o, row) in a.iter().enumerate() {
+            for (v, r) in row.iter().enumerate() {
+                let d = &mut acc[lo + o][v * L..][..L];
+                // SAFETY: `d` holds exactly L f32s; unaligned stores are allowed.
+                unsafe { _mm256_storeu_ps(d.as_mut_ptr(), *r) };
+            }
+        }
+        true
+    }
+
+    /// Copies a block's finished sums (`len` positions from `q0`) to the NCHW output, one run
+    /// of a row at a time, skipping the columns past `ow` and the rows past `oh`, through the
+    /// folded `LeakyRelu`. False if a run would leave its output plane.
+    fn store(
+        conv: &DirectConv,
+        geo: &Geometry,
+        q0: usize,
+        len: usize,
+        ob: usize,
+        acc: &[[f32; QB]; OB],
+        out: &mut [f32],
+    ) -> bool {
+        let plane = geo.oh * geo.ow;
+        for (o, sums) in acc.iter().enumerate() {
+            let oc = ob * OB + o;
+            if oc >= conv.oc {
+                break;
+            }
+            let Some(dst) = out.get_mut(oc * plane..(oc + 1) * plane) else {
+                return false;
+            };
+            let mut j = 0;
+            while j < len {
+                let (y, x) = ((q0 + j) / geo.pw, (q0 + j) % geo.pw);
+                if y >= geo.oh {
+                    break;
+                }
+                if x >= geo.ow {
+                    j += geo.pw - x;
+                    continue;
+                }
+                let run = (geo.ow - x).min(len - j);
+                let Some(d) = dst.get_mut(y * geo.ow + x..y * geo.ow + x + run) else {
+                    return false;
+                };
+                d.copy_from_slice(&sums[j..j + run]);
+                if let Some(alpha) = conv.alpha {
+                    // LeakyRelu as tract computes it: v · alpha where v < 0 (NaN stays NaN)
+                    for v in d.iter_mut() {
+                        *v = if *v < 0.0 { *v * alpha } else { *v };
+                    }
+                }
+                j += run;
             }
         }
         true
@@ -890,6 +1129,24 @@ mod tests {
         model
     }
 
+    /// Every instruction set this CPU runs the kernel on.
+    fn isas() -> Vec<Isa> {
+        [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|isa| isa.supported())
+            .collect()
+    }
+
+    /// Puts every fused convolution of `model` on `isa`.
+    fn force(model: &mut TypedModel, isa: Isa) {
+        for id in 0..model.nodes().len() {
+            if let Some(op) = model.node(id).op_as::<DirectConv>() {
+                let op = op.clone().with_isa(isa);
+                model.node_mut(id).op = Box::new(op);
+            }
+        }
+    }
+
     fn run(model: TypedModel, x: &[f32], shape: [usize; 4]) -> (Vec<usize>, Vec<f32>) {
         let input = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), x.to_vec())
             .unwrap()
@@ -929,23 +1186,27 @@ mod tests {
                 want * usize::from(case.alpha.is_some()),
                 "case {i}"
             );
-            let (ours_shape, ours) = run(fused, &x, case.input);
-            assert_eq!(ours_shape, shape, "case {i}");
             let [_, oc, oh, ow] = <[usize; 4]>::try_from(shape.as_slice()).unwrap();
             assert_eq!(oc, case.oc);
-            for at in 0..n * oc * oh * ow {
-                let idx = [
-                    at / (oc * oh * ow),
-                    at / (oh * ow) % oc,
-                    at / ow % oh,
-                    at % ow,
-                ];
-                let (want, bound) = reference(case, &x, &k, &b, idx);
-                for (who, got) in [("ours", ours[at]), ("tract", theirs[at])] {
-                    assert!(
-                        (f64::from(got) - want).abs() <= bound,
-                        "case {i} {who} at {idx:?}: {got} vs {want} (bound {bound})"
-                    );
+            for isa in isas() {
+                let mut on = fused.clone();
+                force(&mut on, isa);
+                let (ours_shape, ours) = run(on, &x, case.input);
+                assert_eq!(ours_shape, shape, "case {i} {isa:?}");
+                for at in 0..n * oc * oh * ow {
+                    let idx = [
+                        at / (oc * oh * ow),
+                        at / (oh * ow) % oc,
+                        at / ow % oh,
+                        at % ow,
+                    ];
+                    let (want, bound) = reference(case, &x, &k, &b, idx);
+                    for (who, got) in [("ours", ours[at]), ("tract", theirs[at])] {
+                        assert!(
+                            (f64::from(got) - want).abs() <= bound,
+                            "case {i} {isa:?} {who} at {idx:?}: {got} vs {want} (bound {bound})"
+                        );
+                    }
                 }
             }
         }
@@ -963,7 +1224,6 @@ mod tests {
         let (_, theirs) = run(model(case, &k, &b), &x, case.input);
         let mut fused = model(case, &k, &b).into_decluttered().unwrap();
         fuse(&mut fused, &mut Fused::default()).unwrap();
-        let (_, ours) = run(fused, &x, case.input);
         let kinds = |v: &[f32]| -> Vec<u8> {
             v.iter()
                 .map(|f| match f {
@@ -973,8 +1233,13 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(kinds(&ours), kinds(&theirs));
-        assert!(kinds(&ours).iter().filter(|&&k| k < 3).count() >= 9);
+        for isa in isas() {
+            let mut on = fused.clone();
+            force(&mut on, isa);
+            let (_, ours) = run(on, &x, case.input);
+            assert_eq!(kinds(&ours), kinds(&theirs), "{isa:?}");
+            assert!(kinds(&ours).iter().filter(|&&k| k < 3).count() >= 9);
+        }
     }
 
     #[test]
@@ -997,7 +1262,14 @@ mod tests {
         assert!(
             DirectConv::new(&values(8, 1, 1.0), &[2, 1, 2, 2], &[0.0], 1, [0; 4], None).is_err()
         );
-        // with the right shape it runs where the CPU has AVX-512F and says so where not
-        assert_eq!(op.run(&[0.0; 27], &[1, 3, 3, 3]).is_ok(), available());
+        // with the right shape it runs on the instructions this CPU has and says so elsewhere
+        for isa in [Isa::Avx512, Isa::Avx2] {
+            let on = op.clone().with_isa(isa);
+            assert_eq!(
+                on.run(&[0.0; 27], &[1, 3, 3, 3]).is_ok(),
+                isa.supported(),
+                "{isa:?}"
+            );
+        }
     }
 }
