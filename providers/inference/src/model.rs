@@ -76,7 +76,24 @@ fn content_version(bytes: &[u8]) -> String {
 
 type Loaded = (Plan, Vec<TensorInfo>, Vec<TensorInfo>);
 
+/// [`load_tract_unguarded`], with a panic inside tract (which asserts on some malformed
+/// models, e.g. padding sizes that overflow its shape arithmetic) turned into a load error, so
+/// a bad file in the model directory cannot take the provider down.
 fn load_tract(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
+    std::panic::catch_unwind(|| load_tract_unguarded(path, bytes)).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(LoadError::Model {
+            path: path.to_owned(),
+            message: format!("tract panicked while loading the model: {why}"),
+        })
+    })
+}
+
+fn load_tract_unguarded(path: &Path, bytes: &[u8]) -> Result<Loaded, LoadError> {
     let model_err = |e: tract_onnx::prelude::TractError| LoadError::Model {
         path: path.to_owned(),
         message: format!("{e:#}"),

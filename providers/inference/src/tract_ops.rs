@@ -340,6 +340,7 @@ impl FastMaxPool {
             self.padded(h, 0) >= self.kernel[0] && self.padded(w, 1) >= self.kernel[1],
             "max-pool window larger than input"
         );
+        ensure!(h > 0 && w > 0, "max-pool of an empty plane");
         let (oh, ow) = (self.out_len(h, 0), self.out_len(w, 1));
         let [pt, pl, ..] = self.pads;
         let mut out = vec![0f32; n * c * oh * ow];
@@ -441,7 +442,21 @@ fn fold_max_pool_pads(model: &mut TypedModel) -> TractResult<usize> {
             || pad.pads[1] != (0, 0)
             || pad_node.outputs[0].successors.len() != 1
             || outputs.contains(&pad_out)
+            || shape.len() != 4
+            || shape[2] == 0
+            || shape[3] == 0
         {
+            continue;
+        }
+        // pads smaller than the window, as "same" pooling needs: a window made only of padding
+        // would be tract's f32::MIN floor, and sizes stay within a window of the input's
+        let kernel = &pool.pool_spec.kernel_shape;
+        let small = kernel.len() == 2
+            && pad.pads[2..]
+                .iter()
+                .zip(kernel.iter())
+                .all(|(&(a, b), &k)| a < k && b < k);
+        if !small {
             continue;
         }
         let padded: Vec<usize> = shape
@@ -739,10 +754,17 @@ mod tests {
             assert_eq!(folded, 1, "case {i}");
             same(&ours, &theirs, &format!("folded max-pool {i}"));
         }
-        // a pad with any other value stays a pad
-        let (ours, theirs, folded) = pad_then_pool([1, 2, 6, 6], [(1, 1), (1, 1)], 0.0, 9);
-        assert_eq!(folded, 0);
-        same(&ours, &theirs, "zero pad");
+        // a pad with any other value stays a pad, and so do one around an empty plane and
+        // one as wide as the window
+        for (shape, pads, value) in [
+            ([1, 2, 6, 6], [(1, 1), (1, 1)], 0.0),
+            ([1, 1, 0, 4], [(2, 1), (1, 1)], f32::NEG_INFINITY),
+            ([1, 1, 5, 5], [(3, 0), (0, 0)], f32::NEG_INFINITY),
+        ] {
+            let (ours, theirs, folded) = pad_then_pool(shape, pads, value, 9);
+            assert_eq!(folded, 0, "{shape:?} {pads:?}");
+            same(&ours, &theirs, "not folded");
+        }
     }
 
     #[test]

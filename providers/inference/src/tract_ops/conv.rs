@@ -25,7 +25,7 @@
 
 use std::sync::Arc;
 
-use super::{Fused, plain_f32, tensor};
+use super::{Fused, concrete, plain_f32, tensor};
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -153,8 +153,10 @@ impl DirectConv {
         alpha: Option<f32>,
     ) -> TractResult<Self> {
         ensure!(stride == 1 || stride == 2, "conv: stride {stride}");
+        // pads up to k - 1, as padding "same" and "valid" need: larger ones would only add
+        // outputs made of padding, and keep every size below within a few rows of the input's
         let (oc, ic, k) = match *kernel_shape {
-            [oc, ic, 3, 3] => (oc, ic, 3),
+            [oc, ic, 3, 3] if pads.iter().all(|&p| p <= 2) => (oc, ic, 3),
             [oc, ic, 1, 1] if stride == 1 && pads == [0; 4] => (oc, ic, 1),
             _ => bail!("conv: kernel shape {kernel_shape:?} at stride {stride}, pads {pads:?}"),
         };
@@ -195,11 +197,20 @@ impl DirectConv {
         })
     }
 
+    /// The output's height and width for an `h × w` input: none for an empty input or one
+    /// that, padded, is smaller than the kernel (tract gives an empty output there; such
+    /// convolutions stay with tract).
     fn out_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let ph = h + self.pads[0] + self.pads[2];
-        let pw = w + self.pads[1] + self.pads[3];
+        let ph = h.checked_add(self.pads[0] + self.pads[2])?;
+        let pw = w.checked_add(self.pads[1] + self.pads[3])?;
         let k = self.k;
-        (ph >= k && pw >= k).then(|| ((ph - k) / self.stride + 1, (pw - k) / self.stride + 1))
+        (h > 0 && w > 0 && ph >= k && pw >= k)
+            .then(|| ((ph - k) / self.stride + 1, (pw - k) / self.stride + 1))
+    }
+
+    /// Whether [`DirectConv::run`] takes an input of this shape.
+    fn accepts(&self, shape: &[usize]) -> bool {
+        matches!(*shape, [n, c, h, w] if n > 0 && c == self.ic && self.out_hw(h, w).is_some())
     }
 
     fn describe(&self) -> String {
@@ -223,10 +234,17 @@ impl DirectConv {
             "conv: {c} input channels, expected {}",
             self.ic
         );
-        ensure!(input.len() == n * c * h * w, "conv: input length");
+        ensure!(
+            n > 0
+                && [n, c, h, w]
+                    .iter()
+                    .try_fold(1usize, |a, &d| a.checked_mul(d))
+                    == Some(input.len()),
+            "conv: input length"
+        );
         let (oh, ow) = self
             .out_hw(h, w)
-            .with_context(|| format!("conv: input {h}×{w} too small"))?;
+            .with_context(|| format!("conv: input {h}×{w} empty or too small"))?;
         let [pt, pl, _, pr] = self.pads;
         let st = self.stride;
         // the padded input split into st × st phase planes, phase (a, b) holding the padded
@@ -234,7 +252,15 @@ impl DirectConv {
         // y + ky / st, column x + kx / st of phase (ky % st, kx % st)
         let pw = (w + pl + pr).div_ceil(st);
         let phases = st * st;
-        let plane = plane_len(h, w, self.pads, st, self.k, oh);
+        // pads are at most 2 and the input exists in memory, so the planes are a few rows and
+        // columns larger than it; checked all the same, before any of it is allocated
+        let (plane, padded_len, out_len) = plane_len(h, w, self.pads, st, self.k, oh)
+            .and_then(|plane| {
+                let padded = c.checked_mul(phases)?.checked_mul(plane)?;
+                let out = n.checked_mul(self.oc)?.checked_mul(oh)?.checked_mul(ow)?;
+                Some((plane, padded, out))
+            })
+            .context("conv: sizes overflow")?;
         let mut taps = [0usize; 9];
         for (t, tap) in taps.iter_mut().take(self.k * self.k).enumerate() {
             let (ky, kx) = (t / self.k, t % self.k);
@@ -242,8 +268,8 @@ impl DirectConv {
             *tap = ((ky % st) * st + kx % st) * plane + (ky / st) * pw + kx / st;
         }
         let positions = (oh * pw).next_multiple_of(LANES);
-        let mut out = vec![0f32; n * self.oc * oh * ow];
-        let mut padded = vec![0f32; c * phases * plane];
+        let mut out = vec![0f32; out_len];
+        let mut padded = vec![0f32; padded_len];
         for (img, dst) in input
             .chunks_exact(c * h * w)
             .zip(out.chunks_exact_mut(self.oc * oh * ow))
@@ -321,11 +347,20 @@ impl DirectConv {
 /// every read. Computed positions are the flattened grid of rows `pw` long (the columns past
 /// the output width thrown away) rounded up to a whole vector, and the furthest tap is
 /// `(k - 1) / st · (pw + 1)` past its position.
-fn plane_len(h: usize, w: usize, pads: [usize; 4], st: usize, k: usize, oh: usize) -> usize {
-    let pw = (w + pads[1] + pads[3]).div_ceil(st);
-    let ph = (h + pads[0] + pads[2]).div_ceil(st);
-    let positions = (oh * pw).next_multiple_of(LANES);
-    (ph * pw).max(positions + (k - 1) / st * (pw + 1))
+/// None when a size overflows.
+fn plane_len(
+    h: usize,
+    w: usize,
+    pads: [usize; 4],
+    st: usize,
+    k: usize,
+    oh: usize,
+) -> Option<usize> {
+    let pw = w.checked_add(pads[1] + pads[3])?.div_ceil(st);
+    let ph = h.checked_add(pads[0] + pads[2])?.div_ceil(st);
+    let positions = oh.checked_mul(pw)?.checked_next_multiple_of(LANES)?;
+    let reach = ((k - 1) / st).checked_mul(pw + 1)?;
+    Some(ph.checked_mul(pw)?.max(positions.checked_add(reach)?))
 }
 
 /// Where one image's padded planes and output live.
@@ -387,6 +422,7 @@ mod avx512 {
                         q0,
                         ob,
                         chunk: chunk.clone(),
+                        nv,
                         lanes,
                     };
                     let done = match (nv, geo.ntaps) {
@@ -436,6 +472,8 @@ mod avx512 {
         q0: usize,
         ob: usize,
         chunk: Range<usize>,
+        /// vectors in the block (1 to NV)
+        nv: usize,
         lanes: [(u16, usize); NV],
     }
 
@@ -476,7 +514,10 @@ mod avx512 {
         let Some(last) = chunk.end.checked_sub(1) else {
             return false;
         };
-        if K != geo.ntaps || last * channels + q0 + span > padded.len() {
+        let end = last
+            .checked_mul(channels)
+            .and_then(|e| e.checked_add(q0)?.checked_add(span));
+        if K != geo.ntaps || end.is_none_or(|e| e > padded.len()) {
             return false;
         }
         // this block's weights: K taps × OB output channels per input channel of the chunk
@@ -537,7 +578,7 @@ mod avx512 {
             let Some(dst) = out.get_mut(oc * plane..(oc + 1) * plane) else {
                 return false;
             };
-            for (v, &(mask, first)) in at.lanes.iter().enumerate() {
+            for (v, &(mask, first)) in at.lanes.iter().take(at.nv).enumerate() {
                 let n = mask.count_ones() as usize;
                 if n == 0 {
                     continue;
@@ -657,7 +698,10 @@ mod avx2 {
         let Some(last) = chunk.end.checked_sub(1) else {
             return false;
         };
-        if K != geo.ntaps || last * channels + q0 + span > padded.len() {
+        let end = last
+            .checked_mul(channels)
+            .and_then(|e| e.checked_add(q0)?.checked_add(span));
+        if K != geo.ntaps || end.is_none_or(|e| e > padded.len()) {
             return false;
         }
         let first = (ob * conv.ic + chunk.start) * K;
@@ -846,8 +890,16 @@ fn direct_conv(
     outputs: &[OutletId],
 ) -> TractResult<Option<(DirectConv, Tail)>> {
     let out = OutletId::new(node.id, 0);
-    if node.inputs.is_empty() || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
-    {
+    let Some(input) = node.inputs.first() else {
+        return Ok(None);
+    };
+    let fact = model.outlet_fact(*input)?;
+    // a concrete input the kernel takes (no symbolic batch, not empty, not smaller than the
+    // kernel once padded): anything else stays with tract
+    let Some(shape) = concrete(fact) else {
+        return Ok(None);
+    };
+    if fact.datum_type != f32::datum_type() {
         return Ok(None);
     }
     if let Some(es) = node.op_as::<EinSum>() {
@@ -858,16 +910,16 @@ fn direct_conv(
         {
             return Ok(None);
         }
-        let Some((shape, kernel)) = konst_f32(model, node.inputs[1])? else {
+        let Some((kshape, kernel)) = konst_f32(model, node.inputs[1])? else {
             return Ok(None);
         };
-        let &[oc, ic] = shape.as_slice() else {
+        let &[oc, ic] = kshape.as_slice() else {
             return Ok(None);
         };
         let tail = tail(model, out, oc, true, outputs)?;
         let bias = tail.bias.clone().unwrap_or_else(|| vec![0.0]);
         let op = DirectConv::new(&kernel, &[oc, ic, 1, 1], &bias, 1, [0; 4], tail.alpha);
-        return Ok(op.ok().map(|op| (op, tail)));
+        return Ok(op.ok().filter(|op| op.accepts(&shape)).map(|op| (op, tail)));
     }
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
@@ -905,7 +957,7 @@ fn direct_conv(
     };
     let tail = tail(model, out, spec.output_channels, false, outputs)?;
     let op = DirectConv::new(&kernel, &kshape, &bias, stride, pads, tail.alpha);
-    Ok(op.ok().map(|op| (op, tail)))
+    Ok(op.ok().filter(|op| op.accepts(&shape)).map(|op| (op, tail)))
 }
 
 /// Replaces, in a decluttered model, each convolution [`direct_conv`] accepts by a
@@ -928,7 +980,10 @@ pub(super) fn fuse(model: &mut TypedModel, fused: &mut Fused) -> TractResult<()>
         let k = op.k;
         let mut patch = TypedModelPatch::default();
         let tap = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(format!("{name}.edgecell_conv"), op, &[tap])?;
+        // a node whose facts the operator would not give stays with tract
+        let Ok(wire) = patch.wire_node(format!("{name}.edgecell_conv"), op, &[tap]) else {
+            continue;
+        };
         patch.shunt_outside(model, tail.last, wire[0])?;
         patch.apply(model)?;
         if k == 1 {
@@ -1271,5 +1326,81 @@ mod tests {
                 "{isa:?}"
             );
         }
+    }
+
+    /// A 3×3 convolution over `input` (any dims, maybe symbolic) with `pads`, as a model.
+    fn conv_model(input: &[TDim], ic: usize, pads: [usize; 4], model: &mut TypedModel) {
+        let x = model.add_source("x", f32::fact(input.to_vec())).unwrap();
+        let k =
+            tract_ndarray::ArrayD::from_shape_vec(vec![2, ic, 3, 3], values(2 * ic * 9, 5, 1.0))
+                .unwrap()
+                .into_tensor();
+        let kernel = model.add_const("kernel", k).unwrap();
+        let bias = model.add_const("bias", tensor1(&[0.5f32, -0.5])).unwrap();
+        let [pt, pl, pb, pr] = pads;
+        let conv = Conv {
+            pool_spec: PoolSpec {
+                data_format: DataFormat::NCHW,
+                kernel_shape: tvec!(3, 3),
+                padding: PaddingSpec::Explicit(tvec!(pt, pl), tvec!(pb, pr)),
+                dilations: None,
+                strides: None,
+                input_channels: ic,
+                output_channels: 2,
+            },
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let wire = model.wire_node("conv", conv, &[x, kernel, bias]).unwrap();
+        model.select_output_outlets(&wire).unwrap();
+    }
+
+    #[test]
+    fn unusual_convolutions_stay_with_tract() {
+        let dims = |d: [usize; 4]| d.map(TDim::from).to_vec();
+        // a symbolic batch, an input smaller than the kernel, an empty plane, pads wider than
+        // the kernel needs (a hostile model's: sizes that overflow): fusing leaves each to
+        // tract instead of failing the load or reading out of bounds
+        let mut symbolic = TypedModel::default();
+        let n = symbolic.symbols.sym("N");
+        conv_model(
+            &[n.into(), 3.into(), 8.into(), 8.into()],
+            3,
+            [1; 4],
+            &mut symbolic,
+        );
+        let mut small = TypedModel::default();
+        conv_model(&dims([1, 2, 2, 2]), 2, [0; 4], &mut small);
+        let mut empty = TypedModel::default();
+        conv_model(&dims([1, 2, 0, 5]), 2, [2, 1, 1, 1], &mut empty);
+        let mut wide = TypedModel::default();
+        conv_model(
+            &dims([1, 3, 1, 1]),
+            3,
+            [2, 3_074_457_345_618_258_608, 2, 3_074_457_345_618_258_609],
+            &mut wide,
+        );
+        let mut three = TypedModel::default();
+        conv_model(&dims([1, 3, 4, 4]), 3, [3, 0, 0, 0], &mut three);
+        for (what, model) in [
+            ("symbolic", symbolic),
+            ("small", small),
+            ("empty", empty),
+            ("wide", wide),
+            ("pad 3", three),
+        ] {
+            let mut model = model.into_decluttered().unwrap();
+            let mut counts = Fused::default();
+            fuse(&mut model, &mut counts).unwrap();
+            assert_eq!(counts, Fused::default(), "{what}");
+        }
+        // and those tract can run still run, with tract's result
+        let mut empty = TypedModel::default();
+        conv_model(&dims([1, 2, 0, 5]), 2, [2, 1, 1, 1], &mut empty);
+        let mut fused = empty.clone().into_decluttered().unwrap();
+        fuse(&mut fused, &mut Fused::default()).unwrap();
+        let (shape, out) = run(fused, &[], [1, 2, 0, 5]);
+        assert_eq!((shape, out), run(empty, &[], [1, 2, 0, 5]));
     }
 }
