@@ -12,7 +12,7 @@
 //!
 //! Metrics for the metrics provider: [`InferencePool::stats`] ([`PoolStats`]).
 
-// `deny`, not `forbid`: tract_ops::conv calls its AVX-512 kernel (see that module)
+// `deny`, not `forbid`: tract_ops::conv calls its AVX-512 and AVX2 kernels (see that module)
 #![deny(unsafe_code)]
 
 pub mod backend;
