@@ -223,8 +223,8 @@ impl DirectConv {
     /// Runs on an NCHW input.
     ///
     /// # Errors
-    /// When the input is not `[n, ic, h, w]` with a non-empty output, or the CPU lacks
-    /// AVX-512F.
+    /// When the input is not `[n, ic, h, w]` with a non-empty output, or the CPU lacks the
+    /// instructions of [`DirectConv::with_isa`] (by default the widest it has).
     pub fn run(&self, input: &[f32], shape: &[usize]) -> TractResult<(Vec<usize>, Vec<f32>)> {
         let &[n, c, h, w] = shape else {
             bail!("conv: input rank {}", shape.len());
