@@ -280,7 +280,7 @@ impl TypedOp for FastPad {
 
 /// 2-D max-pooling of NCHW f32 without dilation: for each output row, the max of the kernel's
 /// input rows element-wise, then the max over each window of that row. `pads` (top, left,
-/// bottom, right) stand for a `Pad` with −∞ folded in ([`fold_max_pool_pads`]): under tract's
+/// bottom, right) stand for a `Pad` with −∞ folded in by [`fuse`]: under tract's
 /// rule a −∞ is never taken, so padded cells are simply left out of the windows.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FastMaxPool {

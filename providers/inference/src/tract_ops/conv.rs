@@ -97,7 +97,7 @@ pub fn available() -> bool {
     Isa::best().is_some()
 }
 
-/// A direct convolution with its weights packed per block of [`OB`] output channels:
+/// A direct convolution with its weights packed per block of 8 output channels (`OB`):
 /// `weights[(ob · ic + c) · k² + tap][o]`, zero for the channels past `oc`.
 #[derive(Debug, Clone)]
 pub struct DirectConv {
