@@ -23,6 +23,7 @@
 //! `avx512f` functions once the feature is detected, and their vector loads and stores, each
 //! inside a slice whose length was checked first.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use super::{Fused, concrete, plain_f32, tensor};
@@ -363,6 +364,51 @@ fn plane_len(
     Some(ph.checked_mul(pw)?.max(positions.checked_add(reach)?))
 }
 
+/// What one block reads, shared by both kernels: the taps' offsets, the distance between two
+/// input channels in the padded planes, and the block's weights (K taps × [`OB`] output
+/// channels per input channel of the chunk).
+struct Reads<'a, const K: usize> {
+    taps: [usize; K],
+    channels: usize,
+    weights: &'a [[f32; OB]],
+}
+
+/// [`Reads`] for the block of `width` positions from `q0`, output-channel block `ob` and input
+/// channels `chunk`, after checking once every load its loop makes: channel `c` reads
+/// `c · channels + q0 + taps[t] + [0, width)`, which must end inside the `padded_len` floats
+/// of the padded planes. None if a load or the weights would leave their slice, or `K` is
+/// not the geometry's tap count.
+fn reads<'a, const K: usize>(
+    conv: &'a DirectConv,
+    geo: &Geometry,
+    padded_len: usize,
+    (q0, ob, chunk): (usize, usize, &Range<usize>),
+    width: usize,
+) -> Option<Reads<'a, K>> {
+    if K != geo.ntaps {
+        return None;
+    }
+    let channels = geo.phases * geo.plane;
+    let taps: [usize; K] = std::array::from_fn(|t| geo.taps[t]);
+    let span = taps.iter().max()?.checked_add(width)?;
+    let end = chunk
+        .end
+        .checked_sub(1)?
+        .checked_mul(channels)?
+        .checked_add(q0)?
+        .checked_add(span)?;
+    if end > padded_len {
+        return None;
+    }
+    let first = (ob * conv.ic + chunk.start) * K;
+    let weights = conv.weights.get(first..first + chunk.len() * K)?;
+    Some(Reads {
+        taps,
+        channels,
+        weights,
+    })
+}
+
 /// Where one image's padded planes and output live.
 #[derive(Debug)]
 struct Geometry {
@@ -393,7 +439,7 @@ mod avx512 {
     };
     use std::ops::Range;
 
-    use super::{CB, DirectConv, Geometry, LANES, NV, OB, QB};
+    use super::{CB, DirectConv, Geometry, LANES, NV, OB, QB, Reads, reads};
 
     /// One image: every block of [`OB`] output channels × [`QB`] positions (a last block of
     /// one or two vectors). Positions are outermost, then chunks of [`CB`] input channels,
@@ -506,23 +552,12 @@ mod avx512 {
                 }
             }
         }
-        let channels = geo.phases * geo.plane;
-        let taps: [usize; K] = std::array::from_fn(|t| geo.taps[t]);
-        let span = taps.iter().max().map_or(0, |&t| t + V * LANES);
-        // every read of the loop below, checked once: channel c's loads are at
-        // c · channels + q0 + taps[t] + [0, V·LANES)
-        let Some(last) = chunk.end.checked_sub(1) else {
-            return false;
-        };
-        let end = last
-            .checked_mul(channels)
-            .and_then(|e| e.checked_add(q0)?.checked_add(span));
-        if K != geo.ntaps || end.is_none_or(|e| e > padded.len()) {
-            return false;
-        }
-        // this block's weights: K taps × OB output channels per input channel of the chunk
-        let first = (ob * conv.ic + chunk.start) * K;
-        let Some(w) = conv.weights.get(first..first + chunk.len() * K) else {
+        let Some(Reads {
+            taps,
+            channels,
+            weights: w,
+        }) = reads::<K>(conv, geo, padded.len(), (q0, ob, chunk), V * LANES)
+        else {
             return false;
         };
         let base = padded.as_ptr();
@@ -531,9 +566,8 @@ mod avx512 {
             for (&off, wt) in taps.iter().zip(wc) {
                 let mut x = [_mm512_setzero_ps(); V];
                 for (v, xv) in x.iter_mut().enumerate() {
-                    // SAFETY: the index is below c · channels + q0 + span ≤ padded.len()
-                    // (checked above for the chunk's last channel), and the vector's LANES
-                    // f32s end there at the latest; unaligned loads are allowed.
+                    // SAFETY: `reads` checked that every channel's loads, up to V·LANES f32s
+                    // past q0 + taps[t], end inside `padded`; unaligned loads are allowed.
                     *xv = unsafe { _mm512_loadu_ps(base.add(at + off + v * LANES)) };
                 }
                 for (row, &k) in a.iter_mut().zip(wt) {
@@ -615,7 +649,7 @@ mod avx2 {
     };
     use std::ops::Range;
 
-    use super::{CB, DirectConv, Geometry, OB};
+    use super::{CB, DirectConv, Geometry, OB, Reads, reads};
 
     /// f32 lanes per vector.
     const L: usize = 8;
@@ -692,20 +726,12 @@ mod avx2 {
                 }
             }
         }
-        let channels = geo.phases * geo.plane;
-        let taps: [usize; K] = std::array::from_fn(|t| geo.taps[t]);
-        let span = taps.iter().max().map_or(0, |&t| t + V * L);
-        let Some(last) = chunk.end.checked_sub(1) else {
-            return false;
-        };
-        let end = last
-            .checked_mul(channels)
-            .and_then(|e| e.checked_add(q0)?.checked_add(span));
-        if K != geo.ntaps || end.is_none_or(|e| e > padded.len()) {
-            return false;
-        }
-        let first = (ob * conv.ic + chunk.start) * K;
-        let Some(w) = conv.weights.get(first..first + chunk.len() * K) else {
+        let Some(Reads {
+            taps,
+            channels,
+            weights: w,
+        }) = reads::<K>(conv, geo, padded.len(), (q0, ob, chunk), V * L)
+        else {
             return false;
         };
         let base = padded.as_ptr();
@@ -714,8 +740,8 @@ mod avx2 {
             for (&off, wt) in taps.iter().zip(wc) {
                 let mut x = [_mm256_setzero_ps(); V];
                 for (v, xv) in x.iter_mut().enumerate() {
-                    // SAFETY: as in `avx512::block`: below c · channels + q0 + span, which
-                    // was checked against padded.len() for the chunk's last channel.
+                    // SAFETY: `reads` checked that every channel's loads, up to V·L f32s
+                    // past q0 + taps[t], end inside `padded`; unaligned loads are allowed.
                     *xv = unsafe { _mm256_loadu_ps(base.add(at + off + v * L)) };
                 }
                 let (first_half, second_half) = wt.split_at(HALF);
