@@ -35,6 +35,18 @@ fn concrete(fact: &TypedFact) -> Option<Vec<usize>> {
     fact.shape.as_concrete().map(<[usize]>::to_vec)
 }
 
+/// The one node that consumes `outlet`, when it has exactly one consumer and is not a model
+/// output: only then can the value be folded into the node after it.
+fn only_successor(model: &TypedModel, outlet: OutletId, outputs: &[OutletId]) -> Option<usize> {
+    match model.node(outlet.node).outputs[outlet.slot]
+        .successors
+        .as_slice()
+    {
+        [only] if !outputs.contains(&outlet) => Some(only.node),
+        _ => None,
+    }
+}
+
 /// How many nodes [`fuse`] replaced in a decluttered model.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Fused {
@@ -440,8 +452,7 @@ fn fold_max_pool_pads(model: &mut TypedModel) -> TractResult<usize> {
             || pad.pads.len() != 4
             || pad.pads[0] != (0, 0)
             || pad.pads[1] != (0, 0)
-            || pad_node.outputs[0].successors.len() != 1
-            || outputs.contains(&pad_out)
+            || only_successor(model, pad_out, &outputs).is_none()
             || shape.len() != 4
             || shape[2] == 0
             || shape[3] == 0

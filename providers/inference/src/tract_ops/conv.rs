@@ -26,7 +26,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use super::{Fused, concrete, plain_f32, tensor};
+use super::{Fused, concrete, only_successor, plain_f32, tensor};
 
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -854,16 +854,6 @@ struct Tail {
     alpha: Option<f32>,
     /// the outlet the fused node replaces
     last: OutletId,
-}
-
-fn only_successor(model: &TypedModel, outlet: OutletId, outputs: &[OutletId]) -> Option<usize> {
-    match model.node(outlet.node).outputs[outlet.slot]
-        .successors
-        .as_slice()
-    {
-        [only] if !outputs.contains(&outlet) => Some(only.node),
-        _ => None,
-    }
 }
 
 fn tail(
