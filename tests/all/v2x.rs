@@ -195,11 +195,11 @@ fn geonetworking_framed_cams_validate_in_the_component() {
     use edgecell_v2x::security::build;
     let at_its_ms = 700_000 * 65_536 + 9_983 + 50; // `at` in ITS time
     let chain = build::CamChain::new(u32::try_from(at_its_ms / 1000 - 3600).unwrap()).unwrap();
-    configure(&mut inst, &chain.trust_toml()).unwrap();
-    let signed = build::signed_data(&chain.root, &gn[4..], 36, (at_its_ms - 10) * 1000, false).unwrap();
+    configure(&mut inst, &chain.trust_toml_with_aa()).unwrap();
+    let signed = build::signed_data(&chain.at, &gn[4..], 36, (at_its_ms - 10) * 1000, true).unwrap();
     let secured = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &signed].concat();
     let wasm = validate(&mut inst, &msg(MessageFormat::Geonetworking, secured.clone(), at)).unwrap();
-    let mut native_validator = Validator::from_toml(&chain.trust_toml()).unwrap();
+    let mut native_validator = Validator::from_toml(&chain.trust_toml_with_aa()).unwrap();
     let native = native_validator
         .validate(Native::GeoNetworking, &secured, &ReceiveContext { received_at_ns: at, receiver: None })
         .unwrap();
@@ -393,10 +393,10 @@ fn the_handler_validates_every_binary_form_a_producer_sends() {
         .saturating_sub(1_072_915_200_000)
         + 5_000;
     let chain = build::CamChain::new(u32::try_from(now_its_ms / 1000 - 3600).unwrap()).unwrap();
-    configure(&mut inst, &chain.trust_toml()).unwrap();
+    configure(&mut inst, &chain.trust_toml_with_aa()).unwrap();
     let gen_us = |ago_ms: u64| (now_its_ms - ago_ms) * 1000;
-    let secured_gn = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &build::signed_data(&chain.root, &gn[4..], 36, gen_us(30), false).unwrap()].concat();
-    let secured_cam = build::signed_data(&chain.root, &testdata("c-its-parser-cam.uper"), 36, gen_us(20), false).unwrap();
+    let secured_gn = [[0x12, gn[1], gn[2], gn[3]].as_slice(), &build::signed_data(&chain.at, &gn[4..], 36, gen_us(30), true).unwrap()].concat();
+    let secured_cam = build::signed_data(&chain.at, &testdata("c-its-parser-cam.uper"), 36, gen_us(20), true).unwrap();
     let forms: [(&str, Vec<u8>, u64, bool); 5] = [
         ("uper", testdata("c-its-parser-cam.uper"), 3_725_855_973, false),
         ("geonetworking", gn.clone(), 2_624_309_139, false),
@@ -623,7 +623,13 @@ fn signatures_and_the_deepest_nested_secured_data_never_trap() {
     let v = validate(&mut inst, &msg(MessageFormat::Secured, signed, unix_ns(now_s))).unwrap();
     // the AA is not known to this validator: the AT certificate cannot be chained
     assert!(!v.signed && failed(&v).contains(&"signature"), "{v:?}");
-    let signed = build::signed_data(&chain.root, &cam, 36, now_s * 1_000_000 - 10_000, false).unwrap();
+    // the root signs certificates, not data (1609.2: no app permissions, no PSID)
+    let by_root = build::signed_data(&chain.root, &cam, 36, now_s * 1_000_000 - 10_000, false).unwrap();
+    let v = validate(&mut inst, &msg(MessageFormat::Secured, by_root, unix_ns(now_s))).unwrap();
+    assert!(!v.signed && failed(&v).contains(&"signature"), "{v:?}");
+    // with the AA configured the AT's certificate chains
+    configure(&mut inst, &chain.trust_toml_with_aa()).unwrap();
+    let signed = build::signed_data(&chain.at, &cam, 36, now_s * 1_000_000 - 10_000, true).unwrap();
     let v = validate(&mut inst, &msg(MessageFormat::Secured, signed, unix_ns(now_s))).unwrap();
     assert!(v.signed && v.station_id == 3_725_855_973, "{v:?}");
 
@@ -744,12 +750,12 @@ fn concurrent_copies_of_a_signed_message_pass_the_replay_check_once() {
             s.config.insert("namespace".into(), format!("copies-{attempts}"));
             s.config.insert("history-attempts".into(), attempts.into());
             let a = h.runtime.load_actor(s).unwrap();
-            configure(&mut a.instantiate().unwrap(), &chain.trust_toml()).unwrap();
+            configure(&mut a.instantiate().unwrap(), &chain.trust_toml_with_aa()).unwrap();
             (attempts, a)
         })
         .collect();
     for (attempts, a, round) in actors.iter().flat_map(|(n, a)| (0..8u64).map(move |r| (n, a, r))) {
-        let signed = build::signed_data(&chain.root, &cam, 36, now_s * 1_000_000 - 10_000 + round * 1000, false).unwrap();
+        let signed = build::signed_data(&chain.at, &cam, 36, now_s * 1_000_000 - 10_000 + round * 1000, true).unwrap();
         let m = msg(MessageFormat::Secured, signed, unix_ns(now_s));
         // instances made first: nothing that can fail stands before the barrier
         let instances: Vec<_> = (0..THREADS).map(|_| a.instantiate().unwrap()).collect();

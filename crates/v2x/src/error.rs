@@ -79,4 +79,8 @@ pub enum SecurityError {
     /// The certificate chain is longer than allowed or loops.
     #[error("certificate chain too deep")]
     ChainTooDeep,
+    /// A certificate its issuer had no right to issue: the issuer lacks issue permissions for
+    /// what it grants, or the validity period reaches outside the issuer's.
+    #[error("certificate not permitted by its issuer: {0}")]
+    Issuance(String),
 }

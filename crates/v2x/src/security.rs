@@ -12,7 +12,8 @@ use rasn_its::ieee1609dot2::base_types::{
 };
 use rasn_its::ieee1609dot2::{
     Certificate, CertificateId, CertificateType, Ieee1609Dot2Content, Ieee1609Dot2Data,
-    IssuerIdentifier, SignerIdentifier, VerificationKeyIndicator,
+    IssuerIdentifier, SequenceOfPsidGroupPermissions, SignerIdentifier, SubjectPermissions,
+    VerificationKeyIndicator,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256, Sha384};
@@ -513,6 +514,61 @@ pub struct VerifiedCert {
     pub region: Option<Region>,
     /// Is a trust anchor.
     pub anchor: bool,
+    /// What the certificate may issue (1609.2 `certIssuePermissions`); `None`: it may issue
+    /// nothing, as an authorization ticket. Absent in entries cached before it was recorded,
+    /// which therefore issue nothing until verified again.
+    #[serde(default)]
+    pub issue: Option<IssuePermissions>,
+    /// HashedId8 of the trust anchor the chain ends at (its own for an anchor). A cached
+    /// certificate counts only while this anchor is still configured, so removing an anchor
+    /// revokes everything verified under it.
+    #[serde(default)]
+    pub root: Option<HashedId8>,
+}
+
+/// PSIDs a certificate may grant in the certificates it issues: the union of the subject
+/// permissions of its `certIssuePermissions` groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IssuePermissions {
+    /// `all`: any PSID.
+    All,
+    /// These PSIDs only.
+    Psids(Vec<u64>),
+}
+
+impl IssuePermissions {
+    fn from_groups(groups: &SequenceOfPsidGroupPermissions) -> Self {
+        let mut psids = Vec::new();
+        for g in &groups.0 {
+            match &g.subject_permissions {
+                SubjectPermissions::All(()) => return Self::All,
+                SubjectPermissions::Explicit(ranges) => {
+                    psids.extend(ranges.0.iter().filter_map(|r| u64::try_from(&r.psid.0).ok()));
+                }
+                // a future extension of the choice grants nothing we can vouch for
+                _ => {}
+            }
+        }
+        psids.sort_unstable();
+        psids.dedup();
+        Self::Psids(psids)
+    }
+
+    fn allows(&self, psid: u64) -> bool {
+        match self {
+            Self::All => true,
+            Self::Psids(p) => p.binary_search(&psid).is_ok(),
+        }
+    }
+
+    /// Whether a certificate that `self` issues may carry `sub` as its own issue permissions.
+    fn covers(&self, sub: &Self) -> bool {
+        match (self, sub) {
+            (Self::All, _) => true,
+            (Self::Psids(_), Self::All) => false,
+            (Self::Psids(_), Self::Psids(p)) => p.iter().all(|&x| self.allows(x)),
+        }
+    }
 }
 
 impl VerifiedCert {
@@ -694,6 +750,7 @@ impl ParsedCert {
             _ => None,
         };
         let own_region = c.to_be_signed.region.as_ref().map(region);
+        let issue = c.to_be_signed.cert_issue_permissions.as_ref().map(IssuePermissions::from_groups);
         Ok(VerifiedCert {
             id: self.id,
             issuer: issuer_id,
@@ -706,6 +763,8 @@ impl ParsedCert {
             app_psids,
             region: own_region.or_else(|| issuer.and_then(|i| i.region.clone())),
             anchor: issuer_id.is_none(),
+            issue,
+            root: if issuer_id.is_none() { Some(self.id) } else { issuer.and_then(|i| i.root) },
         })
     }
 }
@@ -713,7 +772,8 @@ impl ParsedCert {
 /// Verifies one certificate's signature: self-signed when `issuer` is `None`, otherwise with
 /// the given issuer certificate (whose own signature is not checked here). This is
 /// `edgecell v2x verify-cert CERT.oer [--issuer ISSUER.oer]`; the validity period is reported
-/// in the result, not enforced.
+/// in the result, not enforced at any date, but with an issuer the 1609.2 issuer rules hold
+/// (issue permissions, validity inside the issuer's).
 ///
 /// # Errors
 /// [`SecurityError`] naming why it does not verify.
@@ -727,7 +787,9 @@ pub fn verify_certificate(
         Some(i) => {
             let ip = parse_certificate(i)?;
             let info = ip.info(None)?;
-            p.verify(Some(&info))
+            let v = p.verify(Some(&info))?;
+            check_issued(&info, &v)?;
+            Ok(v)
         }
     }
 }
@@ -823,8 +885,11 @@ impl TrustStore {
         self.anchors.values()
     }
 
+    /// An anchor, or a cached certificate whose chain ends at an anchor still configured.
     fn lookup(&self, id: &HashedId8, cache: &dyn CertCache) -> Option<VerifiedCert> {
-        self.anchors.get(id).cloned().or_else(|| cache.get(id))
+        self.anchors.get(id).cloned().or_else(|| {
+            cache.get(id).filter(|c| c.root.is_some_and(|r| self.anchors.contains_key(&r)))
+        })
     }
 
     fn depth(&self, c: &VerifiedCert, cache: &dyn CertCache) -> usize {
@@ -902,6 +967,7 @@ impl TrustStore {
         };
         self.check_time(&issuer, now_s)?;
         let v = p.verify(Some(&issuer))?;
+        check_issued(&issuer, &v)?;
         self.check_time(&v, now_s)?;
         if self.depth(&v, cache) > self.max_chain_depth {
             return Err(SecurityError::ChainTooDeep);
@@ -998,9 +1064,8 @@ impl TrustStore {
             Some(_) => return Err(SecurityError::Unsupported("nested secured payload".into())),
             None => return Err(SecurityError::Missing("payload data")),
         };
-        if let Some(psids) = &signer.app_psids
-            && !psids.contains(&psid)
-        {
+        // a certificate without app permissions (a CA) signs no data
+        if !signer.app_psids.as_ref().is_some_and(|p| p.contains(&psid)) {
             return Err(SecurityError::Permission(psid));
         }
         Ok(VerifiedData {
@@ -1011,6 +1076,28 @@ impl TrustStore {
             signer_cert: signer,
         })
     }
+}
+
+/// 1609.2's consistency rules between an issuer and a certificate it signed: the issuer must
+/// hold issue permissions covering the PSIDs the certificate may sign and may issue, and the
+/// certificate's validity period must lie within the issuer's.
+fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), SecurityError> {
+    let name = || hex::encode(sub.id);
+    let Some(may) = &issuer.issue else {
+        return Err(SecurityError::Issuance(format!("{} issued by {}, which may issue nothing", name(), hex::encode(issuer.id))));
+    };
+    if let Some(psid) = sub.app_psids.iter().flatten().find(|&&p| !may.allows(p)) {
+        return Err(SecurityError::Issuance(format!("{} grants psid {psid}, which its issuer may not", name())));
+    }
+    if let Some(own) = &sub.issue
+        && !may.covers(own)
+    {
+        return Err(SecurityError::Issuance(format!("{} may issue more than its issuer", name())));
+    }
+    if sub.valid_from_s < issuer.valid_from_s || sub.valid_until_s > issuer.valid_until_s {
+        return Err(SecurityError::Issuance(format!("{} is valid outside its issuer's validity period", name())));
+    }
+    Ok(())
 }
 
 /// A certificate that may be a trust anchor: parsed, and self-signed.
@@ -1363,5 +1450,22 @@ pub mod build {
                 hex::encode(&self.aa.cert)
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IssuePermissions::{All, Psids};
+
+    #[test]
+    fn issue_permissions_cover_only_what_they_list() {
+        let cam_denm = Psids(vec![36, 37]);
+        assert!(cam_denm.allows(36) && cam_denm.allows(37) && !cam_denm.allows(639));
+        assert!(All.allows(639));
+        assert!(cam_denm.covers(&Psids(vec![37])) && cam_denm.covers(&Psids(vec![])));
+        assert!(!cam_denm.covers(&Psids(vec![36, 639])));
+        assert!(!cam_denm.covers(&All));
+        assert!(All.covers(&All) && All.covers(&cam_denm));
+        assert!(!Psids(vec![]).allows(36));
     }
 }

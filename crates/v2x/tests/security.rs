@@ -473,3 +473,56 @@ fn check_flips(
         Err(SecurityError::AlgorithmMismatch(_))
     ));
 }
+
+/// 1609.2's issuer rules: only a certificate with issue permissions may issue (an
+/// authorization ticket cannot mint pseudonyms), a CA signs no data, a certificate is valid
+/// only inside its issuer's validity period, and a cached certificate counts only while the
+/// anchor its chain ends at is configured.
+#[test]
+fn issuance_rules_are_enforced() {
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let start = 600_000_000u32;
+    let root = build::certificate("root", &key(11), None, start, 1000, &[]).expect("root");
+    let aa = build::certificate("aa", &key(12), Some(&root), start, 1000, &[]).expect("aa");
+    let at = build::certificate("at", &key(13), Some(&aa), start, 100, &[36]).expect("at");
+    let mut ts = TrustStore::new();
+    ts.add_anchor(&root.cert).expect("root");
+    let mut cache = MemoryCertCache::default();
+    let now_s = u64::from(start) + 60;
+    let now_us = now_s * 1_000_000;
+    ts.add_certificate(&aa.cert, now_s, &mut cache).expect("aa");
+    ts.add_certificate(&at.cert, now_s, &mut cache).expect("at");
+
+    // an AT that signs a certificate of its own: refused, and the minted one is not cached
+    let minted = build::certificate("at2", &key(14), Some(&at), start, 50, &[36]).expect("minted");
+    assert!(matches!(ts.add_certificate(&minted.cert, now_s, &mut cache), Err(SecurityError::Issuance(_))));
+    assert!(cache.get(&minted.id).is_none());
+    // `verify-cert --issuer` applies the same rules: the signature is good, the issuance is not
+    let cli = edgecell_v2x::security::verify_certificate(&minted.cert, Some(&at.cert));
+    assert!(matches!(cli, Err(SecurityError::Issuance(_))), "{cli:?}");
+    assert!(edgecell_v2x::security::verify_certificate(&at.cert, Some(&aa.cert)).is_ok());
+    let from_minted = build::signed_data(&minted, b"\x02\x02cam", 36, now_us - 1000, true).expect("sign");
+    assert!(matches!(ts.verify_signed_data(&from_minted, now_us, &mut cache), Err(SecurityError::Issuance(_))));
+
+    // CAs sign no data, whatever the PSID
+    for ca in [&root, &aa] {
+        let d = build::signed_data(ca, b"\x02\x02cam", 36, now_us - 1000, false).expect("sign");
+        assert_eq!(ts.verify_signed_data(&d, now_us, &mut cache).err(), Some(SecurityError::Permission(36)));
+    }
+
+    // validity reaching outside the issuer's, at either end
+    let long = build::certificate("long", &key(15), Some(&aa), start, 1001, &[36]).expect("long");
+    let early = build::certificate("early", &key(16), Some(&aa), start - 1, 10, &[36]).expect("early");
+    for c in [&long, &early] {
+        assert!(matches!(ts.add_certificate(&c.cert, now_s, &mut cache), Err(SecurityError::Issuance(_))), "{}", hex::encode(c.id));
+    }
+
+    // the AT verifies by digest from the cache while its root is an anchor, and not once the
+    // store trusts another root instead (the same cache, as a restarted actor would have)
+    let by_digest = build::signed_data(&at, b"\x02\x02cam", 36, now_us - 500, false).expect("sign");
+    assert!(ts.verify_signed_data(&by_digest, now_us, &mut cache).is_ok());
+    let other = build::certificate("other-root", &key(17), None, start, 1000, &[]).expect("other");
+    let mut rotated = TrustStore::new();
+    rotated.add_anchor(&other.cert).expect("other root");
+    assert!(matches!(rotated.verify_signed_data(&by_digest, now_us, &mut cache), Err(SecurityError::UnknownSigner(_))));
+}

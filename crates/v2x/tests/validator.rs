@@ -706,11 +706,11 @@ impl HistoryStore for NoReplayState {
 fn an_unreadable_replay_mark_skips_the_replay_check() {
     let now_ms = rcv_its_ms();
     let chain = build::CamChain::new(u32::try_from(now_ms / 1000 - 3600).expect("u32")).expect("chain");
-    let cfg = Config::from_toml(&chain.trust_toml()).expect("config");
+    let cfg = Config::from_toml(&chain.trust_toml_with_aa()).expect("config");
     let history = NoReplayState { inner: edgecell_v2x::history::MemoryHistory::default(), marks_set: 0 };
     let mut v = Validator::with_stores(cfg, history, edgecell_v2x::security::MemoryCertCache::default()).expect("validator");
     let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
-    let msg = build::signed_data(&chain.root, CAM, 36, (now_ms - 10) * 1000, false).expect("sign");
+    let msg = build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
     for _ in 0..2 {
         let r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
         assert!(!check(&r, names::SIGNATURE).failed(), "{r:?}");
@@ -727,9 +727,9 @@ fn an_unreadable_replay_mark_skips_the_replay_check() {
 fn reordered_signed_messages_are_not_replays_but_copies_are() {
     let now_ms = rcv_its_ms();
     let chain = build::CamChain::new(u32::try_from(now_ms / 1000 - 3600).expect("u32")).expect("chain");
-    let mut v = Validator::from_toml(&chain.trust_toml()).expect("validator");
+    let mut v = Validator::from_toml(&chain.trust_toml_with_aa()).expect("validator");
     let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
-    let signed = |ms_ago: u64| build::signed_data(&chain.root, CAM, 36, (now_ms - ms_ago) * 1000, false).expect("sign");
+    let signed = |ms_ago: u64| build::signed_data(&chain.at, CAM, 36, (now_ms - ms_ago) * 1000, true).expect("sign");
     let replay = |v: &mut Validator, msg: &[u8]| {
         let r = v.validate(MessageFormat::Secured, msg, &ctx).expect("secured");
         assert!(!check(&r, names::SIGNATURE).failed());
@@ -744,8 +744,8 @@ fn reordered_signed_messages_are_not_replays_but_copies_are() {
     }
     // the window is max age + max future: a newest mark signed 0.4 s ahead (still fresh) and a
     // message 1.9 s old are 2.3 s apart, more than the max age, and neither is a replay
-    let mut v = Validator::from_toml(&chain.trust_toml()).expect("validator");
-    let ahead = build::signed_data(&chain.root, CAM, 36, (now_ms + 400) * 1000, false).expect("sign");
+    let mut v = Validator::from_toml(&chain.trust_toml_with_aa()).expect("validator");
+    let ahead = build::signed_data(&chain.at, CAM, 36, (now_ms + 400) * 1000, true).expect("sign");
     assert!(!replay(&mut v, &ahead));
     assert!(!replay(&mut v, &signed(1_900)));
 }
