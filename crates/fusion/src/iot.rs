@@ -255,8 +255,10 @@ impl Aggregator {
                 }));
             }
             end += slide;
-            // skip empty stretches quickly
-            if st.samples.back().is_none_or(|(t, _)| *t + size <= end) && end + slide <= r.time_ms {
+            // skip empty stretches quickly: the window [end - size, end) and every later one
+            // hold no sample once the newest is before end - size (one exactly at the start
+            // is inside)
+            if st.samples.back().is_none_or(|(t, _)| *t + size < end) && end + slide <= r.time_ms {
                 end = (r.time_ms / slide + 1) * slide;
             }
             let keep_from = end.saturating_sub(size);
@@ -478,6 +480,22 @@ mod tests {
         assert_eq!(aggs[2].mean, 9.5);
         assert_eq!(aggs[2].min, 5.0);
         assert_eq!(aggs[2].max, 14.0);
+    }
+
+    /// After a gap, every sliding window that holds the last sample is reported, including
+    /// one that starts exactly at it; windows the gap leaves empty are not.
+    #[test]
+    fn a_gap_skips_only_empty_sliding_windows() {
+        let cfg = IotConfig { window: Window::Sliding { size_ms: 1000, slide_ms: 500 }, batch_size: 1, ..IotConfig::default() };
+        let mut a = Aggregator::new(cfg).unwrap();
+        let mut out = a.ingest(&rd("s", 500, 7.0)).unwrap();
+        out.extend(a.ingest(&rd("s", 5000, 1.0)).unwrap());
+        let spans: Vec<_> = aggregates(&out).iter().map(|w| (w.start_ms, w.end_ms, w.count)).collect();
+        assert_eq!(spans, vec![(0, 1000, 1), (500, 1500, 1)]);
+        // and the stream goes on from the reading that ended the gap
+        out = a.ingest(&rd("s", 5500, 2.0)).unwrap();
+        let spans: Vec<_> = aggregates(&out).iter().map(|w| (w.start_ms, w.end_ms, w.count)).collect();
+        assert_eq!(spans, vec![(4500, 5500, 1)]);
     }
 
     #[test]
