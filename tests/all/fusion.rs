@@ -179,6 +179,16 @@ fn tracker_and_iot_state_survive_instance_replacement() {
         .unwrap()
         .unwrap_err();
     assert!(matches!(bad, FusionError::NonFinite(_)), "{bad:?}");
+
+    // a bad reading after readings that closed windows: the call fails, and the windows it
+    // closed come with the next call instead of being lost
+    let mut closing = batch(400, 510);
+    closing.push(iot::Reading { sensor_id: "temp".into(), timestamp: 51_500_000_000, value: f64::INFINITY });
+    let bad = pool.with_instance(|i| run(i, closing)).unwrap().unwrap_err();
+    assert!(matches!(bad, FusionError::NonFinite(_)), "{bad:?}");
+    let next = pool.with_instance(|i| run(i, batch(520, 530))).unwrap().unwrap();
+    let spans: Vec<_> = next.aggregates.iter().map(|a| (a.window_start / 1_000_000_000, a.count)).collect();
+    assert_eq!(spans, vec![(30, 100), (40, 100)], "{next:?}");
 }
 
 // ---- localizer state in the cache --------------------------------------------------------

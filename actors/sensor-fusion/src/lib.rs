@@ -450,7 +450,9 @@ fn iot_ingest(readings: &[Reading], flush: bool) -> Result<Vec<Output>, FusionEr
         match agg.ingest(r) {
             Ok(batches) => out.extend(batches.into_iter().flatten()),
             Err(e) => {
-                // save what was ingested before the bad reading: nothing is lost
+                // keep what was ingested before the bad reading, and the outputs it closed
+                // (queued again, so the next batch delivers them): nothing is lost
+                agg.requeue(out);
                 agg.save(&mut CacheStore, IOT_KEY, Some(STATE_TTL_S))?;
                 return Err(e);
             }

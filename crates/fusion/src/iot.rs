@@ -309,6 +309,12 @@ impl Aggregator {
         Ok(self.take_batches(false))
     }
 
+    /// Puts outputs taken from [`Self::ingest`] back at the head of the pending queue, in their
+    /// order, for a caller that could not deliver them (the next batch carries them).
+    pub fn requeue(&mut self, outputs: Vec<Output>) {
+        self.pending.splice(0..0, outputs);
+    }
+
     /// Returns everything pending as a final (possibly short) batch.
     pub fn flush(&mut self) -> Vec<Vec<Output>> {
         self.take_batches(true)
@@ -496,6 +502,20 @@ mod tests {
         out = a.ingest(&rd("s", 5500, 2.0)).unwrap();
         let spans: Vec<_> = aggregates(&out).iter().map(|w| (w.start_ms, w.end_ms, w.count)).collect();
         assert_eq!(spans, vec![(4500, 5500, 1)]);
+    }
+
+    /// Outputs handed back go out first, before what was queued after them.
+    #[test]
+    fn requeued_outputs_lead_the_next_batch() {
+        let cfg = IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() };
+        let mut a = Aggregator::new(cfg).unwrap();
+        a.ingest(&rd("s", 0, 1.0)).unwrap();
+        let taken: Vec<Output> = a.ingest(&rd("s", 1000, 2.0)).unwrap().into_iter().flatten().collect();
+        assert_eq!(aggregates(&[taken.clone()]).len(), 1);
+        a.requeue(taken);
+        let next: Vec<Output> = a.ingest(&rd("s", 2000, 3.0)).unwrap().into_iter().flatten().collect();
+        let spans: Vec<_> = aggregates(&[next]).iter().map(|w| (w.start_ms, w.end_ms)).collect();
+        assert_eq!(spans, vec![(0, 1000), (1000, 2000)]);
     }
 
     #[test]
