@@ -511,7 +511,7 @@ mod tests {
         let mut a = Aggregator::new(cfg).unwrap();
         a.ingest(&rd("s", 0, 1.0)).unwrap();
         let taken: Vec<Output> = a.ingest(&rd("s", 1000, 2.0)).unwrap().into_iter().flatten().collect();
-        assert_eq!(aggregates(&[taken.clone()]).len(), 1);
+        assert_eq!(aggregates(std::slice::from_ref(&taken)).len(), 1);
         a.requeue(taken);
         let next: Vec<Output> = a.ingest(&rd("s", 2000, 3.0)).unwrap().into_iter().flatten().collect();
         let spans: Vec<_> = aggregates(&[next]).iter().map(|w| (w.start_ms, w.end_ms)).collect();
