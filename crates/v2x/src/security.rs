@@ -684,8 +684,9 @@ impl ParsedCert {
         }
     }
 
-    /// Verifies the certificate's signature with the issuer (`None` = self-signed) and returns
-    /// what the cache keeps. Does not check the validity period (see [`VerifiedCert::valid_at`]).
+    /// Verifies the certificate's signature with the issuer (`None` = self-signed), and with an
+    /// issuer the 1609.2 issuer rules (`check_issued`), and returns what the cache keeps. Does
+    /// not check the validity period at any date (see [`VerifiedCert::valid_at`]).
     ///
     /// # Errors
     /// Any [`SecurityError`] of the chain step.
@@ -722,7 +723,11 @@ impl ParsedCert {
             (Some(id), _) => return Err(SecurityError::UnknownSigner(hex::encode(id))),
         };
         signer_key.verify_input(&signature_input(alg, &tbs, &signer_hash), &sig)?;
-        self.info(issuer)
+        let v = self.info(issuer)?;
+        if let Some(i) = issuer {
+            check_issued(i, &v)?;
+        }
+        Ok(v)
     }
 
     /// What a verified certificate would record, WITHOUT checking any signature (for an
@@ -787,9 +792,7 @@ pub fn verify_certificate(
         Some(i) => {
             let ip = parse_certificate(i)?;
             let info = ip.info(None)?;
-            let v = p.verify(Some(&info))?;
-            check_issued(&info, &v)?;
-            Ok(v)
+            p.verify(Some(&info))
         }
     }
 }
@@ -967,7 +970,6 @@ impl TrustStore {
         };
         self.check_time(&issuer, now_s)?;
         let v = p.verify(Some(&issuer))?;
-        check_issued(&issuer, &v)?;
         self.check_time(&v, now_s)?;
         if self.depth(&v, cache) > self.max_chain_depth {
             return Err(SecurityError::ChainTooDeep);
