@@ -549,15 +549,13 @@ impl IssuePermissions {
                 _ => {}
             }
         }
-        psids.sort_unstable();
-        psids.dedup();
         Self::Psids(psids)
     }
 
     fn allows(&self, psid: u64) -> bool {
         match self {
             Self::All => true,
-            Self::Psids(p) => p.binary_search(&psid).is_ok(),
+            Self::Psids(p) => p.contains(&psid),
         }
     }
 
