@@ -75,6 +75,19 @@ pub enum FusionError {
         /// format this build writes and reads
         supported: u32,
     },
+    /// A finite value beyond what the computation accepts.
+    #[error("{what} {value:e} is beyond ±{limit:e}")]
+    OutOfRange {
+        /// the field
+        what: &'static str,
+        /// the value
+        value: f64,
+        /// the largest accepted magnitude
+        limit: f64,
+    },
+    /// A bounded collection (sensors, tracks, detections per scan) is full.
+    #[error("capacity: {0}")]
+    Capacity(String),
     /// Every compare-and-swap attempt found that another writer had changed the state.
     #[error("state {key:?} kept changing under concurrent writers: {attempts} compare-and-swap attempts conflicted")]
     StateConflict {

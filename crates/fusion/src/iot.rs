@@ -12,6 +12,14 @@ use crate::error::{FusionError, Result};
 /// Largest accepted reading time (ms): keeps window arithmetic far from `u64` overflow.
 pub const MAX_TIME_MS: u64 = 1 << 60;
 
+/// Largest accepted |value|. Sums of up to 2^64 such values and squares of their differences
+/// stay finite, so no aggregate or detector state can overflow to ±∞ (which JSON cannot carry:
+/// the stored state would no longer load).
+pub const MAX_ABS_VALUE: f64 = 1e150;
+
+/// Most windows one reading can fall into (`size / slide`, rounded up).
+pub const MAX_WINDOWS_PER_READING: u64 = 1000;
+
 /// Window shape (times in milliseconds). Tumbling = sliding with `slide == size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -56,8 +64,26 @@ pub struct IotConfig {
     pub warmup: u64,
     /// outputs per batch
     pub batch_size: usize,
-    /// cap on samples kept per sensor for window statistics (memory bound)
+    /// samples kept per sensor for the p95 (memory bound). Count, mean, min and max are exact
+    /// whatever this is; past it the p95 is taken over the newest samples of the window (the
+    /// aggregate says over how many in `p95_samples`)
     pub max_window_samples: usize,
+    /// smallest spread the detectors assume (sensor units; set it to the sensor's resolution):
+    /// a sensor that has read one constant value is flagged when it leaves it, instead of never
+    /// (a zero MAD or EWMA deviation would make every score undefined)
+    #[serde(default = "default_min_spread")]
+    pub min_spread: f64,
+    /// sensors tracked at once; a reading from one more is refused ([`FusionError::Capacity`])
+    #[serde(default = "default_max_sensors")]
+    pub max_sensors: usize,
+}
+
+fn default_min_spread() -> f64 {
+    1e-6
+}
+
+fn default_max_sensors() -> usize {
+    10_000
 }
 
 impl Default for IotConfig {
@@ -71,6 +97,8 @@ impl Default for IotConfig {
             warmup: 10,
             batch_size: 32,
             max_window_samples: 10_000,
+            min_spread: default_min_spread(),
+            max_sensors: default_max_sensors(),
         }
     }
 }
@@ -105,6 +133,10 @@ pub struct WindowAggregate {
     pub max: f64,
     /// 95th percentile (nearest rank)
     pub p95: f64,
+    /// samples the p95 was taken over: `count`, or fewer when the window held more than
+    /// `max_window_samples` (then the newest ones)
+    #[serde(default)]
+    pub p95_samples: u64,
 }
 
 /// Which detector raised an anomaly.
@@ -132,6 +164,17 @@ pub struct Anomaly {
     pub score: f64,
 }
 
+/// A reading [`Aggregator::ingest_each`] refused (the others in its batch were ingested).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// sensor id
+    pub sensor: String,
+    /// time (ms)
+    pub time_ms: u64,
+    /// why ([`FusionError`]'s text)
+    pub reason: String,
+}
+
 /// One output item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -140,13 +183,45 @@ pub enum Output {
     Aggregate(WindowAggregate),
     /// an anomaly flag
     Anomaly(Anomaly),
+    /// a refused reading (only from [`Aggregator::ingest_each`], never queued)
+    Rejected(Rejected),
+}
+
+/// Running statistics of one open window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct WindowAcc {
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+}
+
+impl WindowAcc {
+    fn new(v: f64) -> Self {
+        Self { count: 1, sum: v, min: v, max: v }
+    }
+
+    fn add(&mut self, v: f64) {
+        self.count += 1;
+        self.sum += v;
+        self.min = self.min.min(v);
+        self.max = self.max.max(v);
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 struct SensorState {
+    /// newest samples of the open windows, oldest first (for the p95; capped)
     samples: VecDeque<(u64, f64)>,
+    /// open windows that hold at least one reading, by end time
+    #[serde(default)]
+    windows: BTreeMap<u64, WindowAcc>,
+    /// end of the first window not yet closed (state written before `windows` existed)
+    #[serde(default, skip_serializing)]
     next_end: Option<u64>,
     last_time: Option<u64>,
+    #[serde(default)]
+    last_value: Option<f64>,
     count: u64,
     ewma_mean: f64,
     ewma_var: f64,
@@ -173,6 +248,18 @@ fn median(sorted: &[f64]) -> f64 {
     0.5 * (a + b)
 }
 
+/// Adds a reading at `t` to every window that holds it and ends at or after `min_end`: the
+/// windows `[end - size, end)` with `end` a multiple of `slide` in `(t, t + size]`.
+fn add_to_windows(windows: &mut BTreeMap<u64, WindowAcc>, t: u64, v: f64, size: u64, slide: u64, min_end: u64) {
+    let mut end = (t / slide + 1) * slide;
+    while end <= t + size {
+        if end >= min_end {
+            windows.entry(end).and_modify(|a| a.add(v)).or_insert_with(|| WindowAcc::new(v));
+        }
+        end += slide;
+    }
+}
+
 /// The aggregator: feed readings, receive batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregator {
@@ -194,8 +281,14 @@ impl Aggregator {
         if !(cfg.ewma_alpha > 0.0 && cfg.ewma_alpha <= 1.0 && cfg.ewma_threshold.is_finite() && cfg.robust_threshold.is_finite()) {
             return Err(FusionError::Config("ewma_alpha in (0,1], finite thresholds".into()));
         }
-        if cfg.batch_size == 0 || cfg.robust_history < 3 || cfg.max_window_samples == 0 {
-            return Err(FusionError::Config("batch_size ≥ 1, robust_history ≥ 3, max_window_samples ≥ 1".into()));
+        if size.div_ceil(slide) > MAX_WINDOWS_PER_READING {
+            return Err(FusionError::Config(format!("window: size / slide must be at most {MAX_WINDOWS_PER_READING}")));
+        }
+        if cfg.batch_size == 0 || cfg.robust_history < 3 || cfg.max_window_samples == 0 || cfg.max_sensors == 0 {
+            return Err(FusionError::Config("batch_size ≥ 1, robust_history ≥ 3, max_window_samples ≥ 1, max_sensors ≥ 1".into()));
+        }
+        if !(cfg.min_spread.is_finite() && cfg.min_spread >= 1e-100) {
+            return Err(FusionError::Config("min_spread: finite and at least 1e-100".into()));
         }
         Ok(Self { cfg, sensors: BTreeMap::new(), pending: Vec::new() })
     }
@@ -215,79 +308,108 @@ impl Aggregator {
     /// Ingests one reading; returns zero or more full batches.
     ///
     /// # Errors
-    /// Non-finite value or a time earlier than the sensor's previous reading (state unchanged).
+    /// The reading is refused and the state is unchanged when its value is non-finite or beyond
+    /// ±[`MAX_ABS_VALUE`], its time is beyond [`MAX_TIME_MS`] or earlier than the sensor's
+    /// previous reading ([`FusionError::OutOfOrder`]), it repeats the sensor's previous reading
+    /// exactly, time and value (a redelivery: [`FusionError::DuplicateTimestamp`]), or it comes
+    /// from a new sensor when `max_sensors` are tracked ([`FusionError::Capacity`]). Two
+    /// different values in the same millisecond are both counted.
     pub fn ingest(&mut self, r: &Reading) -> Result<Vec<Vec<Output>>> {
+        self.ingest_one(r)?;
+        Ok(self.take_batches(false))
+    }
+
+    /// Ingests every reading it can, in order: one that [`Self::ingest`] would refuse is
+    /// reported as an [`Output::Rejected`] at its place among the outputs, and the readings
+    /// after it are still ingested. Returns the outputs of every batch filled on the way.
+    pub fn ingest_each(&mut self, readings: &[Reading]) -> Vec<Output> {
+        let mut out = Vec::new();
+        for r in readings {
+            match self.ingest_one(r) {
+                Ok(()) => out.extend(self.take_batches(false).into_iter().flatten()),
+                Err(e) => out.push(Output::Rejected(Rejected { sensor: r.sensor.clone(), time_ms: r.time_ms, reason: e.to_string() })),
+            }
+        }
+        out
+    }
+
+    fn ingest_one(&mut self, r: &Reading) -> Result<()> {
         if !r.value.is_finite() {
             return Err(FusionError::NonFinite("reading value"));
+        }
+        if r.value.abs() > MAX_ABS_VALUE {
+            return Err(FusionError::OutOfRange { what: "reading value", value: r.value, limit: MAX_ABS_VALUE });
         }
         if r.time_ms > MAX_TIME_MS {
             return Err(FusionError::Parse(format!("reading time {} ms out of range", r.time_ms)));
         }
         let (size, slide) = self.cfg.window.size_slide();
         let cfg = self.cfg;
+        if !self.sensors.contains_key(&r.sensor) && self.sensors.len() >= cfg.max_sensors {
+            return Err(FusionError::Capacity(format!("{} sensors tracked (max_sensors); {:?} refused", self.sensors.len(), r.sensor)));
+        }
         let st = self.sensors.entry(r.sensor.clone()).or_default();
-        if let Some(last) = st.last_time
-            && r.time_ms < last
-        {
-            #[allow(clippy::cast_precision_loss)]
-            return Err(FusionError::OutOfOrder { time: r.time_ms as f64, last: last as f64 });
+        #[allow(clippy::cast_precision_loss)]
+        let secs = |ms: u64| ms as f64 / 1000.0;
+        if let Some(last) = st.last_time {
+            if r.time_ms < last {
+                return Err(FusionError::OutOfOrder { time: secs(r.time_ms), last: secs(last) });
+            }
+            if r.time_ms == last && st.last_value == Some(r.value) {
+                return Err(FusionError::DuplicateTimestamp { sensor: r.sensor.clone(), time: secs(r.time_ms) });
+            }
         }
         st.last_time = Some(r.time_ms);
-        // close every window that ends at or before this reading
-        let first_end = (r.time_ms / slide + 1) * slide;
-        let mut end = *st.next_end.get_or_insert(first_end);
-        while end <= r.time_ms {
+        st.last_value = Some(r.value);
+        // close every window that ends at or before this reading, oldest first
+        while let Some(entry) = st.windows.first_entry() {
+            if *entry.key() > r.time_ms {
+                break;
+            }
+            let (end, acc) = entry.remove_entry();
             let start = end.saturating_sub(size);
             let mut vals: Vec<f64> = st.samples.iter().filter(|(t, _)| *t >= start && *t < end).map(|(_, v)| *v).collect();
-            if !vals.is_empty() {
-                vals.sort_by(f64::total_cmp);
-                #[allow(clippy::cast_precision_loss)]
-                let n = vals.len() as f64;
-                self.pending.push(Output::Aggregate(WindowAggregate {
-                    sensor: r.sensor.clone(),
-                    start_ms: start,
-                    end_ms: end,
-                    count: vals.len() as u64,
-                    mean: vals.iter().sum::<f64>() / n,
-                    min: vals.first().copied().unwrap_or(f64::NAN),
-                    max: vals.last().copied().unwrap_or(f64::NAN),
-                    p95: nearest_rank(&vals, 0.95),
-                }));
-            }
-            end += slide;
-            // skip empty stretches quickly: the window [end - size, end) and every later one
-            // hold no sample once the newest is before end - size (one exactly at the start
-            // is inside)
-            if st.samples.back().is_none_or(|(t, _)| *t + size < end) && end + slide <= r.time_ms {
-                end = (r.time_ms / slide + 1) * slide;
-            }
-            let keep_from = end.saturating_sub(size);
-            while st.samples.front().is_some_and(|(t, _)| *t < keep_from) {
-                st.samples.pop_front();
-            }
+            vals.sort_by(f64::total_cmp);
+            #[allow(clippy::cast_precision_loss)]
+            let mean = acc.sum / acc.count as f64;
+            self.pending.push(Output::Aggregate(WindowAggregate {
+                sensor: r.sensor.clone(),
+                start_ms: start,
+                end_ms: end,
+                count: acc.count,
+                mean,
+                min: acc.min,
+                max: acc.max,
+                // none of the window's samples kept (a tiny cap): its max bounds the p95
+                p95: if vals.is_empty() { acc.max } else { nearest_rank(&vals, 0.95) },
+                p95_samples: vals.len() as u64,
+            }));
         }
-        st.next_end = Some(end);
+        add_to_windows(&mut st.windows, r.time_ms, r.value, size, slide, 0);
         st.samples.push_back((r.time_ms, r.value));
+        let keep_from = st.windows.first_key_value().map_or(0, |(end, _)| end.saturating_sub(size));
+        while st.samples.front().is_some_and(|(t, _)| *t < keep_from) {
+            st.samples.pop_front();
+        }
         while st.samples.len() > cfg.max_window_samples {
             st.samples.pop_front();
         }
-        // anomaly detectors (scored against the state before this reading)
+        // anomaly detectors (scored against the state before this reading); spreads below
+        // `min_spread` count as `min_spread`, so every score is finite
         st.count += 1;
         if st.count > cfg.warmup {
-            let sd = st.ewma_var.sqrt();
-            if sd > 0.0 {
-                let z = (r.value - st.ewma_mean) / sd;
-                if z.abs() > cfg.ewma_threshold {
-                    self.pending.push(Output::Anomaly(Anomaly { sensor: r.sensor.clone(), time_ms: r.time_ms, value: r.value, kind: AnomalyKind::Ewma, score: z }));
-                }
+            let sd = st.ewma_var.sqrt().max(cfg.min_spread);
+            let z = (r.value - st.ewma_mean) / sd;
+            if z.abs() > cfg.ewma_threshold {
+                self.pending.push(Output::Anomaly(Anomaly { sensor: r.sensor.clone(), time_ms: r.time_ms, value: r.value, kind: AnomalyKind::Ewma, score: z }));
             }
             let mut h: Vec<f64> = st.history.iter().copied().collect();
             h.sort_by(f64::total_cmp);
-            let med = median(&h);
-            let mut dev: Vec<f64> = h.iter().map(|v| (v - med).abs()).collect();
-            dev.sort_by(f64::total_cmp);
-            let mad = median(&dev);
-            if mad > 0.0 {
+            if !h.is_empty() {
+                let med = median(&h);
+                let mut dev: Vec<f64> = h.iter().map(|v| (v - med).abs()).collect();
+                dev.sort_by(f64::total_cmp);
+                let mad = median(&dev).max(cfg.min_spread);
                 let z = 0.6745 * (r.value - med) / mad;
                 if z.abs() > cfg.robust_threshold {
                     self.pending.push(Output::Anomaly(Anomaly { sensor: r.sensor.clone(), time_ms: r.time_ms, value: r.value, kind: AnomalyKind::RobustZ, score: z }));
@@ -306,7 +428,7 @@ impl Aggregator {
         while st.history.len() > cfg.robust_history {
             st.history.pop_front();
         }
-        Ok(self.take_batches(false))
+        Ok(())
     }
 
     /// Puts outputs taken from [`Self::ingest`] back at the head of the pending queue, in their
@@ -345,8 +467,20 @@ impl Aggregator {
     /// # Errors
     /// [`FusionError::Store`] on corrupt data.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
-        let a: Self = serde_json::from_slice(b).map_err(|e| FusionError::Store(e.to_string()))?;
+        let mut a: Self = serde_json::from_slice(b).map_err(|e| FusionError::Store(e.to_string()))?;
         Self::new(a.cfg)?;
+        // state written before windows kept running statistics: rebuild the open windows from
+        // the samples (those before `next_end` had been reported)
+        let (size, slide) = a.cfg.window.size_slide();
+        for st in a.sensors.values_mut() {
+            if let Some(next_end) = st.next_end.take()
+                && st.windows.is_empty()
+            {
+                for &(t, v) in &st.samples {
+                    add_to_windows(&mut st.windows, t, v, size, slide, next_end);
+                }
+            }
+        }
         Ok(a)
     }
 
@@ -367,6 +501,19 @@ impl Aggregator {
             Some(b) => Self::from_bytes(&b),
             None => Self::new(cfg),
         }
+    }
+}
+
+impl crate::persist::Persisted for Aggregator {
+    fn from_stored(bytes: &[u8], max_bytes: usize) -> Result<Self> {
+        if bytes.len() > max_bytes {
+            return Err(FusionError::StateTooLarge { bytes: bytes.len(), limit: max_bytes });
+        }
+        Self::from_bytes(bytes).map_err(|e| FusionError::CorruptState(format!("aggregator state: {e}")))
+    }
+
+    fn to_stored(&self, max_bytes: usize) -> Result<Vec<u8>> {
+        crate::persist::to_json_limited(self, max_bytes, "aggregator state")
     }
 }
 
@@ -444,7 +591,7 @@ mod tests {
             .flatten()
             .filter_map(|o| match o {
                 Output::Aggregate(a) => Some(a.clone()),
-                Output::Anomaly(_) => None,
+                Output::Anomaly(_) | Output::Rejected(_) => None,
             })
             .collect()
     }
@@ -582,5 +729,161 @@ mod tests {
         store.set("k", b"v", None).unwrap();
         store.delete("k").unwrap();
         assert_eq!(store.get("k").unwrap(), None);
+    }
+
+    /// Count, mean, min and max stay exact when the window holds more readings than samples are
+    /// kept; the p95 says how many samples it saw.
+    #[test]
+    fn window_statistics_are_exact_past_the_sample_cap() {
+        let cfg = IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, max_window_samples: 10, ..IotConfig::default() };
+        let mut a = Aggregator::new(cfg).unwrap();
+        for i in 0..100u64 {
+            a.ingest(&rd("s", i * 10, i as f64)).unwrap();
+        }
+        let w = aggregates(&a.ingest(&rd("s", 1000, 0.0)).unwrap())[0].clone();
+        assert_eq!((w.count, w.min, w.max, w.mean), (100, 0.0, 99.0, 49.5));
+        // over the newest ten (90..=99): nearest rank 10 of 10
+        assert_eq!((w.p95_samples, w.p95), (10, 99.0));
+    }
+
+    /// A sensor that has read one value all along is flagged when it leaves it, by both
+    /// detectors, with finite scores; the value it keeps reading is not.
+    #[test]
+    fn a_constant_sensor_is_flagged_when_it_changes() {
+        let mut a = Aggregator::new(IotConfig { batch_size: 1000, ..IotConfig::default() }).unwrap();
+        for i in 0..50u64 {
+            a.ingest(&rd("door", i * 100, 0.0)).unwrap();
+        }
+        assert!(a.pending().is_empty());
+        a.ingest(&rd("door", 5000, 1.0)).unwrap();
+        let flags: Vec<&Anomaly> = a.pending().iter().filter_map(|o| if let Output::Anomaly(x) = o { Some(x) } else { None }).collect();
+        assert_eq!(flags.len(), 2, "{flags:?}");
+        assert!(flags.iter().all(|f| f.score.is_finite() && f.score > 0.0));
+        assert!(Aggregator::new(IotConfig { min_spread: 0.0, ..IotConfig::default() }).is_err());
+    }
+
+    /// Values whose sums or squares could overflow are refused, so stored state always loads.
+    #[test]
+    fn huge_values_are_refused_and_state_stays_loadable() {
+        let mut a = Aggregator::new(IotConfig { batch_size: 1000, warmup: 0, ..IotConfig::default() }).unwrap();
+        a.ingest(&rd("s", 0, 1.0)).unwrap();
+        let before = a.clone();
+        assert!(matches!(a.ingest(&rd("s", 1, 1e200)), Err(FusionError::OutOfRange { .. })));
+        assert_eq!(a, before);
+        // the largest accepted values, both signs, then a window close: all finite
+        a.ingest(&rd("s", 2, MAX_ABS_VALUE)).unwrap();
+        a.ingest(&rd("s", 3, -MAX_ABS_VALUE)).unwrap();
+        a.ingest(&rd("s", 10_000, MAX_ABS_VALUE)).unwrap();
+        let back = Aggregator::from_bytes(&a.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+
+    /// A redelivered reading (same time and value as the sensor's last) is refused; another
+    /// value in the same millisecond counts.
+    #[test]
+    fn redelivered_readings_are_not_counted_twice() {
+        let mut a = Aggregator::new(IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() }).unwrap();
+        a.ingest(&rd("s", 100, 1.0)).unwrap();
+        assert!(matches!(a.ingest(&rd("s", 100, 1.0)), Err(FusionError::DuplicateTimestamp { .. })));
+        a.ingest(&rd("s", 100, 2.0)).unwrap();
+        let w = aggregates(&a.ingest(&rd("s", 1000, 0.0)).unwrap())[0].clone();
+        assert_eq!((w.count, w.mean), (2, 1.5));
+    }
+
+    /// `ingest_each` refuses the bad readings of a batch in place and ingests the rest; a
+    /// resent overlapping batch adds only what is new.
+    #[test]
+    fn ingest_each_keeps_the_good_readings_of_a_batch() {
+        let mut a = Aggregator::new(IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() }).unwrap();
+        let first: Vec<Reading> = (0..5).map(|i| rd("s", i * 100, 1.0)).collect();
+        assert!(a.ingest_each(&first).is_empty());
+        // resent with two more, one of them NaN
+        let mut second = first.clone();
+        second.push(rd("s", 500, f64::NAN));
+        second.push(rd("s", 600, 3.0));
+        let out = a.ingest_each(&second);
+        let rejected: Vec<u64> = out.iter().filter_map(|o| if let Output::Rejected(r) = o { Some(r.time_ms) } else { None }).collect();
+        assert_eq!(rejected, vec![0, 100, 200, 300, 400, 500]);
+        let out = a.ingest_each(&[rd("s", 1000, 0.0)]);
+        let w = &aggregates(&[out])[0];
+        assert_eq!((w.count, w.mean), (6, 8.0 / 6.0));
+    }
+
+    #[test]
+    fn sensors_beyond_the_limit_are_refused() {
+        let mut a = Aggregator::new(IotConfig { max_sensors: 2, ..IotConfig::default() }).unwrap();
+        a.ingest(&rd("a", 0, 1.0)).unwrap();
+        a.ingest(&rd("b", 0, 1.0)).unwrap();
+        assert!(matches!(a.ingest(&rd("c", 0, 1.0)), Err(FusionError::Capacity(_))));
+        a.ingest(&rd("a", 1, 1.0)).unwrap();
+        assert!(Aggregator::new(IotConfig { window: Window::Sliding { size_ms: 10_000, slide_ms: 1 }, ..IotConfig::default() }).is_err());
+    }
+
+    /// State stored before windows kept running statistics (samples + `next_end`) loads with
+    /// its open window rebuilt from the samples.
+    #[test]
+    fn state_of_the_previous_format_loads() {
+        let cfg = IotConfig { window: Window::Sliding { size_ms: 1000, slide_ms: 500 }, batch_size: 1, ..IotConfig::default() };
+        let mut a = Aggregator::new(cfg).unwrap();
+        for i in 0..8u64 {
+            a.ingest(&rd("s", i * 100, i as f64)).unwrap();
+        }
+        // windows ending at 500 are closed; open: [0, 1000) and [500, 1500)
+        let mut v: serde_json::Value = serde_json::from_slice(&a.to_bytes().unwrap()).unwrap();
+        let st = v["sensors"]["s"].as_object_mut().unwrap();
+        st.remove("windows");
+        st.remove("last_value");
+        st.insert("next_end".into(), serde_json::json!(1000));
+        let mut old = Aggregator::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
+        let spans = |agg: &mut Aggregator| {
+            agg.ingest_each(&[rd("s", 2000, 0.0)])
+                .into_iter()
+                .filter_map(|o| if let Output::Aggregate(w) = o { Some((w.start_ms, w.end_ms, w.count, w.mean)) } else { None })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(&mut old), spans(&mut a));
+        assert_eq!(spans(&mut a.clone()).len(), 0);
+    }
+
+    /// Two instances updating one stored aggregator through compare-and-swap: the second
+    /// writer's update is re-applied on top of the first's, so both readings count.
+    #[test]
+    fn concurrent_updates_through_compare_and_swap_lose_nothing() {
+        use crate::persist::{CasOutcome, MemoryVersionedStore, PersistOptions, Persisted, Versioned, VersionedStore, update_stored};
+        /// Lets another instance write once, between this one's read and its swap.
+        struct Racy {
+            inner: MemoryVersionedStore,
+            other: Option<Reading>,
+        }
+        impl VersionedStore for Racy {
+            fn get_versioned(&mut self, key: &str) -> Result<Option<Versioned>> {
+                self.inner.get_versioned(key)
+            }
+            fn set_versioned(&mut self, key: &str, value: &[u8], ttl: Option<u64>) -> Result<u64> {
+                self.inner.set_versioned(key, value, ttl)
+            }
+            fn compare_and_swap(&mut self, key: &str, expected: Option<u64>, value: &[u8], ttl: Option<u64>) -> Result<CasOutcome> {
+                if let Some(r) = self.other.take() {
+                    let opts = PersistOptions::default();
+                    update_stored(&mut self.inner, key, &opts, || Aggregator::new(cfg()), |a| a.ingest(&r))?.0?;
+                }
+                self.inner.compare_and_swap(key, expected, value, ttl)
+            }
+        }
+        fn cfg() -> IotConfig {
+            IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() }
+        }
+        let mut store = Racy { inner: MemoryVersionedStore::new(), other: Some(rd("s", 100, 10.0)) };
+        let opts = PersistOptions::default();
+        let (res, events) = update_stored(&mut store, "iot/x", &opts, || Aggregator::new(cfg()), |a| a.ingest(&rd("s", 200, 20.0))).unwrap();
+        res.unwrap();
+        assert_eq!(events.conflicts, 1);
+        let (out, _) = update_stored(&mut store, "iot/x", &opts, || Aggregator::new(cfg()), |a| a.ingest(&rd("s", 1000, 0.0))).unwrap();
+        let w = &aggregates(&out.unwrap())[0];
+        assert_eq!((w.count, w.mean), (2, 15.0));
+        // oversize and corrupt state: typed errors from the codec
+        let a = Aggregator::new(cfg()).unwrap();
+        assert!(matches!(a.to_stored(10), Err(FusionError::StateTooLarge { .. })));
+        assert!(matches!(Aggregator::from_stored(b"{}", 100), Err(FusionError::CorruptState(_))));
     }
 }

@@ -257,7 +257,88 @@ pub trait VersionedStore {
     fn compare_and_swap(&mut self, key: &str, expected: Option<u64>, value: &[u8], ttl_seconds: Option<u64>) -> Result<CasOutcome>;
 }
 
-/// Limits of [`CachedLocalizer`].
+/// A value kept in a [`VersionedStore`] as bytes and changed by [`update_stored`] (the
+/// localizer, the IoT aggregator, the tracker).
+pub trait Persisted: Sized {
+    /// Decodes a stored value.
+    ///
+    /// # Errors
+    /// [`FusionError::StateTooLarge`] above `max_bytes`, [`FusionError::StateFormat`] for a
+    /// newer format, [`FusionError::CorruptState`] otherwise.
+    fn from_stored(bytes: &[u8], max_bytes: usize) -> Result<Self>;
+    /// Encodes it for storing.
+    ///
+    /// # Errors
+    /// [`FusionError::StateTooLarge`] above `max_bytes`, or an encoding failure.
+    fn to_stored(&self, max_bytes: usize) -> Result<Vec<u8>>;
+}
+
+impl Persisted for Localizer {
+    fn from_stored(bytes: &[u8], max_bytes: usize) -> Result<Self> {
+        Self::from_state_bytes(bytes, max_bytes)
+    }
+
+    fn to_stored(&self, max_bytes: usize) -> Result<Vec<u8>> {
+        self.to_state_bytes(max_bytes)
+    }
+}
+
+/// Decodes a value stored as JSON by [`to_json_limited`].
+///
+/// # Errors
+/// [`FusionError::StateTooLarge`] above `max_bytes` (checked first), [`FusionError::CorruptState`].
+pub fn from_json_limited<T: serde::de::DeserializeOwned>(bytes: &[u8], max_bytes: usize, what: &str) -> Result<T> {
+    if bytes.len() > max_bytes {
+        return Err(FusionError::StateTooLarge { bytes: bytes.len(), limit: max_bytes });
+    }
+    serde_json::from_slice(bytes).map_err(|e| corrupt(format!("{what}: {e}")))
+}
+
+/// Encodes a value as JSON of at most `max_bytes`.
+///
+/// # Errors
+/// [`FusionError::StateTooLarge`], [`FusionError::Store`] if encoding fails.
+pub fn to_json_limited<T: Serialize>(value: &T, max_bytes: usize, what: &str) -> Result<Vec<u8>> {
+    let bytes = serde_json::to_vec(value).map_err(|e| FusionError::Store(format!("encoding {what}: {e}")))?;
+    if bytes.len() > max_bytes {
+        return Err(FusionError::StateTooLarge { bytes: bytes.len(), limit: max_bytes });
+    }
+    Ok(bytes)
+}
+
+/// Read-modify-write of the value under `key` by compare-and-swap: read (entry + version) →
+/// `op` → write only if the version is still the one read. On a conflict the value is read
+/// again and `op` applied again to it, at most `opts.max_attempts` times in all, so concurrent
+/// instances never overwrite each other's changes. Nothing stored: `create` makes the value.
+/// Corrupt or oversize stored state is replaced by `create`'s value (reported in the events).
+/// The value is written whatever `op` returns; an `op` that can fail leaves it consistent.
+///
+/// # Errors
+/// `create`'s errors, [`FusionError::StateFormat`] (the stored value is left alone),
+/// [`FusionError::StateTooLarge`] for a result too large to store,
+/// [`FusionError::StateConflict`] after `max_attempts` conflicts, store failures.
+pub fn update_stored<T: Persisted, R>(
+    store: &mut (impl VersionedStore + ?Sized),
+    key: &str,
+    opts: &PersistOptions,
+    mut create: impl FnMut() -> Result<T>,
+    mut op: impl FnMut(&mut T) -> R,
+) -> Result<(R, PersistEvents)> {
+    let mut events = PersistEvents::default();
+    let attempts = opts.max_attempts.max(1);
+    for _ in 0..attempts {
+        let (mut value, expected) = load(store, key, opts, &mut create, &mut events)?;
+        let out = op(&mut value);
+        let bytes = value.to_stored(opts.max_bytes)?;
+        match store.compare_and_swap(key, expected, &bytes, opts.ttl_seconds)? {
+            CasOutcome::Swapped(_) => return Ok((out, events)),
+            CasOutcome::Conflict(_) => events.conflicts += 1,
+        }
+    }
+    Err(FusionError::StateConflict { key: key.to_owned(), attempts })
+}
+
+/// Limits of [`CachedLocalizer`] and [`update_stored`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PersistOptions {
     /// Time-to-live of the stored state (s); `None`: no expiry.
@@ -424,19 +505,19 @@ impl CachedLocalizer {
     }
 }
 
-/// Reads the stored localizer and its version, or makes a fresh one (nothing stored, or a reset).
-fn load(
+/// Reads the stored value and its version, or makes a fresh one (nothing stored, or a reset).
+fn load<T: Persisted>(
     store: &mut (impl VersionedStore + ?Sized),
     key: &str,
     opts: &PersistOptions,
-    create: &mut impl FnMut() -> Result<Localizer>,
+    create: &mut impl FnMut() -> Result<T>,
     events: &mut PersistEvents,
-) -> Result<(Localizer, Option<u64>)> {
+) -> Result<(T, Option<u64>)> {
     let Some(entry) = store.get_versioned(key)? else {
         events.created += 1;
         return Ok((create()?, None));
     };
-    match Localizer::from_state_bytes(&entry.value, opts.max_bytes) {
+    match T::from_stored(&entry.value, opts.max_bytes) {
         Ok(loc) => {
             events.decoded += 1;
             Ok((loc, Some(entry.version)))

@@ -129,7 +129,30 @@ pub struct TrackerConfig {
     pub max_misses: u32,
     /// initial velocity σ of a new track (m/s)
     pub initial_velocity_sigma: f64,
+    /// detections accepted in one scan; a larger scan is refused ([`FusionError::Capacity`]):
+    /// association costs grow with tracks × detections
+    #[serde(default = "default_max_detections")]
+    pub max_detections: usize,
+    /// live tracks (tentative and confirmed); detections that would start more are counted in
+    /// [`Tracker::births_refused`] instead
+    #[serde(default = "default_max_tracks")]
+    pub max_tracks: usize,
 }
+
+fn default_max_detections() -> usize {
+    1000
+}
+
+fn default_max_tracks() -> usize {
+    1000
+}
+
+/// Largest accepted |detection coordinate| (m): far beyond any local frame (an ECEF one
+/// included), and small enough that squared innovations stay finite.
+pub const MAX_POSITION_M: f64 = 1e9;
+
+/// Largest accepted |scan time| (s, about 31,700 years): keeps predictions over a time step finite.
+pub const MAX_SCAN_TIME_S: f64 = 1e12;
 
 impl Default for TrackerConfig {
     fn default() -> Self {
@@ -141,6 +164,8 @@ impl Default for TrackerConfig {
             confirm_n: 5,
             max_misses: 4,
             initial_velocity_sigma: 10.0,
+            max_detections: default_max_detections(),
+            max_tracks: default_max_tracks(),
         }
     }
 }
@@ -202,6 +227,18 @@ impl Track {
     }
 }
 
+impl crate::persist::Persisted for Tracker {
+    fn from_stored(bytes: &[u8], max_bytes: usize) -> Result<Self> {
+        let t: Self = crate::persist::from_json_limited(bytes, max_bytes, "tracker state")?;
+        Self::new(t.cfg).map_err(|e| FusionError::CorruptState(format!("tracker state: {e}")))?;
+        Ok(t)
+    }
+
+    fn to_stored(&self, max_bytes: usize) -> Result<Vec<u8>> {
+        crate::persist::to_json_limited(self, max_bytes, "tracker state")
+    }
+}
+
 /// The tracker. Serialisable so an actor can persist it between invocations.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Tracker {
@@ -209,6 +246,8 @@ pub struct Tracker {
     tracks: Vec<Track>,
     next_id: u64,
     time: Option<f64>,
+    #[serde(default)]
+    births_refused: u64,
 }
 
 impl Tracker {
@@ -228,7 +267,34 @@ impl Tracker {
         if cfg.confirm_n == 0 || cfg.confirm_n > 32 || cfg.confirm_m == 0 || cfg.confirm_m > cfg.confirm_n {
             return Err(FusionError::Config("tracker: need 1 ≤ M ≤ N ≤ 32".into()));
         }
-        Ok(Self { cfg, tracks: Vec::new(), next_id: 1, time: None })
+        if cfg.max_misses == 0 || cfg.max_detections == 0 || cfg.max_tracks == 0 {
+            return Err(FusionError::Config("tracker: max_misses, max_detections and max_tracks must be ≥ 1".into()));
+        }
+        Ok(Self { cfg, tracks: Vec::new(), next_id: 1, time: None, births_refused: 0 })
+    }
+
+    /// Settings.
+    #[must_use]
+    pub fn config(&self) -> &TrackerConfig {
+        &self.cfg
+    }
+
+    /// The id the next new track gets.
+    #[must_use]
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// Makes new tracks take ids from `first` on, if that is past [`Self::next_id`] (for a
+    /// tracker that replaces an expired one: ids are never reused).
+    pub fn skip_ids_to(&mut self, first: u64) {
+        self.next_id = self.next_id.max(first);
+    }
+
+    /// Detections that did not start a track because `max_tracks` were live.
+    #[must_use]
+    pub fn births_refused(&self) -> u64 {
+        self.births_refused
     }
 
     /// Live tracks (tentative and confirmed).
@@ -245,10 +311,20 @@ impl Tracker {
     /// Processes one scan of detections (x, y) at `time`. Returns the tracks deleted in this scan.
     ///
     /// # Errors
-    /// Non-finite input or a time earlier than the previous scan (the tracker is unchanged).
+    /// Non-finite input, a time beyond ±[`MAX_SCAN_TIME_S`] or earlier than the previous scan,
+    /// more than `max_detections` detections (the tracker is unchanged).
     pub fn step(&mut self, time: f64, detections: &[[f64; 2]]) -> Result<Vec<Track>> {
         ensure_finite([time].iter(), "scan time")?;
         ensure_finite(detections.iter().flatten(), "detection")?;
+        if time.abs() > MAX_SCAN_TIME_S {
+            return Err(FusionError::OutOfRange { what: "scan time", value: time, limit: MAX_SCAN_TIME_S });
+        }
+        if let Some(v) = detections.iter().flatten().find(|v| v.abs() > MAX_POSITION_M) {
+            return Err(FusionError::OutOfRange { what: "detection coordinate", value: *v, limit: MAX_POSITION_M });
+        }
+        if detections.len() > self.cfg.max_detections {
+            return Err(FusionError::Capacity(format!("{} detections in one scan, max_detections is {}", detections.len(), self.cfg.max_detections)));
+        }
         let dt = match self.time {
             Some(t) if time < t => return Err(FusionError::OutOfOrder { time, last: t }),
             Some(t) => time - t,
@@ -271,8 +347,11 @@ impl Tracker {
         for (i, t) in self.tracks.iter().enumerate() {
             let p = t.p();
             let s = p.fixed_view::<2, 2>(0, 0) + r;
-            let inv = s.try_inverse().unwrap_or_else(Matrix2::zeros);
+            // a singular innovation covariance cannot gate anything: the track takes no
+            // detection this scan (and counts a miss) instead of accepting every one
+            let inv = s.try_inverse().filter(|m| m.iter().all(|v| v.is_finite()));
             sinv.push(inv);
+            let Some(inv) = inv else { continue };
             for (j, d) in detections.iter().enumerate() {
                 let y = Vector2::new(d[0] - t.state[0], d[1] - t.state[1]);
                 let d2 = (y.transpose() * inv * y)[(0, 0)];
@@ -294,7 +373,7 @@ impl Tracker {
                 .filter(|&j| cost.get(i * nd + j).is_some_and(|c| *c < BIG));
             t.hits = (t.hits << 1) & window_mask;
             t.scans = (t.scans + 1).min(self.cfg.confirm_n);
-            if let (Some(j), Some(inv)) = (matched, sinv.get(i)) {
+            if let (Some(j), Some(Some(inv))) = (matched, sinv.get(i)) {
                 if let (Some(d), Some(u)) = (detections.get(j), used.get_mut(j)) {
                     *u = true;
                     let x = t.x();
@@ -337,6 +416,10 @@ impl Tracker {
         let v0 = self.cfg.initial_velocity_sigma.powi(2);
         for (j, d) in detections.iter().enumerate() {
             if used.get(j).copied().unwrap_or(true) {
+                continue;
+            }
+            if live.len() >= self.cfg.max_tracks {
+                self.births_refused += 1;
                 continue;
             }
             let x = V5::new(d[0], d[1], 0.0, 0.0, 0.0);
@@ -703,6 +786,57 @@ mod tests {
         assert!(matches!(t.step(5.0, &[]), Err(FusionError::OutOfOrder { .. })));
         assert!(matches!(t.step(30.0, &[[f64::NAN, 0.0]]), Err(FusionError::NonFinite(_))));
         assert!(Tracker::new(TrackerConfig { confirm_m: 6, ..TrackerConfig::default() }).is_err());
+    }
+
+    /// Limits: a scan larger than `max_detections` is refused with the tracker unchanged; past
+    /// `max_tracks` live tracks detections start none (counted); settings that would delete
+    /// every track at once or never take a detection are refused.
+    #[test]
+    fn limits_are_typed_errors_or_counted() {
+        let cfg = TrackerConfig { max_detections: 3, max_tracks: 2, ..TrackerConfig::default() };
+        let mut t = Tracker::new(cfg).unwrap();
+        let before = t.clone();
+        assert!(matches!(t.step(0.0, &[[0.0, 0.0]; 4]), Err(FusionError::Capacity(_))));
+        assert_eq!(t, before);
+        t.step(0.0, &[[0.0, 0.0], [50.0, 0.0], [100.0, 0.0]]).unwrap();
+        assert_eq!((t.tracks().len(), t.births_refused()), (2, 1));
+        assert!(matches!(t.step(1.0, &[[1e10, 0.0]]), Err(FusionError::OutOfRange { .. })));
+        assert!(matches!(t.step(1e300, &[]), Err(FusionError::OutOfRange { .. })));
+        for bad in [
+            TrackerConfig { max_misses: 0, ..TrackerConfig::default() },
+            TrackerConfig { max_detections: 0, ..TrackerConfig::default() },
+            TrackerConfig { max_tracks: 0, ..TrackerConfig::default() },
+        ] {
+            assert!(Tracker::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A tracker told to skip ids never issues one below that point, and never moves back.
+    #[test]
+    fn ids_continue_past_a_skipped_range() {
+        let mut t = Tracker::new(TrackerConfig::default()).unwrap();
+        t.skip_ids_to(5000);
+        t.skip_ids_to(10);
+        t.step(0.0, &[[0.0, 0.0], [40.0, 0.0]]).unwrap();
+        let ids: Vec<u64> = t.tracks().iter().map(|x| x.id).collect();
+        assert_eq!(ids, vec![5000, 5001]);
+        assert_eq!(t.next_id(), 5002);
+    }
+
+    /// Stored state of the previous format (no limits, no refused births) still loads.
+    #[test]
+    fn stored_tracker_of_the_previous_format_loads() {
+        use crate::persist::Persisted;
+        let mut t = Tracker::new(TrackerConfig::default()).unwrap();
+        t.step(0.0, &[[1.0, 2.0]]).unwrap();
+        let mut v = serde_json::to_value(&t).unwrap();
+        v.as_object_mut().unwrap().remove("births_refused");
+        let c = v["cfg"].as_object_mut().unwrap();
+        c.remove("max_detections");
+        c.remove("max_tracks");
+        let back = Tracker::from_stored(&serde_json::to_vec(&v).unwrap(), 1 << 20).unwrap();
+        assert_eq!(back, t);
+        assert!(matches!(Tracker::from_stored(b"[]", 1 << 20), Err(FusionError::CorruptState(_))));
     }
 
     #[test]
