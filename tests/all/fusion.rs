@@ -191,6 +191,68 @@ fn tracker_and_iot_state_survive_instance_replacement() {
     assert_eq!(spans, vec![(30, 100), (40, 100)], "{next:?}");
 }
 
+/// A tracker whose state expired starts again with ids past every id the old one issued;
+/// IoT over NATS keeps one aggregator per site and reports refused readings in place while the
+/// rest of the batch counts.
+#[test]
+fn track_ids_survive_expiry_and_iot_sites_are_separate() {
+    let h = host(RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    let f = inst.sensor_fusion().unwrap();
+    let mut ids = Vec::new();
+    for k in 0..4u64 {
+        #[allow(clippy::cast_precision_loss)]
+        let det = tracking::Detection { x: k as f64, y: 5.0 };
+        let tracks = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "lidar", k * 1_000_000_000, &[det])).unwrap().unwrap();
+        ids.extend(tracks.iter().map(|t| t.track_id));
+    }
+    let first = *ids.first().expect("a confirmed track");
+    // the state expires (as after its TTL without traffic)
+    let cache = &h.runtime.services().cache;
+    cache.delete("sensor-fusion", STATE_NS, "tracker/lidar").unwrap();
+    let mut later = Vec::new();
+    for k in 0..4u64 {
+        #[allow(clippy::cast_precision_loss)]
+        let det = tracking::Detection { x: 100.0 + k as f64, y: 5.0 };
+        let tracks = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "lidar", (100 + k) * 1_000_000_000, &[det])).unwrap().unwrap();
+        later.extend(tracks.iter().map(|t| t.track_id));
+    }
+    assert!(later.first().is_some_and(|id| *id > first), "{ids:?} then {later:?}");
+
+    // two sites, the same sensor name: separate aggregators. Over NATS outputs leave in
+    // batches of 32: 331 readings 1 s apart close 33 windows of 10 s, one batch goes out
+    let readings = |value: f64, from: u64, to: u64| -> Vec<serde_json::Value> {
+        (from..=to).map(|i| serde_json::json!({"sensor": "t", "time_ms": i * 1000, "value": value})).collect()
+    };
+    let send = |inst: &mut edgecell::ActorInstance, site: &str, body: &[serde_json::Value]| -> Vec<edgecell_fusion::iot::Output> {
+        let msg = BrokerMessage { subject: format!("edgecell.iot.in.{site}"), body: serde_json::to_vec(body).unwrap(), reply_to: Some(format!("inbox.{site}")) };
+        inst.handle_message(&msg).unwrap().unwrap();
+        let published = h.bus.drain();
+        assert_eq!(published.len(), 1);
+        serde_json::from_slice(&published[0].body).unwrap()
+    };
+    use edgecell_fusion::iot::Output;
+    let means = |out: &[Output]| out.iter().filter_map(|o| if let Output::Aggregate(w) = o { Some(w.mean) } else { None }).collect::<Vec<_>>();
+    assert_eq!(means(&send(&mut inst, "north", &readings(1.0, 0, 330))), vec![1.0; 32]);
+    assert_eq!(means(&send(&mut inst, "south", &readings(5.0, 0, 330))), vec![5.0; 32]);
+    // a resent, overlapping batch with an out-of-range value in it: the old readings and that
+    // value come back as rejected, in place; the new reading counts
+    let mut body = readings(1.0, 320, 330);
+    body.push(serde_json::json!({"sensor": "t", "time_ms": 330_500, "value": 1e200}));
+    body.push(serde_json::json!({"sensor": "t", "time_ms": 331_000, "value": 3.0}));
+    let out = send(&mut inst, "north", &body);
+    let rejected: Vec<u64> = out.iter().filter_map(|o| if let Output::Rejected(r) = o { Some(r.time_ms) } else { None }).collect();
+    assert_eq!(rejected, (320..=330).map(|i| i * 1000).chain([330_500]).collect::<Vec<_>>(), "{out:?}");
+    let stored = |site: &str| -> serde_json::Value {
+        serde_json::from_slice(&cache.get("sensor-fusion", STATE_NS, &format!("iot/{site}")).unwrap().expect("aggregator state").value).unwrap()
+    };
+    // the open window [330 s, 340 s): 1.0 at 330 s and 3.0 at 331 s
+    let open = &stored("north")["sensors"]["t"]["windows"]["340000"];
+    assert_eq!((open["count"].as_u64(), open["sum"].as_f64()), (Some(2), Some(4.0)), "{open}");
+    assert_eq!(stored("south")["sensors"]["t"]["windows"]["340000"]["sum"].as_f64(), Some(5.0));
+}
+
 // ---- localizer state in the cache --------------------------------------------------------
 
 const TEST2_EXPECTED: [f64; 3] = [1.0206, 3.4292, 0.7419];
@@ -573,15 +635,19 @@ fn the_deepest_json_serde_accepts_and_hostile_nesting_never_trap() {
     assert!(serde_json::from_slice::<serde_json::Value>(&deep_state).is_ok());
     cache.set("sensor-fusion", STATE_NS, "tracker/radar", deep_state, None).unwrap();
     inst.handle_message(&scan(br#"{"tracker":"radar","time":2.0,"detections":[[2.0,5.0]]}"#.to_vec())).unwrap().unwrap();
-    // and one level deeper is a typed store error
+    // and one level deeper is corrupt state: replaced by a fresh tracker (counted), whose ids
+    // continue past those the old one held
     let (level, model) = object_with(&mut v, "model", 1).unwrap();
     model.insert("pad".into(), serde_json::from_str(&nested_json(JSON_MAX_DEPTH + 1 - level)).unwrap());
     let deeper = serde_json::to_vec(&v).unwrap();
     assert!(serde_json::from_slice::<serde_json::Value>(&deeper).is_err(), "{level} {}", String::from_utf8_lossy(&deeper[..300]));
     cache.set("sensor-fusion", STATE_NS, "tracker/radar", deeper, None).unwrap();
     let f = inst.sensor_fusion().unwrap();
-    let e = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "radar", 3_000_000_000, &[])).unwrap().unwrap_err();
-    assert!(matches!(&e, FusionError::Store(m) if m.contains("recursion limit exceeded")), "{e:?}");
+    let tracks = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "radar", 3_000_000_000, &[])).unwrap().unwrap();
+    assert!(tracks.is_empty());
+    assert_eq!(metric(&h, "fusion_state_resets_total", &[("filter", "tracker/radar"), ("reason", "corrupt")]), 1.0);
+    let fresh: serde_json::Value = serde_json::from_slice(&cache.get("sensor-fusion", STATE_NS, "tracker/radar").unwrap().unwrap().value).unwrap();
+    assert!(fresh["next_id"].as_u64().unwrap() > 1, "{fresh}");
 
     // TOML nesting: toml refuses more than 80 levels; the deepest it parses is refused as config
     for depth in [79, 80, 81, 100_000] {

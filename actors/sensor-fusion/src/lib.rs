@@ -11,8 +11,11 @@
 //!   The state expires after `localizer.state_ttl_s` seconds without traffic (`wasi:config`,
 //!   default 3600, `0` = never). Corrupt or oversize stored state is replaced by a fresh filter
 //!   and counted in `fusion_state_resets_total`.
-//! - Trackers and IoT aggregators are serialised into the cache after every call, so a
-//!   replacement instance continues exactly where the last one stopped.
+//! - Trackers (`tracker/<id>`) and IoT aggregators (`iot/<site>`) are written to the cache after
+//!   every call with the same compare-and-swap, so a replacement instance continues exactly
+//!   where the last one stopped and concurrent instances lose no update. Track ids come in
+//!   blocks recorded under `tracker-ids/<id>` without expiry, so a tracker that replaces an
+//!   expired one never reuses an id.
 //! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
 //!   preset name or a TOML text).
 
@@ -40,6 +43,7 @@ use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
 use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_fusion::iot::{Aggregator, IotConfig, Output, Reading, StateStore};
+use edgecell_fusion::persist::{Persisted, from_json_limited, to_json_limited, update_stored};
 use edgecell_fusion::localizer::{Header, ImuMessage, NavSatFixMessage, OdometryMessage};
 use edgecell_fusion::persist::{CasOutcome, DEFAULT_STATE_TTL_S, PersistEvents, Versioned, VersionedStore};
 use edgecell_fusion::tracker::{Tracker, TrackerConfig};
@@ -73,6 +77,8 @@ fn err(e: FusionError) -> WitError {
         FusionError::Store(s) => WitError::Store(s),
         FusionError::Parse(s) => WitError::Parse(s),
         FusionError::UnknownFilter(f) => WitError::UnknownFilter(f),
+        // a finite value the computation cannot take: the closest WIT case is bad input
+        e @ FusionError::OutOfRange { .. } => WitError::Parse(e.to_string()),
         e @ (FusionError::CorruptState(_)
         | FusionError::StateTooLarge { .. }
         | FusionError::StateFormat { .. }
@@ -412,24 +418,110 @@ impl estimator::Guest for Actor {
     }
 }
 
+/// Persistence of trackers and IoT aggregators: a fixed TTL, up to 4 MiB of state.
+fn shared_state_options() -> PersistOptions {
+    PersistOptions { ttl_seconds: Some(STATE_TTL_S), max_bytes: 4 * 1024 * 1024, ..PersistOptions::default() }
+}
+
+/// Read-modify-write of a tracker's or aggregator's stored state (compare-and-swap, retried on
+/// conflict): concurrent instances never overwrite each other's changes.
+fn update_shared<T: Persisted, R>(
+    key: &str,
+    create: impl FnMut() -> Result<T, FusionError>,
+    op: impl FnMut(&mut T) -> Result<R, FusionError>,
+) -> Result<R, FusionError> {
+    match update_stored(&mut CacheStore, key, &shared_state_options(), create, op) {
+        Ok((out, events)) => {
+            record_persist_events(key, &events);
+            out
+        }
+        Err(e) => {
+            if let FusionError::StateConflict { attempts, .. } = &e {
+                count_n("fusion_state_conflicts_total", &[("filter", key)], *attempts);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Track ids are handed out in blocks recorded under `tracker-ids/<tracker>` with no expiry: a
+/// tracker created after the previous one expired continues past every id it could have used.
+const ID_BLOCK: u64 = 1024;
+
+/// A tracker as stored: the tracker and the end of the id block it holds.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredTracker {
+    #[serde(flatten)]
+    tracker: Tracker,
+    /// ids below this are reserved for this tracker (0: none yet)
+    #[serde(default)]
+    ids_reserved_to: u64,
+}
+
+impl Persisted for StoredTracker {
+    fn from_stored(bytes: &[u8], max_bytes: usize) -> edgecell_fusion::Result<Self> {
+        let t: Self = from_json_limited(bytes, max_bytes, "tracker state")?;
+        Tracker::new(*t.tracker.config()).map_err(|e| FusionError::CorruptState(format!("tracker state: {e}")))?;
+        Ok(t)
+    }
+
+    fn to_stored(&self, max_bytes: usize) -> edgecell_fusion::Result<Vec<u8>> {
+        to_json_limited(self, max_bytes, "tracker state")
+    }
+}
+
+/// A block of at least `count` ids for `tracker`, starting at or after `from`: (first, end).
+fn reserve_ids(tracker: &str, from: u64, count: u64) -> Result<(u64, u64), FusionError> {
+    struct Counter(u64);
+    impl Persisted for Counter {
+        fn from_stored(bytes: &[u8], max_bytes: usize) -> edgecell_fusion::Result<Self> {
+            from_json_limited(bytes, max_bytes, "track id counter").map(Counter)
+        }
+        fn to_stored(&self, max_bytes: usize) -> edgecell_fusion::Result<Vec<u8>> {
+            to_json_limited(&self.0, max_bytes, "track id counter")
+        }
+    }
+    let opts = PersistOptions { ttl_seconds: None, ..PersistOptions::default() };
+    let key = format!("tracker-ids/{tracker}");
+    let (block, events) = update_stored(&mut CacheStore, &key, &opts, || Ok(Counter(0)), |c| {
+        let first = c.0.max(from);
+        c.0 = first.saturating_add(count.max(ID_BLOCK));
+        (first, c.0)
+    })?;
+    record_persist_events(&key, &events);
+    Ok(block)
+}
+
 fn tracker_step(tracker_id: &str, time: f64, detections: &[[f64; 2]]) -> Result<Vec<wit_tracking::TargetTrack>, FusionError> {
     let key = format!("tracker/{tracker_id}");
-    let mut tracker: Tracker = match CacheStore.get(&key)? {
-        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| FusionError::Store(format!("tracker state: {e}")))?,
-        None => Tracker::new(TrackerConfig::default())?,
-    };
-    tracker.step(time, detections)?;
-    let out = tracker
-        .confirmed()
-        .map(|t| {
-            let [x, y] = t.position();
-            let [vx, vy] = t.velocity();
-            wit_tracking::TargetTrack { track_id: t.id, confirmed: true, x, y, vx, vy }
-        })
-        .collect();
-    let bytes = serde_json::to_vec(&tracker).map_err(|e| FusionError::Store(format!("tracker state: {e}")))?;
-    CacheStore.set(&key, &bytes, Some(STATE_TTL_S))?;
-    Ok(out)
+    let births = detections.len() as u64;
+    update_shared(
+        &key,
+        || Ok(StoredTracker { tracker: Tracker::new(TrackerConfig::default())?, ids_reserved_to: 0 }),
+        |st| {
+            // every detection could start a track: hold enough ids before the step
+            if st.tracker.next_id().saturating_add(births) > st.ids_reserved_to {
+                let (first, end) = reserve_ids(tracker_id, st.tracker.next_id(), births)?;
+                st.tracker.skip_ids_to(first);
+                st.ids_reserved_to = end;
+            }
+            let refused = st.tracker.births_refused();
+            st.tracker.step(time, detections)?;
+            let refused = st.tracker.births_refused() - refused;
+            if refused > 0 {
+                count_n("fusion_track_births_refused_total", &[("tracker", tracker_id)], u32::try_from(refused).unwrap_or(u32::MAX));
+            }
+            Ok(st
+                .tracker
+                .confirmed()
+                .map(|t| {
+                    let [x, y] = t.position();
+                    let [vx, vy] = t.velocity();
+                    wit_tracking::TargetTrack { track_id: t.id, confirmed: true, x, y, vx, vy }
+                })
+                .collect())
+        },
+    )
 }
 
 impl wit_tracking::Guest for Actor {
@@ -440,29 +532,41 @@ impl wit_tracking::Guest for Actor {
     }
 }
 
-const IOT_KEY: &str = "iot/aggregator";
+/// The aggregator of one site (the last token of `edgecell.iot.in.<site>`; `default` for
+/// calls through `edgecell:fusion/iot`).
+fn iot_key(site: &str) -> String {
+    format!("iot/{site}")
+}
 
-/// Ingest readings; with `flush`, also return outputs still waiting for a full batch.
-fn iot_ingest(readings: &[Reading], flush: bool) -> Result<Vec<Output>, FusionError> {
-    let mut agg = Aggregator::load_or_new(&mut CacheStore, IOT_KEY, IotConfig::default())?;
-    let mut out = Vec::new();
-    for r in readings {
-        match agg.ingest(r) {
-            Ok(batches) => out.extend(batches.into_iter().flatten()),
-            Err(e) => {
-                // keep what was ingested before the bad reading, and the outputs it closed
-                // (queued again, so the next batch delivers them): nothing is lost
-                agg.requeue(out);
-                agg.save(&mut CacheStore, IOT_KEY, Some(STATE_TTL_S))?;
-                return Err(e);
+fn new_aggregator() -> Result<Aggregator, FusionError> {
+    Aggregator::new(IotConfig::default())
+}
+
+/// `edgecell:fusion/iot`: every reading or none. A bad reading ends the call with its error;
+/// the readings before it stay ingested and the outputs they closed are queued again, so the
+/// next call delivers them.
+fn iot_ingest_all(site: &str, readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
+    update_shared(&iot_key(site), new_aggregator, |agg| {
+        let mut out = Vec::new();
+        for r in readings {
+            match agg.ingest(r) {
+                Ok(batches) => out.extend(batches.into_iter().flatten()),
+                Err(e) => {
+                    agg.requeue(out);
+                    return Err(e);
+                }
             }
         }
-    }
-    if flush {
         out.extend(agg.flush().into_iter().flatten());
-    }
-    agg.save(&mut CacheStore, IOT_KEY, Some(STATE_TTL_S))?;
-    Ok(out)
+        Ok(out)
+    })
+}
+
+/// NATS: every good reading is ingested; a bad one comes back as a `rejected` output in its
+/// place, and the readings after it still count (a producer resending an overlapping batch
+/// loses nothing and double-counts nothing).
+fn iot_ingest_each(site: &str, readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
+    update_shared(&iot_key(site), new_aggregator, |agg| Ok(agg.ingest_each(readings)))
 }
 
 impl wit_iot::Guest for Actor {
@@ -470,7 +574,7 @@ impl wit_iot::Guest for Actor {
         let _flush = FlushMetrics;
         let readings: Vec<Reading> =
             readings.into_iter().map(|r| Reading { sensor: r.sensor_id, time_ms: r.timestamp / 1_000_000, value: r.value }).collect();
-        let outputs = iot_ingest(&readings, true).map_err(err)?;
+        let outputs = iot_ingest_all("default", &readings).map_err(err)?;
         let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
         let mut result = wit_iot::IotOutput { aggregates: Vec::new(), anomalies: Vec::new() };
         for o in outputs {
@@ -495,6 +599,8 @@ impl wit_iot::Guest for Actor {
                     },
                     score: a.score,
                 }),
+                // only `ingest_each` (NATS) reports refusals this way
+                Output::Rejected(_) => {}
             }
         }
         Ok(result)
@@ -538,7 +644,7 @@ fn handle(msg: &BrokerMessage) -> Result<(), String> {
         reply(msg, format!("edgecell.fusion.state.{}", env.filter), body)
     } else if s.starts_with("edgecell.iot.in.") {
         let readings: Vec<Reading> = serde_json::from_slice(&msg.body).map_err(|e| format!("not a list of readings: {e}"))?;
-        let out = iot_ingest(&readings, false).map_err(|e| e.to_string())?;
+        let out = iot_ingest_each(site(s), &readings).map_err(|e| e.to_string())?;
         if out.is_empty() && msg.reply_to.is_none() {
             return Ok(());
         }
