@@ -191,7 +191,8 @@ fn tracker_and_iot_state_survive_instance_replacement() {
     assert_eq!(spans, vec![(30, 100), (40, 100)], "{next:?}");
 }
 
-/// A tracker whose state expired starts again with ids past every id the old one issued;
+/// A tracker whose state expired starts again with ids past every id the old one issued (its
+/// ids come from the wall clock);
 /// IoT over NATS keeps one aggregator per site and reports refused readings in place while the
 /// rest of the batch counts.
 #[test]
@@ -219,6 +220,11 @@ fn track_ids_survive_expiry_and_iot_sites_are_separate() {
         later.extend(tracks.iter().map(|t| t.track_id));
     }
     assert!(later.first().is_some_and(|id| *id > first), "{ids:?} then {later:?}");
+    // a scan stamped in the year 2286 is refused; the tracker goes on with the next true one
+    let e = inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "lidar", 10_000_000_000 * 1_000_000_000, &[])).unwrap().unwrap_err();
+    assert!(matches!(&e, FusionError::Parse(m) if m.contains("ahead of the clock")), "{e:?}");
+    let det = tracking::Detection { x: 104.0, y: 5.0 };
+    assert_eq!(inst.call(|s, _| f.edgecell_fusion_tracking().call_track(s, "lidar", 104 * 1_000_000_000, &[det])).unwrap().unwrap().len(), 1);
 
     // two sites, the same sensor name: separate aggregators. Over NATS outputs leave in
     // batches of 32: 331 readings 1 s apart close 33 windows of 10 s, one batch goes out
@@ -236,16 +242,17 @@ fn track_ids_survive_expiry_and_iot_sites_are_separate() {
     let means = |out: &[Output]| out.iter().filter_map(|o| if let Output::Aggregate(w) = o { Some(w.mean) } else { None }).collect::<Vec<_>>();
     assert_eq!(means(&send(&mut inst, "north", &readings(1.0, 0, 330))), vec![1.0; 32]);
     assert_eq!(means(&send(&mut inst, "south", &readings(5.0, 0, 330))), vec![5.0; 32]);
-    // a resent, overlapping batch with an out-of-range value in it: the old readings and that
-    // value come back as rejected, in place; the new reading counts
+    // a resent, overlapping batch with an out-of-range value and a time in the year 2286 in it:
+    // the old readings and those two come back as rejected, in place; the new reading counts
     let mut body = readings(1.0, 320, 330);
     body.push(serde_json::json!({"sensor": "t", "time_ms": 330_500, "value": 1e200}));
+    body.push(serde_json::json!({"sensor": "t", "time_ms": 10_000_000_000_000_u64, "value": 3.0}));
     body.push(serde_json::json!({"sensor": "t", "time_ms": 331_000, "value": 3.0}));
     let out = send(&mut inst, "north", &body);
     let rejected: Vec<u64> = out.iter().filter_map(|o| if let Output::Rejected(r) = o { Some(r.time_ms) } else { None }).collect();
-    assert_eq!(rejected, (320..=330).map(|i| i * 1000).chain([330_500]).collect::<Vec<_>>(), "{out:?}");
+    assert_eq!(rejected, (320..=330).map(|i| i * 1000).chain([330_500, 10_000_000_000_000]).collect::<Vec<_>>(), "{out:?}");
     let stored = |site: &str| -> serde_json::Value {
-        serde_json::from_slice(&cache.get("sensor-fusion", STATE_NS, &format!("iot/{site}")).unwrap().expect("aggregator state").value).unwrap()
+        serde_json::from_slice(&cache.get("sensor-fusion", STATE_NS, &format!("iot/site/{site}")).unwrap().expect("aggregator state").value).unwrap()
     };
     // the open window [330 s, 340 s): 1.0 at 330 s and 3.0 at 331 s
     let open = &stored("north")["sensors"]["t"]["windows"]["340000"];

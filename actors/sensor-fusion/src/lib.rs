@@ -13,9 +13,10 @@
 //!   and counted in `fusion_state_resets_total`.
 //! - Trackers (`tracker/<id>`) and IoT aggregators (`iot/<site>`) are written to the cache after
 //!   every call with the same compare-and-swap, so a replacement instance continues exactly
-//!   where the last one stopped and concurrent instances lose no update. Track ids come in
-//!   blocks recorded under `tracker-ids/<id>` without expiry, so a tracker that replaces an
-//!   expired one never reuses an id.
+//!   where the last one stopped and concurrent instances lose no update. A tracker created
+//!   anew (first use, expiry, corrupt state) numbers its tracks from the wall clock, so it
+//!   does not reuse the ids of the one it replaces. IoT state is per NATS site
+//!   (`iot/site/<site>`), and `iot/call` for calls through `edgecell:fusion/iot`.
 //! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
 //!   preset name or a TOML text).
 
@@ -43,7 +44,7 @@ use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
 use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_fusion::iot::{Aggregator, IotConfig, Output, Reading, StateStore};
-use edgecell_fusion::persist::{Persisted, from_json_limited, to_json_limited, update_stored};
+use edgecell_fusion::persist::{Persisted, update_stored};
 use edgecell_fusion::localizer::{Header, ImuMessage, NavSatFixMessage, OdometryMessage};
 use edgecell_fusion::persist::{CasOutcome, DEFAULT_STATE_TTL_S, PersistEvents, Versioned, VersionedStore};
 use edgecell_fusion::tracker::{Tracker, TrackerConfig};
@@ -444,84 +445,43 @@ fn update_shared<T: Persisted, R>(
     }
 }
 
-/// Track ids are handed out in blocks recorded under `tracker-ids/<tracker>` with no expiry: a
-/// tracker created after the previous one expired continues past every id it could have used.
-const ID_BLOCK: u64 = 1024;
-
-/// A tracker as stored: the tracker and the end of the id block it holds.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredTracker {
-    #[serde(flatten)]
-    tracker: Tracker,
-    /// ids below this are reserved for this tracker (0: none yet)
-    #[serde(default)]
-    ids_reserved_to: u64,
-}
-
-impl Persisted for StoredTracker {
-    fn from_stored(bytes: &[u8], max_bytes: usize) -> edgecell_fusion::Result<Self> {
-        let t: Self = from_json_limited(bytes, max_bytes, "tracker state")?;
-        Tracker::new(*t.tracker.config()).map_err(|e| FusionError::CorruptState(format!("tracker state: {e}")))?;
-        Ok(t)
+/// A new tracker (first use, expiry, reset of corrupt state) numbers its tracks from the wall
+/// clock in microseconds: ids stay unique across the trackers of one name as long as each
+/// issued fewer ids than microseconds passed before it was replaced (an expired tracker waited
+/// an hour), and stay below 2^53, exact for JSON consumers, until the year 2255. Within a
+/// tracker they count up one by one.
+fn new_tracker() -> Result<Tracker, FusionError> {
+    let mut t = Tracker::new(TrackerConfig::default())?;
+    if let Some(us) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().and_then(|d| u64::try_from(d.as_micros()).ok()) {
+        t.skip_ids_to(us);
     }
-
-    fn to_stored(&self, max_bytes: usize) -> edgecell_fusion::Result<Vec<u8>> {
-        to_json_limited(self, max_bytes, "tracker state")
-    }
-}
-
-/// A block of at least `count` ids for `tracker`, starting at or after `from`: (first, end).
-fn reserve_ids(tracker: &str, from: u64, count: u64) -> Result<(u64, u64), FusionError> {
-    struct Counter(u64);
-    impl Persisted for Counter {
-        fn from_stored(bytes: &[u8], max_bytes: usize) -> edgecell_fusion::Result<Self> {
-            from_json_limited(bytes, max_bytes, "track id counter").map(Counter)
-        }
-        fn to_stored(&self, max_bytes: usize) -> edgecell_fusion::Result<Vec<u8>> {
-            to_json_limited(&self.0, max_bytes, "track id counter")
-        }
-    }
-    let opts = PersistOptions { ttl_seconds: None, ..PersistOptions::default() };
-    let key = format!("tracker-ids/{tracker}");
-    let (block, events) = update_stored(&mut CacheStore, &key, &opts, || Ok(Counter(0)), |c| {
-        let first = c.0.max(from);
-        c.0 = first.saturating_add(count.max(ID_BLOCK));
-        (first, c.0)
-    })?;
-    record_persist_events(&key, &events);
-    Ok(block)
+    Ok(t)
 }
 
 fn tracker_step(tracker_id: &str, time: f64, detections: &[[f64; 2]]) -> Result<Vec<wit_tracking::TargetTrack>, FusionError> {
-    let key = format!("tracker/{tracker_id}");
-    let births = detections.len() as u64;
-    update_shared(
-        &key,
-        || Ok(StoredTracker { tracker: Tracker::new(TrackerConfig::default())?, ids_reserved_to: 0 }),
-        |st| {
-            // every detection could start a track: hold enough ids before the step
-            if st.tracker.next_id().saturating_add(births) > st.ids_reserved_to {
-                let (first, end) = reserve_ids(tracker_id, st.tracker.next_id(), births)?;
-                st.tracker.skip_ids_to(first);
-                st.ids_reserved_to = end;
-            }
-            let refused = st.tracker.births_refused();
-            st.tracker.step(time, detections)?;
-            let refused = st.tracker.births_refused() - refused;
-            if refused > 0 {
-                count_n("fusion_track_births_refused_total", &[("tracker", tracker_id)], u32::try_from(refused).unwrap_or(u32::MAX));
-            }
-            Ok(st
-                .tracker
-                .confirmed()
-                .map(|t| {
-                    let [x, y] = t.position();
-                    let [vx, vy] = t.velocity();
-                    wit_tracking::TargetTrack { track_id: t.id, confirmed: true, x, y, vx, vy }
-                })
-                .collect())
-        },
-    )
+    #[allow(clippy::cast_precision_loss)]
+    if let Some(now) = now_ms().map(|ms| ms as f64 / 1000.0)
+        && time > now + MAX_SCAN_LEAD_S
+    {
+        return Err(FusionError::OutOfRange { what: "scan time ahead of the clock (s)", value: time - now, limit: MAX_SCAN_LEAD_S });
+    }
+    let (tracks, refused) = update_shared(&format!("tracker/{tracker_id}"), new_tracker, |tracker| {
+        let before = tracker.births_refused();
+        tracker.step(time, detections)?;
+        let tracks = tracker
+            .confirmed()
+            .map(|t| {
+                let [x, y] = t.position();
+                let [vx, vy] = t.velocity();
+                wit_tracking::TargetTrack { track_id: t.id, confirmed: true, x, y, vx, vy }
+            })
+            .collect();
+        Ok((tracks, tracker.births_refused() - before))
+    })?;
+    if refused > 0 {
+        count_n("fusion_track_births_refused_total", &[("tracker", tracker_id)], u32::try_from(refused).unwrap_or(u32::MAX));
+    }
+    Ok(tracks)
 }
 
 impl wit_tracking::Guest for Actor {
@@ -532,21 +492,40 @@ impl wit_tracking::Guest for Actor {
     }
 }
 
-/// The aggregator of one site (the last token of `edgecell.iot.in.<site>`; `default` for
-/// calls through `edgecell:fusion/iot`).
-fn iot_key(site: &str) -> String {
-    format!("iot/{site}")
+/// The aggregator of one NATS site (the last token of `edgecell.iot.in.<site>`).
+fn site_key(site: &str) -> String {
+    format!("iot/site/{site}")
 }
 
+/// The aggregator of calls through `edgecell:fusion/iot` (a key no site can have).
+const CALL_KEY: &str = "iot/call";
+
+/// One aggregator's state is rewritten on every message, so it is bounded well inside the
+/// 4 MiB the actor stores: at most 500 sensors (about 1.3 KB of detector history each) and
+/// 40,000 samples for the p95 over all of them (at most 36 bytes each): under 2.5 MB.
 fn new_aggregator() -> Result<Aggregator, FusionError> {
-    Aggregator::new(IotConfig::default())
+    Aggregator::new(IotConfig { max_sensors: 500, max_total_samples: 40_000, ..IotConfig::default() })
 }
+
+/// This host's wall clock (ms since the Unix epoch, the epoch of WIT timestamps).
+fn now_ms() -> Option<u64> {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?;
+    u64::try_from(d.as_millis()).ok()
+}
+
+/// How far ahead of this host's clock a scan time may be (s): a scan stamped further ahead
+/// would put every later scan of its tracker out of order until the state expired.
+const MAX_SCAN_LEAD_S: f64 = 300.0;
 
 /// `edgecell:fusion/iot`: every reading or none. A bad reading ends the call with its error;
 /// the readings before it stay ingested and the outputs they closed are queued again, so the
 /// next call delivers them.
-fn iot_ingest_all(site: &str, readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
-    update_shared(&iot_key(site), new_aggregator, |agg| {
+fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
+    let now = now_ms();
+    update_shared(CALL_KEY, new_aggregator, |agg| {
+        if let Some(now) = now {
+            agg.set_now(now);
+        }
         let mut out = Vec::new();
         for r in readings {
             match agg.ingest(r) {
@@ -566,7 +545,13 @@ fn iot_ingest_all(site: &str, readings: &[Reading]) -> Result<Vec<Output>, Fusio
 /// place, and the readings after it still count (a producer resending an overlapping batch
 /// loses nothing and double-counts nothing).
 fn iot_ingest_each(site: &str, readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
-    update_shared(&iot_key(site), new_aggregator, |agg| Ok(agg.ingest_each(readings)))
+    let now = now_ms();
+    update_shared(&site_key(site), new_aggregator, |agg| {
+        if let Some(now) = now {
+            agg.set_now(now);
+        }
+        Ok(agg.ingest_each(readings))
+    })
 }
 
 impl wit_iot::Guest for Actor {
@@ -574,7 +559,7 @@ impl wit_iot::Guest for Actor {
         let _flush = FlushMetrics;
         let readings: Vec<Reading> =
             readings.into_iter().map(|r| Reading { sensor: r.sensor_id, time_ms: r.timestamp / 1_000_000, value: r.value }).collect();
-        let outputs = iot_ingest_all("default", &readings).map_err(err)?;
+        let outputs = iot_ingest_all(&readings).map_err(err)?;
         let ms_to_ns = |ms: u64| ms.saturating_mul(1_000_000);
         let mut result = wit_iot::IotOutput { aggregates: Vec::new(), anomalies: Vec::new() };
         for o in outputs {

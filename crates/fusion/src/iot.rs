@@ -17,6 +17,10 @@ pub const MAX_TIME_MS: u64 = 1 << 60;
 /// the stored state would no longer load).
 pub const MAX_ABS_VALUE: f64 = 1e150;
 
+/// Values remembered per sensor for its latest millisecond: a reading repeating one of them
+/// (same time, same value) is a redelivery.
+pub const MAX_SAME_TIME_VALUES: usize = 64;
+
 /// Most windows one reading can fall into (`size / slide`, rounded up).
 pub const MAX_WINDOWS_PER_READING: u64 = 1000;
 
@@ -76,6 +80,40 @@ pub struct IotConfig {
     /// sensors tracked at once; a reading from one more is refused ([`FusionError::Capacity`])
     #[serde(default = "default_max_sensors")]
     pub max_sensors: usize,
+    /// once [`Aggregator::set_now`] gave the clock: readings further than this ahead of it are
+    /// refused, so one bad timestamp cannot put a sensor's later readings out of order
+    #[serde(default = "default_max_lead_ms")]
+    pub max_lead_ms: u64,
+    /// samples kept for the p95 over all sensors together; past it the sensor holding the most
+    /// gives up its oldest (memory bound of the whole state)
+    #[serde(default = "default_max_total_samples")]
+    pub max_total_samples: usize,
+    /// a window is closed once the aggregator's newest reading time (any sensor) is this far
+    /// past its end, even if its own sensor sent nothing newer: a sensor that stops still gets
+    /// its last windows reported (looked at once per `slide` of that time). Its readings older
+    /// than the end of a window so closed are refused as out of order.
+    #[serde(default = "default_close_after_ms")]
+    pub close_after_ms: u64,
+    /// a sensor with no open window and no reading for this long (in the aggregator's newest
+    /// reading time) is forgotten, detector history included, freeing its place
+    #[serde(default = "default_idle_after_ms")]
+    pub idle_after_ms: u64,
+}
+
+fn default_max_total_samples() -> usize {
+    100_000
+}
+
+fn default_close_after_ms() -> u64 {
+    5 * 60 * 1000
+}
+
+fn default_idle_after_ms() -> u64 {
+    60 * 60 * 1000
+}
+
+fn default_max_lead_ms() -> u64 {
+    5 * 60 * 1000
 }
 
 fn default_min_spread() -> f64 {
@@ -99,6 +137,10 @@ impl Default for IotConfig {
             max_window_samples: 10_000,
             min_spread: default_min_spread(),
             max_sensors: default_max_sensors(),
+            max_lead_ms: default_max_lead_ms(),
+            max_total_samples: default_max_total_samples(),
+            close_after_ms: default_close_after_ms(),
+            idle_after_ms: default_idle_after_ms(),
         }
     }
 }
@@ -220,8 +262,14 @@ struct SensorState {
     #[serde(default, skip_serializing)]
     next_end: Option<u64>,
     last_time: Option<u64>,
+    /// windows ending at or before this were closed by the aggregator's time: earlier readings
+    /// are late
     #[serde(default)]
-    last_value: Option<f64>,
+    closed_until: u64,
+    /// values read at `last_time` (up to [`MAX_SAME_TIME_VALUES`]), to tell a redelivery from
+    /// a second reading in the same millisecond
+    #[serde(default)]
+    last_values: Vec<f64>,
     count: u64,
     ewma_mean: f64,
     ewma_var: f64,
@@ -260,12 +308,61 @@ fn add_to_windows(windows: &mut BTreeMap<u64, WindowAcc>, t: u64, v: f64, size: 
     }
 }
 
+/// Closes the sensor's windows that end at or before `until`, oldest first, into `pending`, and
+/// drops the samples no open window needs. Returns the end of the last window closed.
+fn close_windows(sensor: &str, st: &mut SensorState, until: u64, size: u64, pending: &mut Vec<Output>) -> Option<u64> {
+    let mut last = None;
+    while let Some(entry) = st.windows.first_entry() {
+        if *entry.key() > until {
+            break;
+        }
+        let (end, acc) = entry.remove_entry();
+        last = Some(end);
+        let start = end.saturating_sub(size);
+        let mut vals: Vec<f64> = st.samples.iter().filter(|(t, _)| *t >= start && *t < end).map(|(_, v)| *v).collect();
+        vals.sort_by(f64::total_cmp);
+        #[allow(clippy::cast_precision_loss)]
+        let mean = acc.sum / acc.count as f64;
+        pending.push(Output::Aggregate(WindowAggregate {
+            sensor: sensor.to_owned(),
+            start_ms: start,
+            end_ms: end,
+            count: acc.count,
+            mean,
+            min: acc.min,
+            max: acc.max,
+            // none of the window's samples kept (a tiny cap): its max bounds the p95
+            p95: if vals.is_empty() { acc.max } else { nearest_rank(&vals, 0.95) },
+            p95_samples: vals.len() as u64,
+        }));
+    }
+    // samples before the oldest open window's start serve no window any more (none open: the
+    // reading about to be added opens its own)
+    let keep_from = st.windows.first_key_value().map_or(until, |(end, _)| end.saturating_sub(size));
+    while st.samples.front().is_some_and(|(t, _)| *t < keep_from) {
+        st.samples.pop_front();
+    }
+    last
+}
+
 /// The aggregator: feed readings, receive batches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Aggregator {
     cfg: IotConfig,
     sensors: BTreeMap<String, SensorState>,
     pending: Vec<Output>,
+    /// newest reading time seen from any sensor (ms)
+    #[serde(default)]
+    watermark: u64,
+    /// the watermark at which windows of quiet sensors are next looked at
+    #[serde(default)]
+    next_sweep: u64,
+    /// samples held over all sensors (derived; recounted on load)
+    #[serde(skip)]
+    total_samples: usize,
+    /// the caller's clock (ms, the readings' epoch); not stored
+    #[serde(skip)]
+    now_ms: Option<u64>,
 }
 
 impl Aggregator {
@@ -290,7 +387,17 @@ impl Aggregator {
         if !(cfg.min_spread.is_finite() && cfg.min_spread >= 1e-100) {
             return Err(FusionError::Config("min_spread: finite and at least 1e-100".into()));
         }
-        Ok(Self { cfg, sensors: BTreeMap::new(), pending: Vec::new() })
+        if cfg.max_total_samples == 0 {
+            return Err(FusionError::Config("max_total_samples ≥ 1".into()));
+        }
+        Ok(Self { cfg, sensors: BTreeMap::new(), pending: Vec::new(), watermark: 0, next_sweep: 0, total_samples: 0, now_ms: None })
+    }
+
+    /// Tells the aggregator the time now, in the readings' epoch (ms): until the next call,
+    /// readings more than `max_lead_ms` after it are refused. Without it the aggregator takes
+    /// every time as it comes (it has no clock of its own).
+    pub fn set_now(&mut self, now_ms: u64) {
+        self.now_ms = Some(now_ms);
     }
 
     /// Settings.
@@ -345,59 +452,52 @@ impl Aggregator {
         }
         let (size, slide) = self.cfg.window.size_slide();
         let cfg = self.cfg;
+        if let Some(now) = self.now_ms
+            && r.time_ms > now.saturating_add(cfg.max_lead_ms)
+        {
+            #[allow(clippy::cast_precision_loss)]
+            return Err(FusionError::OutOfRange { what: "reading time ahead of the clock (ms)", value: (r.time_ms - now) as f64, limit: cfg.max_lead_ms as f64 });
+        }
         if !self.sensors.contains_key(&r.sensor) && self.sensors.len() >= cfg.max_sensors {
             return Err(FusionError::Capacity(format!("{} sensors tracked (max_sensors); {:?} refused", self.sensors.len(), r.sensor)));
         }
         let st = self.sensors.entry(r.sensor.clone()).or_default();
         #[allow(clippy::cast_precision_loss)]
         let secs = |ms: u64| ms as f64 / 1000.0;
+        if r.time_ms < st.closed_until {
+            return Err(FusionError::OutOfOrder { time: secs(r.time_ms), last: secs(st.closed_until) });
+        }
         if let Some(last) = st.last_time {
             if r.time_ms < last {
                 return Err(FusionError::OutOfOrder { time: secs(r.time_ms), last: secs(last) });
             }
-            if r.time_ms == last && st.last_value == Some(r.value) {
+            if r.time_ms == last && st.last_values.contains(&r.value) {
                 return Err(FusionError::DuplicateTimestamp { sensor: r.sensor.clone(), time: secs(r.time_ms) });
             }
         }
-        st.last_time = Some(r.time_ms);
-        st.last_value = Some(r.value);
-        // close every window that ends at or before this reading, oldest first
-        while let Some(entry) = st.windows.first_entry() {
-            if *entry.key() > r.time_ms {
-                break;
-            }
-            let (end, acc) = entry.remove_entry();
-            let start = end.saturating_sub(size);
-            let mut vals: Vec<f64> = st.samples.iter().filter(|(t, _)| *t >= start && *t < end).map(|(_, v)| *v).collect();
-            vals.sort_by(f64::total_cmp);
-            #[allow(clippy::cast_precision_loss)]
-            let mean = acc.sum / acc.count as f64;
-            self.pending.push(Output::Aggregate(WindowAggregate {
-                sensor: r.sensor.clone(),
-                start_ms: start,
-                end_ms: end,
-                count: acc.count,
-                mean,
-                min: acc.min,
-                max: acc.max,
-                // none of the window's samples kept (a tiny cap): its max bounds the p95
-                p95: if vals.is_empty() { acc.max } else { nearest_rank(&vals, 0.95) },
-                p95_samples: vals.len() as u64,
-            }));
+        if st.last_time != Some(r.time_ms) {
+            st.last_values.clear();
         }
+        if st.last_values.len() < MAX_SAME_TIME_VALUES {
+            st.last_values.push(r.value);
+        }
+        st.last_time = Some(r.time_ms);
+        let held = st.samples.len();
+        // close every window that ends at or before this reading, oldest first
+        let _ = close_windows(&r.sensor, st, r.time_ms, size, &mut self.pending);
         add_to_windows(&mut st.windows, r.time_ms, r.value, size, slide, 0);
         st.samples.push_back((r.time_ms, r.value));
-        let keep_from = st.windows.first_key_value().map_or(0, |(end, _)| end.saturating_sub(size));
-        while st.samples.front().is_some_and(|(t, _)| *t < keep_from) {
-            st.samples.pop_front();
-        }
         while st.samples.len() > cfg.max_window_samples {
             st.samples.pop_front();
         }
-        // anomaly detectors (scored against the state before this reading); spreads below
-        // `min_spread` count as `min_spread`, so every score is finite
+        self.total_samples = (self.total_samples + st.samples.len()).saturating_sub(held);
+        // anomaly detectors, scored against the state before this reading (none for a sensor's
+        // first). A MAD of zero (over half the history one value) falls back to the mean
+        // absolute deviation, as Iglewicz and Hoaglin advise; spreads below `min_spread` count as
+        // `min_spread`, so a sensor that read one value all along is flagged when it leaves it
+        // and every score is finite
         st.count += 1;
-        if st.count > cfg.warmup {
+        if st.count > cfg.warmup && st.count > 1 {
             let sd = st.ewma_var.sqrt().max(cfg.min_spread);
             let z = (r.value - st.ewma_mean) / sd;
             if z.abs() > cfg.ewma_threshold {
@@ -409,8 +509,14 @@ impl Aggregator {
                 let med = median(&h);
                 let mut dev: Vec<f64> = h.iter().map(|v| (v - med).abs()).collect();
                 dev.sort_by(f64::total_cmp);
-                let mad = median(&dev).max(cfg.min_spread);
-                let z = 0.6745 * (r.value - med) / mad;
+                let mad = median(&dev);
+                #[allow(clippy::cast_precision_loss)]
+                let z = if mad > 0.0 {
+                    0.6745 * (r.value - med) / mad
+                } else {
+                    let mean_ad = dev.iter().sum::<f64>() / dev.len() as f64;
+                    (r.value - med) / (1.253_314 * mean_ad).max(cfg.min_spread)
+                };
                 if z.abs() > cfg.robust_threshold {
                     self.pending.push(Output::Anomaly(Anomaly { sensor: r.sensor.clone(), time_ms: r.time_ms, value: r.value, kind: AnomalyKind::RobustZ, score: z }));
                 }
@@ -428,7 +534,43 @@ impl Aggregator {
         while st.history.len() > cfg.robust_history {
             st.history.pop_front();
         }
+        self.watermark = self.watermark.max(r.time_ms);
+        if self.watermark >= self.next_sweep {
+            self.sweep();
+        }
+        self.shed_samples();
         Ok(())
+    }
+
+    /// Closes the windows of every sensor that ended `close_after_ms` before the watermark and
+    /// forgets sensors idle for `idle_after_ms`; runs once per `slide` of watermark.
+    fn sweep(&mut self) {
+        let (size, slide) = self.cfg.window.size_slide();
+        let wm = self.watermark;
+        let close_to = wm.saturating_sub(self.cfg.close_after_ms);
+        let idle_to = wm.saturating_sub(self.cfg.idle_after_ms);
+        let mut total = 0;
+        for (name, st) in &mut self.sensors {
+            if let Some(end) = close_windows(name, st, close_to, size, &mut self.pending) {
+                st.closed_until = st.closed_until.max(end);
+            }
+            total += st.samples.len();
+        }
+        self.sensors.retain(|_, st| !st.windows.is_empty() || st.last_time.is_some_and(|t| t > idle_to));
+        self.total_samples = if self.sensors.is_empty() { 0 } else { total };
+        self.next_sweep = wm.saturating_add(slide);
+    }
+
+    /// Keeps the samples of all sensors within `max_total_samples`: the sensor holding the most
+    /// gives up its oldest (its next p95 is then over fewer, as the aggregate says).
+    fn shed_samples(&mut self) {
+        while self.total_samples > self.cfg.max_total_samples {
+            let Some(st) = self.sensors.values_mut().max_by_key(|st| st.samples.len()) else { break };
+            if st.samples.pop_front().is_none() {
+                break;
+            }
+            self.total_samples -= 1;
+        }
     }
 
     /// Puts outputs taken from [`Self::ingest`] back at the head of the pending queue, in their
@@ -481,6 +623,7 @@ impl Aggregator {
                 }
             }
         }
+        a.total_samples = a.sensors.values().map(|st| st.samples.len()).sum();
         Ok(a)
     }
 
@@ -762,6 +905,26 @@ mod tests {
         assert!(Aggregator::new(IotConfig { min_spread: 0.0, ..IotConfig::default() }).is_err());
     }
 
+    /// A coarse sensor that mostly reads one value (MAD zero) is not flagged for its usual
+    /// other value; with no warm-up the first reading is not scored against nothing.
+    #[test]
+    fn a_coarse_sensor_raises_no_false_alarms() {
+        let mut a = Aggregator::new(IotConfig { batch_size: 1000, warmup: 0, ..IotConfig::default() }).unwrap();
+        a.ingest(&rd("t", 0, 20.0)).unwrap();
+        assert!(a.pending().is_empty(), "first reading flagged: {:?}", a.pending());
+        for i in 1..200u64 {
+            // 20.0 five times out of eight, 20.1 otherwise
+            let v = if i % 8 < 5 { 20.0 } else { 20.1 };
+            a.ingest(&rd("t", i * 100, v)).unwrap();
+        }
+        // (while the history is still all 20.0, the first 20.1s are news; past that, none is)
+        let robust: Vec<&Output> =
+            a.pending().iter().filter(|o| matches!(o, Output::Anomaly(x) if x.kind == AnomalyKind::RobustZ && x.time_ms >= 2_000)).collect();
+        assert!(robust.is_empty(), "{robust:?}");
+        a.ingest(&rd("t", 20_000, 25.0)).unwrap();
+        assert!(a.pending().iter().any(|o| matches!(o, Output::Anomaly(x) if x.kind == AnomalyKind::RobustZ && x.value == 25.0)));
+    }
+
     /// Values whose sums or squares could overflow are refused, so stored state always loads.
     #[test]
     fn huge_values_are_refused_and_state_stays_loadable() {
@@ -786,6 +949,9 @@ mod tests {
         a.ingest(&rd("s", 100, 1.0)).unwrap();
         assert!(matches!(a.ingest(&rd("s", 100, 1.0)), Err(FusionError::DuplicateTimestamp { .. })));
         a.ingest(&rd("s", 100, 2.0)).unwrap();
+        // the pair resent: both refused
+        assert!(matches!(a.ingest(&rd("s", 100, 1.0)), Err(FusionError::DuplicateTimestamp { .. })));
+        assert!(matches!(a.ingest(&rd("s", 100, 2.0)), Err(FusionError::DuplicateTimestamp { .. })));
         let w = aggregates(&a.ingest(&rd("s", 1000, 0.0)).unwrap())[0].clone();
         assert_eq!((w.count, w.mean), (2, 1.5));
     }
@@ -832,7 +998,7 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(&a.to_bytes().unwrap()).unwrap();
         let st = v["sensors"]["s"].as_object_mut().unwrap();
         st.remove("windows");
-        st.remove("last_value");
+        st.remove("last_values");
         st.insert("next_end".into(), serde_json::json!(1000));
         let mut old = Aggregator::from_bytes(&serde_json::to_vec(&v).unwrap()).unwrap();
         let spans = |agg: &mut Aggregator| {
@@ -885,5 +1051,71 @@ mod tests {
         let a = Aggregator::new(cfg()).unwrap();
         assert!(matches!(a.to_stored(10), Err(FusionError::StateTooLarge { .. })));
         assert!(matches!(Aggregator::from_stored(b"{}", 100), Err(FusionError::CorruptState(_))));
+    }
+
+    /// With a clock, a reading far ahead of it is refused and the sensor goes on normally.
+    #[test]
+    fn a_reading_from_the_future_does_not_block_its_sensor() {
+        let mut a = Aggregator::new(IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() }).unwrap();
+        a.set_now(10_000);
+        a.ingest(&rd("s", 9_000, 1.0)).unwrap();
+        assert!(matches!(a.ingest(&rd("s", 10_000 + 300_001, 1.0)), Err(FusionError::OutOfRange { .. })));
+        a.ingest(&rd("s", 10_000 + 300_000, 2.0)).unwrap();
+        // the clock is not part of the stored state
+        let back = Aggregator::from_bytes(&a.to_bytes().unwrap()).unwrap();
+        assert!(back.now_ms.is_none());
+    }
+
+    /// A sensor that stops still gets its last window reported once the other sensors' time is
+    /// `close_after_ms` past its end; its later reading into that window is refused; after
+    /// `idle_after_ms` it is forgotten and its place is free.
+    #[test]
+    fn quiet_sensors_get_their_windows_closed_and_are_forgotten() {
+        let cfg = IotConfig {
+            window: Window::Tumbling { size_ms: 1000 },
+            batch_size: 1,
+            close_after_ms: 5000,
+            idle_after_ms: 20_000,
+            max_sensors: 2,
+            ..IotConfig::default()
+        };
+        let mut a = Aggregator::new(cfg).unwrap();
+        let mut out = a.ingest(&rd("quiet", 100, 7.0)).unwrap();
+        // (looked at once per slide of that time: by 6500 at the latest)
+        for t in (0..=6500).step_by(500) {
+            out.extend(a.ingest(&rd("busy", t, 1.0)).unwrap());
+        }
+        let quiet: Vec<_> = aggregates(&out).into_iter().filter(|w| w.sensor == "quiet").map(|w| (w.start_ms, w.end_ms, w.count, w.mean)).collect();
+        assert_eq!(quiet, vec![(0, 1000, 1, 7.0)]);
+        assert!(matches!(a.ingest(&rd("quiet", 900, 1.0)), Err(FusionError::OutOfOrder { .. })));
+        a.ingest(&rd("quiet", 1200, 1.0)).unwrap();
+        // both places taken; once "quiet" is idle long enough a third sensor gets its place
+        assert!(matches!(a.ingest(&rd("third", 6000, 1.0)), Err(FusionError::Capacity(_))));
+        for t in (7000..=30_000).step_by(500) {
+            a.ingest(&rd("busy", t, 1.0)).unwrap();
+        }
+        a.ingest(&rd("third", 30_000, 1.0)).unwrap();
+        // the stored form round-trips, sample count included
+        let back = Aggregator::from_bytes(&a.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, a);
+    }
+
+    /// Past `max_total_samples` the sensor holding the most samples gives up its oldest; counts
+    /// and means stay exact.
+    #[test]
+    fn the_sample_budget_is_shared_and_counts_stay_exact() {
+        let cfg = IotConfig { window: Window::Tumbling { size_ms: 10_000 }, batch_size: 1, max_total_samples: 30, ..IotConfig::default() };
+        let mut a = Aggregator::new(cfg).unwrap();
+        for i in 0..5u64 {
+            a.ingest(&rd("slow", i * 1000, 2.0)).unwrap();
+        }
+        for i in 0..100u64 {
+            a.ingest(&rd("fast", i * 10, f64::from(u32::try_from(i).unwrap()))).unwrap();
+        }
+        assert_eq!(a.total_samples, 30);
+        let mut out = a.ingest(&rd("slow", 10_000, 0.0)).unwrap();
+        out.extend(a.ingest(&rd("fast", 10_000, 0.0)).unwrap());
+        let w: Vec<_> = aggregates(&out).into_iter().map(|w| (w.sensor, w.count, w.mean, w.p95_samples)).collect();
+        assert_eq!(w, vec![("slow".to_owned(), 5, 2.0, 5), ("fast".to_owned(), 100, 49.5, 25)]);
     }
 }
