@@ -39,6 +39,8 @@ pub mod names {
     pub const REPLAY: &str = "replay";
     /// 1609.2 PSID permission / message type consistency.
     pub const PERMISSION: &str = "permission";
+    /// The reported position inside the signing certificate's region.
+    pub const CERT_REGION: &str = "certificate_region";
     /// All plausibility checks in report order.
     pub const PLAUSIBILITY: [&str; 11] = [
         RANGE,

@@ -431,6 +431,53 @@ impl Region {
             Self::Identified(_) => None,
         }
     }
+
+    /// Points standing for the region's extent: a circle's centre and 32 points on its edge,
+    /// rectangles' corners, a polygon's vertices; `None` for identified regions.
+    fn outline(&self) -> Option<Vec<(f64, f64)>> {
+        match self {
+            Self::Circle { lat, lon, radius_m } => {
+                let d = radius_m / crate::geo::EARTH_RADIUS_M;
+                let (la, lo) = (lat.to_radians(), lon.to_radians());
+                let mut pts = vec![(*lat, *lon)];
+                for k in 0..32u32 {
+                    let b = f64::from(k) * std::f64::consts::TAU / 32.0;
+                    let la2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).clamp(-1.0, 1.0).asin();
+                    let lo2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * la2.sin());
+                    pts.push((la2.to_degrees(), lo2.to_degrees()));
+                }
+                Some(pts)
+            }
+            Self::Rectangles(r) => Some(r.iter().flat_map(|&(n, w, s, e)| [(n, w), (n, e), (s, w), (s, e)]).collect()),
+            Self::Polygon(p) => Some(p.clone()),
+            Self::Identified(_) => None,
+        }
+    }
+
+    /// Whether this region lies within `outer` (1609.2: a certificate's region within its
+    /// issuer's). Exact for a circle in a circle and for identified regions in identified
+    /// regions (every country listed by the outer one); otherwise judged at the points of
+    /// this region's outline (the corners of rectangles, a polygon's vertices, 32 points on a
+    /// circle), which is exact when `outer` is convex. `None` when it cannot be decided (an
+    /// identified region against a geometric one).
+    #[must_use]
+    pub fn within(&self, outer: &Region) -> Option<bool> {
+        match (self, outer) {
+            (Self::Circle { lat, lon, radius_m }, Self::Circle { lat: olat, lon: olon, radius_m: orad }) => {
+                Some(crate::geo::haversine_m(*lat, *lon, *olat, *olon) + radius_m <= orad * (1.0 + 1e-9))
+            }
+            (Self::Identified(inner), Self::Identified(outer)) => Some(inner.iter().all(|c| outer.contains(c))),
+            (_, Self::Identified(_)) | (Self::Identified(_), _) => None,
+            _ => {
+                let pts = self.outline()?;
+                let mut all = true;
+                for (la, lo) in pts {
+                    all &= outer.contains(la, lo)?;
+                }
+                Some(all)
+            }
+        }
+    }
 }
 
 fn deg(v: i32) -> f64 {
@@ -804,6 +851,9 @@ pub struct VerifiedData {
     pub psid: u64,
     /// 1609.2 generation time, µs since 2004 (TAI), when present.
     pub generation_time_us: Option<u64>,
+    /// 1609.2 generation location (latitude, longitude in degrees), when present and
+    /// available; inside the signer's region (checked).
+    pub generation_location: Option<(f64, f64)>,
     /// The signing certificate's HashedId8.
     pub signer: HashedId8,
     /// Signing certificate as verified.
@@ -1068,9 +1118,22 @@ impl TrustStore {
         if !signer.app_psids.as_ref().is_some_and(|p| p.contains(&psid)) {
             return Err(SecurityError::Permission(psid));
         }
+        // 1609.2: data signed where the certificate is not valid is not valid (a latitude of
+        // 900000001 says "unavailable")
+        let generation_location = hi
+            .generation_location
+            .as_ref()
+            .filter(|l| (-900_000_000..=900_000_000).contains(&*l.latitude.0) && (-1_800_000_000..=1_800_000_000).contains(&*l.longitude.0))
+            .map(|l| (deg(*l.latitude.0), deg(*l.longitude.0)));
+        if let (Some((lat, lon)), Some(r)) = (generation_location, &signer.region)
+            && r.contains(lat, lon) == Some(false)
+        {
+            return Err(SecurityError::Region);
+        }
         Ok(VerifiedData {
             payload,
             psid,
+            generation_location,
             generation_time_us: hi.generation_time.as_ref().map(|t| t.0),
             signer: signer.id,
             signer_cert: signer,
@@ -1096,6 +1159,14 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
     }
     if sub.valid_from_s < issuer.valid_from_s || sub.valid_until_s > issuer.valid_until_s {
         return Err(SecurityError::Issuance(format!("{} is valid outside its issuer's validity period", name())));
+    }
+    // a region of its own must lie within the issuer's (without one it inherits the issuer's,
+    // the same value); identified regions against geometric ones are not decided here and pass
+    if let (Some(own), Some(outer)) = (&sub.region, &issuer.region)
+        && own != outer
+        && own.within(outer) == Some(false)
+    {
+        return Err(SecurityError::Issuance(format!("{}'s region is not within its issuer's", name())));
     }
     Ok(())
 }
@@ -1178,8 +1249,9 @@ pub mod build {
     use ecdsa::signature::hazmat::PrehashSigner;
     use rasn::types::{FixedOctetString, Integer, OctetString};
     use rasn_its::ieee1609dot2::base_types::{
-        CrlSeries, EcdsaP256Signature, HashedId3, Hostname, Opaque, Psid, PsidSsp,
-        SequenceOfPsidSsp, Time32, Time64, ValidityPeriod,
+        CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, Latitude, Longitude,
+        NinetyDegreeInt, OneEightyDegreeInt, Opaque, Psid, PsidSsp, SequenceOfPsidSsp, ThreeDLocation, Time32, Time64, TwoDLocation,
+        ValidityPeriod,
     };
     use rasn_its::ieee1609dot2::{
         CertificateBase, ExplicitCertificate, HeaderInfo, PsidGroupPermissions,
@@ -1261,6 +1333,40 @@ pub mod build {
         valid_hours: u16,
         app_psids: &[u64],
     ) -> Result<P256Identity, SecurityError> {
+        certificate_in(name, subject_key, issuer, valid_from_s, valid_hours, app_psids, None)
+    }
+
+    fn two_d(lat: f64, lon: f64) -> Result<TwoDLocation, SecurityError> {
+        let tenth_micro = |v: f64, max: f64| {
+            let x = (v * 1e7).round();
+            #[allow(clippy::cast_possible_truncation)]
+            (x.abs() <= max).then_some(x as i32).ok_or_else(|| err(format!("coordinate {v} out of range")))
+        };
+        let lat = NinetyDegreeInt::new(tenth_micro(lat, 9e8)?).ok_or_else(|| err("latitude out of range"))?;
+        Ok(TwoDLocation { latitude: Latitude(lat), longitude: Longitude(OneEightyDegreeInt(tenth_micro(lon, 1.8e9)?)) })
+    }
+
+    /// A circular certificate region: centre in degrees, radius in metres.
+    ///
+    /// # Errors
+    /// Coordinates out of range.
+    pub fn circle(lat: f64, lon: f64, radius_m: u16) -> Result<GeographicRegion, SecurityError> {
+        Ok(GeographicRegion::CircularRegion(CircularRegion { center: two_d(lat, lon)?, radius: radius_m }))
+    }
+
+    /// As [`certificate`], restricted to `region` (see [`circle`]).
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn certificate_in(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        app_psids: &[u64],
+        region: Option<GeographicRegion>,
+    ) -> Result<P256Identity, SecurityError> {
         let app_permissions = if app_psids.is_empty() {
             None
         } else {
@@ -1293,6 +1399,7 @@ pub mod build {
             })
             .maybe_app_permissions(app_permissions)
             .maybe_cert_issue_permissions(cert_issue_permissions)
+            .maybe_region(region)
             .verify_key_indicator(VerificationKeyIndicator::VerificationKey(
                 PublicVerificationKey::EcdsaNistP256(point(subject_key)?),
             ))
@@ -1345,6 +1452,28 @@ pub mod build {
         generation_time_us: u64,
         with_cert: bool,
     ) -> Result<Vec<u8>, SecurityError> {
+        signed_data_at(signer, payload, psid, generation_time_us, with_cert, None)
+    }
+
+    /// As [`signed_data`], with a generation location (degrees) in the header.
+    ///
+    /// # Errors
+    /// Encoding errors, coordinates out of range.
+    pub fn signed_data_at(
+        signer: &P256Identity,
+        payload: &[u8],
+        psid: u64,
+        generation_time_us: u64,
+        with_cert: bool,
+        location: Option<(f64, f64)>,
+    ) -> Result<Vec<u8>, SecurityError> {
+        let location = match location {
+            Some((lat, lon)) => {
+                let l = two_d(lat, lon)?;
+                Some(ThreeDLocation { latitude: l.latitude, longitude: l.longitude, elevation: Elevation(0) })
+            }
+            None => None,
+        };
         let inner = Ieee1609Dot2Data {
             protocol_version: 3,
             content: Ieee1609Dot2Content::UnsecuredData(Opaque(OctetString::from(
@@ -1354,6 +1483,7 @@ pub mod build {
         let header_info = HeaderInfo::builder()
             .psid(Psid(Integer::from(psid)))
             .generation_time(Time64(generation_time_us))
+            .maybe_generation_location(location)
             .build();
         let tbs = ToBeSignedData {
             payload: SignedDataPayload::builder()

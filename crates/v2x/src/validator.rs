@@ -513,7 +513,8 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         {
             Ok(d) => {
                 let obs = decode_inner(&d.payload)?;
-                let sec = self.secured_checks(&d, obs.kind, now_us);
+                let mut sec = self.secured_checks(&d, obs.kind, now_us);
+                sec.push(region_check(d.signer_cert.region.as_ref(), &obs.position));
                 let signed = sec.iter().all(|c| !c.failed());
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec))
             }
@@ -526,11 +527,17 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             )),
             Err(e) => {
                 // Not verifiable: still decode the inner message when possible so the verdict
-                // and report name the station; otherwise surface the security error.
+                // and report name the station; otherwise surface the security error. Signed
+                // where its certificate is not valid: the signature held, the region did not.
+                let region = matches!(e, SecurityError::Region);
                 let inner =
                     crate::security::unverified_payload(payload).ok_or(V2xError::Security(e))?;
                 let obs = decode_inner(&inner)?;
-                let sec = vec![CheckResult::ran(names::SIGNATURE, 0.0)];
+                let sec = if region {
+                    vec![CheckResult::ran(names::SIGNATURE, 1.0), CheckResult::ran(names::CERT_REGION, 0.0)]
+                } else {
+                    vec![CheckResult::ran(names::SIGNATURE, 0.0)]
+                };
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
             }
         }
@@ -792,6 +799,22 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
     }
 }
 
+/// The reported position against the signing certificate's region: failed outside it, skipped
+/// when that cannot be decided (identified regions, a position in a local frame); a
+/// certificate without a region is valid everywhere.
+fn region_check(region: Option<&crate::security::Region>, position: &crate::observation::Position) -> CheckResult {
+    let Some(region) = region else {
+        return CheckResult::ran(names::CERT_REGION, 1.0);
+    };
+    let crate::observation::Position::Geo { lat, lon, .. } = *position else {
+        return CheckResult::skipped(names::CERT_REGION);
+    };
+    match region.contains(lat, lon) {
+        Some(inside) => CheckResult::ran(names::CERT_REGION, if inside { 1.0 } else { 0.0 }),
+        None => CheckResult::skipped(names::CERT_REGION),
+    }
+}
+
 fn ms_to_s(ms: u64) -> f64 {
     #[allow(clippy::cast_precision_loss)]
     let s = ms as f64 / 1000.0;
@@ -799,7 +822,7 @@ fn ms_to_s(ms: u64) -> f64 {
 }
 
 fn is_security(name: &str) -> bool {
-    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY)
+    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY || n == names::CERT_REGION)
 }
 
 /// Applies a verdict policy; security checks always reject when they fail.

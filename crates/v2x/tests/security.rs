@@ -478,6 +478,61 @@ fn check_flips(
 /// authorization ticket cannot mint pseudonyms), a CA signs no data, a certificate is valid
 /// only inside its issuer's validity period, and a cached certificate counts only while the
 /// anchor its chain ends at is configured.
+/// 1609.2: a certificate's own region must lie within its issuer's; without one it inherits
+/// the issuer's. Data signed with a generation location outside the signer's region is refused.
+#[test]
+fn certificate_regions_nest_and_bound_generation_locations() {
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let start = 600_000_000u32;
+    let now_s = u64::from(start) + 60;
+    let now_us = now_s * 1_000_000;
+    let root = build::certificate("root", &key(31), None, start, 1000, &[]).expect("root");
+    let munich = build::circle(48.137, 11.575, 50_000).expect("circle");
+    let aa = build::certificate_in("aa", &key(32), Some(&root), start, 1000, &[], Some(munich)).expect("aa");
+    let mut ts = TrustStore::new();
+    ts.add_anchor(&root.cert).expect("root");
+    let mut cache = MemoryCertCache::default();
+    ts.add_certificate(&aa.cert, now_s, &mut cache).expect("aa");
+    // inside: 10 km around a point 20 km away (20 + 10 ≤ 50)
+    let inner = build::certificate_in("in", &key(33), Some(&aa), start, 100, &[36], Some(build::circle(48.317, 11.575, 10_000).expect("c"))).expect("in");
+    ts.add_certificate(&inner.cert, now_s, &mut cache).expect("inner region accepted");
+    // crossing the edge: 10 km around a point 45 km away
+    let crossing = build::certificate_in("x", &key(34), Some(&aa), start, 100, &[36], Some(build::circle(48.542, 11.575, 10_000).expect("c"))).expect("x");
+    assert!(matches!(ts.add_certificate(&crossing.cert, now_s, &mut cache), Err(SecurityError::Issuance(m)) if m.contains("region")));
+    assert!(matches!(edgecell_v2x::security::verify_certificate(&crossing.cert, Some(&aa.cert)), Err(SecurityError::Issuance(_))));
+    // no region of its own: the issuer's
+    let plain = build::certificate("plain", &key(35), Some(&aa), start, 100, &[36]).expect("plain");
+    let v = ts.add_certificate(&plain.cert, now_s, &mut cache).expect("plain");
+    assert_eq!(v.region, ts.add_certificate(&aa.cert, now_s, &mut cache).expect("aa").region);
+    // generation locations: inside and outside the signer's (inherited) region; "unavailable"
+    // latitude (900000001) is not a position
+    let d = build::signed_data_at(&plain, b"\x02\x02cam", 36, now_us - 1000, true, Some((48.2, 11.6))).expect("sign");
+    let got = ts.verify_signed_data(&d, now_us, &mut cache).expect("inside");
+    assert_eq!(got.generation_location.map(|(la, lo)| ((la * 10.0).round(), (lo * 10.0).round())), Some((482.0, 116.0)));
+    let d = build::signed_data_at(&plain, b"\x02\x02cam", 36, now_us - 900, true, Some((52.52, 13.40))).expect("sign");
+    assert_eq!(ts.verify_signed_data(&d, now_us, &mut cache).err(), Some(SecurityError::Region));
+}
+
+/// `Region::within` on the shapes 1609.2 has: exact for circles, judged at corners for
+/// rectangles, undecided between identified and geometric regions.
+#[test]
+fn region_containment() {
+    use edgecell_v2x::security::Region;
+    let big = Region::Circle { lat: 48.0, lon: 11.0, radius_m: 100_000.0 };
+    let small = Region::Circle { lat: 48.1, lon: 11.0, radius_m: 10_000.0 };
+    assert_eq!(small.within(&big), Some(true));
+    assert_eq!(big.within(&small), Some(false));
+    let rect = Region::Rectangles(vec![(48.2, 10.8, 47.8, 11.2)]);
+    assert_eq!(rect.within(&big), Some(true));
+    assert_eq!(Region::Rectangles(vec![(49.5, 10.8, 47.8, 11.2)]).within(&big), Some(false));
+    assert_eq!(small.within(&rect), Some(true));
+    let de = Region::Identified(vec![276]);
+    assert_eq!(de.within(&Region::Identified(vec![276, 40])), Some(true));
+    assert_eq!(Region::Identified(vec![276, 40]).within(&de), Some(false));
+    assert_eq!(de.within(&big), None);
+    assert_eq!(big.within(&de), None);
+}
+
 #[test]
 fn issuance_rules_are_enforced() {
     let key = |n: u8| build::key_from_seed([n; 32]).expect("key");

@@ -367,6 +367,54 @@ fn signed_cam_verify_replay_and_tamper() {
 /// give it) lets a validator verify an AT it has never seen, from configuration alone; the AA
 /// is verified against the root when first used, then cached. Without it, or with a forged
 /// one, the AT's signer is unknown.
+/// A CAM signed under a certificate whose region does not hold the CAM's position fails the
+/// `certificate_region` check and is rejected; under one whose region holds it, it passes.
+/// Signed with a generation location outside the region: refused as 1609.2 says, with the
+/// signature itself reported good.
+#[test]
+fn certificate_regions_hold_the_positions_signed_under_them() {
+    let now_ms = rcv_its_ms();
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let root = build::certificate("root", &key(21), None, start, 1000, &[]).expect("root");
+    let probe = Validator::new(Config::default())
+        .expect("validator")
+        .validate(MessageFormat::Uper, CAM, &ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None })
+        .expect("unsigned");
+    let (lat, lon) = (probe.latitude.expect("lat"), probe.longitude.expect("lon"));
+    // the AA covers 60 km around the CAM; one AT 10 km around it, another 10 km around a point
+    // 30 km north (inside the AA's region, but not holding the CAM)
+    let aa = build::certificate_in("aa", &key(22), Some(&root), start, 1000, &[], Some(build::circle(lat, lon, 60_000).expect("circle"))).expect("aa");
+    let here = build::certificate_in("at-here", &key(23), Some(&aa), start, 100, &[36], Some(build::circle(lat, lon, 10_000).expect("circle"))).expect("at");
+    let north = build::certificate_in("at-north", &key(24), Some(&aa), start, 100, &[36], Some(build::circle(lat + 0.27, lon, 10_000).expect("circle"))).expect("at");
+    let cfg = format!("[security]\ntrust_anchors_hex = [\"{}\"]\nca_certificates_hex = [\"{}\"]\n", hex::encode(&root.cert), hex::encode(&aa.cert));
+    let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
+
+    let mut v = Validator::from_toml(&cfg).expect("validator");
+    let ok = build::signed_data(&here, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
+    let r = v.validate(MessageFormat::Secured, &ok, &ctx).expect("here");
+    assert!(r.signed && !check(&r, names::CERT_REGION).failed() && !check(&r, names::CERT_REGION).skipped, "{r:?}");
+    assert_eq!(r.verdict, Verdict::Accepted, "{:?}", r.failed_checks());
+
+    let mut v = Validator::from_toml(&cfg).expect("validator");
+    let away = build::signed_data(&north, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
+    let r = v.validate(MessageFormat::Secured, &away, &ctx).expect("north");
+    assert!(!check(&r, names::SIGNATURE).failed());
+    assert_eq!(r.failed_checks(), vec![names::CERT_REGION]);
+    assert_eq!(r.verdict, Verdict::Rejected);
+
+    // generation location in the header, 30 km north of the signer's region's centre
+    let mut v = Validator::from_toml(&cfg).expect("validator");
+    let far = build::signed_data_at(&here, CAM, 36, (now_ms - 10) * 1000, true, Some((lat + 0.27, lon))).expect("sign");
+    let r = v.validate(MessageFormat::Secured, &far, &ctx).expect("far");
+    assert!(!check(&r, names::SIGNATURE).failed());
+    assert!(check(&r, names::CERT_REGION).failed());
+    assert_eq!(r.verdict, Verdict::Rejected);
+    let near = build::signed_data_at(&here, CAM, 36, (now_ms - 5) * 1000, true, Some((lat + 0.01, lon))).expect("sign");
+    let r = v.validate(MessageFormat::Secured, &near, &ctx).expect("near");
+    assert!(!check(&r, names::CERT_REGION).failed(), "{r:?}");
+}
+
 #[test]
 fn ca_certificates_from_the_configuration_complete_the_chain() {
     let now_ms = rcv_its_ms();
