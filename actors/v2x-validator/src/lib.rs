@@ -54,6 +54,9 @@ use edgecell_v2x::{MessageFormat, ReceiveContext, ReceiverState, Validation, Val
 const HISTORY_TTL_MS: u64 = 120_000;
 /// Wall-clock lifetime of verified certificates in the cache.
 const CERT_TTL_MS: u64 = 24 * 3_600_000;
+/// Key prefix of verified certificates, versioned with the rules they were verified under:
+/// `cert2/` since regions are checked (entries under `cert/` were not, and expire unread).
+const CERT_KEY: &str = "cert2/";
 /// History older than this (in the messages' own time base) counts as absent, as in the
 /// crate's in-memory store.
 const HISTORY_TRACE_TTL_S: f64 = 30.0;
@@ -510,7 +513,7 @@ impl CertCache for KvCerts {
         if read_ahead && let Some((_, value)) = self.prefetched.borrow_mut().take() {
             return value.and_then(|v| serde_json::from_slice(&v).ok());
         }
-        match cache::get(&self.ns, &format!("cert/{}", hex8(id))) {
+        match cache::get(&self.ns, &format!("{CERT_KEY}{}", hex8(id))) {
             Ok(e) => e.and_then(|e| serde_json::from_slice(&e.value).ok()),
             Err(_) => {
                 store_error("get");
@@ -520,7 +523,7 @@ impl CertCache for KvCerts {
     }
 
     fn put(&mut self, cert: VerifiedCert) {
-        let key = format!("cert/{}", hex8(&cert.id));
+        let key = format!("{CERT_KEY}{}", hex8(&cert.id));
         match serde_json::to_vec(&cert) {
             Ok(v) => {
                 if cache::set(&self.ns, &key, &v, Some(CERT_TTL_MS)).is_err() {
@@ -577,7 +580,7 @@ fn read_stored(ns: &str) -> Stored {
     }
     let signer = hint.and_then(|h| h.signer);
     if let Some(id) = &signer {
-        keys.extend([format!("cert/{}", hex8(id)), sec_key(u64::from_be_bytes(*id))]);
+        keys.extend([format!("{CERT_KEY}{}", hex8(id)), sec_key(u64::from_be_bytes(*id))]);
     }
     match cache::get_many(ns, &keys) {
         Ok(entries) => {

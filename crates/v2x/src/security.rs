@@ -380,7 +380,7 @@ fn coer_encode<T: rasn::Encode>(v: &T) -> Result<Vec<u8>, SecurityError> {
     rasn::coer::encode(v).map_err(|e| SecurityError::Malformed(e.to_string()))
 }
 
-/// A geographic region of a certificate (degrees).
+/// A geographic region of a certificate (degrees; longitudes in [-180, 180]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Region {
     /// Centre and radius (m).
@@ -392,90 +392,185 @@ pub enum Region {
         /// Radius, m.
         radius_m: f64,
     },
-    /// Union of rectangles `(north, west, south, east)`.
+    /// Union of rectangles `(north, west, south, east)`; west > east crosses the antimeridian.
     Rectangles(Vec<(f64, f64, f64, f64)>),
-    /// Polygon vertices `(lat, lon)`.
+    /// Polygon vertices `(lat, lon)`, edges straight in latitude/longitude.
     Polygon(Vec<(f64, f64)>),
-    /// Identified (country) regions: not checked geometrically here.
-    Identified(Vec<u16>),
+    /// Identified regions (UN M.49 country codes): not placed on the map here.
+    Identified {
+        /// Whole countries.
+        countries: Vec<u16>,
+        /// Countries listed with regions or subregions (a part of each).
+        #[serde(default)]
+        partial: Vec<u16>,
+        /// An alternative this build does not read was present.
+        #[serde(default)]
+        unknown: bool,
+    },
+}
+
+/// Tolerance for points on a boundary (degrees, about 1 cm).
+const ON_EDGE_DEG: f64 = 1e-7;
+
+/// Rectangles `(n, w, s, e)` with the ones crossing the antimeridian split in two.
+fn unwrapped(rects: &[(f64, f64, f64, f64)]) -> Vec<(f64, f64, f64, f64)> {
+    rects
+        .iter()
+        .flat_map(|&(n, w, s, e)| if w > e { vec![(n, w, s, 180.0), (n, -180.0, s, e)] } else { vec![(n, w, s, e)] })
+        .collect()
+}
+
+fn in_rect(&(n, w, s, e): &(f64, f64, f64, f64), lat: f64, lon: f64) -> bool {
+    lat <= n + ON_EDGE_DEG && lat >= s - ON_EDGE_DEG && lon >= w - ON_EDGE_DEG && lon <= e + ON_EDGE_DEG
+}
+
+fn on_segment(p: (f64, f64), a: (f64, f64), b: (f64, f64)) -> bool {
+    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
+    let len2 = dx * dx + dy * dy;
+    let t = if len2 > 0.0 { (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+    let (qx, qy) = (a.0 + t * dx - p.0, a.1 + t * dy - p.1);
+    qx * qx + qy * qy <= ON_EDGE_DEG * ON_EDGE_DEG
+}
+
+/// Point in polygon, points on an edge counting as inside.
+fn in_polygon(poly: &[(f64, f64)], lat: f64, lon: f64) -> bool {
+    let n = poly.len();
+    let edges = (0..n).filter_map(|i| Some((*poly.get(i)?, *poly.get((i + n - 1) % n)?)));
+    let mut inside = false;
+    for ((yi, xi), (yj, xj)) in edges {
+        if on_segment((lat, lon), (yi, xi), (yj, xj)) {
+            return true;
+        }
+        if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
+            inside = !inside;
+        }
+    }
+    inside
+}
+
+/// Whether segments ab and cd cross at a point inside both (touching does not count).
+fn crosses(a: (f64, f64), b: (f64, f64), c: (f64, f64), d: (f64, f64)) -> bool {
+    let orient = |p: (f64, f64), q: (f64, f64), r: (f64, f64)| (q.0 - p.0) * (r.1 - p.1) - (q.1 - p.1) * (r.0 - p.0);
+    let (d1, d2, d3, d4) = (orient(c, d, a), orient(c, d, b), orient(a, b, c), orient(a, b, d));
+    let eps = 1e-18;
+    ((d1 > eps && d2 < -eps) || (d1 < -eps && d2 > eps)) && ((d3 > eps && d4 < -eps) || (d3 < -eps && d4 > eps))
+}
+
+fn edges(poly: &[(f64, f64)]) -> impl Iterator<Item = ((f64, f64), (f64, f64))> + '_ {
+    let n = poly.len();
+    (0..n).filter_map(move |i| Some((*poly.get(i)?, *poly.get((i + 1) % n)?)))
+}
+
+fn rect_polygon(&(n, w, s, e): &(f64, f64, f64, f64)) -> Vec<(f64, f64)> {
+    vec![(n, w), (n, e), (s, e), (s, w)]
+}
+
+/// Whether rectangle `r` lies in the union `outer` (all without antimeridian crossing): every
+/// cell of the grid the rectangles' edges cut `r` into has its centre in some outer rectangle.
+fn rect_in_union(r: &(f64, f64, f64, f64), outer: &[(f64, f64, f64, f64)]) -> bool {
+    let &(n, w, s, e) = r;
+    let mut lats = vec![s, n];
+    let mut lons = vec![w, e];
+    for &(on, ow, os, oe) in outer {
+        lats.extend([on, os].into_iter().filter(|v| *v > s && *v < n));
+        lons.extend([ow, oe].into_iter().filter(|v| *v > w && *v < e));
+    }
+    lats.sort_by(f64::total_cmp);
+    lons.sort_by(f64::total_cmp);
+    lats.windows(2).all(|la| {
+        lons.windows(2).all(|lo| {
+            let (Some(&la0), Some(&la1), Some(&lo0), Some(&lo1)) = (la.first(), la.get(1), lo.first(), lo.get(1)) else {
+                return true;
+            };
+            let (lat, lon) = (0.5 * (la0 + la1), 0.5 * (lo0 + lo1));
+            outer.iter().any(|o| in_rect(o, lat, lon))
+        })
+    })
 }
 
 impl Region {
-    /// Whether a point lies inside; `None` when this cannot be decided (identified regions).
+    /// Whether a point lies inside (boundary included); `None` when this cannot be decided
+    /// (identified regions, a non-finite position).
     #[must_use]
     pub fn contains(&self, lat: f64, lon: f64) -> Option<bool> {
+        if !(lat.is_finite() && lon.is_finite()) {
+            return None;
+        }
         match self {
-            Self::Circle {
-                lat: clat,
-                lon: clon,
-                radius_m,
-            } => Some(crate::geo::haversine_m(*clat, *clon, lat, lon) <= *radius_m),
-            Self::Rectangles(r) => Some(
-                r.iter()
-                    .any(|(n, w, s, e)| lat <= *n && lat >= *s && lon >= *w && lon <= *e),
-            ),
-            Self::Polygon(p) => {
-                let mut inside = false;
-                let n = p.len();
-                for i in 0..n {
-                    let (Some(&(yi, xi)), Some(&(yj, xj))) = (p.get(i), p.get((i + n - 1) % n))
-                    else {
-                        continue;
-                    };
-                    if (yi > lat) != (yj > lat) && lon < (xj - xi) * (lat - yi) / (yj - yi) + xi {
-                        inside = !inside;
-                    }
-                }
-                Some(inside)
-            }
-            Self::Identified(_) => None,
+            Self::Circle { lat: clat, lon: clon, radius_m } => Some(crate::geo::haversine_m(*clat, *clon, lat, lon) <= *radius_m * (1.0 + 1e-9)),
+            Self::Rectangles(r) => Some(unwrapped(r).iter().any(|rect| in_rect(rect, lat, lon))),
+            Self::Polygon(p) => Some(in_polygon(p, lat, lon)),
+            Self::Identified { .. } => None,
         }
     }
 
-    /// Points standing for the region's extent: a circle's centre and 32 points on its edge,
-    /// rectangles' corners, a polygon's vertices; `None` for identified regions.
-    fn outline(&self) -> Option<Vec<(f64, f64)>> {
-        match self {
-            Self::Circle { lat, lon, radius_m } => {
-                let d = radius_m / crate::geo::EARTH_RADIUS_M;
-                let (la, lo) = (lat.to_radians(), lon.to_radians());
-                let mut pts = vec![(*lat, *lon)];
-                for k in 0..32u32 {
-                    let b = f64::from(k) * std::f64::consts::TAU / 32.0;
-                    let la2 = (la.sin() * d.cos() + la.cos() * d.sin() * b.cos()).clamp(-1.0, 1.0).asin();
-                    let lo2 = lo + (b.sin() * d.sin() * la.cos()).atan2(d.cos() - la.sin() * la2.sin());
-                    pts.push((la2.to_degrees(), lo2.to_degrees()));
-                }
-                Some(pts)
-            }
-            Self::Rectangles(r) => Some(r.iter().flat_map(|&(n, w, s, e)| [(n, w), (n, e), (s, w), (s, e)]).collect()),
-            Self::Polygon(p) => Some(p.clone()),
-            Self::Identified(_) => None,
+    /// A circle's bounding rectangles (it lies within them): one, two across the antimeridian,
+    /// or a polar cap.
+    fn circle_bounds(lat: f64, lon: f64, radius_m: f64) -> Vec<(f64, f64, f64, f64)> {
+        let d = radius_m / crate::geo::EARTH_RADIUS_M;
+        let dlat = d.to_degrees();
+        let (n, s) = (lat + dlat, lat - dlat);
+        if n >= 90.0 || s <= -90.0 || lat.to_radians().cos() <= d.sin() {
+            return vec![(n.min(90.0), -180.0, s.max(-90.0), 180.0)];
         }
+        let dlon = (d.sin() / lat.to_radians().cos()).clamp(-1.0, 1.0).asin().to_degrees();
+        let wrap = |x: f64| if x > 180.0 { x - 360.0 } else if x < -180.0 { x + 360.0 } else { x };
+        unwrapped(&[(n, wrap(lon - dlon), s, wrap(lon + dlon))])
     }
 
     /// Whether this region lies within `outer` (1609.2: a certificate's region within its
-    /// issuer's). Exact for a circle in a circle and for identified regions in identified
-    /// regions (every country listed by the outer one); otherwise judged at the points of
-    /// this region's outline (the corners of rectangles, a polygon's vertices, 32 points on a
-    /// circle), which is exact when `outer` is convex. `None` when it cannot be decided (an
-    /// identified region against a geometric one).
+    /// issuer's). Exact for circles in circles, rectangles in rectangle unions, polygons and
+    /// rectangles in polygons (vertices inside, no edges crossing) and anything in a circle
+    /// (vertices inside); a circle inside a rectangle union or polygon is judged by its
+    /// bounding rectangle (so one hugging the boundary is refused), a polygon inside a union of
+    /// several rectangles, and identified regions against geometric ones, are not decided
+    /// (`None`). Identified regions: every country, whole or in part, must be a whole country
+    /// of `outer`; parts inside parts of a country, and alternatives this build does not read,
+    /// are not decided.
     #[must_use]
     pub fn within(&self, outer: &Region) -> Option<bool> {
-        match (self, outer) {
+        // the inner region as polygons it lies within (exactly, but a circle's bounds)
+        let inner: Vec<Vec<(f64, f64)>> = match (self, outer) {
             (Self::Circle { lat, lon, radius_m }, Self::Circle { lat: olat, lon: olon, radius_m: orad }) => {
-                Some(crate::geo::haversine_m(*lat, *lon, *olat, *olon) + radius_m <= orad * (1.0 + 1e-9))
+                return Some(crate::geo::haversine_m(*lat, *lon, *olat, *olon) + radius_m <= orad * (1.0 + 1e-9));
             }
-            (Self::Identified(inner), Self::Identified(outer)) => Some(inner.iter().all(|c| outer.contains(c))),
-            (_, Self::Identified(_)) | (Self::Identified(_), _) => None,
-            _ => {
-                let pts = self.outline()?;
+            (Self::Identified { countries, partial, unknown }, Self::Identified { countries: whole, partial: parts, .. }) => {
+                if *unknown || partial.iter().any(|c| !whole.contains(c) && parts.contains(c)) {
+                    return None;
+                }
+                return Some(countries.iter().chain(partial).all(|c| whole.contains(c)));
+            }
+            (Self::Identified { .. }, _) | (_, Self::Identified { .. }) => return None,
+            (Self::Circle { lat, lon, radius_m }, Self::Rectangles(_) | Self::Polygon(_)) => {
+                Self::circle_bounds(*lat, *lon, *radius_m).iter().map(rect_polygon).collect()
+            }
+            (Self::Rectangles(r), _) => unwrapped(r).iter().map(rect_polygon).collect(),
+            (Self::Polygon(p), _) => vec![p.clone()],
+        };
+        match outer {
+            Self::Circle { .. } => Some(inner.iter().flatten().all(|&(la, lo)| outer.contains(la, lo) == Some(true))),
+            Self::Rectangles(rs) => {
+                let rs = unwrapped(rs);
                 let mut all = true;
-                for (la, lo) in pts {
-                    all &= outer.contains(la, lo)?;
+                for poly in &inner {
+                    let rect = match (self, poly.as_slice()) {
+                        (Self::Polygon(_), _) => None,
+                        (_, [(n, w), _, (s, e), _]) => Some((*n, *w, *s, *e)),
+                        _ => None,
+                    };
+                    all &= match (rect, rs.as_slice()) {
+                        (Some(r), _) => rect_in_union(&r, &rs),
+                        // a polygon inside one rectangle (convex): its vertices
+                        (None, [one]) => poly.iter().all(|&(la, lo)| in_rect(one, la, lo)),
+                        (None, _) => return None,
+                    };
                 }
                 Some(all)
             }
+            Self::Polygon(op) => Some(inner.iter().all(|poly| {
+                poly.iter().all(|&(la, lo)| in_polygon(op, la, lo)) && edges(poly).all(|(a, b)| edges(op).all(|(c, d)| !crosses(a, b, c, d)))
+            })),
+            Self::Identified { .. } => None,
         }
     }
 }
@@ -508,18 +603,20 @@ fn region(r: &GeographicRegion) -> Region {
                 .map(|l| (deg(*l.latitude.0), deg(*l.longitude.0)))
                 .collect(),
         ),
-        GeographicRegion::IdentifiedRegion(ids) => Region::Identified(
-            ids.0
-                .iter()
-                .filter_map(|i| match i {
-                    rasn_its::ieee1609dot2::base_types::IdentifiedRegion::CountryOnly(c) => {
-                        Some(c.0)
-                    }
-                    _ => None,
-                })
-                .collect(),
-        ),
-        _ => Region::Identified(Vec::new()),
+        GeographicRegion::IdentifiedRegion(ids) => {
+            use rasn_its::ieee1609dot2::base_types::IdentifiedRegion as Id;
+            let (mut countries, mut partial, mut unknown) = (Vec::new(), Vec::new(), false);
+            for i in &ids.0 {
+                match i {
+                    Id::CountryOnly(c) => countries.push(c.0),
+                    Id::CountryAndRegions(c) => partial.push(c.country_only.0),
+                    Id::CountryAndSubregions(c) => partial.push(c.country_only.0),
+                    _ => unknown = true,
+                }
+            }
+            Region::Identified { countries, partial, unknown }
+        }
+        _ => Region::Identified { countries: Vec::new(), partial: Vec::new(), unknown: true },
     }
 }
 
@@ -1161,12 +1258,15 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
         return Err(SecurityError::Issuance(format!("{} is valid outside its issuer's validity period", name())));
     }
     // a region of its own must lie within the issuer's (without one it inherits the issuer's,
-    // the same value); identified regions against geometric ones are not decided here and pass
+    // the same value); what cannot be decided is refused
     if let (Some(own), Some(outer)) = (&sub.region, &issuer.region)
         && own != outer
-        && own.within(outer) == Some(false)
     {
-        return Err(SecurityError::Issuance(format!("{}'s region is not within its issuer's", name())));
+        match own.within(outer) {
+            Some(true) => {}
+            Some(false) => return Err(SecurityError::Issuance(format!("{}'s region is not within its issuer's", name()))),
+            None => return Err(SecurityError::Issuance(format!("{}'s region cannot be shown to lie within its issuer's", name()))),
+        }
     }
     Ok(())
 }
@@ -1249,7 +1349,8 @@ pub mod build {
     use ecdsa::signature::hazmat::PrehashSigner;
     use rasn::types::{FixedOctetString, Integer, OctetString};
     use rasn_its::ieee1609dot2::base_types::{
-        CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, Latitude, Longitude,
+        CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
+        SequenceOfIdentifiedRegion, UnCountryId,
         NinetyDegreeInt, OneEightyDegreeInt, Opaque, Psid, PsidSsp, SequenceOfPsidSsp, ThreeDLocation, Time32, Time64, TwoDLocation,
         ValidityPeriod,
     };
@@ -1354,7 +1455,13 @@ pub mod build {
         Ok(GeographicRegion::CircularRegion(CircularRegion { center: two_d(lat, lon)?, radius: radius_m }))
     }
 
-    /// As [`certificate`], restricted to `region` (see [`circle`]).
+    /// An identified certificate region: whole countries (UN M.49 codes).
+    #[must_use]
+    pub fn countries(codes: &[u16]) -> GeographicRegion {
+        GeographicRegion::IdentifiedRegion(SequenceOfIdentifiedRegion(codes.iter().map(|c| IdentifiedRegion::CountryOnly(UnCountryId(*c))).collect()))
+    }
+
+    /// As [`certificate`], restricted to `region` (see [`circle`], [`countries`]).
     ///
     /// # Errors
     /// Encoding or key errors.

@@ -514,7 +514,11 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             Ok(d) => {
                 let obs = decode_inner(&d.payload)?;
                 let mut sec = self.secured_checks(&d, obs.kind, now_us);
-                sec.push(region_check(d.signer_cert.region.as_ref(), &obs.position));
+                // a CAM or CPM reports where its station is; a DENM reports an event, which may
+                // lie outside its sender's region (its generation location is checked instead)
+                if matches!(obs.kind, MessageKind::Cam | MessageKind::Cpm) {
+                    sec.push(region_check(d.signer_cert.region.as_ref(), &obs.position));
+                }
                 let signed = sec.iter().all(|c| !c.failed());
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec))
             }
@@ -800,8 +804,8 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
 }
 
 /// The reported position against the signing certificate's region: failed outside it, skipped
-/// when that cannot be decided (identified regions, a position in a local frame); a
-/// certificate without a region is valid everywhere.
+/// when that cannot be decided (identified regions, a position in a local frame or reported
+/// as unavailable); a certificate without a region is valid everywhere.
 fn region_check(region: Option<&crate::security::Region>, position: &crate::observation::Position) -> CheckResult {
     let Some(region) = region else {
         return CheckResult::ran(names::CERT_REGION, 1.0);

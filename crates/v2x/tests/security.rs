@@ -474,10 +474,6 @@ fn check_flips(
     ));
 }
 
-/// 1609.2's issuer rules: only a certificate with issue permissions may issue (an
-/// authorization ticket cannot mint pseudonyms), a CA signs no data, a certificate is valid
-/// only inside its issuer's validity period, and a cached certificate counts only while the
-/// anchor its chain ends at is configured.
 /// 1609.2: a certificate's own region must lie within its issuer's; without one it inherits
 /// the issuer's. Data signed with a generation location outside the signer's region is refused.
 #[test]
@@ -500,12 +496,14 @@ fn certificate_regions_nest_and_bound_generation_locations() {
     let crossing = build::certificate_in("x", &key(34), Some(&aa), start, 100, &[36], Some(build::circle(48.542, 11.575, 10_000).expect("c"))).expect("x");
     assert!(matches!(ts.add_certificate(&crossing.cert, now_s, &mut cache), Err(SecurityError::Issuance(m)) if m.contains("region")));
     assert!(matches!(edgecell_v2x::security::verify_certificate(&crossing.cert, Some(&aa.cert)), Err(SecurityError::Issuance(_))));
+    // a country list under a circle cannot be shown to lie inside it: refused
+    let by_country = build::certificate_in("c", &key(36), Some(&aa), start, 100, &[36], Some(build::countries(&[276]))).expect("c");
+    assert!(matches!(ts.add_certificate(&by_country.cert, now_s, &mut cache), Err(SecurityError::Issuance(m)) if m.contains("cannot be shown")));
     // no region of its own: the issuer's
     let plain = build::certificate("plain", &key(35), Some(&aa), start, 100, &[36]).expect("plain");
     let v = ts.add_certificate(&plain.cert, now_s, &mut cache).expect("plain");
     assert_eq!(v.region, ts.add_certificate(&aa.cert, now_s, &mut cache).expect("aa").region);
-    // generation locations: inside and outside the signer's (inherited) region; "unavailable"
-    // latitude (900000001) is not a position
+    // generation locations: inside and outside the signer's (inherited) region
     let d = build::signed_data_at(&plain, b"\x02\x02cam", 36, now_us - 1000, true, Some((48.2, 11.6))).expect("sign");
     let got = ts.verify_signed_data(&d, now_us, &mut cache).expect("inside");
     assert_eq!(got.generation_location.map(|(la, lo)| ((la * 10.0).round(), (lo * 10.0).round())), Some((482.0, 116.0)));
@@ -513,8 +511,10 @@ fn certificate_regions_nest_and_bound_generation_locations() {
     assert_eq!(ts.verify_signed_data(&d, now_us, &mut cache).err(), Some(SecurityError::Region));
 }
 
-/// `Region::within` on the shapes 1609.2 has: exact for circles, judged at corners for
-/// rectangles, undecided between identified and geometric regions.
+/// `Region::within` on the shapes 1609.2 has: exact for circles, rectangle unions (gaps
+/// included) and polygons (concave ones included, shared boundaries allowed), across the
+/// antimeridian; identified regions by country, undecided where parts of countries or
+/// geometry meet them.
 #[test]
 fn region_containment() {
     use edgecell_v2x::security::Region;
@@ -526,13 +526,48 @@ fn region_containment() {
     assert_eq!(rect.within(&big), Some(true));
     assert_eq!(Region::Rectangles(vec![(49.5, 10.8, 47.8, 11.2)]).within(&big), Some(false));
     assert_eq!(small.within(&rect), Some(true));
-    let de = Region::Identified(vec![276]);
-    assert_eq!(de.within(&Region::Identified(vec![276, 40])), Some(true));
-    assert_eq!(Region::Identified(vec![276, 40]).within(&de), Some(false));
-    assert_eq!(de.within(&big), None);
-    assert_eq!(big.within(&de), None);
+    // a union with a gap: corners inside, middle not
+    let two = Region::Rectangles(vec![(50.0, 0.0, 40.0, 10.0), (50.0, 20.0, 40.0, 30.0)]);
+    assert_eq!(Region::Rectangles(vec![(50.0, 0.0, 40.0, 30.0)]).within(&two), Some(false));
+    assert_eq!(Region::Rectangles(vec![(45.0, 2.0, 41.0, 8.0), (49.0, 21.0, 41.0, 29.0)]).within(&two), Some(true));
+    // touching rectangles cover what they cover together
+    let halves = Region::Rectangles(vec![(50.0, 0.0, 40.0, 10.0), (50.0, 10.0, 40.0, 20.0)]);
+    assert_eq!(Region::Rectangles(vec![(45.0, 5.0, 42.0, 15.0)]).within(&halves), Some(true));
+    // across the antimeridian
+    let pacific = Region::Rectangles(vec![(10.0, 170.0, -10.0, -170.0)]);
+    assert_eq!(pacific.contains(0.0, 179.9), Some(true));
+    assert_eq!(pacific.contains(0.0, -175.0), Some(true));
+    assert_eq!(pacific.contains(0.0, 160.0), Some(false));
+    assert_eq!(Region::Circle { lat: 0.0, lon: 179.95, radius_m: 20_000.0 }.within(&pacific), Some(true));
+    assert_eq!(Region::Rectangles(vec![(5.0, 175.0, -5.0, -175.0)]).within(&pacific), Some(true));
+    // a concave outer polygon (a U): a rectangle over its notch is not inside, one in an arm is;
+    // the polygon itself, listed from another vertex, is
+    let u = vec![(0.0, 0.0), (0.0, 30.0), (30.0, 30.0), (30.0, 20.0), (10.0, 20.0), (10.0, 10.0), (30.0, 10.0), (30.0, 0.0)];
+    let outer = Region::Polygon(u.clone());
+    assert_eq!(Region::Rectangles(vec![(25.0, 5.0, 5.0, 25.0)]).within(&outer), Some(false));
+    assert_eq!(Region::Rectangles(vec![(25.0, 2.0, 5.0, 8.0)]).within(&outer), Some(true));
+    let mut rotated = u.clone();
+    rotated.rotate_left(3);
+    assert_eq!(Region::Polygon(rotated).within(&outer), Some(true));
+    assert_eq!(Region::Polygon(vec![(20.0, 5.0), (20.0, 25.0), (25.0, 15.0)]).within(&outer), Some(false));
+    // identified: whole countries in whole countries; a part of a country in that country
+    let id = |countries: Vec<u16>, partial: Vec<u16>| Region::Identified { countries, partial, unknown: false };
+    assert_eq!(id(vec![276], vec![]).within(&id(vec![276, 40], vec![])), Some(true));
+    assert_eq!(id(vec![276, 40], vec![]).within(&id(vec![276], vec![])), Some(false));
+    assert_eq!(id(vec![], vec![250]).within(&id(vec![250], vec![])), Some(true));
+    assert_eq!(id(vec![], vec![250]).within(&id(vec![276], vec![])), Some(false));
+    assert_eq!(id(vec![], vec![250]).within(&id(vec![], vec![250])), None);
+    assert_eq!(Region::Identified { countries: vec![276], partial: vec![], unknown: true }.within(&id(vec![276], vec![])), None);
+    assert_eq!(id(vec![276], vec![]).within(&big), None);
+    assert_eq!(big.within(&id(vec![276], vec![])), None);
+    // a position reported as unavailable is not judged
+    assert_eq!(big.contains(f64::NAN, 11.0), None);
 }
 
+/// 1609.2's issuer rules: only a certificate with issue permissions may issue (an
+/// authorization ticket cannot mint pseudonyms), a CA signs no data, a certificate is valid
+/// only inside its issuer's validity period, and a cached certificate counts only while the
+/// anchor its chain ends at is configured.
 #[test]
 fn issuance_rules_are_enforced() {
     let key = |n: u8| build::key_from_seed([n; 32]).expect("key");

@@ -363,10 +363,6 @@ fn signed_cam_verify_replay_and_tamper() {
     );
 }
 
-/// An AA given as a CA certificate in the configuration (as a certificate trust list would
-/// give it) lets a validator verify an AT it has never seen, from configuration alone; the AA
-/// is verified against the root when first used, then cached. Without it, or with a forged
-/// one, the AT's signer is unknown.
 /// A CAM signed under a certificate whose region does not hold the CAM's position fails the
 /// `certificate_region` check and is rejected; under one whose region holds it, it passes.
 /// Signed with a generation location outside the region: refused as 1609.2 says, with the
@@ -415,6 +411,10 @@ fn certificate_regions_hold_the_positions_signed_under_them() {
     assert!(!check(&r, names::CERT_REGION).failed(), "{r:?}");
 }
 
+/// An AA given as a CA certificate in the configuration (as a certificate trust list would
+/// give it) lets a validator verify an AT it has never seen, from configuration alone; the AA
+/// is verified against the root when first used, then cached. Without it, or with a forged
+/// one, the AT's signer is unknown.
 #[test]
 fn ca_certificates_from_the_configuration_complete_the_chain() {
     let now_ms = rcv_its_ms();
