@@ -11,8 +11,10 @@ COMPONENT_DIR := $(TARGET_DIR)/wasm32-wasip2/component
 COMPONENTS := edgecell-probe edgecell-sensor-fusion edgecell-v2x-validator edgecell-video-analytics edgecell-kernels-component
 export EDGECELL_COMPONENTS := $(COMPONENT_DIR)
 export EDGECELL_NATS_SERVER := $(CURDIR)/tools/bin/nats-server
-# tools/lattice (own workspace: wasmCloud 1.9.2 pins) builds into the same target dir
-LATTICE_TARGET_DIR ?= $(TARGET_DIR)
+# tools/lattice (own workspace: wasmCloud 1.9.2 pins) builds into a target dir of its own: the
+# two workspaces share no artifacts (different locks, features), and cargo locks a target dir's
+# profile while it builds, so only separate dirs let `make test` build both at once
+LATTICE_TARGET_DIR ?= $(TARGET_DIR)/lattice
 LATTICE_BIN := $(LATTICE_TARGET_DIR)/release
 export EDGECELL_LATTICE_BIN := $(LATTICE_BIN)
 # kv-cache, metrics, inference: edgecell's capabilities; messaging-nats: NATS messaging that
@@ -26,13 +28,13 @@ LATTICE_TESTS := $(LATTICE_PACKAGES) edgecell-provider-common
 LATTICE_LINT := edgecell-lattice-ctl edgecell-manifest-check edgecell-provider-common $(foreach p,$(PROVIDERS),edgecell-$(p)-provider)
 LATTICE_CARGO := cd tools/lattice && CARGO_TARGET_DIR=$(LATTICE_TARGET_DIR) $(CARGO)
 
-.PHONY: setup components build run test lint lint-main lint-lattice lint-components bench fmt fuzz clean-cache lattice e2e up deploy down pin bench-lattice
+.PHONY: setup components build run test test-bins lattice-test-bins lattice-bins lint lint-main lint-lattice lint-components bench fmt fuzz clean-cache lattice e2e up deploy down pin bench-lattice
 
 setup:
 	@bash scripts/setup.sh
 
 components: setup
-	$(CARGO) build --target wasm32-wasip2 --profile component $(addprefix -p ,$(COMPONENTS))
+	+$(CARGO) build --target wasm32-wasip2 --profile component $(addprefix -p ,$(COMPONENTS))
 
 build: components
 	$(CARGO) build --release -p edgecell
@@ -40,20 +42,35 @@ build: components
 run: build
 	$(TARGET_DIR)/release/edgecell run $(RUN_ARGS)
 
-# the lattice tests run after the others, one at a time: each starts NATS, wadm, a host and
+# Everything `make test` compiles is compiled first, by one make with JOBS slots that every
+# cargo below shares (GNU make's jobserver; the `+` hands it over): the components, the lattice
+# workspace and both workspaces' test binaries build side by side, so one's single-crate
+# stretches (a big crate, a link) leave no core idle. Then the tests run.
+# The lattice tests run after the others, one at a time: each starts NATS, wadm, a host and
 # its providers, which takes the whole of a 2-core machine. Both steps select the whole
 # workspace: cargo unifies features over the packages selected, and `-p edgecell-tests` alone
 # would build wasmtime and others a second time.
 # EDGECELL_REQUIRE_ONNXRUNTIME: the ONNX Runtime backend's tests fail instead of skipping when
 # scripts/setup.sh could not unpack the library
-test: components lattice
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+test: setup
+	$(MAKE) --no-print-directory -j$(JOBS) lattice test-bins lattice-test-bins
 	EDGECELL_REQUIRE_ONNXRUNTIME=1 $(CARGO) test --release --workspace -- --skip lattice::
 	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release --workspace --tests -- lattice:: --test-threads=1
 	$(LATTICE_CARGO) test --release --locked $(addprefix -p ,$(LATTICE_TESTS))
 
+# the host workspace's test binaries (the same build `cargo test` does before it runs them)
+test-bins: setup
+	+$(CARGO) test --release --workspace --no-run
+
+lattice-test-bins: lattice-bins
+	+$(LATTICE_CARGO) test --release --locked --no-run $(addprefix -p ,$(LATTICE_TESTS))
+
+lattice-bins: setup
+	+$(LATTICE_CARGO) build --release --locked $(addprefix -p ,$(LATTICE_PACKAGES))
+
 # the real lattice: host + wadm launchers, the three providers as .par.gz, components in build/
-lattice: components
-	$(LATTICE_CARGO) build --release --locked $(addprefix -p ,$(LATTICE_PACKAGES))
+lattice: components lattice-bins
 	mkdir -p build/components build/providers
 	cp $(COMPONENT_DIR)/edgecell_probe.wasm $(COMPONENT_DIR)/edgecell_v2x_validator.wasm $(COMPONENT_DIR)/edgecell_sensor_fusion.wasm $(COMPONENT_DIR)/edgecell_video_analytics.wasm build/components/
 	for p in $(PROVIDERS); do $(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$$p-provider --name edgecell-$$p --out build/providers/edgecell-$$p.par.gz || exit 1; done
