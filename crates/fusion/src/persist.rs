@@ -321,17 +321,40 @@ pub fn update_stored<T: Persisted, R>(
     store: &mut (impl VersionedStore + ?Sized),
     key: &str,
     opts: &PersistOptions,
+    create: impl FnMut() -> Result<T>,
+    op: impl FnMut(&mut T) -> R,
+) -> Result<(R, PersistEvents)> {
+    compare_and_swap_loop(store, key, opts, &mut None, create, op)
+}
+
+/// The loop behind [`update_stored`] and [`CachedLocalizer::update`]. `held`: a decoded value and
+/// the version it was last written or read as; the first attempt uses it without reading (the
+/// compare-and-swap then fails if anyone wrote since, and the next attempt reads). On success
+/// it holds the value written and its new version; on a conflict it is left empty.
+fn compare_and_swap_loop<T: Persisted, R>(
+    store: &mut (impl VersionedStore + ?Sized),
+    key: &str,
+    opts: &PersistOptions,
+    held: &mut Option<(T, u64)>,
     mut create: impl FnMut() -> Result<T>,
     mut op: impl FnMut(&mut T) -> R,
 ) -> Result<(R, PersistEvents)> {
     let mut events = PersistEvents::default();
     let attempts = opts.max_attempts.max(1);
     for _ in 0..attempts {
-        let (mut value, expected) = load(store, key, opts, &mut create, &mut events)?;
+        let (mut value, expected) = match held.take() {
+            Some((value, version)) => (value, Some(version)),
+            None => load(store, key, opts, &mut create, &mut events)?,
+        };
         let out = op(&mut value);
         let bytes = value.to_stored(opts.max_bytes)?;
         match store.compare_and_swap(key, expected, &bytes, opts.ttl_seconds)? {
-            CasOutcome::Swapped(_) => return Ok((out, events)),
+            CasOutcome::Swapped(version) => {
+                *held = Some((value, version));
+                return Ok((out, events));
+            }
+            // someone else wrote (or the entry expired): `held` stays empty, so the next attempt
+            // re-reads
             CasOutcome::Conflict(_) => events.conflicts += 1,
         }
     }
@@ -445,29 +468,10 @@ impl CachedLocalizer {
         store: &mut (impl VersionedStore + ?Sized),
         key: &str,
         opts: &PersistOptions,
-        mut create: impl FnMut() -> Result<Localizer>,
-        mut op: impl FnMut(&mut Localizer) -> R,
+        create: impl FnMut() -> Result<Localizer>,
+        op: impl FnMut(&mut Localizer) -> R,
     ) -> Result<(R, PersistEvents)> {
-        let mut events = PersistEvents::default();
-        let attempts = opts.max_attempts.max(1);
-        for _ in 0..attempts {
-            let (mut loc, expected) = match self.held.take() {
-                Some((loc, version)) => (loc, Some(version)),
-                None => load(store, key, opts, &mut create, &mut events)?,
-            };
-            let out = op(&mut loc);
-            let bytes = loc.to_state_bytes(opts.max_bytes)?;
-            match store.compare_and_swap(key, expected, &bytes, opts.ttl_seconds)? {
-                CasOutcome::Swapped(version) => {
-                    self.held = Some((loc, version));
-                    return Ok((out, events));
-                }
-                // someone else wrote (or the entry expired): `held` stays empty, so the next
-                // attempt re-reads
-                CasOutcome::Conflict(_) => events.conflicts += 1,
-            }
-        }
-        Err(FusionError::StateConflict { key: key.to_owned(), attempts })
+        compare_and_swap_loop(store, key, opts, &mut self.held, create, op)
     }
 
     /// Runs `f` on the stored localizer without writing. Reads the entry; decodes it only if
