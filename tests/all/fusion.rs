@@ -260,6 +260,54 @@ fn track_ids_survive_expiry_and_iot_sites_are_separate() {
     assert_eq!(stored("south")["sensors"]["t"]["windows"]["340000"]["sum"].as_f64(), Some(5.0));
 }
 
+/// IoT settings come from `wasi:config` `iot.<site>` or `iot` (TOML over the actor's defaults);
+/// settings that do not parse, or whose state could outgrow what the actor stores, are refused
+/// with a message naming the key; a stored aggregator follows a changed configuration.
+#[test]
+fn iot_settings_come_from_wasi_config_and_stored_aggregators_follow_changes() {
+    use edgecell_fusion::iot::Output;
+    let h = host(RuntimeConfig::default());
+    let load = |pairs: &[(&str, &str)]| {
+        let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
+        for (k, v) in pairs {
+            s.config.insert((*k).into(), (*v).into());
+        }
+        h.runtime.load_actor(s).unwrap()
+    };
+    let send = |a: &edgecell::Actor, site: &str, from: u64, to: u64| -> Result<Vec<Output>, String> {
+        let body: Vec<serde_json::Value> = (from..to).map(|i| serde_json::json!({"sensor": "t", "time_ms": i * 1000, "value": 1.0})).collect();
+        let msg = BrokerMessage { subject: format!("edgecell.iot.in.{site}"), body: serde_json::to_vec(&body).unwrap(), reply_to: Some(format!("inbox.{site}")) };
+        if let Err(e) = a.instantiate().unwrap().handle_message(&msg).unwrap() {
+            // the requester was told too
+            let told = h.bus.drain();
+            assert!(told.len() == 1 && told[0].body.starts_with(b"{\"error\""), "{told:?}");
+            return Err(e);
+        }
+        // batches of one output each
+        Ok(h.bus.drain().iter().flat_map(|m| serde_json::from_slice::<Vec<Output>>(&m.body).unwrap()).collect())
+    };
+    let spans = |out: &[Output]| -> Vec<(u64, u64, u64)> {
+        out.iter().filter_map(|o| if let Output::Aggregate(w) = o { Some((w.start_ms / 1000, w.end_ms / 1000, w.count)) } else { None }).collect()
+    };
+    let a = load(&[
+        ("iot", "window = { kind = \"sliding\", size_ms = 4000, slide_ms = 2000 }\nbatch_size = 1"),
+        ("iot.east", "window = { kind = \"tumbling\", size_ms = 3000 }\nbatch_size = 1"),
+        ("iot.typo", "windw = 3"),
+        ("iot.huge", "max_sensors = 10000"),
+    ]);
+    assert_eq!(spans(&send(&a, "west", 0, 7).unwrap()), vec![(0, 2, 2), (0, 4, 4), (2, 6, 4)]);
+    assert_eq!(spans(&send(&a, "east", 0, 7).unwrap()), vec![(0, 3, 3), (3, 6, 3)]);
+    let typo = send(&a, "typo", 0, 7).unwrap_err();
+    assert!(typo.contains("iot.typo") && typo.contains("windw"), "{typo}");
+    let huge = send(&a, "huge", 0, 7).unwrap_err();
+    assert!(huge.contains("iot.huge") && huge.contains("lower max_sensors (at most"), "{huge}");
+    // the deployment changes east to 10 s windows: the open one is reported at once with what
+    // it holds, the next readings go to the new windows; none is counted twice or lost
+    let b = load(&[("iot.east", "window = { kind = \"tumbling\", size_ms = 10000 }\nbatch_size = 1")]);
+    let out = send(&b, "east", 7, 25).unwrap();
+    assert_eq!(spans(&out), vec![(6, 9, 1), (0, 10, 3), (10, 20, 10)]);
+}
+
 // ---- localizer state in the cache --------------------------------------------------------
 
 const TEST2_EXPECTED: [f64; 3] = [1.0206, 3.4292, 0.7419];

@@ -16,7 +16,10 @@
 //!   where the last one stopped and concurrent instances lose no update. A tracker created
 //!   anew (first use, expiry, corrupt state) numbers its tracks from the wall clock, so it
 //!   does not reuse the ids of the one it replaces. IoT state is per NATS site
-//!   (`iot/site/<site>`), and `iot/call` for calls through `edgecell:fusion/iot`.
+//!   (`iot/site/<site>`), and `iot/call` for calls through `edgecell:fusion/iot`. Its settings
+//!   (window shape, detector thresholds, limits) come from `wasi:config` `iot.<site>` or `iot`
+//!   (TOML over the actor's defaults), read per message: a stored aggregator follows a changed
+//!   configuration.
 //! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
 //!   preset name or a TOML text).
 
@@ -501,10 +504,42 @@ fn site_key(site: &str) -> String {
 const CALL_KEY: &str = "iot/call";
 
 /// One aggregator's state is rewritten on every message, so it is bounded well inside the
-/// 4 MiB the actor stores: at most 500 sensors (about 1.3 KB of detector history each) and
-/// 40,000 samples for the p95 over all of them (at most 36 bytes each): under 2.5 MB.
-fn new_aggregator() -> Result<Aggregator, FusionError> {
-    Aggregator::new(IotConfig { max_sensors: 500, max_total_samples: 40_000, ..IotConfig::default() })
+/// 4 MiB the actor stores. The actor's defaults: at most 500 sensors and 40,000 samples for the
+/// p95 over all of them (worst case about 3.9 MB, see `IotConfig::worst_case_state_bytes`).
+fn iot_base_config() -> IotConfig {
+    IotConfig { max_sensors: 500, max_total_samples: 40_000, ..IotConfig::default() }
+}
+
+/// Settings of one aggregator: `wasi:config` `iot.<site>` (NATS sites), else `iot`, as TOML
+/// over the actor's defaults (e.g. `window = { kind = "sliding", size_ms = 60000, slide_ms =
+/// 5000 }`). Read on every message, so a changed deployment configuration applies to stored
+/// aggregators too (`Aggregator::reconfigure`).
+///
+/// # Errors
+/// [`FusionError::Config`] for settings that do not parse or whose worst-case state would not
+/// fit the 4 MiB the actor stores (the message says which limit to lower).
+fn iot_config(site: Option<&str>) -> Result<IotConfig, FusionError> {
+    let get = |key: &str| bindings::wasi::config::store::get(key).ok().flatten().filter(|v| !v.trim().is_empty());
+    let (key, text) = match site.and_then(|s| get(&format!("iot.{s}")).map(|t| (format!("iot.{s}"), t))) {
+        Some(found) => found,
+        None => match get("iot") {
+            Some(t) => ("iot".to_owned(), t),
+            None => return Ok(iot_base_config()),
+        },
+    };
+    let cfg = IotConfig::from_toml_over(&iot_base_config(), &text).map_err(|e| FusionError::Config(format!("wasi:config {key}: {e}")))?;
+    let limit = shared_state_options().max_bytes as u64;
+    let worst = cfg.worst_case_state_bytes();
+    if worst > limit {
+        let fit = IotConfig { max_sensors: 1, ..cfg };
+        let per_sensor = fit.worst_case_state_bytes().saturating_sub(IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes()).max(1);
+        let room = limit.saturating_sub(IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes());
+        return Err(FusionError::Config(format!(
+            "wasi:config {key}: state could reach {worst} bytes, over the {limit} the actor stores; lower max_sensors (at most {} with these settings), max_total_samples, robust_history or size_ms / slide_ms",
+            room / per_sensor
+        )));
+    }
+    Ok(cfg)
 }
 
 /// This host's wall clock (ms since the Unix epoch, the epoch of WIT timestamps).
@@ -522,7 +557,9 @@ const MAX_SCAN_LEAD_S: f64 = 300.0;
 /// next call delivers them.
 fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
     let now = now_ms();
-    update_shared(CALL_KEY, new_aggregator, |agg| {
+    let cfg = iot_config(None)?;
+    update_shared(CALL_KEY, || Aggregator::new(cfg), |agg| {
+        agg.reconfigure(cfg)?;
         if let Some(now) = now {
             agg.set_now(now);
         }
@@ -546,7 +583,9 @@ fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
 /// loses nothing and double-counts nothing).
 fn iot_ingest_each(site: &str, readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
     let now = now_ms();
-    update_shared(&site_key(site), new_aggregator, |agg| {
+    let cfg = iot_config(Some(site))?;
+    update_shared(&site_key(site), || Aggregator::new(cfg), |agg| {
+        agg.reconfigure(cfg)?;
         if let Some(now) = now {
             agg.set_now(now);
         }

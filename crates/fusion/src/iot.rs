@@ -17,6 +17,9 @@ pub const MAX_TIME_MS: u64 = 1 << 60;
 /// the stored state would no longer load).
 pub const MAX_ABS_VALUE: f64 = 1e150;
 
+/// Longest sensor id accepted (bytes): ids are keys of the stored state.
+pub const MAX_SENSOR_ID_BYTES: usize = 256;
+
 /// Values remembered per sensor for its latest millisecond: a reading repeating one of them
 /// (same time, same value) is a redelivery.
 pub const MAX_SAME_TIME_VALUES: usize = 64;
@@ -142,6 +145,53 @@ impl Default for IotConfig {
             close_after_ms: default_close_after_ms(),
             idle_after_ms: default_idle_after_ms(),
         }
+    }
+}
+
+impl IotConfig {
+    /// Settings from TOML over `base`: the keys given replace `base`'s (a `window` table
+    /// replaces the whole window), the others keep `base`'s values. Unknown keys are refused.
+    ///
+    /// # Errors
+    /// [`FusionError::Config`] for TOML that does not parse, unknown keys, or settings
+    /// [`Aggregator::new`] refuses.
+    pub fn from_toml_over(base: &Self, text: &str) -> Result<Self> {
+        let bad = |e: &dyn std::fmt::Display| FusionError::Config(format!("IoT settings: {e}"));
+        let given: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
+        let mut merged = toml::Table::try_from(base).map_err(|e| bad(&e))?;
+        for (key, value) in given {
+            if !merged.contains_key(&key) {
+                return Err(bad(&format_args!("unknown key {key:?}")));
+            }
+            merged.insert(key, value);
+        }
+        let cfg: Self = merged.try_into().map_err(|e: toml::de::Error| bad(&e))?;
+        Aggregator::new(cfg)?;
+        Ok(cfg)
+    }
+
+    /// Open windows one sensor can hold at once: those a reading falls into, and the ones
+    /// after them a newer reading opens before the older close.
+    #[must_use]
+    pub fn max_open_windows(&self) -> u64 {
+        let (size, slide) = self.window.size_slide();
+        size.div_ceil(slide.max(1)) + 1
+    }
+
+    /// An upper bound of the stored state's size (JSON bytes) with every limit reached:
+    /// `max_sensors` sensors with ids of [`MAX_SENSOR_ID_BYTES`], full detector histories and
+    /// open windows, and `max_total_samples` samples (outputs waiting for delivery come on top).
+    #[must_use]
+    pub fn worst_case_state_bytes(&self) -> u64 {
+        // longest JSON forms: an f64 24 bytes, a u64 20, plus separators
+        const FIXED_PER_SENSOR: u64 = MAX_SENSOR_ID_BYTES as u64 + 400;
+        const PER_VALUE: u64 = 25;
+        const PER_WINDOW: u64 = 21 + 120;
+        const PER_SAMPLE: u64 = 48;
+        let per_sensor = FIXED_PER_SENSOR
+            + PER_VALUE * (self.robust_history as u64 + MAX_SAME_TIME_VALUES as u64)
+            + PER_WINDOW * self.max_open_windows();
+        (self.max_sensors as u64).saturating_mul(per_sensor).saturating_add(PER_SAMPLE.saturating_mul(self.max_total_samples as u64)).saturating_add(1024)
     }
 }
 
@@ -406,6 +456,47 @@ impl Aggregator {
         &self.cfg
     }
 
+    /// Switches to new settings (a changed deployment configuration), keeping every sensor.
+    /// Same window shape: the open windows stay open and the new limits apply from now on
+    /// (samples and detector histories are trimmed to them; a lower `max_sensors` refuses new
+    /// sensors until enough are forgotten). A new window shape closes every open window now,
+    /// reporting what it holds so far (its `end_ms` may lie after its last reading), and the
+    /// readings from here on go to windows of the new shape; none is counted twice.
+    ///
+    /// # Errors
+    /// Settings [`Aggregator::new`] refuses; the aggregator is then unchanged.
+    pub fn reconfigure(&mut self, cfg: IotConfig) -> Result<()> {
+        if cfg == self.cfg {
+            return Ok(());
+        }
+        Self::new(cfg)?;
+        let (size, _) = self.cfg.window.size_slide();
+        if cfg.window != self.cfg.window {
+            for (name, st) in &mut self.sensors {
+                let _ = close_windows(name, st, u64::MAX, size, &mut self.pending);
+                // (`closed_until` stays: the windows closed here end after the sensor's last
+                // reading, and its next readings belong to windows of the new shape)
+                st.samples.clear();
+            }
+            // the old shape's sweep time means nothing to the new one
+            self.next_sweep = 0;
+        }
+        self.cfg = cfg;
+        let mut total = 0;
+        for st in self.sensors.values_mut() {
+            while st.samples.len() > cfg.max_window_samples {
+                st.samples.pop_front();
+            }
+            while st.history.len() > cfg.robust_history {
+                st.history.pop_front();
+            }
+            total += st.samples.len();
+        }
+        self.total_samples = total;
+        self.shed_samples();
+        Ok(())
+    }
+
     /// Outputs waiting for a full batch.
     #[must_use]
     pub fn pending(&self) -> &[Output] {
@@ -449,6 +540,10 @@ impl Aggregator {
         }
         if r.time_ms > MAX_TIME_MS {
             return Err(FusionError::Parse(format!("reading time {} ms out of range", r.time_ms)));
+        }
+        if r.sensor.len() > MAX_SENSOR_ID_BYTES {
+            #[allow(clippy::cast_precision_loss)]
+            return Err(FusionError::OutOfRange { what: "sensor id length (bytes)", value: r.sensor.len() as f64, limit: MAX_SENSOR_ID_BYTES as f64 });
         }
         let (size, slide) = self.cfg.window.size_slide();
         let cfg = self.cfg;
@@ -737,6 +832,77 @@ mod tests {
                 Output::Anomaly(_) | Output::Rejected(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn settings_from_toml_keep_the_base_where_silent_and_refuse_unknown_keys() {
+        let base = IotConfig { max_sensors: 500, max_total_samples: 40_000, ..IotConfig::default() };
+        let cfg = IotConfig::from_toml_over(&base, "ewma_threshold = 5.0\nwindow = { kind = \"sliding\", size_ms = 60000, slide_ms = 5000 }").expect("valid");
+        assert_eq!(cfg.window, Window::Sliding { size_ms: 60_000, slide_ms: 5_000 });
+        assert!((cfg.ewma_threshold - 5.0).abs() < f64::EPSILON);
+        assert_eq!((cfg.max_sensors, cfg.max_total_samples), (500, 40_000));
+        assert_eq!(IotConfig::from_toml_over(&base, "").expect("empty"), base);
+        for bad in ["max_sensor = 3", "window = { kind = \"sliding\", size_ms = 10, slide_ms = 20 }", "ewma_alpha = 0.0", "max_sensors = \"many\"", "window ="] {
+            assert!(matches!(IotConfig::from_toml_over(&base, bad), Err(FusionError::Config(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn worst_case_size_bounds_a_state_with_every_limit_reached() {
+        let cfg = IotConfig {
+            window: Window::Sliding { size_ms: 1000, slide_ms: 100 },
+            robust_history: 12,
+            max_sensors: 6,
+            max_total_samples: 90,
+            max_window_samples: 40,
+            warmup: 1_000_000,
+            close_after_ms: u64::MAX / 4,
+            ..IotConfig::default()
+        };
+        let mut agg = Aggregator::new(cfg).expect("valid");
+        // the longest ids, and values whose JSON is longest
+        let ids: Vec<String> = (0..6).map(|i| format!("{i}{}", "x".repeat(MAX_SENSOR_ID_BYTES - 1))).collect();
+        for k in 0..300_u64 {
+            for (i, id) in ids.iter().enumerate() {
+                let t = 1_000_000_000_000_000 + k * 7 + i as u64;
+                agg.ingest(&rd(id, t, -1.234_567_890_123_456_7e-149 * (k + 1) as f64)).expect("accepted");
+                agg.ingest(&rd(id, t, -2.234_567_890_123_456_7e-149 * (k + 1) as f64)).expect("same ms, other value");
+            }
+        }
+        agg.pending.clear();
+        let stored = agg.to_bytes().expect("encodes").len() as u64;
+        assert!(stored <= cfg.worst_case_state_bytes(), "{stored} > {}", cfg.worst_case_state_bytes());
+        assert!(stored * 3 > cfg.worst_case_state_bytes(), "a loose bound: {stored} vs {}", cfg.worst_case_state_bytes());
+        let long = "y".repeat(MAX_SENSOR_ID_BYTES + 1);
+        assert!(matches!(agg.ingest(&rd(&long, 2_000_000_000_000_000, 1.0)), Err(FusionError::OutOfRange { .. })));
+    }
+
+    #[test]
+    fn reconfiguring_the_window_reports_open_windows_once_and_counts_every_reading() {
+        let mut agg = Aggregator::new(IotConfig { window: Window::Tumbling { size_ms: 1000 }, batch_size: 1, ..IotConfig::default() }).expect("valid");
+        let mut out = Vec::new();
+        for t in (0..2500).step_by(100) {
+            out.extend(agg.ingest(&rd("a", t, 1.0)).expect("in order"));
+        }
+        let before = aggregates(&out).len();
+        assert_eq!(before, 2, "[0,1000) and [1000,2000) closed");
+        // same shape, lower limits: nothing closes, samples are trimmed
+        agg.reconfigure(IotConfig { max_window_samples: 2, ..*agg.config() }).expect("valid");
+        assert!(agg.pending().is_empty());
+        assert!(agg.sensors.values().all(|st| st.samples.len() <= 2));
+        agg.reconfigure(IotConfig { window: Window::Sliding { size_ms: 0, slide_ms: 0 }, ..*agg.config() }).expect_err("refused");
+        assert_eq!(agg.config().window, Window::Tumbling { size_ms: 1000 });
+        // a new shape: [2000,3000) is reported with its 5 readings, later ones go to 500 ms windows
+        agg.reconfigure(IotConfig { window: Window::Tumbling { size_ms: 500 }, ..*agg.config() }).expect("valid");
+        out.extend(agg.flush());
+        for t in (2500..4000).step_by(100) {
+            out.extend(agg.ingest(&rd("a", t, 1.0)).expect("not late"));
+        }
+        out.extend(agg.ingest(&rd("a", 10_000, 1.0)).expect("closes the rest"));
+        let all = aggregates(&out);
+        let spans: Vec<(u64, u64, u64)> = all.iter().map(|a| (a.start_ms, a.end_ms, a.count)).collect();
+        assert_eq!(spans, vec![(0, 1000, 10), (1000, 2000, 10), (2000, 3000, 5), (2500, 3000, 5), (3000, 3500, 5), (3500, 4000, 5)]);
+        assert_eq!(all.iter().map(|a| a.count).sum::<u64>(), 40, "every reading before t = 10 s counted once");
     }
 
     #[test]
