@@ -41,6 +41,9 @@ pub mod names {
     pub const PERMISSION: &str = "permission";
     /// The reported position inside the signing certificate's region.
     pub const CERT_REGION: &str = "certificate_region";
+    /// What a CAM or DENM says (special vehicle containers, event cause) granted by the
+    /// signing certificate's service specific permissions.
+    pub const SERVICE_PERMISSIONS: &str = "service_permissions";
     /// All plausibility checks in report order.
     pub const PLAUSIBILITY: [&str; 11] = [
         RANGE,

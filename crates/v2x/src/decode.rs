@@ -70,17 +70,20 @@ pub fn decode_its(
                 .iter()
                 .map(crate::cam_v2::CamExtension::id)
                 .collect();
+            o.permissions_needed = crate::ssp::cam_needs(&cam);
             Ok(o)
         }
         Some(crate::denm_v2::MESSAGE_ID) => {
             let d = crate::denm_v2::decode(payload)?;
             let m = &d.denm.management;
-            Ok(referenced_observation(
+            let mut o = referenced_observation(
                 MessageKind::Denm,
                 d.header.station_id.0,
                 m.reference_time.0,
                 &m.event_position,
-            ))
+            );
+            o.permissions_needed = crate::ssp::denm_needs(&d);
+            Ok(o)
         }
         Some(crate::cpm_v2::MESSAGE_ID) => {
             let (c, _) = crate::cpm_v2::decode(payload)?;

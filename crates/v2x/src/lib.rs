@@ -22,6 +22,7 @@ pub mod oer_guard;
 pub mod risk;
 pub mod security;
 pub mod sim;
+pub mod ssp;
 pub mod validator;
 
 pub use validator::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, Verdict};

@@ -133,6 +133,10 @@ pub struct Observation {
     /// [`crate::cam_v2::extension_name`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cam_extensions: Vec<u32>,
+    /// What the message says that its signer's service specific permissions must grant
+    /// (special vehicle containers, DENM cause codes; see [`crate::ssp`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions_needed: Vec<crate::ssp::Permission>,
 }
 
 impl Observation {
@@ -162,6 +166,7 @@ impl Observation {
             length_m: None,
             width_m: None,
             cam_extensions: Vec::new(),
+            permissions_needed: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use ecdsa::signature::hazmat::PrehashVerifier;
 use rasn_its::ieee1609dot2::base_types::{
     Duration, EccP256CurvePoint, EccP384CurvePoint, GeographicRegion, HashAlgorithm,
-    PublicVerificationKey, Signature as AsnSignature,
+    PublicVerificationKey, ServiceSpecificPermissions, Signature as AsnSignature,
 };
 use rasn_its::ieee1609dot2::{
     Certificate, CertificateId, CertificateType, Ieee1609Dot2Content, Ieee1609Dot2Data,
@@ -654,6 +654,11 @@ pub struct VerifiedCert {
     pub valid_until_s: u64,
     /// PSIDs the certificate may sign (`None` = no app permissions: a CA certificate).
     pub app_psids: Option<Vec<u64>>,
+    /// The service specific permissions of its app permissions that carry one (opaque or
+    /// bitmap), by PSID (see [`crate::ssp`]). Absent in entries cached before it was
+    /// recorded, which therefore grant no special permission until verified again.
+    #[serde(default)]
+    pub app_ssps: Vec<(u64, Vec<u8>)>,
     /// Region restriction.
     pub region: Option<Region>,
     /// Is a trust anchor.
@@ -892,6 +897,17 @@ impl ParsedCert {
                 .filter_map(|p| u64::try_from(&p.psid.0).ok())
                 .collect::<Vec<_>>()
         });
+        let app_ssps = c.to_be_signed.app_permissions.iter().flat_map(|ps| &ps.0).filter_map(|p| {
+            let ssp = match p.ssp.as_ref()? {
+                ServiceSpecificPermissions::Opaque(o) => o.to_vec(),
+                ServiceSpecificPermissions::BitmapSsp(b) => b.0.to_vec(),
+                // a future form grants nothing we can read
+                #[allow(unreachable_patterns)]
+                _ => return None,
+            };
+            Some((u64::try_from(&p.psid.0).ok()?, ssp))
+        });
+        let app_ssps = app_ssps.collect();
         let name = match &c.to_be_signed.id {
             CertificateId::Name(n) => Some(n.0.clone()),
             _ => None,
@@ -908,6 +924,7 @@ impl ParsedCert {
             valid_from_s: from,
             valid_until_s: from.saturating_add(duration_s(&vp.duration)),
             app_psids,
+            app_ssps,
             region: own_region.or_else(|| issuer.and_then(|i| i.region.clone())),
             anchor: issuer_id.is_none(),
             issue,
@@ -948,6 +965,9 @@ pub struct VerifiedData {
     pub psid: u64,
     /// 1609.2 generation time, µs since 2004 (TAI), when present.
     pub generation_time_us: Option<u64>,
+    /// 1609.2 expiry time (µs since 2004, TAI), when present: the data is no longer relevant
+    /// after it.
+    pub expiry_time_us: Option<u64>,
     /// 1609.2 generation location (latitude, longitude in degrees), when present and
     /// available; inside the signer's region (checked).
     pub generation_location: Option<(f64, f64)>,
@@ -1232,6 +1252,7 @@ impl TrustStore {
             psid,
             generation_location,
             generation_time_us: hi.generation_time.as_ref().map(|t| t.0),
+            expiry_time_us: hi.expiry_time.as_ref().map(|t| t.0),
             signer: signer.id,
             signer_cert: signer,
         })
@@ -1349,7 +1370,7 @@ pub mod build {
     use ecdsa::signature::hazmat::PrehashSigner;
     use rasn::types::{FixedOctetString, Integer, OctetString};
     use rasn_its::ieee1609dot2::base_types::{
-        CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
+        BitmapSsp, CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
         SequenceOfIdentifiedRegion, UnCountryId,
         NinetyDegreeInt, OneEightyDegreeInt, Opaque, Psid, PsidSsp, SequenceOfPsidSsp, ThreeDLocation, Time32, Time64, TwoDLocation,
         ValidityPeriod,
@@ -1363,7 +1384,7 @@ pub mod build {
     use super::{
         AsnSignature, Certificate, CertificateId, CertificateType, Duration, EccP256CurvePoint,
         HashAlg, HashAlgorithm, HashedId8, Ieee1609Dot2Content, Ieee1609Dot2Data, IssuerIdentifier,
-        PublicVerificationKey, SecurityError, SignerIdentifier, VerificationKeyIndicator,
+        PublicVerificationKey, SecurityError, ServiceSpecificPermissions, SignerIdentifier, VerificationKeyIndicator,
         coer_encode, hashed_id8, signature_digest,
     };
 
@@ -1474,15 +1495,33 @@ pub mod build {
         app_psids: &[u64],
         region: Option<GeographicRegion>,
     ) -> Result<P256Identity, SecurityError> {
-        let app_permissions = if app_psids.is_empty() {
+        let app: Vec<(u64, Option<&[u8]>)> = app_psids.iter().map(|&p| (p, None)).collect();
+        certificate_with_ssp(name, subject_key, issuer, valid_from_s, valid_hours, &app, region)
+    }
+
+    /// As [`certificate_in`], each app permission with a bitmap SSP when given (see
+    /// [`crate::ssp`]).
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn certificate_with_ssp(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        app: &[(u64, Option<&[u8]>)],
+        region: Option<GeographicRegion>,
+    ) -> Result<P256Identity, SecurityError> {
+        let app_psids: Vec<u64> = app.iter().map(|(p, _)| *p).collect();
+        let app_permissions = if app.is_empty() {
             None
         } else {
             Some(SequenceOfPsidSsp(
-                app_psids
-                    .iter()
-                    .map(|p| PsidSsp {
+                app.iter()
+                    .map(|(p, ssp)| PsidSsp {
                         psid: Psid(Integer::from(*p)),
-                        ssp: None,
+                        ssp: ssp.map(|b| ServiceSpecificPermissions::BitmapSsp(BitmapSsp(OctetString::from_slice(b)))),
                     })
                     .collect(),
             ))
@@ -1574,6 +1613,22 @@ pub mod build {
         with_cert: bool,
         location: Option<(f64, f64)>,
     ) -> Result<Vec<u8>, SecurityError> {
+        signed_data_with(signer, payload, psid, generation_time_us, with_cert, location, None)
+    }
+
+    /// As [`signed_data_at`], with an expiry time (µs since 2004 TAI) in the header.
+    ///
+    /// # Errors
+    /// Encoding errors, coordinates out of range.
+    pub fn signed_data_with(
+        signer: &P256Identity,
+        payload: &[u8],
+        psid: u64,
+        generation_time_us: u64,
+        with_cert: bool,
+        location: Option<(f64, f64)>,
+        expiry_time_us: Option<u64>,
+    ) -> Result<Vec<u8>, SecurityError> {
         let location = match location {
             Some((lat, lon)) => {
                 let l = two_d(lat, lon)?;
@@ -1591,6 +1646,7 @@ pub mod build {
             .psid(Psid(Integer::from(psid)))
             .generation_time(Time64(generation_time_us))
             .maybe_generation_location(location)
+            .maybe_expiry_time(expiry_time_us.map(Time64))
             .build();
         let tbs = ToBeSignedData {
             payload: SignedDataPayload::builder()

@@ -209,6 +209,10 @@ pub struct Validation {
     /// (`container-<id>` for ids after TS 103 900 V2.3.1); omitted when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub cam_extensions: Vec<String>,
+    /// What the message said that its signer's service specific permissions do not grant
+    /// (the `service_permissions` check failed); omitted when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_permissions: Vec<crate::ssp::Permission>,
 }
 
 impl Validation {
@@ -237,6 +241,7 @@ impl Validation {
                 position: self.position,
                 speed_mps: self.speed_mps,
                 heading_deg: self.heading_deg,
+                missing_permissions: self.missing_permissions.clone(),
             },
         })
     }
@@ -251,6 +256,9 @@ pub struct Evidence {
     pub speed_mps: Option<f64>,
     /// Reported heading.
     pub heading_deg: Option<f64>,
+    /// What the message said without the permission (service specific permissions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_permissions: Vec<crate::ssp::Permission>,
 }
 
 /// A misbehaviour report shaped after ETSI TS 103 759 (reporter, reported station, the
@@ -519,8 +527,15 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 if matches!(obs.kind, MessageKind::Cam | MessageKind::Cpm) {
                     sec.push(region_check(d.signer_cert.region.as_ref(), &obs.position));
                 }
+                // special vehicle containers and DENM causes need the signer's SSP
+                let missing = crate::ssp::missing(&obs.permissions_needed, &d.signer_cert.app_ssps);
+                if matches!(obs.kind, MessageKind::Cam | MessageKind::Denm) {
+                    sec.push(CheckResult::ran(names::SERVICE_PERMISSIONS, if missing.is_empty() { 1.0 } else { 0.0 }));
+                }
                 let signed = sec.iter().all(|c| !c.failed());
-                Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec))
+                let mut v = self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, signed, sec);
+                v.missing_permissions = missing;
+                Ok(v)
             }
             Err(SecurityError::Malformed(m)) => Err(V2xError::Decode(format!("1609.2: {m}"))),
             Err(SecurityError::NonCanonical) => {
@@ -563,7 +578,10 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 let age_us = i128::from(now_us) - i128::from(g);
                 let max_age = i128::from(self.config.security.max_age_ms) * 1000;
                 let max_future = i128::from(self.config.security.max_future_ms) * 1000;
-                let fresh = age_us <= max_age && -age_us <= max_future;
+                // 1609.2: data past its expiry time is no longer relevant, and an expiry not
+                // after the generation time makes it invalid
+                let expired = d.expiry_time_us.is_some_and(|e| e <= g || now_us >= e);
+                let fresh = age_us <= max_age && -age_us <= max_future && !expired;
                 out.push(CheckResult::ran(
                     names::SECURED_FRESHNESS,
                     if fresh { 1.0 } else { 0.0 },
@@ -799,6 +817,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                         .map_or_else(|| format!("container-{id}"), str::to_owned)
                 })
                 .collect(),
+            missing_permissions: Vec::new(),
         }
     }
 }
@@ -826,7 +845,7 @@ fn ms_to_s(ms: u64) -> f64 {
 }
 
 fn is_security(name: &str) -> bool {
-    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY || n == names::CERT_REGION)
+    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY || n == names::CERT_REGION || n == names::SERVICE_PERMISSIONS)
 }
 
 /// Applies a verdict policy; security checks always reject when they fail.

@@ -797,3 +797,82 @@ fn reordered_signed_messages_are_not_replays_but_copies_are() {
     assert!(!replay(&mut v, &ahead));
     assert!(!replay(&mut v, &signed(1_900)));
 }
+
+/// Service specific permissions: a CAM with an emergency container asking for right of way
+/// passes only under a ticket whose CAM SSP grants both; an ordinary CAM needs nothing; a
+/// DENM needs its cause code's bit. Data past its 1609.2 expiry time, or whose expiry is not
+/// after its generation time, fails `secured_freshness`.
+#[test]
+fn service_specific_permissions_and_expiry_time_bound_what_a_ticket_may_say() {
+    use edgecell_v2x::cam_v2::{self, EmergencyContainer, SpecialVehicleContainer};
+    use edgecell_v2x::ssp::Permission;
+    let now_ms = rcv_its_ms();
+    let start = u32::try_from(now_ms / 1000 - 3600).expect("u32");
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let root = build::certificate("root", &key(31), None, start, 1000, &[]).expect("root");
+    let aa = build::certificate("aa", &key(32), Some(&root), start, 1000, &[]).expect("aa");
+    let ticket = |n: u8, cam_ssp: Option<&[u8]>, denm_ssp: Option<&[u8]>| {
+        build::certificate_with_ssp("at", &key(n), Some(&aa), start, 100, &[(36, cam_ssp), (37, denm_ssp)], None).expect("at")
+    };
+    let car = ticket(33, Some(&[1, 0, 0]), Some(&[1, 0, 0, 0]));
+    let ambulance = ticket(34, Some(&[1, 0x02, 0x40]), None);
+    let bare = ticket(35, None, None);
+    let cfg = format!("[security]\ntrust_anchors_hex = [\"{}\"]\nca_certificates_hex = [\"{}\"]\n", hex::encode(&root.cert), hex::encode(&aa.cert));
+    let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
+    let gen_us = (now_ms - 10) * 1000;
+    let validate = |bytes: &[u8]| Validator::from_toml(&cfg).expect("validator").validate(MessageFormat::Secured, bytes, &ctx).expect("decodes");
+
+    // the bundled CAM as an emergency vehicle's, asking for right of way
+    let (mut cam, ext) = cam_v2::decode(CAM).expect("cam");
+    let mut siren = rasn::types::FixedBitString::<2>::default();
+    siren.set(0, true);
+    let mut priority = siren;
+    priority.set(1, false);
+    cam.cam.cam_parameters.special_vehicle_container = Some(SpecialVehicleContainer::Emergency(EmergencyContainer {
+        light_bar_siren_in_use: c_its_parser::standards::cdd_2_2_1::etsi_its_cdd::LightBarSirenInUse(siren),
+        incident_indication: None,
+        emergency_priority: Some(c_its_parser::standards::cdd_2_2_1::etsi_its_cdd::EmergencyPriority(priority)),
+    }));
+    let emergency = cam_v2::encode(&cam, &ext).expect("encode");
+
+    for (who, signer, cam_bytes, missing) in [
+        ("car", &car, CAM, vec![]),
+        ("bare", &bare, CAM, vec![]),
+        ("ambulance", &ambulance, emergency.as_slice(), vec![]),
+        ("car", &car, emergency.as_slice(), vec![Permission::Emergency, Permission::RequestForRightOfWay]),
+        ("bare", &bare, emergency.as_slice(), vec![Permission::Emergency, Permission::RequestForRightOfWay]),
+    ] {
+        let r = validate(&build::signed_data(signer, cam_bytes, 36, gen_us, true).expect("sign"));
+        assert!(r.signed || !missing.is_empty(), "{who}: {r:?}");
+        assert_eq!(check(&r, names::SERVICE_PERMISSIONS).failed(), !missing.is_empty(), "{who}");
+        assert_eq!(r.missing_permissions, missing, "{who}");
+        if missing.is_empty() {
+            assert_eq!(r.verdict, Verdict::Accepted, "{who}: {:?}", r.failed_checks());
+        } else {
+            assert_eq!(r.verdict, Verdict::Rejected, "{who}");
+            let report = r.report(1, 0).expect("a report");
+            assert_eq!(report.evidence.missing_permissions, missing);
+        }
+    }
+
+    // the real DENM: granted by a DENM SSP with its cause's bit, refused by one without
+    const DENM: &[u8] = include_bytes!("../testdata/c-its-parser-denm.uper");
+    let needs = edgecell_v2x::ssp::denm_needs(&edgecell_v2x::denm_v2::decode(DENM).expect("denm"));
+    let [Permission::DenmCause(cause)] = needs.as_slice() else { panic!("{needs:?}") };
+    let mut granted = vec![1u8, 0, 0, 0];
+    let (octet, mask) = Permission::DenmCause(*cause).bit().expect("a cause with a bit");
+    granted[octet] |= mask;
+    let warner = ticket(36, None, Some(&granted));
+    let r = validate(&build::signed_data(&warner, DENM, 37, gen_us, true).expect("sign"));
+    assert!(!check(&r, names::SERVICE_PERMISSIONS).failed(), "{r:?}");
+    let r = validate(&build::signed_data(&car, DENM, 37, gen_us, true).expect("sign"));
+    assert!(check(&r, names::SERVICE_PERMISSIONS).failed());
+    assert_eq!(r.missing_permissions, needs);
+
+    // expiry time: after now passes; already past, or not after the generation time, fails
+    for (expiry_us, fresh) in [(gen_us + 60_000_000, true), (gen_us + 5_000, false), (gen_us, false)] {
+        let bytes = build::signed_data_with(&car, CAM, 36, gen_us, true, None, Some(expiry_us)).expect("sign");
+        let r = validate(&bytes);
+        assert_eq!(!check(&r, names::SECURED_FRESHNESS).failed(), fresh, "expiry {expiry_us}: {r:?}");
+    }
+}
