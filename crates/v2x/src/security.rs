@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use ecdsa::signature::hazmat::PrehashVerifier;
 use rasn_its::ieee1609dot2::base_types::{
     Duration, EccP256CurvePoint, EccP384CurvePoint, GeographicRegion, HashAlgorithm,
-    PublicVerificationKey, ServiceSpecificPermissions, Signature as AsnSignature,
+    PublicVerificationKey, ServiceSpecificPermissions, Signature as AsnSignature, SspRange,
 };
 use rasn_its::ieee1609dot2::{
     Certificate, CertificateId, CertificateType, Ieee1609Dot2Content, Ieee1609Dot2Data,
@@ -668,6 +668,10 @@ pub struct VerifiedCert {
     /// which therefore issue nothing until verified again.
     #[serde(default)]
     pub issue: Option<IssuePermissions>,
+    /// The SSPs it may grant, for the PSIDs its `certIssuePermissions` name with an
+    /// `sspRange` (a PSID it may issue without one here: any SSP).
+    #[serde(default)]
+    pub issue_ssp: Vec<(u64, SspLimit)>,
     /// HashedId8 of the trust anchor the chain ends at (its own for an anchor). A cached
     /// certificate counts only while this anchor is still configured, so removing an anchor
     /// revokes everything verified under it.
@@ -716,6 +720,65 @@ impl IssuePermissions {
             (Self::Psids(_), Self::Psids(p)) => p.iter().all(|&x| self.allows(x)),
         }
     }
+}
+
+/// The SSPs an issuer may grant for one PSID (1609.2 `PsidSspRange.sspRange`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SspLimit {
+    /// `all`, or no range given: any SSP.
+    Any,
+    /// One of these opaque values.
+    Opaque(Vec<Vec<u8>>),
+    /// `bitmapSspRange`: every bit set in `mask` must equal that bit of `value`; the others
+    /// are free.
+    Bitmap {
+        /// required bit values
+        value: Vec<u8>,
+        /// which bits are constrained
+        mask: Vec<u8>,
+    },
+}
+
+impl SspLimit {
+    fn from_range(r: Option<&SspRange>) -> Option<Self> {
+        Some(match r {
+            None | Some(SspRange::All(())) => Self::Any,
+            Some(SspRange::Opaque(values)) => Self::Opaque(values.iter().map(|v| v.to_vec()).collect()),
+            Some(SspRange::BitmapSspRange(b)) => Self::Bitmap { value: b.ssp_value.to_vec(), mask: b.ssp_bitmask.to_vec() },
+            // a future form: nothing is known to be allowed
+            #[allow(unreachable_patterns)]
+            Some(_) => return None,
+        })
+    }
+
+    /// Whether a certificate may carry `ssp` under this limit (1609.2 §6.4.28–6.4.30: a
+    /// missing SSP asks for nothing).
+    #[must_use]
+    pub fn allows(&self, ssp: Option<&[u8]>) -> bool {
+        let Some(ssp) = ssp else { return true };
+        match self {
+            Self::Any => true,
+            Self::Opaque(values) => values.iter().any(|v| v == ssp),
+            Self::Bitmap { value, mask } => {
+                // a bit past the end of `ssp` is absent, so it cannot equal a constrained one
+                value.len() == mask.len()
+                    && value.iter().zip(mask).enumerate().all(|(i, (v, m))| ssp.get(i).map_or(*m == 0, |s| (s ^ v) & m == 0))
+            }
+        }
+    }
+}
+
+fn issue_ssp_limits(groups: &SequenceOfPsidGroupPermissions) -> Vec<(u64, SspLimit)> {
+    let mut out = Vec::new();
+    for g in &groups.0 {
+        if let SubjectPermissions::Explicit(ranges) = &g.subject_permissions {
+            for r in &ranges.0 {
+                let (Ok(psid), Some(limit)) = (u64::try_from(&r.psid.0), SspLimit::from_range(r.ssp_range.as_ref())) else { continue };
+                out.push((psid, limit));
+            }
+        }
+    }
+    out
 }
 
 impl VerifiedCert {
@@ -914,6 +977,7 @@ impl ParsedCert {
         };
         let own_region = c.to_be_signed.region.as_ref().map(region);
         let issue = c.to_be_signed.cert_issue_permissions.as_ref().map(IssuePermissions::from_groups);
+        let issue_ssp = c.to_be_signed.cert_issue_permissions.as_ref().map(issue_ssp_limits).unwrap_or_default();
         Ok(VerifiedCert {
             id: self.id,
             issuer: issuer_id,
@@ -928,6 +992,7 @@ impl ParsedCert {
             region: own_region.or_else(|| issuer.and_then(|i| i.region.clone())),
             anchor: issuer_id.is_none(),
             issue,
+            issue_ssp,
             root: if issuer_id.is_none() { Some(self.id) } else { issuer.and_then(|i| i.root) },
         })
     }
@@ -1270,6 +1335,14 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
     if let Some(psid) = sub.app_psids.iter().flatten().find(|&&p| !may.allows(p)) {
         return Err(SecurityError::Issuance(format!("{} grants psid {psid}, which its issuer may not", name())));
     }
+    // an SSP must lie within the issuer's range for its PSID, when the issuer names one (a
+    // PSID named with a range is not covered by an `all` group besides, 1609.2 §6.4.28)
+    for (psid, ssp) in &sub.app_ssps {
+        let mut limits = issuer.issue_ssp.iter().filter(|(p, _)| p == psid).peekable();
+        if limits.peek().is_some() && !limits.any(|(_, l)| l.allows(Some(ssp))) {
+            return Err(SecurityError::Issuance(format!("{} grants an SSP for psid {psid} outside its issuer's range", name())));
+        }
+    }
     if let Some(own) = &sub.issue
         && !may.covers(own)
     {
@@ -1370,7 +1443,7 @@ pub mod build {
     use ecdsa::signature::hazmat::PrehashSigner;
     use rasn::types::{FixedOctetString, Integer, OctetString};
     use rasn_its::ieee1609dot2::base_types::{
-        BitmapSsp, CircularRegion, CrlSeries, EcdsaP256Signature, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
+        BitmapSsp, BitmapSspRange, CircularRegion, CrlSeries, EcdsaP256Signature, PsidSspRange, SequenceOfPsidSspRange, SspRange, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
         SequenceOfIdentifiedRegion, UnCountryId,
         NinetyDegreeInt, OneEightyDegreeInt, Opaque, Psid, PsidSsp, SequenceOfPsidSsp, ThreeDLocation, Time32, Time64, TwoDLocation,
         ValidityPeriod,
@@ -1535,6 +1608,51 @@ pub mod build {
         } else {
             None
         };
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app_permissions, cert_issue_permissions, region)
+    }
+
+    /// A bitmap SSP range: `sspValue`, `sspBitmask`.
+    pub type BitmapRange<'a> = (&'a [u8], &'a [u8]);
+
+    /// A CA certificate that may issue only `ranges`: per PSID, any SSP (`None`) or those
+    /// matching a bitmap range (`sspValue`, `sspBitmask`).
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn authority_with_ranges(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        ranges: &[(u64, Option<BitmapRange<'_>>)],
+    ) -> Result<P256Identity, SecurityError> {
+        let ranges = ranges
+            .iter()
+            .map(|(psid, r)| PsidSspRange {
+                psid: Psid(Integer::from(*psid)),
+                ssp_range: r.map(|(value, mask)| {
+                    SspRange::BitmapSspRange(BitmapSspRange { ssp_value: OctetString::from_slice(value), ssp_bitmask: OctetString::from_slice(mask) })
+                }),
+            })
+            .collect();
+        let groups = SequenceOfPsidGroupPermissions(vec![
+            PsidGroupPermissions::builder().subject_permissions(SubjectPermissions::Explicit(SequenceOfPsidSspRange(ranges))).build(),
+        ]);
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, None, Some(groups), None)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn issue_certificate(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        app_permissions: Option<SequenceOfPsidSsp>,
+        cert_issue_permissions: Option<SequenceOfPsidGroupPermissions>,
+        region: Option<GeographicRegion>,
+    ) -> Result<P256Identity, SecurityError> {
         let tbs = ToBeSignedCertificate::builder()
             .id(CertificateId::Name(Hostname(name.into())))
             .craca_id(HashedId3(FixedOctetString::from([0u8; 3])))
@@ -1760,5 +1878,18 @@ mod tests {
         assert!(!cam_denm.covers(&All));
         assert!(All.covers(&All) && All.covers(&cam_denm));
         assert!(!Psids(vec![]).allows(36));
+    }
+
+    #[test]
+    fn ssp_limits_follow_1609_2() {
+        use super::SspLimit;
+        let opaque = SspLimit::Opaque(vec![vec![1, 2], vec![3]]);
+        assert!(opaque.allows(Some(&[3])) && opaque.allows(Some(&[1, 2])) && opaque.allows(None));
+        assert!(!opaque.allows(Some(&[1])) && !opaque.allows(Some(&[1, 2, 0])));
+        let bitmap = SspLimit::Bitmap { value: vec![1, 0x80], mask: vec![0xff, 0x80] };
+        assert!(bitmap.allows(Some(&[1, 0xff])) && bitmap.allows(Some(&[1, 0x80, 7])));
+        assert!(!bitmap.allows(Some(&[1, 0x7f])) && !bitmap.allows(Some(&[1])) && !bitmap.allows(Some(&[2, 0x80])));
+        assert!(!SspLimit::Bitmap { value: vec![1], mask: vec![0xff, 0] }.allows(Some(&[1, 0])), "value and mask differ in length");
+        assert!(SspLimit::Any.allows(Some(&[9; 31])));
     }
 }

@@ -616,3 +616,31 @@ fn issuance_rules_are_enforced() {
     rotated.add_anchor(&other.cert).expect("other root");
     assert!(matches!(rotated.verify_signed_data(&by_digest, now_us, &mut cache), Err(SecurityError::UnknownSigner(_))));
 }
+
+/// An authority whose issue permissions give a bitmap SSP range for CAMs (version 1, no
+/// emergency or right-of-way bits) may issue ordinary tickets but not an emergency vehicle's;
+/// one that names CAMs without a range may issue any SSP.
+#[test]
+fn ssp_ranges_bound_what_an_authority_may_grant() {
+    use edgecell_v2x::security::{build, verify_certificate};
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let root = build::certificate("root", &key(41), None, 1000, 1000, &[]).expect("root");
+    let plain_aa = build::authority_with_ranges("aa", &key(42), Some(&root), 1000, 1000, &[(36, Some((&[1, 0, 0], &[0xff, 0x02, 0x40])))]).expect("aa");
+    let any_aa = build::authority_with_ranges("aa-any", &key(43), Some(&root), 1000, 1000, &[(36, None)]).expect("aa");
+    let at = |aa: &build::P256Identity, ssp: Option<&[u8]>| {
+        build::certificate_with_ssp("at", &key(44), Some(aa), 1000, 10, &[(36, ssp)], None).expect("at")
+    };
+    let verdict = |aa: &build::P256Identity, ssp: Option<&[u8]>| verify_certificate(&at(aa, ssp).cert, Some(&aa.cert));
+    assert!(verify_certificate(&plain_aa.cert, Some(&root.cert)).is_ok());
+    for ssp in [Some(&[1u8, 0, 0][..]), Some(&[1, 0x01, 0x04][..]), None] {
+        let v = verdict(&plain_aa, ssp).unwrap_or_else(|e| panic!("{ssp:?}: {e}"));
+        assert_eq!(v.app_ssps, ssp.map(|s| (36, s.to_vec())).into_iter().collect::<Vec<_>>());
+    }
+    for ssp in [&[1u8, 0x02, 0][..], &[1, 0, 0x40], &[2, 0, 0], &[1]] {
+        assert!(matches!(verdict(&plain_aa, Some(ssp)), Err(SecurityError::Issuance(_))), "{ssp:?}");
+        assert!(verdict(&any_aa, Some(ssp)).is_ok(), "{ssp:?}");
+    }
+    // a PSID the authority does not name is refused whatever the SSP
+    let denm = build::certificate_with_ssp("at", &key(45), Some(&plain_aa), 1000, 10, &[(37, None)], None).expect("at");
+    assert!(matches!(verify_certificate(&denm.cert, Some(&plain_aa.cert)), Err(SecurityError::Issuance(_))));
+}
