@@ -2,6 +2,12 @@
 //! NIST P-256/P-384 and brainpoolP256r1/P384r1 with the 1609.2 construction
 //! `e = H( H(tbs) || H(signer certificate or "") )`, HashedId8 digests, chains to configured
 //! trust anchors and a verified-certificate cache behind [`CertCache`].
+//!
+//! An issuer must be allowed to issue what it signs (`certIssuePermissions`: the PSIDs, the
+//! SSPs within its `sspRange`, the chain lengths of its groups for tickets at every level
+//! above), and a certificate's validity and region must lie within its issuer's. What signed
+//! data may say beyond its PSID (special vehicle containers, DENM causes) is checked against
+//! the ticket's SSP by the validator ([`crate::ssp`]).
 
 use std::collections::HashMap;
 
@@ -12,7 +18,7 @@ use rasn_its::ieee1609dot2::base_types::{
 };
 use rasn_its::ieee1609dot2::{
     Certificate, CertificateId, CertificateType, Ieee1609Dot2Content, Ieee1609Dot2Data,
-    IssuerIdentifier, SequenceOfPsidGroupPermissions, SignerIdentifier, SubjectPermissions,
+    IssuerIdentifier, PsidGroupPermissions, SequenceOfPsidGroupPermissions, SignerIdentifier, SubjectPermissions,
     VerificationKeyIndicator,
 };
 use serde::{Deserialize, Serialize};
@@ -672,6 +678,11 @@ pub struct VerifiedCert {
     /// `sspRange` (a PSID it may issue without one here: any SSP).
     #[serde(default)]
     pub issue_ssp: Vec<(u64, SspLimit)>,
+    /// 1609.2 chain lengths: for this certificate and each issuer above it that limits them
+    /// (nearest first), the rules of its `certIssuePermissions` groups for authorization
+    /// tickets, as distances from this certificate down to a ticket (see [`ChainRule`]).
+    #[serde(default)]
+    pub chain_rules: Vec<Vec<ChainRule>>,
     /// HashedId8 of the trust anchor the chain ends at (its own for an anchor). A cached
     /// certificate counts only while this anchor is still configured, so removing an anchor
     /// revokes everything verified under it.
@@ -766,6 +777,62 @@ impl SspLimit {
             }
         }
     }
+}
+
+/// One `certIssuePermissions` group's chain length rule, as seen from a certificate at or below
+/// its holder: an authorization ticket for a PSID in `psids` must lie between `min` and `max`
+/// certificates below it (`max` `None`: no limit; 1609.2 `minChainLength`, `chainLengthRange`,
+/// -1 meaning any length).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainRule {
+    /// The PSIDs of the group (`All`: any PSID no other group of its holder names).
+    pub psids: IssuePermissions,
+    /// Fewest certificates down to the ticket.
+    pub min: i64,
+    /// Most, `None` for any number.
+    pub max: Option<i64>,
+}
+
+impl ChainRule {
+    /// The group's rule at its holder; `None` for a group of no end entity type `app` (it
+    /// governs enrolment certificate chains, not tickets).
+    fn from_group(g: &PsidGroupPermissions) -> Result<Option<Self>, SecurityError> {
+        if g.ee_type.0.first().is_some_and(|app| !*app) {
+            return Ok(None);
+        }
+        let min = i64::try_from(&g.min_chain_length).map_err(|_| SecurityError::Malformed("minChainLength out of range".into()))?;
+        let range = i64::try_from(&g.chain_length_range).map_err(|_| SecurityError::Malformed("chainLengthRange out of range".into()))?;
+        // 1609.2: a minChainLength of 0 (or less) in certIssuePermissions invalidates the
+        // certificate; a range below -1 means nothing
+        if min < 1 || range < -1 {
+            return Err(SecurityError::Issuance(format!("certIssuePermissions with minChainLength {min}, chainLengthRange {range}")));
+        }
+        let psids = IssuePermissions::from_groups(&SequenceOfPsidGroupPermissions(vec![g.clone()]));
+        Ok(Some(Self { psids, min, max: (range >= 0).then(|| min.saturating_add(range)) }))
+    }
+
+    /// The rule one certificate further down.
+    fn below(&self) -> Self {
+        Self { psids: self.psids.clone(), min: self.min - 1, max: self.max.map(|m| m - 1) }
+    }
+}
+
+/// Checks that a ticket granting `psids`, issued by `issuer`, ends chains of lengths each of
+/// its issuers allows: at every level the group naming the PSID (else an `all` group) rules.
+fn check_chain_lengths(issuer: &VerifiedCert, ticket: &str, psids: &[u64]) -> Result<(), SecurityError> {
+    for level in &issuer.chain_rules {
+        for &psid in psids {
+            let named = level.iter().find(|r| matches!(&r.psids, IssuePermissions::Psids(p) if p.contains(&psid)));
+            let Some(rule) = named.or_else(|| level.iter().find(|r| r.psids == IssuePermissions::All)) else { continue };
+            // the ticket is one certificate below its issuer
+            if rule.min > 1 || rule.max.is_some_and(|m| m < 1) {
+                return Err(SecurityError::Issuance(format!(
+                    "{ticket} for psid {psid} ends a chain of a length an issuer above it does not allow"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn issue_ssp_limits(groups: &SequenceOfPsidGroupPermissions) -> Vec<(u64, SspLimit)> {
@@ -978,6 +1045,16 @@ impl ParsedCert {
         let own_region = c.to_be_signed.region.as_ref().map(region);
         let issue = c.to_be_signed.cert_issue_permissions.as_ref().map(IssuePermissions::from_groups);
         let issue_ssp = c.to_be_signed.cert_issue_permissions.as_ref().map(issue_ssp_limits).unwrap_or_default();
+        let mut chain_rules = Vec::new();
+        if let Some(groups) = &c.to_be_signed.cert_issue_permissions {
+            let own: Vec<ChainRule> = groups.0.iter().filter_map(|g| ChainRule::from_group(g).transpose()).collect::<Result<_, _>>()?;
+            if !own.is_empty() {
+                chain_rules.push(own);
+            }
+        }
+        if let Some(i) = issuer.filter(|_| c.to_be_signed.cert_issue_permissions.is_some()) {
+            chain_rules.extend(i.chain_rules.iter().map(|level| level.iter().map(ChainRule::below).collect()));
+        }
         Ok(VerifiedCert {
             id: self.id,
             issuer: issuer_id,
@@ -993,6 +1070,7 @@ impl ParsedCert {
             anchor: issuer_id.is_none(),
             issue,
             issue_ssp,
+            chain_rules,
             root: if issuer_id.is_none() { Some(self.id) } else { issuer.and_then(|i| i.root) },
         })
     }
@@ -1343,6 +1421,9 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
             return Err(SecurityError::Issuance(format!("{} grants an SSP for psid {psid} outside its issuer's range", name())));
         }
     }
+    if let Some(psids) = &sub.app_psids {
+        check_chain_lengths(issuer, &name(), psids)?;
+    }
     if let Some(own) = &sub.issue
         && !may.covers(own)
     {
@@ -1599,10 +1680,12 @@ pub mod build {
                     .collect(),
             ))
         };
+        // a CA: any PSID, at any depth above the ticket
         let cert_issue_permissions = if app_psids.is_empty() {
             Some(SequenceOfPsidGroupPermissions(vec![
                 PsidGroupPermissions::builder()
                     .subject_permissions(SubjectPermissions::All(()))
+                    .chain_length_range(Integer::from(-1))
                     .build(),
             ]))
         } else {
@@ -1615,7 +1698,8 @@ pub mod build {
     pub type BitmapRange<'a> = (&'a [u8], &'a [u8]);
 
     /// A CA certificate that may issue only `ranges`: per PSID, any SSP (`None`) or those
-    /// matching a bitmap range (`sspValue`, `sspBitmask`).
+    /// matching a bitmap range (`sspValue`, `sspBitmask`), for tickets `chain` = (min, range)
+    /// certificates below it (1609.2 `minChainLength`, `chainLengthRange`; -1: any).
     ///
     /// # Errors
     /// Encoding or key errors.
@@ -1626,6 +1710,7 @@ pub mod build {
         valid_from_s: u32,
         valid_hours: u16,
         ranges: &[(u64, Option<BitmapRange<'_>>)],
+        chain: (i64, i64),
     ) -> Result<P256Identity, SecurityError> {
         let ranges = ranges
             .iter()
@@ -1637,7 +1722,11 @@ pub mod build {
             })
             .collect();
         let groups = SequenceOfPsidGroupPermissions(vec![
-            PsidGroupPermissions::builder().subject_permissions(SubjectPermissions::Explicit(SequenceOfPsidSspRange(ranges))).build(),
+            PsidGroupPermissions::builder()
+                .subject_permissions(SubjectPermissions::Explicit(SequenceOfPsidSspRange(ranges)))
+                .min_chain_length(Integer::from(chain.0))
+                .chain_length_range(Integer::from(chain.1))
+                .build(),
         ]);
         issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, None, Some(groups), None)
     }

@@ -625,8 +625,8 @@ fn ssp_ranges_bound_what_an_authority_may_grant() {
     use edgecell_v2x::security::{build, verify_certificate};
     let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
     let root = build::certificate("root", &key(41), None, 1000, 1000, &[]).expect("root");
-    let plain_aa = build::authority_with_ranges("aa", &key(42), Some(&root), 1000, 1000, &[(36, Some((&[1, 0, 0], &[0xff, 0x02, 0x40])))]).expect("aa");
-    let any_aa = build::authority_with_ranges("aa-any", &key(43), Some(&root), 1000, 1000, &[(36, None)]).expect("aa");
+    let plain_aa = build::authority_with_ranges("aa", &key(42), Some(&root), 1000, 1000, &[(36, Some((&[1, 0, 0], &[0xff, 0x02, 0x40])))], (1, 0)).expect("aa");
+    let any_aa = build::authority_with_ranges("aa-any", &key(43), Some(&root), 1000, 1000, &[(36, None)], (1, 0)).expect("aa");
     let at = |aa: &build::P256Identity, ssp: Option<&[u8]>| {
         build::certificate_with_ssp("at", &key(44), Some(aa), 1000, 10, &[(36, ssp)], None).expect("at")
     };
@@ -643,4 +643,32 @@ fn ssp_ranges_bound_what_an_authority_may_grant() {
     // a PSID the authority does not name is refused whatever the SSP
     let denm = build::certificate_with_ssp("at", &key(45), Some(&plain_aa), 1000, 10, &[(37, None)], None).expect("at");
     assert!(matches!(verify_certificate(&denm.cert, Some(&plain_aa.cert)), Err(SecurityError::Issuance(_))));
+}
+
+/// 1609.2 chain lengths: a root allowing tickets exactly two certificates below it verifies
+/// root → AA → AT, and refuses a ticket issued by the root itself or three levels down; an
+/// authority whose minChainLength is 0 is invalid.
+#[test]
+fn chain_length_rules_hold_at_every_level() {
+    use edgecell_v2x::security::{CertCache, MemoryCertCache, build};
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let start = 1000;
+    let root = build::authority_with_ranges("root", &key(51), None, start, 1000, &[(36, None)], (2, 0)).expect("root");
+    let aa = build::authority_with_ranges("aa", &key(52), Some(&root), start, 1000, &[(36, None)], (1, -1)).expect("aa");
+    let sub = build::authority_with_ranges("sub", &key(53), Some(&aa), start, 1000, &[(36, None)], (1, 0)).expect("sub");
+    let at = |n: u8, issuer: &build::P256Identity| build::certificate("at", &key(n), Some(issuer), start, 10, &[36]).expect("at");
+    let mut ts = TrustStore::new();
+    ts.add_anchor(&root.cert).expect("anchor");
+    let now = u64::from(start) + 60;
+    let mut cache = MemoryCertCache::default();
+    ts.add_certificate(&aa.cert, now, &mut cache).expect("aa");
+    ts.add_certificate(&at(54, &aa).cert, now, &mut cache).expect("root -> aa -> at: two below the root");
+    assert!(matches!(ts.add_certificate(&at(55, &root).cert, now, &mut cache), Err(SecurityError::Issuance(_))), "one below the root");
+    ts.add_certificate(&sub.cert, now, &mut cache).expect("an authority below the AA");
+    let deep = at(56, &sub);
+    let e = ts.add_certificate(&deep.cert, now, &mut cache).expect_err("three below the root");
+    assert!(matches!(&e, SecurityError::Issuance(m) if m.contains("length")), "{e}");
+    assert!(cache.get(&edgecell_v2x::security::parse_certificate(&deep.cert).expect("parses").id).is_none(), "not cached");
+    let zero = build::authority_with_ranges("zero", &key(57), Some(&root), start, 1000, &[(36, None)], (0, 0)).expect("builds");
+    assert!(matches!(ts.add_certificate(&zero.cert, now, &mut cache), Err(SecurityError::Issuance(_))));
 }
