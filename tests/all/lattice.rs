@@ -206,7 +206,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
 
         // ---- producers' cache puts reach only the namespaces opened to them: not the V2X
         // validator's configuration or its verified-certificate cache
-        for (ns, key) in [("v2x", "config"), ("v2x", "cert3/0011223344556677")] {
+        for (ns, key) in [("v2x", "config"), ("v2x", "cert4/0011223344556677")] {
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("edgecell-namespace", ns);
             headers.insert("edgecell-key", key);

@@ -55,9 +55,9 @@ const HISTORY_TTL_MS: u64 = 120_000;
 /// Wall-clock lifetime of verified certificates in the cache.
 const CERT_TTL_MS: u64 = 24 * 3_600_000;
 /// Key prefix of verified certificates, versioned with the rules they were verified under:
-/// `cert3/` since service specific permissions are recorded (entries under `cert2/`, regions
-/// checked, and `cert/` before them lack them and expire unread).
-const CERT_KEY: &str = "cert3/";
+/// `cert4/` since SSPs, SSP ranges and chain lengths are recorded (entries under `cert3/`,
+/// `cert2/` and `cert/` lack them and expire unread).
+const CERT_KEY: &str = "cert4/";
 /// History older than this (in the messages' own time base) counts as absent, as in the
 /// crate's in-memory store.
 const HISTORY_TRACE_TTL_S: f64 = 30.0;

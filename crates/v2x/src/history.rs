@@ -413,6 +413,25 @@ impl MemoryHistory {
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
     }
+    /// Over `max_entries` signers: forgets the marks of signers unheard for the TTL before
+    /// `newest_us` (a message that old fails freshness anyway, as long as the freshness window
+    /// is shorter than the TTL), then, if still over, the least recently heard tenth. A flood
+    /// of signers never wipes the marks of the ones just heard, whose replays stay refused.
+    fn forget_old_marks(&mut self, newest_us: u64) {
+        let heard = |m: &ReplayMarks| m.times().last().copied().or(m.floor()).unwrap_or(0);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ttl_us = (self.ttl_s.max(0.0) * 1e6) as u64;
+        let since = newest_us.saturating_sub(ttl_us);
+        self.secured.retain(|_, m| heard(m) >= since);
+        if self.secured.len() > self.max_entries {
+            let mut times: Vec<u64> = self.secured.values().map(heard).collect();
+            let cut = self.secured.len() - self.max_entries + self.max_entries / 10;
+            let at = cut.min(times.len().saturating_sub(1));
+            let threshold = if times.is_empty() { 0 } else { *times.select_nth_unstable(at).1 };
+            self.secured.retain(|_, m| heard(m) > threshold);
+        }
+    }
+
     fn expire(&mut self, now_s: f64) {
         let ttl_s = self.ttl_s;
         self.tracks.retain(|_, t| t.current_at(now_s, ttl_s));
@@ -449,15 +468,46 @@ impl HistoryStore for MemoryHistory {
         Ok(self.secured.get(&signer).cloned().unwrap_or_default())
     }
     fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks) {
+        let newest = marks.times().last().copied().or(marks.floor()).unwrap_or(0);
         self.secured.insert(signer, marks);
         if self.secured.len() > self.max_entries {
-            self.secured.clear();
+            self.forget_old_marks(newest);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_flood_of_signers_forgets_the_oldest_marks_not_the_fresh_ones() {
+        use super::{HistoryStore, MemoryHistory, ReplayMarks};
+        let w = 2_500_000;
+        let mut h = MemoryHistory::new(30.0, 100);
+        let marks = |t: u64| {
+            let mut m = ReplayMarks::default();
+            m.add(t, w);
+            m
+        };
+        // a signer heard at 10 s, then 500 signers over the next 20 s
+        h.set_replay_marks(1, marks(10_000_000));
+        for k in 0..500u64 {
+            h.set_replay_marks(1000 + k, marks(10_000_000 + k * 40_000));
+        }
+        assert!(h.secured.len() <= 100, "{}", h.secured.len());
+        // the newest signers' marks stay: replays of their messages are still refused
+        assert!(h.replay_marks(1499).expect("memory").is_replay(10_000_000 + 499 * 40_000, w));
+        assert!(h.replay_marks(1450).expect("memory").is_replay(10_000_000 + 450 * 40_000, w));
+        // heard more than the TTL before the newest: forgotten first
+        let mut h = MemoryHistory::new(30.0, 3);
+        h.set_replay_marks(1, marks(1_000_000));
+        h.set_replay_marks(2, marks(50_000_000));
+        h.set_replay_marks(3, marks(51_000_000));
+        h.set_replay_marks(4, marks(52_000_000));
+        assert_eq!(h.secured.len(), 3);
+        assert!(h.replay_marks(1).expect("memory").times().is_empty());
+        assert!(h.replay_marks(2).expect("memory").is_replay(50_000_000, w));
+    }
 
     #[test]
     fn replay_marks_keep_a_window_a_floor_and_read_the_older_single_form() {

@@ -664,7 +664,7 @@ pub struct VerifiedCert {
     /// bitmap), by PSID (see [`crate::ssp`]). Absent in entries cached before it was
     /// recorded, which therefore grant no special permission until verified again.
     #[serde(default)]
-    pub app_ssps: Vec<(u64, Vec<u8>)>,
+    pub app_ssps: Vec<(u64, Ssp)>,
     /// Region restriction.
     pub region: Option<Region>,
     /// Is a trust anchor.
@@ -674,15 +674,12 @@ pub struct VerifiedCert {
     /// which therefore issue nothing until verified again.
     #[serde(default)]
     pub issue: Option<IssuePermissions>,
-    /// The SSPs it may grant, for the PSIDs its `certIssuePermissions` name with an
-    /// `sspRange` (a PSID it may issue without one here: any SSP).
+    /// What tickets the chain down to this certificate may end in: for this certificate and
+    /// each issuer above it (nearest first), the `certIssuePermissions` groups for tickets
+    /// (end entity type `app`), their chain lengths as distances from this certificate (see
+    /// [`IssueGroup`]). Empty for a ticket.
     #[serde(default)]
-    pub issue_ssp: Vec<(u64, SspLimit)>,
-    /// 1609.2 chain lengths: for this certificate and each issuer above it that limits them
-    /// (nearest first), the rules of its `certIssuePermissions` groups for authorization
-    /// tickets, as distances from this certificate down to a ticket (see [`ChainRule`]).
-    #[serde(default)]
-    pub chain_rules: Vec<Vec<ChainRule>>,
+    pub issue_levels: Vec<Vec<IssueGroup>>,
     /// HashedId8 of the trust anchor the chain ends at (its own for an anchor). A cached
     /// certificate counts only while this anchor is still configured, so removing an anchor
     /// revokes everything verified under it.
@@ -762,90 +759,123 @@ impl SspLimit {
         })
     }
 
-    /// Whether a certificate may carry `ssp` under this limit (1609.2 §6.4.28–6.4.30: a
-    /// missing SSP asks for nothing).
+    /// Whether a certificate may carry `ssp` under this limit (1609.2 §6.4.28–6.4.30): a
+    /// missing SSP asks for nothing; an opaque range holds opaque SSPs, a bitmap range bitmap
+    /// ones.
     #[must_use]
-    pub fn allows(&self, ssp: Option<&[u8]>) -> bool {
-        let Some(ssp) = ssp else { return true };
-        match self {
-            Self::Any => true,
-            Self::Opaque(values) => values.iter().any(|v| v == ssp),
-            Self::Bitmap { value, mask } => {
-                // a bit past the end of `ssp` is absent, so it cannot equal a constrained one
+    pub fn allows(&self, ssp: Option<&Ssp>) -> bool {
+        match (self, ssp) {
+            (_, None) | (Self::Any, _) => true,
+            (Self::Opaque(values), Some(Ssp::Opaque(b))) => values.iter().any(|v| v == b),
+            (Self::Bitmap { value, mask }, Some(Ssp::Bitmap(b))) => {
+                // a bit past the end of the SSP is absent, so it cannot equal a constrained one
                 value.len() == mask.len()
-                    && value.iter().zip(mask).enumerate().all(|(i, (v, m))| ssp.get(i).map_or(*m == 0, |s| (s ^ v) & m == 0))
+                    && value.iter().zip(mask).enumerate().all(|(i, (v, m))| b.get(i).map_or(*m == 0, |s| (s ^ v) & m == 0))
             }
+            (Self::Opaque(_) | Self::Bitmap { .. }, Some(_)) => false,
         }
     }
 }
 
-/// One `certIssuePermissions` group's chain length rule, as seen from a certificate at or below
-/// its holder: an authorization ticket for a PSID in `psids` must lie between `min` and `max`
-/// certificates below it (`max` `None`: no limit; 1609.2 `minChainLength`, `chainLengthRange`,
-/// -1 meaning any length).
+/// A certificate's service specific permissions for one PSID, in the form it carries them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainRule {
-    /// The PSIDs of the group (`All`: any PSID no other group of its holder names).
-    pub psids: IssuePermissions,
+pub enum Ssp {
+    /// `opaque`
+    Opaque(Vec<u8>),
+    /// `bitmapSsp`
+    Bitmap(Vec<u8>),
+}
+
+impl Ssp {
+    /// The octets.
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Opaque(b) | Self::Bitmap(b) => b,
+        }
+    }
+}
+
+/// One `certIssuePermissions` group for tickets, as seen from a certificate at or below its
+/// holder: a ticket for one of its PSIDs, with an SSP within the PSID's limit, must lie between
+/// `min` and `max` certificates below (1609.2 `minChainLength`, `chainLengthRange`; -1 meaning
+/// any length: `max` `None`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueGroup {
+    /// The PSIDs and the SSPs it allows for each (`None`: `all`, any PSID no other group of its
+    /// holder names).
+    pub psids: Option<Vec<(u64, SspLimit)>>,
     /// Fewest certificates down to the ticket.
     pub min: i64,
     /// Most, `None` for any number.
     pub max: Option<i64>,
 }
 
-impl ChainRule {
-    /// The group's rule at its holder; `None` for a group of no end entity type `app` (it
-    /// governs enrolment certificate chains, not tickets).
+impl IssueGroup {
+    /// The group at its holder; `None` for a group without end entity type `app` (it governs
+    /// enrolment certificate chains, not tickets).
+    ///
+    /// # Errors
+    /// [`SecurityError::Issuance`] for a minChainLength below 1, which invalidates the
+    /// certificate (1609.2), or a range below -1.
     fn from_group(g: &PsidGroupPermissions) -> Result<Option<Self>, SecurityError> {
-        if g.ee_type.0.first().is_some_and(|app| !*app) {
-            return Ok(None);
-        }
         let min = i64::try_from(&g.min_chain_length).map_err(|_| SecurityError::Malformed("minChainLength out of range".into()))?;
         let range = i64::try_from(&g.chain_length_range).map_err(|_| SecurityError::Malformed("chainLengthRange out of range".into()))?;
-        // 1609.2: a minChainLength of 0 (or less) in certIssuePermissions invalidates the
-        // certificate; a range below -1 means nothing
         if min < 1 || range < -1 {
             return Err(SecurityError::Issuance(format!("certIssuePermissions with minChainLength {min}, chainLengthRange {range}")));
         }
-        let psids = IssuePermissions::from_groups(&SequenceOfPsidGroupPermissions(vec![g.clone()]));
+        if g.ee_type.0.first().is_some_and(|app| !*app) {
+            return Ok(None);
+        }
+        let psids = match &g.subject_permissions {
+            SubjectPermissions::All(()) => None,
+            SubjectPermissions::Explicit(ranges) => Some(
+                ranges
+                    .0
+                    .iter()
+                    .filter_map(|r| Some((u64::try_from(&r.psid.0).ok()?, SspLimit::from_range(r.ssp_range.as_ref())?)))
+                    .collect(),
+            ),
+            // a future form grants nothing we can vouch for
+            #[allow(unreachable_patterns)]
+            _ => Some(Vec::new()),
+        };
         Ok(Some(Self { psids, min, max: (range >= 0).then(|| min.saturating_add(range)) }))
     }
 
-    /// The rule one certificate further down.
+    /// The group seen one certificate further down.
     fn below(&self) -> Self {
         Self { psids: self.psids.clone(), min: self.min - 1, max: self.max.map(|m| m - 1) }
     }
 }
 
-/// Checks that a ticket granting `psids`, issued by `issuer`, ends chains of lengths each of
-/// its issuers allows: at every level the group naming the PSID (else an `all` group) rules.
-fn check_chain_lengths(issuer: &VerifiedCert, ticket: &str, psids: &[u64]) -> Result<(), SecurityError> {
-    for level in &issuer.chain_rules {
-        for &psid in psids {
-            let named = level.iter().find(|r| matches!(&r.psids, IssuePermissions::Psids(p) if p.contains(&psid)));
-            let Some(rule) = named.or_else(|| level.iter().find(|r| r.psids == IssuePermissions::All)) else { continue };
-            // the ticket is one certificate below its issuer
-            if rule.min > 1 || rule.max.is_some_and(|m| m < 1) {
+/// Checks a ticket issued by `issuer` against every issuer above it: at each level, some group
+/// must cover each of the ticket's PSIDs (a group naming the PSID, else an `all` group) and
+/// allow both its SSP and its distance down to the ticket, the same group for both.
+fn check_ticket_levels(issuer: &VerifiedCert, ticket: &VerifiedCert) -> Result<(), SecurityError> {
+    for (height, level) in issuer.issue_levels.iter().enumerate() {
+        for &psid in ticket.app_psids.iter().flatten() {
+            let ssp = ticket.app_ssps.iter().find(|(p, _)| *p == psid).map(|(_, s)| s);
+            // the ticket is one certificate below its issuer; `below` shifted the levels above
+            let fits = |g: &IssueGroup| g.min <= 1 && g.max.is_none_or(|m| m >= 1);
+            let named: Vec<(&IssueGroup, &SspLimit)> = level
+                .iter()
+                .flat_map(|g| g.psids.iter().flatten().filter(|(p, _)| *p == psid).map(move |(_, l)| (g, l)))
+                .collect();
+            let ok = if named.is_empty() {
+                level.iter().any(|g| g.psids.is_none() && fits(g))
+            } else {
+                named.iter().any(|(g, l)| fits(g) && l.allows(ssp))
+            };
+            if !ok {
                 return Err(SecurityError::Issuance(format!(
-                    "{ticket} for psid {psid} ends a chain of a length an issuer above it does not allow"
+                    "{} for psid {psid}: no certIssuePermissions group of the issuer {height} level(s) above its own issuer allows its SSP at its chain length",
+                    hex::encode(ticket.id)
                 )));
             }
         }
     }
     Ok(())
-}
-
-fn issue_ssp_limits(groups: &SequenceOfPsidGroupPermissions) -> Vec<(u64, SspLimit)> {
-    let mut out = Vec::new();
-    for g in &groups.0 {
-        if let SubjectPermissions::Explicit(ranges) = &g.subject_permissions {
-            for r in &ranges.0 {
-                let (Ok(psid), Some(limit)) = (u64::try_from(&r.psid.0), SspLimit::from_range(r.ssp_range.as_ref())) else { continue };
-                out.push((psid, limit));
-            }
-        }
-    }
-    out
 }
 
 impl VerifiedCert {
@@ -1029,8 +1059,8 @@ impl ParsedCert {
         });
         let app_ssps = c.to_be_signed.app_permissions.iter().flat_map(|ps| &ps.0).filter_map(|p| {
             let ssp = match p.ssp.as_ref()? {
-                ServiceSpecificPermissions::Opaque(o) => o.to_vec(),
-                ServiceSpecificPermissions::BitmapSsp(b) => b.0.to_vec(),
+                ServiceSpecificPermissions::Opaque(o) => Ssp::Opaque(o.to_vec()),
+                ServiceSpecificPermissions::BitmapSsp(b) => Ssp::Bitmap(b.0.to_vec()),
                 // a future form grants nothing we can read
                 #[allow(unreachable_patterns)]
                 _ => return None,
@@ -1044,16 +1074,13 @@ impl ParsedCert {
         };
         let own_region = c.to_be_signed.region.as_ref().map(region);
         let issue = c.to_be_signed.cert_issue_permissions.as_ref().map(IssuePermissions::from_groups);
-        let issue_ssp = c.to_be_signed.cert_issue_permissions.as_ref().map(issue_ssp_limits).unwrap_or_default();
-        let mut chain_rules = Vec::new();
+        let mut issue_levels = Vec::new();
         if let Some(groups) = &c.to_be_signed.cert_issue_permissions {
-            let own: Vec<ChainRule> = groups.0.iter().filter_map(|g| ChainRule::from_group(g).transpose()).collect::<Result<_, _>>()?;
-            if !own.is_empty() {
-                chain_rules.push(own);
+            let own: Vec<IssueGroup> = groups.0.iter().filter_map(|g| IssueGroup::from_group(g).transpose()).collect::<Result<_, _>>()?;
+            issue_levels.push(own);
+            if let Some(i) = issuer {
+                issue_levels.extend(i.issue_levels.iter().map(|level| level.iter().map(IssueGroup::below).collect()));
             }
-        }
-        if let Some(i) = issuer.filter(|_| c.to_be_signed.cert_issue_permissions.is_some()) {
-            chain_rules.extend(i.chain_rules.iter().map(|level| level.iter().map(ChainRule::below).collect()));
         }
         Ok(VerifiedCert {
             id: self.id,
@@ -1069,8 +1096,7 @@ impl ParsedCert {
             region: own_region.or_else(|| issuer.and_then(|i| i.region.clone())),
             anchor: issuer_id.is_none(),
             issue,
-            issue_ssp,
-            chain_rules,
+            issue_levels,
             root: if issuer_id.is_none() { Some(self.id) } else { issuer.and_then(|i| i.root) },
         })
     }
@@ -1413,16 +1439,9 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
     if let Some(psid) = sub.app_psids.iter().flatten().find(|&&p| !may.allows(p)) {
         return Err(SecurityError::Issuance(format!("{} grants psid {psid}, which its issuer may not", name())));
     }
-    // an SSP must lie within the issuer's range for its PSID, when the issuer names one (a
-    // PSID named with a range is not covered by an `all` group besides, 1609.2 §6.4.28)
-    for (psid, ssp) in &sub.app_ssps {
-        let mut limits = issuer.issue_ssp.iter().filter(|(p, _)| p == psid).peekable();
-        if limits.peek().is_some() && !limits.any(|(_, l)| l.allows(Some(ssp))) {
-            return Err(SecurityError::Issuance(format!("{} grants an SSP for psid {psid} outside its issuer's range", name())));
-        }
-    }
-    if let Some(psids) = &sub.app_psids {
-        check_chain_lengths(issuer, &name(), psids)?;
+    // a ticket's PSIDs, SSPs and chain length, against every issuer above it
+    if sub.app_psids.is_some() {
+        check_ticket_levels(issuer, sub)?;
     }
     if let Some(own) = &sub.issue
         && !may.covers(own)
@@ -1522,7 +1541,7 @@ pub fn unverified_signer(bytes: &[u8]) -> Option<HashedId8> {
 /// attack simulator and tools that need signed traffic).
 pub mod build {
     use ecdsa::signature::hazmat::PrehashSigner;
-    use rasn::types::{FixedOctetString, Integer, OctetString};
+    use rasn::types::{FixedBitString, FixedOctetString, Integer, OctetString};
     use rasn_its::ieee1609dot2::base_types::{
         BitmapSsp, BitmapSspRange, CircularRegion, CrlSeries, EcdsaP256Signature, PsidSspRange, SequenceOfPsidSspRange, SspRange, Elevation, GeographicRegion, HashedId3, Hostname, IdentifiedRegion, Latitude, Longitude,
         SequenceOfIdentifiedRegion, UnCountryId,
@@ -1530,7 +1549,7 @@ pub mod build {
         ValidityPeriod,
     };
     use rasn_its::ieee1609dot2::{
-        CertificateBase, ExplicitCertificate, HeaderInfo, PsidGroupPermissions,
+        CertificateBase, EndEntityType, ExplicitCertificate, HeaderInfo, PsidGroupPermissions,
         SequenceOfCertificate, SequenceOfPsidGroupPermissions, SignedData, SignedDataPayload,
         SubjectPermissions, ToBeSignedCertificate, ToBeSignedData,
     };
@@ -1697,6 +1716,17 @@ pub mod build {
     /// A bitmap SSP range: `sspValue`, `sspBitmask`.
     pub type BitmapRange<'a> = (&'a [u8], &'a [u8]);
 
+    /// One `certIssuePermissions` group of [`authority_with_groups`].
+    #[derive(Debug, Clone, Copy)]
+    pub struct Group<'a> {
+        /// PSIDs with a bitmap SSP range each (`None`: any SSP); `None`: `all`.
+        pub psids: Option<&'a [(u64, Option<BitmapRange<'a>>)]>,
+        /// (minChainLength, chainLengthRange)
+        pub chain: (i64, i64),
+        /// end entity type `app` (else `enrol` only)
+        pub app: bool,
+    }
+
     /// A CA certificate that may issue only `ranges`: per PSID, any SSP (`None`) or those
     /// matching a bitmap range (`sspValue`, `sspBitmask`), for tickets `chain` = (min, range)
     /// certificates below it (1609.2 `minChainLength`, `chainLengthRange`; -1: any).
@@ -1712,23 +1742,48 @@ pub mod build {
         ranges: &[(u64, Option<BitmapRange<'_>>)],
         chain: (i64, i64),
     ) -> Result<P256Identity, SecurityError> {
-        let ranges = ranges
+        authority_with_groups(name, subject_key, issuer, valid_from_s, valid_hours, &[Group { psids: Some(ranges), chain, app: true }])
+    }
+
+    /// A CA certificate with these `certIssuePermissions` groups.
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn authority_with_groups(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        groups: &[Group<'_>],
+    ) -> Result<P256Identity, SecurityError> {
+        let groups = groups
             .iter()
-            .map(|(psid, r)| PsidSspRange {
-                psid: Psid(Integer::from(*psid)),
-                ssp_range: r.map(|(value, mask)| {
-                    SspRange::BitmapSspRange(BitmapSspRange { ssp_value: OctetString::from_slice(value), ssp_bitmask: OctetString::from_slice(mask) })
-                }),
+            .map(|g| {
+                let subject = match g.psids {
+                    None => SubjectPermissions::All(()),
+                    Some(ranges) => SubjectPermissions::Explicit(SequenceOfPsidSspRange(
+                        ranges
+                            .iter()
+                            .map(|(psid, r)| PsidSspRange {
+                                psid: Psid(Integer::from(*psid)),
+                                ssp_range: r.map(|(value, mask)| {
+                                    SspRange::BitmapSspRange(BitmapSspRange { ssp_value: OctetString::from_slice(value), ssp_bitmask: OctetString::from_slice(mask) })
+                                }),
+                            })
+                            .collect(),
+                    )),
+                };
+                let ee = if g.app { EndEntityType::APP } else { EndEntityType::ENROLL };
+                PsidGroupPermissions::builder()
+                    .subject_permissions(subject)
+                    .min_chain_length(Integer::from(g.chain.0))
+                    .chain_length_range(Integer::from(g.chain.1))
+                    .ee_type(EndEntityType(FixedBitString::new([ee, 0, 0, 0, 0, 0, 0, 0])))
+                    .build()
             })
             .collect();
-        let groups = SequenceOfPsidGroupPermissions(vec![
-            PsidGroupPermissions::builder()
-                .subject_permissions(SubjectPermissions::Explicit(SequenceOfPsidSspRange(ranges)))
-                .min_chain_length(Integer::from(chain.0))
-                .chain_length_range(Integer::from(chain.1))
-                .build(),
-        ]);
-        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, None, Some(groups), None)
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, None, Some(SequenceOfPsidGroupPermissions(groups)), None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1971,14 +2026,17 @@ mod tests {
 
     #[test]
     fn ssp_limits_follow_1609_2() {
-        use super::SspLimit;
+        use super::{Ssp, SspLimit};
+        let (o, b) = (|v: &[u8]| Ssp::Opaque(v.to_vec()), |v: &[u8]| Ssp::Bitmap(v.to_vec()));
         let opaque = SspLimit::Opaque(vec![vec![1, 2], vec![3]]);
-        assert!(opaque.allows(Some(&[3])) && opaque.allows(Some(&[1, 2])) && opaque.allows(None));
-        assert!(!opaque.allows(Some(&[1])) && !opaque.allows(Some(&[1, 2, 0])));
+        assert!(opaque.allows(Some(&o(&[3]))) && opaque.allows(Some(&o(&[1, 2]))) && opaque.allows(None));
+        assert!(!opaque.allows(Some(&o(&[1]))) && !opaque.allows(Some(&o(&[1, 2, 0]))));
+        assert!(!opaque.allows(Some(&b(&[3]))), "a bitmap SSP under an opaque range");
         let bitmap = SspLimit::Bitmap { value: vec![1, 0x80], mask: vec![0xff, 0x80] };
-        assert!(bitmap.allows(Some(&[1, 0xff])) && bitmap.allows(Some(&[1, 0x80, 7])));
-        assert!(!bitmap.allows(Some(&[1, 0x7f])) && !bitmap.allows(Some(&[1])) && !bitmap.allows(Some(&[2, 0x80])));
-        assert!(!SspLimit::Bitmap { value: vec![1], mask: vec![0xff, 0] }.allows(Some(&[1, 0])), "value and mask differ in length");
-        assert!(SspLimit::Any.allows(Some(&[9; 31])));
+        assert!(bitmap.allows(Some(&b(&[1, 0xff]))) && bitmap.allows(Some(&b(&[1, 0x80, 7]))));
+        assert!(!bitmap.allows(Some(&b(&[1, 0x7f]))) && !bitmap.allows(Some(&b(&[1]))) && !bitmap.allows(Some(&b(&[2, 0x80]))));
+        assert!(!bitmap.allows(Some(&o(&[1, 0xff]))), "an opaque SSP under a bitmap range");
+        assert!(!SspLimit::Bitmap { value: vec![1], mask: vec![0xff, 0] }.allows(Some(&b(&[1, 0]))), "value and mask differ in length");
+        assert!(SspLimit::Any.allows(Some(&o(&[9; 31]))) && SspLimit::Any.allows(Some(&b(&[9; 31]))));
     }
 }

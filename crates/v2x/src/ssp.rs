@@ -137,8 +137,15 @@ impl Permission {
         let (Some(ssp), Some((octet, mask))) = (ssp, self.bit()) else {
             return false;
         };
-        // versions 1 and 2 of both SSPs share these bits
-        matches!(ssp.first(), Some(1 | 2)) && ssp.get(octet).is_some_and(|b| b & mask != 0)
+        // the octets each version has after the version octet: CAM 2 in versions 1 and 2; DENM
+        // 3 in version 1, 4 in version 2 (a longer version 1 SSP grants nothing past them)
+        let octets = match (self, ssp.first()) {
+            (Self::DenmCause(_), Some(1)) => 3,
+            (Self::DenmCause(_), Some(2)) => 4,
+            (_, Some(1 | 2)) => 2,
+            _ => return false,
+        };
+        octet <= octets && ssp.get(octet).is_some_and(|b| b & mask != 0)
     }
 }
 
@@ -238,13 +245,14 @@ fn cause_code(c: &c_its_parser::standards::cdd_2_2_1::etsi_its_cdd::CauseCodeCho
     }
 }
 
-/// The permissions among `needs` that `ssps` (the signer's SSP per ITS-AID) does not grant.
+/// The permissions among `needs` that `ssps` (the signer's SSP per ITS-AID, opaque or bitmap:
+/// ETSI reads both as the same octets) does not grant.
 #[must_use]
-pub fn missing(needs: &[Permission], ssps: &[(u64, Vec<u8>)]) -> Vec<Permission> {
+pub fn missing(needs: &[Permission], ssps: &[(u64, crate::security::Ssp)]) -> Vec<Permission> {
     needs
         .iter()
         .copied()
-        .filter(|p| !p.granted_by(ssps.iter().find(|(psid, _)| *psid == p.psid()).map(|(_, s)| s.as_slice())))
+        .filter(|p| !p.granted_by(ssps.iter().find(|(psid, _)| *psid == p.psid()).map(|(_, s)| s.bytes())))
         .collect()
 }
 
@@ -267,6 +275,7 @@ mod tests {
         assert!(Permission::DenmCause(2).granted_by(Some(&[1, 0x40, 0, 0])));
         assert!(!Permission::DenmCause(100).granted_by(Some(&[1, 0xff, 0xff, 0xff])));
         assert!(Permission::DenmCause(100).granted_by(Some(&[2, 0, 0, 0, 0x10])));
+        assert!(!Permission::DenmCause(100).granted_by(Some(&[1, 0, 0, 0, 0x10])), "version 1 has three octets");
         assert!(!Permission::DenmCause(20).granted_by(Some(&[2, 0xff, 0xff, 0xff, 0xff])), "no bit for violence");
         // every DENM bit is distinct
         let mut seen: Vec<(usize, u8)> = DENM_BITS.iter().map(|&(_, o, m)| (o, m)).collect();
@@ -274,6 +283,6 @@ mod tests {
         seen.dedup();
         assert_eq!(seen.len(), DENM_BITS.len());
         let need = [Permission::Emergency, Permission::DenmCause(2)];
-        assert_eq!(missing(&need, &[(36, ssp.to_vec())]), vec![Permission::DenmCause(2)]);
+        assert_eq!(missing(&need, &[(36, crate::security::Ssp::Bitmap(ssp.to_vec()))]), vec![Permission::DenmCause(2)]);
     }
 }

@@ -195,7 +195,8 @@ pub struct Validation {
     pub speed_mps: Option<f64>,
     /// Heading, degrees.
     pub heading_deg: Option<f64>,
-    /// Whether the message was signed and the signature verified.
+    /// Whether the message was signed and passed every security check (signature, chain,
+    /// permissions, service permissions, freshness, replay, region).
     pub signed: bool,
     /// Verdict.
     pub verdict: Verdict,
@@ -486,6 +487,10 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 if self.config.security.require_signature {
                     sec.push(CheckResult::ran(names::SIGNATURE, 0.0));
                 }
+                // an unsigned message cannot show the permissions what it says needs
+                if !obs.permissions_needed.is_empty() {
+                    sec.push(CheckResult::skipped(names::SERVICE_PERMISSIONS));
+                }
                 Ok(self.validate_observation(&obs, ms_to_s(rcv_its_ms), ctx.receiver, false, sec))
             }
             MessageFormat::Secured => self.validate_secured(payload, None, rcv_its_ms, ctx),
@@ -580,7 +585,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 let max_future = i128::from(self.config.security.max_future_ms) * 1000;
                 // 1609.2: data past its expiry time is no longer relevant, and an expiry not
                 // after the generation time makes it invalid
-                let expired = d.expiry_time_us.is_some_and(|e| e <= g || now_us >= e);
+                let expired = d.expiry_time_us.is_some_and(|e| e <= g || now_us > e);
                 let fresh = age_us <= max_age && -age_us <= max_future && !expired;
                 out.push(CheckResult::ran(
                     names::SECURED_FRESHNESS,

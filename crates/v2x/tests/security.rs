@@ -634,7 +634,7 @@ fn ssp_ranges_bound_what_an_authority_may_grant() {
     assert!(verify_certificate(&plain_aa.cert, Some(&root.cert)).is_ok());
     for ssp in [Some(&[1u8, 0, 0][..]), Some(&[1, 0x01, 0x04][..]), None] {
         let v = verdict(&plain_aa, ssp).unwrap_or_else(|e| panic!("{ssp:?}: {e}"));
-        assert_eq!(v.app_ssps, ssp.map(|s| (36, s.to_vec())).into_iter().collect::<Vec<_>>());
+        assert_eq!(v.app_ssps, ssp.map(|s| (36, edgecell_v2x::security::Ssp::Bitmap(s.to_vec()))).into_iter().collect::<Vec<_>>());
     }
     for ssp in [&[1u8, 0x02, 0][..], &[1, 0, 0x40], &[2, 0, 0], &[1]] {
         assert!(matches!(verdict(&plain_aa, Some(ssp)), Err(SecurityError::Issuance(_))), "{ssp:?}");
@@ -671,4 +671,79 @@ fn chain_length_rules_hold_at_every_level() {
     assert!(cache.get(&edgecell_v2x::security::parse_certificate(&deep.cert).expect("parses").id).is_none(), "not cached");
     let zero = build::authority_with_ranges("zero", &key(57), Some(&root), start, 1000, &[(36, None)], (0, 0)).expect("builds");
     assert!(matches!(ts.add_certificate(&zero.cert, now, &mut cache), Err(SecurityError::Issuance(_))));
+}
+
+/// A ticket is checked against every issuer above it, with one group allowing its PSID, its
+/// SSP and its chain length together: a sub-authority that may issue anything cannot hand out
+/// emergency rights its ranged parent withholds; two groups cannot lend one the SSP and the
+/// other the chain length; an enrolment-only group allows no ticket; of two groups naming the
+/// same PSID, either may allow it. What is cached round-trips through JSON, as the actor
+/// stores it.
+#[test]
+fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
+    use edgecell_v2x::security::build::{self, Group};
+    use edgecell_v2x::security::{CertCache, MemoryCertCache, VerifiedCert};
+    let key = |n: u8| build::key_from_seed([n; 32]).expect("key");
+    let start = 1000;
+    let now = u64::from(start) + 60;
+    let ordinary: &[u8] = &[1, 0, 0];
+    let emergency: &[u8] = &[1, 0x02, 0x40];
+    let cam_plain: &[(u64, Option<build::BitmapRange<'_>>)] = &[(36, Some((&[1, 0, 0], &[0xff, 0x02, 0x40])))];
+    let cam_any: &[(u64, Option<build::BitmapRange<'_>>)] = &[(36, None)];
+    let at = |n: u8, issuer: &build::P256Identity, ssp: &[u8]| build::certificate_with_ssp("at", &key(n), Some(issuer), start, 10, &[(36, Some(ssp))], None).expect("at");
+    let store = |anchor: &build::P256Identity| {
+        let mut ts = TrustStore::new();
+        ts.add_anchor(&anchor.cert).expect("anchor");
+        ts
+    };
+
+    // root (ordinary CAMs only, two levels down) -> sub-authority (CAMs with any SSP, any
+    // depth) -> AT
+    let root = build::authority_with_ranges("root", &key(61), None, start, 1000, cam_plain, (2, 0)).expect("root");
+    let sub = build::authority_with_groups("sub", &key(62), Some(&root), start, 1000, &[Group { psids: Some(cam_any), chain: (1, -1), app: true }]).expect("sub");
+    let ts = store(&root);
+    let mut cache = MemoryCertCache::default();
+    ts.add_certificate(&sub.cert, now, &mut cache).expect("sub");
+    ts.add_certificate(&at(63, &sub, ordinary).cert, now, &mut cache).expect("ordinary ticket");
+    let e = ts.add_certificate(&at(64, &sub, emergency).cert, now, &mut cache).expect_err("emergency ticket");
+    assert!(matches!(&e, SecurityError::Issuance(m) if m.contains("1 level")), "{e}");
+    // what the cache holds reads back whole from JSON
+    let cached = cache.get(&edgecell_v2x::security::parse_certificate(&sub.cert).expect("parses").id).expect("cached");
+    let back: VerifiedCert = serde_json::from_str(&serde_json::to_string(&cached).expect("json")).expect("reads back");
+    assert_eq!(back, cached);
+    assert_eq!(back.issue_levels.len(), 2);
+
+    // one group with the SSP range but chain length 1, another with any SSP but length 2: an
+    // emergency ticket issued directly fits neither alone
+    let split = build::authority_with_groups(
+        "split",
+        &key(65),
+        None,
+        start,
+        1000,
+        &[Group { psids: Some(cam_plain), chain: (1, 0), app: true }, Group { psids: Some(cam_any), chain: (2, 0), app: true }],
+    )
+    .expect("split");
+    let ts = store(&split);
+    let mut cache = MemoryCertCache::default();
+    ts.add_certificate(&at(66, &split, ordinary).cert, now, &mut cache).expect("the first group allows it");
+    assert!(matches!(ts.add_certificate(&at(67, &split, emergency).cert, now, &mut cache), Err(SecurityError::Issuance(_))));
+
+    // two groups naming CAMs with other chain lengths: either may allow a ticket
+    let two = build::authority_with_groups(
+        "two",
+        &key(68),
+        None,
+        start,
+        1000,
+        &[Group { psids: Some(cam_any), chain: (2, 0), app: true }, Group { psids: Some(cam_any), chain: (1, 0), app: true }],
+    )
+    .expect("two");
+    let ts = store(&two);
+    ts.add_certificate(&at(69, &two, emergency).cert, now, &mut MemoryCertCache::default()).expect("the second group");
+
+    // an enrolment-only group allows no ticket
+    let enrol = build::authority_with_groups("enrol", &key(70), None, start, 1000, &[Group { psids: Some(cam_any), chain: (1, 0), app: false }]).expect("enrol");
+    let ts = store(&enrol);
+    assert!(matches!(ts.add_certificate(&at(71, &enrol, ordinary).cert, now, &mut MemoryCertCache::default()), Err(SecurityError::Issuance(_))));
 }
