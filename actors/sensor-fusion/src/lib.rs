@@ -519,10 +519,20 @@ fn iot_base_config() -> IotConfig {
 /// [`FusionError::Config`] for settings that do not parse or whose worst-case state would not
 /// fit the 4 MiB the actor stores (the message says which limit to lower).
 fn iot_config(site: Option<&str>) -> Result<IotConfig, FusionError> {
-    let get = |key: &str| bindings::wasi::config::store::get(key).ok().flatten().filter(|v| !v.trim().is_empty());
-    let (key, text) = match site.and_then(|s| get(&format!("iot.{s}")).map(|t| (format!("iot.{s}"), t))) {
-        Some(found) => found,
-        None => match get("iot") {
+    // a failed read is an error, not "unset": falling back to the defaults would close every
+    // open window of another shape, and again when the read recovers
+    let get = |key: &str| match bindings::wasi::config::store::get(key) {
+        Ok(v) => Ok(v.filter(|v| !v.trim().is_empty())),
+        Err(e) => Err(FusionError::Config(format!("wasi:config {key}: {e:?}"))),
+    };
+    let site_key = site.map(|s| format!("iot.{s}"));
+    let site_text = match &site_key {
+        Some(k) => get(k)?,
+        None => None,
+    };
+    let (key, text) = match (site_key, site_text) {
+        (Some(k), Some(t)) => (k, t),
+        _ => match get("iot")? {
             Some(t) => ("iot".to_owned(), t),
             None => return Ok(iot_base_config()),
         },
@@ -531,13 +541,15 @@ fn iot_config(site: Option<&str>) -> Result<IotConfig, FusionError> {
     let limit = shared_state_options().max_bytes as u64;
     let worst = cfg.worst_case_state_bytes();
     if worst > limit {
-        let fit = IotConfig { max_sensors: 1, ..cfg };
-        let per_sensor = fit.worst_case_state_bytes().saturating_sub(IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes()).max(1);
-        let room = limit.saturating_sub(IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes());
-        return Err(FusionError::Config(format!(
-            "wasi:config {key}: state could reach {worst} bytes, over the {limit} the actor stores; lower max_sensors (at most {} with these settings), max_total_samples, robust_history or size_ms / slide_ms",
-            room / per_sensor
-        )));
+        let without_sensors = IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes();
+        let per_sensor = IotConfig { max_sensors: 1, ..cfg }.worst_case_state_bytes().saturating_sub(without_sensors).max(1);
+        let fitting = limit.saturating_sub(without_sensors) / per_sensor;
+        let advice = if fitting == 0 {
+            "lower max_total_samples or batch_size: they alone leave no room for a sensor".to_owned()
+        } else {
+            format!("lower max_sensors (at most {fitting} with these settings), max_total_samples, robust_history, batch_size or size_ms / slide_ms")
+        };
+        return Err(FusionError::Config(format!("wasi:config {key}: state could reach {worst} bytes, over the {limit} the actor stores; {advice}")));
     }
     Ok(cfg)
 }

@@ -17,8 +17,13 @@ pub const MAX_TIME_MS: u64 = 1 << 60;
 /// the stored state would no longer load).
 pub const MAX_ABS_VALUE: f64 = 1e150;
 
-/// Longest sensor id accepted (bytes): ids are keys of the stored state.
+/// Longest sensor id accepted (bytes): ids are keys of the stored state. Ids with control
+/// characters, `"` or `\\` are refused too, so an id is stored as it is, never escaped.
 pub const MAX_SENSOR_ID_BYTES: usize = 256;
+
+/// Largest `batch_size`, `robust_history` and `max_window_samples` accepted: bounds what one
+/// sensor or one batch can hold.
+pub const MAX_SETTING_COUNT: usize = 1 << 20;
 
 /// Values remembered per sensor for its latest millisecond: a reading repeating one of them
 /// (same time, same value) is a redelivery.
@@ -29,7 +34,7 @@ pub const MAX_WINDOWS_PER_READING: u64 = 1000;
 
 /// Window shape (times in milliseconds). Tumbling = sliding with `slide == size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Window {
     /// back-to-back windows of `size_ms`
     Tumbling {
@@ -180,18 +185,28 @@ impl IotConfig {
 
     /// An upper bound of the stored state's size (JSON bytes) with every limit reached:
     /// `max_sensors` sensors with ids of [`MAX_SENSOR_ID_BYTES`], full detector histories and
-    /// open windows, and `max_total_samples` samples (outputs waiting for delivery come on top).
+    /// open windows, `max_total_samples` samples, and `batch_size - 1` outputs waiting for a
+    /// batch (what [`Aggregator::ingest_each`] leaves; a caller of [`Aggregator::ingest`] that
+    /// requeues more has more).
     #[must_use]
     pub fn worst_case_state_bytes(&self) -> u64 {
-        // longest JSON forms: an f64 24 bytes, a u64 20, plus separators
+        // longest JSON forms: an f64 24 bytes, a u64 20, plus names and separators
         const FIXED_PER_SENSOR: u64 = MAX_SENSOR_ID_BYTES as u64 + 400;
         const PER_VALUE: u64 = 25;
         const PER_WINDOW: u64 = 21 + 120;
         const PER_SAMPLE: u64 = 48;
+        // an aggregate: type, the id, 4 times and counts, 5 floats, field names
+        const PER_OUTPUT: u64 = MAX_SENSOR_ID_BYTES as u64 + 400;
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
         let per_sensor = FIXED_PER_SENSOR
-            + PER_VALUE * (self.robust_history as u64 + MAX_SAME_TIME_VALUES as u64)
-            + PER_WINDOW * self.max_open_windows();
-        (self.max_sensors as u64).saturating_mul(per_sensor).saturating_add(PER_SAMPLE.saturating_mul(self.max_total_samples as u64)).saturating_add(1024)
+            .saturating_add(PER_VALUE.saturating_mul(count(self.robust_history).saturating_add(MAX_SAME_TIME_VALUES as u64)))
+            .saturating_add(PER_WINDOW.saturating_mul(self.max_open_windows()));
+        count(self.max_sensors)
+            .saturating_mul(per_sensor)
+            .saturating_add(PER_SAMPLE.saturating_mul(count(self.max_total_samples)))
+            // outputs short of a full batch wait in the state
+            .saturating_add(PER_OUTPUT.saturating_mul(count(self.batch_size).saturating_sub(1)))
+            .saturating_add(1024)
     }
 }
 
@@ -434,6 +449,9 @@ impl Aggregator {
         if cfg.batch_size == 0 || cfg.robust_history < 3 || cfg.max_window_samples == 0 || cfg.max_sensors == 0 {
             return Err(FusionError::Config("batch_size ≥ 1, robust_history ≥ 3, max_window_samples ≥ 1, max_sensors ≥ 1".into()));
         }
+        if cfg.batch_size.max(cfg.robust_history).max(cfg.max_window_samples) > MAX_SETTING_COUNT {
+            return Err(FusionError::Config(format!("batch_size, robust_history and max_window_samples: at most {MAX_SETTING_COUNT}")));
+        }
         if !(cfg.min_spread.is_finite() && cfg.min_spread >= 1e-100) {
             return Err(FusionError::Config("min_spread: finite and at least 1e-100".into()));
         }
@@ -456,12 +474,14 @@ impl Aggregator {
         &self.cfg
     }
 
-    /// Switches to new settings (a changed deployment configuration), keeping every sensor.
-    /// Same window shape: the open windows stay open and the new limits apply from now on
-    /// (samples and detector histories are trimmed to them; a lower `max_sensors` refuses new
-    /// sensors until enough are forgotten). A new window shape closes every open window now,
+    /// Switches to new settings (a changed deployment configuration). Same window shape: the
+    /// open windows stay open and the new limits apply from now on (samples and detector
+    /// histories are trimmed to them; past a lower `max_sensors` the least recently heard
+    /// sensors are reported and forgotten). A new window shape closes every open window now,
     /// reporting what it holds so far (its `end_ms` may lie after its last reading), and the
-    /// readings from here on go to windows of the new shape; none is counted twice.
+    /// readings from here on go to windows of the new shape; none is counted twice. The first
+    /// new windows may span times before the switch (they are aligned to the new slide), but
+    /// they hold only readings from after it.
     ///
     /// # Errors
     /// Settings [`Aggregator::new`] refuses; the aggregator is then unchanged.
@@ -482,6 +502,18 @@ impl Aggregator {
             self.next_sweep = 0;
         }
         self.cfg = cfg;
+        // fewer sensors allowed: the least recently heard are reported and forgotten
+        let extra = self.sensors.len().saturating_sub(cfg.max_sensors);
+        if extra > 0 {
+            let (size, _) = cfg.window.size_slide();
+            let mut by_age: Vec<(u64, String)> = self.sensors.iter().map(|(n, st)| (st.last_time.unwrap_or(0), n.clone())).collect();
+            by_age.sort_unstable();
+            for (_, name) in by_age.into_iter().take(extra) {
+                if let Some(mut st) = self.sensors.remove(&name) {
+                    let _ = close_windows(&name, &mut st, u64::MAX, size, &mut self.pending);
+                }
+            }
+        }
         let mut total = 0;
         for st in self.sensors.values_mut() {
             while st.samples.len() > cfg.max_window_samples {
@@ -521,7 +553,8 @@ impl Aggregator {
     /// reported as an [`Output::Rejected`] at its place among the outputs, and the readings
     /// after it are still ingested. Returns the outputs of every batch filled on the way.
     pub fn ingest_each(&mut self, readings: &[Reading]) -> Vec<Output> {
-        let mut out = Vec::new();
+        // full batches left by `reconfigure` or `requeue` leave first
+        let mut out: Vec<Output> = self.take_batches(false).into_iter().flatten().collect();
         for r in readings {
             match self.ingest_one(r) {
                 Ok(()) => out.extend(self.take_batches(false).into_iter().flatten()),
@@ -544,6 +577,9 @@ impl Aggregator {
         if r.sensor.len() > MAX_SENSOR_ID_BYTES {
             #[allow(clippy::cast_precision_loss)]
             return Err(FusionError::OutOfRange { what: "sensor id length (bytes)", value: r.sensor.len() as f64, limit: MAX_SENSOR_ID_BYTES as f64 });
+        }
+        if r.sensor.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+            return Err(FusionError::Parse(format!("sensor id {:?}: control characters, quotes and backslashes are not allowed", r.sensor)));
         }
         let (size, slide) = self.cfg.window.size_slide();
         let cfg = self.cfg;
@@ -855,26 +891,45 @@ mod tests {
             max_sensors: 6,
             max_total_samples: 90,
             max_window_samples: 40,
-            warmup: 1_000_000,
+            batch_size: 50,
+            warmup: 0,
+            ewma_threshold: 0.0,
+            robust_threshold: 0.0,
             close_after_ms: u64::MAX / 4,
             ..IotConfig::default()
         };
         let mut agg = Aggregator::new(cfg).expect("valid");
-        // the longest ids, and values whose JSON is longest
-        let ids: Vec<String> = (0..6).map(|i| format!("{i}{}", "x".repeat(MAX_SENSOR_ID_BYTES - 1))).collect();
-        for k in 0..300_u64 {
+        // the longest ids (two-byte characters, which JSON keeps unescaped), times near the
+        // limit, 64 values in one millisecond, every detector firing so outputs wait
+        let ids: Vec<String> = (0..6).map(|i| format!("{i}{}", "é".repeat((MAX_SENSOR_ID_BYTES - 1) / 2))).collect();
+        assert!(ids.iter().all(|id| id.len() <= MAX_SENSOR_ID_BYTES));
+        let base = MAX_TIME_MS - 1_000_000;
+        let mut largest = 0;
+        for k in 0..40_u64 {
+            let mut batch = Vec::new();
             for (i, id) in ids.iter().enumerate() {
-                let t = 1_000_000_000_000_000 + k * 7 + i as u64;
-                agg.ingest(&rd(id, t, -1.234_567_890_123_456_7e-149 * (k + 1) as f64)).expect("accepted");
-                agg.ingest(&rd(id, t, -2.234_567_890_123_456_7e-149 * (k + 1) as f64)).expect("same ms, other value");
+                let t = base + k * 37 + i as u64;
+                for j in 0..=MAX_SAME_TIME_VALUES as u64 {
+                    batch.push(rd(id, t, -1.234_567_890_123_456_7e-149 * (k * 100 + j + 1) as f64));
+                }
             }
+            let _ = agg.ingest_each(&batch);
+            assert!(agg.pending().len() < cfg.batch_size);
+            largest = largest.max(agg.to_bytes().expect("encodes").len() as u64);
         }
-        agg.pending.clear();
-        let stored = agg.to_bytes().expect("encodes").len() as u64;
-        assert!(stored <= cfg.worst_case_state_bytes(), "{stored} > {}", cfg.worst_case_state_bytes());
-        assert!(stored * 3 > cfg.worst_case_state_bytes(), "a loose bound: {stored} vs {}", cfg.worst_case_state_bytes());
+        assert!(agg.sensors.values().all(|st| st.last_values.len() == MAX_SAME_TIME_VALUES));
+        assert!(largest <= cfg.worst_case_state_bytes(), "{largest} > {}", cfg.worst_case_state_bytes());
+        assert!(largest * 2 > cfg.worst_case_state_bytes(), "a loose bound: {largest} vs {}", cfg.worst_case_state_bytes());
+        // ids that would be escaped, or too long, are refused
         let long = "y".repeat(MAX_SENSOR_ID_BYTES + 1);
-        assert!(matches!(agg.ingest(&rd(&long, 2_000_000_000_000_000, 1.0)), Err(FusionError::OutOfRange { .. })));
+        assert!(matches!(agg.ingest(&rd(&long, base + 5000, 1.0)), Err(FusionError::OutOfRange { .. })));
+        for id in ["a\"b", "a\\b", "a\nb", "a\u{7f}"] {
+            assert!(matches!(agg.ingest(&rd(id, base + 5000, 1.0)), Err(FusionError::Parse(_))), "{id:?}");
+        }
+        // settings whose bound would overflow are refused
+        for bad in ["robust_history = 737869762948382001", "batch_size = 2000000", "window = { kind = \"tumbling\", size_ms = 10, slide_ms = 5 }"] {
+            assert!(IotConfig::from_toml_over(&cfg, bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -903,6 +958,14 @@ mod tests {
         let spans: Vec<(u64, u64, u64)> = all.iter().map(|a| (a.start_ms, a.end_ms, a.count)).collect();
         assert_eq!(spans, vec![(0, 1000, 10), (1000, 2000, 10), (2000, 3000, 5), (2500, 3000, 5), (3000, 3500, 5), (3500, 4000, 5)]);
         assert_eq!(all.iter().map(|a| a.count).sum::<u64>(), 40, "every reading before t = 10 s counted once");
+        // fewer sensors allowed: the least recently heard is reported and forgotten
+        agg.ingest(&rd("b", 10_100, 2.0)).expect("a second sensor");
+        agg.ingest(&rd("c", 10_200, 3.0)).expect("a third");
+        agg.reconfigure(IotConfig { max_sensors: 2, ..*agg.config() }).expect("valid");
+        let left: Vec<&String> = agg.sensors.keys().collect();
+        assert_eq!(left, ["b", "c"]);
+        let reported = aggregates(&agg.flush());
+        assert_eq!(reported.iter().map(|a| (a.sensor.as_str(), a.count)).collect::<Vec<_>>(), vec![("a", 1)]);
     }
 
     #[test]
