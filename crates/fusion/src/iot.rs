@@ -161,16 +161,20 @@ impl IotConfig {
     /// [`FusionError::Config`] for TOML that does not parse, unknown keys, or settings
     /// [`Aggregator::new`] refuses.
     pub fn from_toml_over(base: &Self, text: &str) -> Result<Self> {
+        // merged as JSON values: the component already carries serde_json, and toml's
+        // serializer would add about 150 KB to it
         let bad = |e: &dyn std::fmt::Display| FusionError::Config(format!("IoT settings: {e}"));
         let given: toml::Table = toml::from_str(text).map_err(|e| bad(&e))?;
-        let mut merged = toml::Table::try_from(base).map_err(|e| bad(&e))?;
+        let serde_json::Value::Object(mut merged) = serde_json::to_value(base).map_err(|e| bad(&e))? else {
+            return Err(bad(&"settings are not a table"));
+        };
         for (key, value) in given {
             if !merged.contains_key(&key) {
                 return Err(bad(&format_args!("unknown key {key:?}")));
             }
-            merged.insert(key, value);
+            merged.insert(key, toml_to_json(value));
         }
-        let cfg: Self = merged.try_into().map_err(|e: toml::de::Error| bad(&e))?;
+        let cfg: Self = serde_json::from_value(serde_json::Value::Object(merged)).map_err(|e| bad(&e))?;
         Aggregator::new(cfg)?;
         Ok(cfg)
     }
@@ -207,6 +211,20 @@ impl IotConfig {
             // outputs short of a full batch wait in the state
             .saturating_add(PER_OUTPUT.saturating_mul(count(self.batch_size).saturating_sub(1)))
             .saturating_add(1024)
+    }
+}
+
+/// A TOML value as the JSON value serde reads the same way (dates as their text).
+fn toml_to_json(v: toml::Value) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        toml::Value::String(s) => J::String(s),
+        toml::Value::Integer(i) => J::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(J::Null, J::Number),
+        toml::Value::Boolean(b) => J::Bool(b),
+        toml::Value::Datetime(d) => J::String(d.to_string()),
+        toml::Value::Array(a) => J::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => J::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect()),
     }
 }
 
