@@ -1229,19 +1229,6 @@ impl TrustStore {
         })
     }
 
-    fn depth(&self, c: &VerifiedCert, cache: &dyn CertCache) -> usize {
-        let mut d = 0;
-        let mut cur = c.issuer;
-        while let Some(id) = cur {
-            if self.anchors.contains_key(&id) || d > self.max_chain_depth {
-                break;
-            }
-            d += 1;
-            cur = cache.get(&id).and_then(|x| x.issuer);
-        }
-        d
-    }
-
     /// Verifies a certificate issued by an anchor or an already verified certificate, checks
     /// the validity period at `now_s` (TAI seconds since 2004) and caches it.
     ///
@@ -1305,7 +1292,10 @@ impl TrustStore {
         self.check_time(&issuer, now_s)?;
         let v = p.verify(Some(&issuer))?;
         self.check_time(&v, now_s)?;
-        if self.depth(&v, cache) > self.max_chain_depth {
+        // authorities between the certificate and its anchor: the issuer's levels of issue
+        // permissions count it and every authority above it (so no walk through the cache,
+        // whose entries may have been evicted)
+        if issuer.issue_levels.len().saturating_sub(1) > self.max_chain_depth {
             return Err(SecurityError::ChainTooDeep);
         }
         cache.put(v.clone());

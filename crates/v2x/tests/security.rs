@@ -671,6 +671,20 @@ fn chain_length_rules_hold_at_every_level() {
     assert!(cache.get(&edgecell_v2x::security::parse_certificate(&deep.cert).expect("parses").id).is_none(), "not cached");
     let zero = build::authority_with_ranges("zero", &key(57), Some(&root), start, 1000, &[(36, None)], (0, 0)).expect("builds");
     assert!(matches!(ts.add_certificate(&zero.cert, now, &mut cache), Err(SecurityError::Issuance(_))));
+    // at most one authority between a certificate and the root: the ticket under sub is too
+    // deep, whatever the cache still holds
+    let mut shallow = TrustStore::new();
+    shallow.max_chain_depth = 1;
+    shallow.add_anchor(&root.cert).expect("anchor");
+    let open_root = build::certificate("open-root", &key(58), None, start, 1000, &[]).expect("root");
+    shallow.add_anchor(&open_root.cert).expect("anchor");
+    let a1 = build::certificate("a1", &key(59), Some(&open_root), start, 1000, &[]).expect("a1");
+    let a2 = build::certificate("a2", &key(60), Some(&a1), start, 1000, &[]).expect("a2");
+    let mut cache = MemoryCertCache::default();
+    shallow.add_certificate(&a1.cert, now, &mut cache).expect("no authority above a1");
+    shallow.add_certificate(&at(61, &a1).cert, now, &mut cache).expect("one authority above");
+    shallow.add_certificate(&a2.cert, now, &mut cache).expect("one authority above a2");
+    assert!(matches!(shallow.add_certificate(&at(62, &a2).cert, now, &mut cache), Err(SecurityError::ChainTooDeep)));
 }
 
 /// A ticket is checked against every issuer above it, with one group allowing its PSID, its
