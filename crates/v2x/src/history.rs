@@ -413,23 +413,21 @@ impl MemoryHistory {
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
     }
-    /// Over `max_entries` signers: forgets the marks of signers unheard for the TTL before
-    /// `newest_us` (a message that old fails freshness anyway, as long as the freshness window
-    /// is shorter than the TTL), then, if still over, the least recently heard tenth. A flood
-    /// of signers never wipes the marks of the ones just heard, whose replays stay refused.
-    fn forget_old_marks(&mut self, newest_us: u64) {
+    /// Over `max_entries` signers: keeps the most recently heard nine tenths (by their newest
+    /// generation time) and `keep`, the signer just heard. A flood of new signers never wipes
+    /// the marks of the ones heard most recently, whose replays stay refused.
+    fn forget_old_marks(&mut self, keep: u64) {
         let heard = |m: &ReplayMarks| m.times().last().copied().or(m.floor()).unwrap_or(0);
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let ttl_us = (self.ttl_s.max(0.0) * 1e6) as u64;
-        let since = newest_us.saturating_sub(ttl_us);
-        self.secured.retain(|_, m| heard(m) >= since);
-        if self.secured.len() > self.max_entries {
-            let mut times: Vec<u64> = self.secured.values().map(heard).collect();
-            let cut = self.secured.len() - self.max_entries + self.max_entries / 10;
-            let at = cut.min(times.len().saturating_sub(1));
-            let threshold = if times.is_empty() { 0 } else { *times.select_nth_unstable(at).1 };
-            self.secured.retain(|_, m| heard(m) > threshold);
+        let target = self.max_entries - self.max_entries / 10;
+        let mut by_time: Vec<(u64, u64)> = self.secured.iter().map(|(k, m)| (heard(m), *k)).collect();
+        if by_time.len() <= target {
+            return;
         }
+        // newest first: the first `target` stay
+        let at = target.min(by_time.len() - 1);
+        by_time.select_nth_unstable_by(at, |a, b| b.cmp(a));
+        let stay: std::collections::HashSet<u64> = by_time.iter().take(target).map(|(_, k)| *k).chain([keep]).collect();
+        self.secured.retain(|k, _| stay.contains(k));
     }
 
     fn expire(&mut self, now_s: f64) {
@@ -468,10 +466,9 @@ impl HistoryStore for MemoryHistory {
         Ok(self.secured.get(&signer).cloned().unwrap_or_default())
     }
     fn set_replay_marks(&mut self, signer: u64, marks: ReplayMarks) {
-        let newest = marks.times().last().copied().or(marks.floor()).unwrap_or(0);
         self.secured.insert(signer, marks);
         if self.secured.len() > self.max_entries {
-            self.forget_old_marks(newest);
+            self.forget_old_marks(signer);
         }
     }
 }
@@ -494,11 +491,11 @@ mod tests {
         for k in 0..500u64 {
             h.set_replay_marks(1000 + k, marks(10_000_000 + k * 40_000));
         }
-        assert!(h.secured.len() <= 100, "{}", h.secured.len());
+        assert!((90..=100).contains(&h.secured.len()), "{}", h.secured.len());
         // the newest signers' marks stay: replays of their messages are still refused
         assert!(h.replay_marks(1499).expect("memory").is_replay(10_000_000 + 499 * 40_000, w));
         assert!(h.replay_marks(1450).expect("memory").is_replay(10_000_000 + 450 * 40_000, w));
-        // heard more than the TTL before the newest: forgotten first
+        // the least recently heard go first, never the signer just heard
         let mut h = MemoryHistory::new(30.0, 3);
         h.set_replay_marks(1, marks(1_000_000));
         h.set_replay_marks(2, marks(50_000_000));
@@ -507,6 +504,10 @@ mod tests {
         assert_eq!(h.secured.len(), 3);
         assert!(h.replay_marks(1).expect("memory").times().is_empty());
         assert!(h.replay_marks(2).expect("memory").is_replay(50_000_000, w));
+        let mut h = MemoryHistory::new(30.0, 1);
+        h.set_replay_marks(1, marks(5_000_000));
+        h.set_replay_marks(2, marks(1_000_000));
+        assert!(h.replay_marks(2).expect("memory").is_replay(1_000_000, w), "the signer just heard stays");
     }
 
     #[test]

@@ -748,15 +748,16 @@ pub enum SspLimit {
 }
 
 impl SspLimit {
-    fn from_range(r: Option<&SspRange>) -> Option<Self> {
-        Some(match r {
+    fn from_range(r: Option<&SspRange>) -> Self {
+        match r {
             None | Some(SspRange::All(())) => Self::Any,
             Some(SspRange::Opaque(values)) => Self::Opaque(values.iter().map(|v| v.to_vec()).collect()),
             Some(SspRange::BitmapSspRange(b)) => Self::Bitmap { value: b.ssp_value.to_vec(), mask: b.ssp_bitmask.to_vec() },
-            // a future form: nothing is known to be allowed
+            // a future form: no SSP is known to be allowed (and the PSID stays named, so no
+            // `all` group covers it instead)
             #[allow(unreachable_patterns)]
-            Some(_) => return None,
-        })
+            Some(_) => Self::Opaque(Vec::new()),
+        }
     }
 
     /// Whether a certificate may carry `ssp` under this limit (1609.2 §6.4.28–6.4.30): a
@@ -833,7 +834,7 @@ impl IssueGroup {
                 ranges
                     .0
                     .iter()
-                    .filter_map(|r| Some((u64::try_from(&r.psid.0).ok()?, SspLimit::from_range(r.ssp_range.as_ref())?)))
+                    .filter_map(|r| Some((u64::try_from(&r.psid.0).ok()?, SspLimit::from_range(r.ssp_range.as_ref()))))
                     .collect(),
             ),
             // a future form grants nothing we can vouch for
@@ -1106,7 +1107,9 @@ impl ParsedCert {
 /// the given issuer certificate (whose own signature is not checked here). This is
 /// `edgecell v2x verify-cert CERT.oer [--issuer ISSUER.oer]`; the validity period is reported
 /// in the result, not enforced at any date, but with an issuer the 1609.2 issuer rules hold
-/// (issue permissions, validity inside the issuer's).
+/// between the two (issue permissions, SSP ranges, chain length and region, validity inside
+/// the issuer's); the issuers above the given one are unknown here, so their rules are not
+/// checked (a [`TrustStore`] checks them).
 ///
 /// # Errors
 /// [`SecurityError`] naming why it does not verify.
@@ -1426,11 +1429,19 @@ fn check_issued(issuer: &VerifiedCert, sub: &VerifiedCert) -> Result<(), Securit
     let Some(may) = &issuer.issue else {
         return Err(SecurityError::Issuance(format!("{} issued by {}, which may issue nothing", name(), hex::encode(issuer.id))));
     };
+    // an issuer recorded without its levels (a form cached before they existed) proves no
+    // chain rule: refused rather than trusted
+    if issuer.issue_levels.is_empty() {
+        return Err(SecurityError::Issuance(format!("{}'s issuer {} was recorded without its issue rules", name(), hex::encode(issuer.id))));
+    }
     if let Some(psid) = sub.app_psids.iter().flatten().find(|&&p| !may.allows(p)) {
         return Err(SecurityError::Issuance(format!("{} grants psid {psid}, which its issuer may not", name())));
     }
-    // a ticket's PSIDs, SSPs and chain length, against every issuer above it
-    if sub.app_psids.is_some() {
+    // a ticket's PSIDs, SSPs and chain length, against every issuer above it. An authority's
+    // own app permissions (e.g. 623 for certificate requests) are not held to the ticket
+    // chain lengths: PKIs that give their root a single `all` group two levels deep issue
+    // such authorities, and they sign no CAM or DENM
+    if sub.app_psids.is_some() && sub.issue.is_none() {
         check_ticket_levels(issuer, sub)?;
     }
     if let Some(own) = &sub.issue
@@ -1747,6 +1758,24 @@ pub mod build {
         valid_hours: u16,
         groups: &[Group<'_>],
     ) -> Result<P256Identity, SecurityError> {
+        authority_with_app(name, subject_key, issuer, valid_from_s, valid_hours, groups, &[])
+    }
+
+    /// [`authority_with_groups`] that may also sign data for `app_psids` itself (as an
+    /// authority's certificate-request PSID 623).
+    ///
+    /// # Errors
+    /// Encoding or key errors.
+    pub fn authority_with_app(
+        name: &str,
+        subject_key: &p256::ecdsa::SigningKey,
+        issuer: Option<&P256Identity>,
+        valid_from_s: u32,
+        valid_hours: u16,
+        groups: &[Group<'_>],
+        app_psids: &[u64],
+    ) -> Result<P256Identity, SecurityError> {
+        let app = (!app_psids.is_empty()).then(|| SequenceOfPsidSsp(app_psids.iter().map(|p| PsidSsp { psid: Psid(Integer::from(*p)), ssp: None }).collect()));
         let groups = groups
             .iter()
             .map(|g| {
@@ -1773,7 +1802,7 @@ pub mod build {
                     .build()
             })
             .collect();
-        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, None, Some(SequenceOfPsidGroupPermissions(groups)), None)
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app, Some(SequenceOfPsidGroupPermissions(groups)), None)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -685,6 +685,21 @@ fn chain_length_rules_hold_at_every_level() {
     shallow.add_certificate(&at(61, &a1).cert, now, &mut cache).expect("one authority above");
     shallow.add_certificate(&a2.cert, now, &mut cache).expect("one authority above a2");
     assert!(matches!(shallow.add_certificate(&at(62, &a2).cert, now, &mut cache), Err(SecurityError::ChainTooDeep)));
+    // three authorities above a ticket, the limit two, and the cache holding only the lowest
+    // authority (the others evicted): a walk through the cache would count two
+    let a3 = build::certificate("a3", &key(63), Some(&a2), start, 1000, &[]).expect("a3");
+    let mut deep = TrustStore::new();
+    deep.max_chain_depth = 3;
+    deep.add_anchor(&open_root.cert).expect("anchor");
+    let mut full = MemoryCertCache::default();
+    for ca in [&a1, &a2, &a3] {
+        deep.add_certificate(&ca.cert, now, &mut full).expect("within three");
+    }
+    let a3_id = edgecell_v2x::security::parse_certificate(&a3.cert).expect("parses").id;
+    let mut evicted = MemoryCertCache::default();
+    evicted.put(full.get(&a3_id).expect("cached"));
+    deep.max_chain_depth = 2;
+    assert!(matches!(deep.add_certificate(&at(64, &a3).cert, now, &mut evicted), Err(SecurityError::ChainTooDeep)));
 }
 
 /// A ticket is checked against every issuer above it, with one group allowing its PSID, its
@@ -755,6 +770,17 @@ fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
     .expect("two");
     let ts = store(&two);
     ts.add_certificate(&at(69, &two, emergency).cert, now, &mut MemoryCertCache::default()).expect("the second group");
+
+    // a root whose single `all` group reaches two levels down (a common PKI profile) issues
+    // an authority that itself signs certificate requests (623): the authority's own app
+    // permission is not held to the ticket chain length; its tickets are
+    let pki = build::authority_with_groups("pki", &key(72), None, start, 1000, &[Group { psids: None, chain: (2, 0), app: true }]).expect("root");
+    let aa623 = build::authority_with_app("aa623", &key(73), Some(&pki), start, 1000, &[Group { psids: None, chain: (1, 0), app: true }], &[623]).expect("aa");
+    let ts = store(&pki);
+    let mut cache = MemoryCertCache::default();
+    ts.add_certificate(&aa623.cert, now, &mut cache).expect("an authority with app permission 623");
+    ts.add_certificate(&at(74, &aa623, emergency).cert, now, &mut cache).expect("two levels below the root");
+    assert!(matches!(ts.add_certificate(&at(75, &pki, ordinary).cert, now, &mut cache), Err(SecurityError::Issuance(_))), "one level below");
 
     // an enrolment-only group allows no ticket
     let enrol = build::authority_with_groups("enrol", &key(70), None, start, 1000, &[Group { psids: Some(cam_any), chain: (1, 0), app: false }]).expect("enrol");
