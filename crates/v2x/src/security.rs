@@ -854,11 +854,11 @@ impl IssueGroup {
 /// must cover each of the ticket's PSIDs (a group naming the PSID, else an `all` group) and
 /// allow both its SSP and its distance down to the ticket, the same group for both.
 fn check_ticket_levels(issuer: &VerifiedCert, ticket: &VerifiedCert) -> Result<(), SecurityError> {
-    for (height, level) in issuer.issue_levels.iter().enumerate() {
-        for &psid in ticket.app_psids.iter().flatten() {
-            let ssp = ticket.app_ssps.iter().find(|(p, _)| *p == psid).map(|(_, s)| s);
-            // the ticket is one certificate below its issuer; `below` shifted the levels above
-            let fits = |g: &IssueGroup| g.min <= 1 && g.max.is_none_or(|m| m >= 1);
+    // the ticket is one certificate below its issuer; `below` shifted the levels above
+    let fits = |g: &IssueGroup| g.min <= 1 && g.max.is_none_or(|m| m >= 1);
+    for &psid in ticket.app_psids.iter().flatten() {
+        let ssp = ticket.app_ssps.iter().find(|(p, _)| *p == psid).map(|(_, s)| s);
+        for (height, level) in issuer.issue_levels.iter().enumerate() {
             let named: Vec<(&IssueGroup, &SspLimit)> = level
                 .iter()
                 .flat_map(|g| g.psids.iter().flatten().filter(|(p, _)| *p == psid).map(move |(_, l)| (g, l)))
@@ -1687,21 +1687,8 @@ pub mod build {
         app: &[(u64, Option<&[u8]>)],
         region: Option<GeographicRegion>,
     ) -> Result<P256Identity, SecurityError> {
-        let app_psids: Vec<u64> = app.iter().map(|(p, _)| *p).collect();
-        let app_permissions = if app.is_empty() {
-            None
-        } else {
-            Some(SequenceOfPsidSsp(
-                app.iter()
-                    .map(|(p, ssp)| PsidSsp {
-                        psid: Psid(Integer::from(*p)),
-                        ssp: ssp.map(|b| ServiceSpecificPermissions::BitmapSsp(BitmapSsp(OctetString::from_slice(b)))),
-                    })
-                    .collect(),
-            ))
-        };
         // a CA: any PSID, at any depth above the ticket
-        let cert_issue_permissions = if app_psids.is_empty() {
+        let cert_issue_permissions = if app.is_empty() {
             Some(SequenceOfPsidGroupPermissions(vec![
                 PsidGroupPermissions::builder()
                     .subject_permissions(SubjectPermissions::All(()))
@@ -1711,7 +1698,21 @@ pub mod build {
         } else {
             None
         };
-        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app_permissions, cert_issue_permissions, region)
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app_permissions(app), cert_issue_permissions, region)
+    }
+
+    /// `appPermissions` for these PSIDs, each with a bitmap SSP when given; `None` for none.
+    fn app_permissions(app: &[(u64, Option<&[u8]>)]) -> Option<SequenceOfPsidSsp> {
+        (!app.is_empty()).then(|| {
+            SequenceOfPsidSsp(
+                app.iter()
+                    .map(|(p, ssp)| PsidSsp {
+                        psid: Psid(Integer::from(*p)),
+                        ssp: ssp.map(|b| ServiceSpecificPermissions::BitmapSsp(BitmapSsp(OctetString::from_slice(b)))),
+                    })
+                    .collect(),
+            )
+        })
     }
 
     /// A bitmap SSP range: `sspValue`, `sspBitmask`.
@@ -1743,10 +1744,11 @@ pub mod build {
         ranges: &[(u64, Option<BitmapRange<'_>>)],
         chain: (i64, i64),
     ) -> Result<P256Identity, SecurityError> {
-        authority_with_groups(name, subject_key, issuer, valid_from_s, valid_hours, &[Group { psids: Some(ranges), chain, app: true }])
+        authority_with_groups(name, subject_key, issuer, valid_from_s, valid_hours, &[Group { psids: Some(ranges), chain, app: true }], &[])
     }
 
-    /// A CA certificate with these `certIssuePermissions` groups.
+    /// A CA certificate with these `certIssuePermissions` groups, that may also sign data for
+    /// `app_psids` itself (as an authority's certificate-request PSID 623).
     ///
     /// # Errors
     /// Encoding or key errors.
@@ -1757,25 +1759,9 @@ pub mod build {
         valid_from_s: u32,
         valid_hours: u16,
         groups: &[Group<'_>],
-    ) -> Result<P256Identity, SecurityError> {
-        authority_with_app(name, subject_key, issuer, valid_from_s, valid_hours, groups, &[])
-    }
-
-    /// [`authority_with_groups`] that may also sign data for `app_psids` itself (as an
-    /// authority's certificate-request PSID 623).
-    ///
-    /// # Errors
-    /// Encoding or key errors.
-    pub fn authority_with_app(
-        name: &str,
-        subject_key: &p256::ecdsa::SigningKey,
-        issuer: Option<&P256Identity>,
-        valid_from_s: u32,
-        valid_hours: u16,
-        groups: &[Group<'_>],
         app_psids: &[u64],
     ) -> Result<P256Identity, SecurityError> {
-        let app = (!app_psids.is_empty()).then(|| SequenceOfPsidSsp(app_psids.iter().map(|p| PsidSsp { psid: Psid(Integer::from(*p)), ssp: None }).collect()));
+        let app: Vec<(u64, Option<&[u8]>)> = app_psids.iter().map(|&p| (p, None)).collect();
         let groups = groups
             .iter()
             .map(|g| {
@@ -1802,7 +1788,7 @@ pub mod build {
                     .build()
             })
             .collect();
-        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app, Some(SequenceOfPsidGroupPermissions(groups)), None)
+        issue_certificate(name, subject_key, issuer, valid_from_s, valid_hours, app_permissions(&app), Some(SequenceOfPsidGroupPermissions(groups)), None)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -2008,22 +1994,27 @@ pub mod build {
         /// A validator `[security]` section trusting the root.
         #[must_use]
         pub fn trust_toml(&self) -> String {
-            format!(
-                "[security]\ntrust_anchors_hex = [\"{}\"]\n",
-                hex::encode(&self.root.cert)
-            )
+            trust_toml(&self.root, &[])
         }
 
         /// [`Self::trust_toml`] that also names the AA as a CA certificate, so a validator
         /// configured with it alone verifies messages carrying the AT.
         #[must_use]
         pub fn trust_toml_with_aa(&self) -> String {
-            format!(
-                "{}ca_certificates_hex = [\"{}\"]\n",
-                self.trust_toml(),
-                hex::encode(&self.aa.cert)
-            )
+            trust_toml(&self.root, &[&self.aa])
         }
+    }
+
+    /// A validator `[security]` section trusting `anchor`, with `cas` as CA certificates (as a
+    /// certificate trust list would give them).
+    #[must_use]
+    pub fn trust_toml(anchor: &P256Identity, cas: &[&P256Identity]) -> String {
+        let mut toml = format!("[security]\ntrust_anchors_hex = [\"{}\"]\n", hex::encode(&anchor.cert));
+        if !cas.is_empty() {
+            let list: Vec<String> = cas.iter().map(|c| format!("\"{}\"", hex::encode(&c.cert))).collect();
+            toml.push_str(&format!("ca_certificates_hex = [{}]\n", list.join(", ")));
+        }
+        toml
     }
 }
 

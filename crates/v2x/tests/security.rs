@@ -720,6 +720,7 @@ fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
     let cam_plain: &[(u64, Option<build::BitmapRange<'_>>)] = &[(36, Some((&[1, 0, 0], &[0xff, 0x02, 0x40])))];
     let cam_any: &[(u64, Option<build::BitmapRange<'_>>)] = &[(36, None)];
     let at = |n: u8, issuer: &build::P256Identity, ssp: &[u8]| build::certificate_with_ssp("at", &key(n), Some(issuer), start, 10, &[(36, Some(ssp))], None).expect("at");
+    let root_with = |n: u8, groups: &[Group<'_>]| build::authority_with_groups("root", &key(n), None, start, 1000, groups, &[]).expect("root");
     let store = |anchor: &build::P256Identity| {
         let mut ts = TrustStore::new();
         ts.add_anchor(&anchor.cert).expect("anchor");
@@ -729,7 +730,7 @@ fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
     // root (ordinary CAMs only, two levels down) -> sub-authority (CAMs with any SSP, any
     // depth) -> AT
     let root = build::authority_with_ranges("root", &key(61), None, start, 1000, cam_plain, (2, 0)).expect("root");
-    let sub = build::authority_with_groups("sub", &key(62), Some(&root), start, 1000, &[Group { psids: Some(cam_any), chain: (1, -1), app: true }]).expect("sub");
+    let sub = build::authority_with_groups("sub", &key(62), Some(&root), start, 1000, &[Group { psids: Some(cam_any), chain: (1, -1), app: true }], &[]).expect("sub");
     let ts = store(&root);
     let mut cache = MemoryCertCache::default();
     ts.add_certificate(&sub.cert, now, &mut cache).expect("sub");
@@ -744,38 +745,22 @@ fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
 
     // one group with the SSP range but chain length 1, another with any SSP but length 2: an
     // emergency ticket issued directly fits neither alone
-    let split = build::authority_with_groups(
-        "split",
-        &key(65),
-        None,
-        start,
-        1000,
-        &[Group { psids: Some(cam_plain), chain: (1, 0), app: true }, Group { psids: Some(cam_any), chain: (2, 0), app: true }],
-    )
-    .expect("split");
+    let split = root_with(65, &[Group { psids: Some(cam_plain), chain: (1, 0), app: true }, Group { psids: Some(cam_any), chain: (2, 0), app: true }]);
     let ts = store(&split);
     let mut cache = MemoryCertCache::default();
     ts.add_certificate(&at(66, &split, ordinary).cert, now, &mut cache).expect("the first group allows it");
     assert!(matches!(ts.add_certificate(&at(67, &split, emergency).cert, now, &mut cache), Err(SecurityError::Issuance(_))));
 
     // two groups naming CAMs with other chain lengths: either may allow a ticket
-    let two = build::authority_with_groups(
-        "two",
-        &key(68),
-        None,
-        start,
-        1000,
-        &[Group { psids: Some(cam_any), chain: (2, 0), app: true }, Group { psids: Some(cam_any), chain: (1, 0), app: true }],
-    )
-    .expect("two");
+    let two = root_with(68, &[Group { psids: Some(cam_any), chain: (2, 0), app: true }, Group { psids: Some(cam_any), chain: (1, 0), app: true }]);
     let ts = store(&two);
     ts.add_certificate(&at(69, &two, emergency).cert, now, &mut MemoryCertCache::default()).expect("the second group");
 
     // a root whose single `all` group reaches two levels down (a common PKI profile) issues
     // an authority that itself signs certificate requests (623): the authority's own app
     // permission is not held to the ticket chain length; its tickets are
-    let pki = build::authority_with_groups("pki", &key(72), None, start, 1000, &[Group { psids: None, chain: (2, 0), app: true }]).expect("root");
-    let aa623 = build::authority_with_app("aa623", &key(73), Some(&pki), start, 1000, &[Group { psids: None, chain: (1, 0), app: true }], &[623]).expect("aa");
+    let pki = root_with(72, &[Group { psids: None, chain: (2, 0), app: true }]);
+    let aa623 = build::authority_with_groups("aa623", &key(73), Some(&pki), start, 1000, &[Group { psids: None, chain: (1, 0), app: true }], &[623]).expect("aa");
     let ts = store(&pki);
     let mut cache = MemoryCertCache::default();
     ts.add_certificate(&aa623.cert, now, &mut cache).expect("an authority with app permission 623");
@@ -783,7 +768,7 @@ fn every_level_above_a_ticket_allows_its_ssp_and_chain_length_with_one_group() {
     assert!(matches!(ts.add_certificate(&at(75, &pki, ordinary).cert, now, &mut cache), Err(SecurityError::Issuance(_))), "one level below");
 
     // an enrolment-only group allows no ticket
-    let enrol = build::authority_with_groups("enrol", &key(70), None, start, 1000, &[Group { psids: Some(cam_any), chain: (1, 0), app: false }]).expect("enrol");
+    let enrol = root_with(70, &[Group { psids: Some(cam_any), chain: (1, 0), app: false }]);
     let ts = store(&enrol);
     assert!(matches!(ts.add_certificate(&at(71, &enrol, ordinary).cert, now, &mut MemoryCertCache::default()), Err(SecurityError::Issuance(_))));
 }

@@ -383,7 +383,7 @@ fn certificate_regions_hold_the_positions_signed_under_them() {
     let aa = build::certificate_in("aa", &key(22), Some(&root), start, 1000, &[], Some(build::circle(lat, lon, 60_000).expect("circle"))).expect("aa");
     let here = build::certificate_in("at-here", &key(23), Some(&aa), start, 100, &[36], Some(build::circle(lat, lon, 10_000).expect("circle"))).expect("at");
     let north = build::certificate_in("at-north", &key(24), Some(&aa), start, 100, &[36], Some(build::circle(lat + 0.27, lon, 10_000).expect("circle"))).expect("at");
-    let cfg = format!("[security]\ntrust_anchors_hex = [\"{}\"]\nca_certificates_hex = [\"{}\"]\n", hex::encode(&root.cert), hex::encode(&aa.cert));
+    let cfg = build::trust_toml(&root, &[&aa]);
     let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
 
     let mut v = Validator::from_toml(&cfg).expect("validator");
@@ -817,7 +817,7 @@ fn service_specific_permissions_and_expiry_time_bound_what_a_ticket_may_say() {
     let car = ticket(33, Some(&[1, 0, 0]), Some(&[1, 0, 0, 0]));
     let ambulance = ticket(34, Some(&[1, 0x02, 0x40]), None);
     let bare = ticket(35, None, None);
-    let cfg = format!("[security]\ntrust_anchors_hex = [\"{}\"]\nca_certificates_hex = [\"{}\"]\n", hex::encode(&root.cert), hex::encode(&aa.cert));
+    let cfg = build::trust_toml(&root, &[&aa]);
     let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
     let gen_us = (now_ms - 10) * 1000;
     let validate = |bytes: &[u8]| Validator::from_toml(&cfg).expect("validator").validate(MessageFormat::Secured, bytes, &ctx).expect("decodes");
