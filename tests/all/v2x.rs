@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use edgecell::bindings::BrokerMessage;
-use edgecell::bindings::v2x_validator::exports::edgecell::v2x::validator::{MessageFormat, V2xError, V2xMessage, Validation, Verdict};
+use edgecell::bindings::v2x_validator::edgecell::types::types::GeoPosition;
+use edgecell::bindings::v2x_validator::exports::edgecell::v2x::validator::{
+    MessageFormat, Position, V2xError, V2xMessage, Validation, Verdict,
+};
 
 use crate::common::{self, host, spec};
 
@@ -35,6 +38,14 @@ fn msg(format: MessageFormat, payload: Vec<u8>, received_at: u64) -> V2xMessage 
 fn validate(inst: &mut edgecell::ActorInstance, m: &V2xMessage) -> Result<Validation, V2xError> {
     let v = inst.v2x_validator().unwrap();
     inst.call(|s, _| v.edgecell_v2x_validator().call_validate(s, m)).unwrap()
+}
+
+/// The WGS84 position of a validated ETSI message.
+fn geo(v: &Validation) -> &GeoPosition {
+    match &v.position {
+        Position::Geo(p) => p,
+        Position::Local(l) => panic!("a local position {l:?} where WGS84 was expected"),
+    }
 }
 
 fn failed(v: &Validation) -> Vec<&str> {
@@ -75,8 +86,8 @@ fn real_cams_validate_through_the_wit_export() {
     assert_eq!(v.station_id, 3_725_855_973);
     assert_eq!(v.message_kind, "cam");
     assert_eq!(v.generation_delta_time, 51_136);
-    assert!((v.position.latitude_deg - 53.562_651_8).abs() < 1e-9, "{:?}", v.position);
-    assert!((v.position.longitude_deg - 9.976_148_5).abs() < 1e-9, "{:?}", v.position);
+    assert!((geo(&v).latitude_deg - 53.562_651_8).abs() < 1e-9, "{:?}", v.position);
+    assert!((geo(&v).longitude_deg - 9.976_148_5).abs() < 1e-9, "{:?}", v.position);
     assert!((v.speed_mps.unwrap() - 12.77).abs() < 1e-9);
     assert!((v.heading_deg.unwrap() - 199.4).abs() < 1e-9);
     assert!(!v.signed);
@@ -89,7 +100,7 @@ fn real_cams_validate_through_the_wit_export() {
     let late = validate(&mut inst, &msg(MessageFormat::Uper, testdata("pycrate-cam-a.uper"), received_at(41_000, 2_500))).unwrap();
     assert_eq!(late.station_id, 1_234_567);
     assert_eq!(late.generation_delta_time, 41_000);
-    assert!((late.position.latitude_deg - 48.856_614).abs() < 1e-9);
+    assert!((geo(&late).latitude_deg - 48.856_614).abs() < 1e-9);
     assert!((late.speed_mps.unwrap() - 13.89).abs() < 1e-9);
     assert!((late.heading_deg.unwrap() - 90.5).abs() < 1e-9);
     assert_eq!(late.verdict, Verdict::Rejected);
@@ -105,7 +116,7 @@ fn real_cams_validate_through_the_wit_export() {
     assert_eq!(out.len(), 2);
     let b = out[0].as_ref().unwrap();
     assert_eq!(b.station_id, 4_294_967_295);
-    assert!((b.position.latitude_deg + 33.9).abs() < 1e-9);
+    assert!((geo(&b).latitude_deg + 33.9).abs() < 1e-9);
     assert!(matches!(out[1], Err(V2xError::Decode(_))), "{:?}", out[1]);
 }
 
@@ -140,8 +151,8 @@ fn release_2_cams_denms_and_cpms_validate_in_the_component_as_natively() {
         assert_eq!(wasm.station_id, native.station_id, "{file}");
         assert_eq!(wasm.message_kind, native.message_kind.as_str(), "{file}");
         assert_eq!(wasm.generation_delta_time, native.generation_delta_time, "{file}");
-        assert_eq!(Some(wasm.position.latitude_deg), native.latitude, "{file}");
-        assert_eq!(Some(wasm.position.longitude_deg), native.longitude, "{file}");
+        assert_eq!(Some(geo(&wasm).latitude_deg), native.latitude, "{file}");
+        assert_eq!(Some(geo(&wasm).longitude_deg), native.longitude, "{file}");
         assert_eq!(wasm.speed_mps, native.speed_mps, "{file}");
         assert_eq!(wasm.heading_deg, native.heading_deg, "{file}");
         assert_eq!(failed(&wasm), native.failed_checks(), "{file}");
@@ -183,7 +194,7 @@ fn geonetworking_framed_cams_validate_in_the_component() {
     assert_eq!(wasm.station_id, 2_624_309_139);
     assert_eq!(wasm.station_id, native.station_id);
     assert_eq!(wasm.generation_delta_time, 9_983);
-    assert_eq!(Some(wasm.position.latitude_deg), native.latitude);
+    assert_eq!(Some(geo(&wasm).latitude_deg), native.latitude);
     assert_eq!(wasm.speed_mps, native.speed_mps);
     for n in [1, 3, 8, 20, 30] {
         let r = validate(&mut inst, &msg(MessageFormat::Geonetworking, gn[..n].to_vec(), at));
@@ -210,6 +221,53 @@ fn geonetworking_framed_cams_validate_in_the_component() {
     tampered[last] ^= 1;
     let bad = validate(&mut inst, &msg(MessageFormat::Geonetworking, tampered, at)).unwrap();
     assert!(!bad.signed && failed(&bad).contains(&"signature"), "{bad:?}");
+}
+
+/// `edgecell:v2x@0.2.0`: what a signed message said without its signer's service specific
+/// permission reaches WIT callers (a DENM of a cause its ticket's SSP does not grant), as do the
+/// policy's score and the CAM extension containers.
+#[test]
+fn wit_validations_name_missing_permissions_and_the_policy_score() {
+    use edgecell::bindings::v2x_validator::exports::edgecell::v2x::validator::Permission;
+    use edgecell_v2x::security::build;
+    let h = host(edgecell::RuntimeConfig::default());
+    let a = actor(&h);
+    let mut inst = a.instantiate().unwrap();
+    let now_its_ms = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64)
+        .saturating_sub(1_072_915_200_000)
+        + 5_000;
+    let start = u32::try_from(now_its_ms / 1000 - 3600).unwrap();
+    let chain = build::CamChain::new(start).unwrap();
+    configure(&mut inst, &chain.trust_toml_with_aa()).unwrap();
+    // a ticket for CAMs and DENMs with no SSP: it grants no DENM cause
+    let ticket = build::certificate("at", &build::key_from_seed([9; 32]).unwrap(), Some(&chain.aa), start, 100, &[36, 37]).unwrap();
+    let denm_bytes = testdata("c-its-parser-denm.uper");
+    let needs = edgecell_v2x::ssp::denm_needs(&edgecell_v2x::denm_v2::decode(&denm_bytes).unwrap());
+    let [edgecell_v2x::ssp::Permission::DenmCause(cause)] = needs.as_slice() else { panic!("{needs:?}") };
+    let signed = build::signed_data(&ticket, &denm_bytes, 37, (now_its_ms - 10) * 1000, true).unwrap();
+    let denm = validate(&mut inst, &msg(MessageFormat::Secured, signed, its_to_unix_ns(now_its_ms))).unwrap();
+    assert_eq!(denm.verdict, Verdict::Rejected);
+    assert!(failed(&denm).contains(&"service_permissions"), "{:?}", failed(&denm));
+    assert!(!denm.signed);
+    assert_eq!(denm.missing_permissions, vec![Permission::DenmCause(*cause)]);
+    // any-fail: the score is the lowest confidence of the checks that ran
+    let lowest = denm.checks.iter().filter(|c| !c.skipped).map(|c| f64::from(c.confidence)).fold(1.0, f64::min);
+    assert_eq!(denm.score, lowest);
+    assert!(denm.score < 0.5);
+
+    // Release 2 CAMs with extension containers name them, as natively; nothing is missing
+    let mut native = edgecell_v2x::validator::Validator::new(edgecell_v2x::config::Config::default()).unwrap();
+    for (file, gdt) in [("pycrate-cam-v2-a.uper", 12_345), ("pycrate-cam-v2-b.uper", 65_535), ("pycrate-cam-v2-c.uper", 0)] {
+        let bytes = testdata(file);
+        let at = received_at(gdt, 80);
+        let wasm = validate(&mut inst, &msg(MessageFormat::Uper, bytes.clone(), at)).unwrap();
+        let ctx = edgecell_v2x::validator::ReceiveContext { received_at_ns: at, receiver: None };
+        let n = native.validate(edgecell_v2x::validator::MessageFormat::Uper, &bytes, &ctx).unwrap();
+        assert!(!wasm.cam_extensions.is_empty(), "{file}");
+        assert_eq!(wasm.cam_extensions, n.cam_extensions, "{file}");
+        assert_eq!((wasm.score, wasm.pseudonym), (n.score, n.pseudonym), "{file}");
+        assert!(wasm.missing_permissions.is_empty(), "{file}");
+    }
 }
 
 #[test]
@@ -271,8 +329,9 @@ fn a_position_jump_is_rejected_and_names_the_failing_check() {
     let jump = &verdicts[3];
     assert_eq!(jump.verdict, Verdict::Rejected);
     assert!(failed(jump).contains(&"position_consistency"), "{:?}", failed(jump));
-    // a local-frame beacon has no WGS84 position
-    assert!(jump.position.latitude_deg.is_nan());
+    // a local-frame beacon's position is reported in its own frame, under its pseudonym
+    assert!(matches!(jump.position, Position::Local(l) if l.east_m == 520.0 && l.north_m == 0.0), "{:?}", jump.position);
+    assert_eq!(jump.pseudonym, 42);
     let snapshot = h.runtime.services().metrics.snapshot();
     assert_eq!(snapshot.total("v2x_check_failures_total", &[("check", "position_consistency")]), Some(1.0));
     assert_eq!(snapshot.total("v2x_messages_total", &[("verdict", "rejected")]), Some(1.0));

@@ -32,8 +32,9 @@ use bindings::edgecell::cache::store as cache;
 use bindings::edgecell::metrics::recorder::{self, Label};
 use bindings::edgecell::types::types::GeoPosition;
 use bindings::exports::edgecell::v2x::validator::{
-    self as wit, CheckResult as WitCheck, MessageFormat as WitFormat, Risk as WitRisk, RiskLevel as WitRiskLevel,
-    V2xError as WitError, V2xMessage, Validation as WitValidation, Verdict as WitVerdict,
+    self as wit, CamPermission as WitCamPermission, CheckResult as WitCheck, LocalPosition, MessageFormat as WitFormat,
+    Permission as WitPermission, Position as WitPosition, Risk as WitRisk, RiskLevel as WitRiskLevel, V2xError as WitError,
+    V2xMessage, Validation as WitValidation, Verdict as WitVerdict,
 };
 use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
 use bindings::wasmcloud::messaging::consumer;
@@ -47,6 +48,7 @@ use edgecell_v2x::map::{MapFrame, RoadMap};
 use edgecell_v2x::observation::Position;
 use edgecell_v2x::risk::RiskLevel;
 use edgecell_v2x::security::{CertCache, HashedId8, VerifiedCert};
+use edgecell_v2x::ssp::Permission;
 use edgecell_v2x::validator::AnchorCheck;
 use edgecell_v2x::{MessageFormat, ReceiveContext, ReceiverState, Validation, Validator, V2xError, Verdict};
 
@@ -834,12 +836,12 @@ fn wit_err(e: V2xError) -> WitError {
 
 fn to_wit(v: &Validation) -> WitValidation {
     let position = match v.position {
-        Position::Geo { lat, lon, alt } => GeoPosition { latitude_deg: lat, longitude_deg: lon, altitude_m: alt },
-        // beacons in a local metric frame have no WGS84 position
-        Position::Local { .. } => GeoPosition { latitude_deg: f64::NAN, longitude_deg: f64::NAN, altitude_m: None },
+        Position::Geo { lat, lon, alt } => WitPosition::Geo(GeoPosition { latitude_deg: lat, longitude_deg: lon, altitude_m: alt }),
+        Position::Local { x, y } => WitPosition::Local(LocalPosition { east_m: x, north_m: y }),
     };
     WitValidation {
         station_id: v.station_id,
+        pseudonym: v.pseudonym,
         message_kind: v.message_kind.as_str().to_owned(),
         generation_delta_time: v.generation_delta_time,
         position,
@@ -861,7 +863,32 @@ fn to_wit(v: &Validation) -> WitValidation {
                 RiskLevel::High => WitRiskLevel::High,
             },
         }),
+        score: v.score,
+        cam_extensions: v.cam_extensions.clone(),
+        missing_permissions: v.missing_permissions.iter().map(|&p| permission_to_wit(p)).collect(),
     }
+}
+
+fn permission_to_wit(p: Permission) -> WitPermission {
+    use WitCamPermission as C;
+    let cam = match p {
+        Permission::DenmCause(cause) => return WitPermission::DenmCause(cause),
+        Permission::CenDsrcTollingZone => C::CenDsrcTollingZone,
+        Permission::PublicTransport => C::PublicTransport,
+        Permission::SpecialTransport => C::SpecialTransport,
+        Permission::DangerousGoods => C::DangerousGoods,
+        Permission::Roadwork => C::Roadwork,
+        Permission::Rescue => C::Rescue,
+        Permission::Emergency => C::Emergency,
+        Permission::SafetyCar => C::SafetyCar,
+        Permission::ClosedLanes => C::ClosedLanes,
+        Permission::RequestForRightOfWay => C::RequestForRightOfWay,
+        Permission::RequestForFreeCrossingAtATrafficLight => C::RequestForFreeCrossingAtATrafficLight,
+        Permission::NoPassing => C::NoPassing,
+        Permission::NoPassingForTrucks => C::NoPassingForTrucks,
+        Permission::SpeedLimit => C::SpeedLimit,
+    };
+    WitPermission::Cam(cam)
 }
 
 fn validate_wit(msg: &V2xMessage) -> Result<WitValidation, WitError> {

@@ -155,6 +155,23 @@ pub struct SecurityConfig {
     pub check_validity: bool,
     /// Maximum chain length (excluding the anchor).
     pub max_chain_depth: usize,
+    /// What the replay check does when a signer's replay marks cannot be read (the cache
+    /// provider is down, or its entry does not parse): `"skip"` (default) or `"reject"`.
+    pub replay_when_unreadable: UnreadableReplay,
+}
+
+/// The replay check's answer when a signer's replay marks cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadableReplay {
+    /// Report the check skipped: the message is judged on its other checks, so an outage of
+    /// the store does not silence every signed sender (it can let a replayed copy through
+    /// while it lasts; the actor counts each unreadable read in `v2x_store_errors_total`).
+    #[default]
+    Skip,
+    /// Fail the check: a message that cannot be shown not to be a replay is rejected (an
+    /// outage of the store then rejects every signed message).
+    Reject,
 }
 
 impl SecurityConfig {
@@ -186,6 +203,7 @@ impl Default for SecurityConfig {
             max_future_ms: 500,
             check_validity: true,
             max_chain_depth: 4,
+            replay_when_unreadable: UnreadableReplay::Skip,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use crate::checks::{CheckResult, Checks, Kinematics, names};
-use crate::config::{Config, VerdictPolicy};
+use crate::config::{Config, UnreadableReplay, VerdictPolicy};
 use crate::decode::{Framing, SecuredGn, VeremiRecord, decode_its, secured_gn};
 use crate::error::{SecurityError, V2xError};
 use crate::geo::{LocalFrame, Xy};
@@ -610,7 +610,10 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                             self.history.set_replay_marks(key, marks);
                         }
                     }
-                    Err(Unreadable) => out.push(CheckResult::skipped(names::REPLAY)),
+                    Err(Unreadable) => out.push(match self.config.security.replay_when_unreadable {
+                        UnreadableReplay::Skip => CheckResult::skipped(names::REPLAY),
+                        UnreadableReplay::Reject => CheckResult::ran(names::REPLAY, 0.0),
+                    }),
                 }
             }
             None => {

@@ -748,24 +748,36 @@ impl HistoryStore for NoReplayState {
     }
 }
 
-/// When the replay mark cannot be read, the replay check is skipped (not passed), and no new
-/// mark is written over the one that could not be read.
+/// When the replay mark cannot be read, the replay check is skipped (not passed) by default,
+/// or fails with `replay_when_unreadable = "reject"`; either way no new mark is written over
+/// the one that could not be read.
 #[test]
-fn an_unreadable_replay_mark_skips_the_replay_check() {
+fn an_unreadable_replay_mark_skips_or_fails_the_replay_check_as_configured() {
     let now_ms = rcv_its_ms();
     let chain = build::CamChain::new(u32::try_from(now_ms / 1000 - 3600).expect("u32")).expect("chain");
-    let cfg = Config::from_toml(&chain.trust_toml_with_aa()).expect("config");
-    let history = NoReplayState { inner: edgecell_v2x::history::MemoryHistory::default(), marks_set: 0 };
-    let mut v = Validator::with_stores(cfg, history, edgecell_v2x::security::MemoryCertCache::default()).expect("validator");
     let ctx = ReceiveContext { received_at_ns: its_ms_to_unix_ns(now_ms), receiver: None };
     let msg = build::signed_data(&chain.at, CAM, 36, (now_ms - 10) * 1000, true).expect("sign");
-    for _ in 0..2 {
-        let r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
-        assert!(!check(&r, names::SIGNATURE).failed(), "{r:?}");
-        let replay = check(&r, names::REPLAY);
-        assert!(replay.skipped && !replay.failed(), "{replay:?}");
+    let reject = chain.trust_toml_with_aa().replace("[security]", "[security]\nreplay_when_unreadable = \"reject\"");
+    assert_ne!(reject, chain.trust_toml_with_aa());
+    for (toml, fails) in [(chain.trust_toml_with_aa(), false), (reject, true)] {
+        let cfg = Config::from_toml(&toml).expect("config");
+        let history = NoReplayState { inner: edgecell_v2x::history::MemoryHistory::default(), marks_set: 0 };
+        let mut v = Validator::with_stores(cfg, history, edgecell_v2x::security::MemoryCertCache::default()).expect("validator");
+        for copy in 0..2 {
+            let r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
+            assert!(!check(&r, names::SIGNATURE).failed(), "{r:?}");
+            let replay = check(&r, names::REPLAY);
+            assert_eq!((replay.skipped, replay.failed()), (!fails, fails), "{replay:?}");
+            assert_eq!(r.signed, !fails);
+            // (the second copy also fails the beacon frequency check: same time, same sender)
+            if copy == 0 {
+                assert_eq!(r.verdict == Verdict::Rejected, fails, "{:?}", r.failed_checks());
+            }
+        }
+        assert_eq!(v.history().marks_set, 0);
     }
-    assert_eq!(v.history().marks_set, 0);
+    let e = Config::from_toml("[security]\nreplay_when_unreadable = \"maybe\"").unwrap_err();
+    assert!(e.to_string().contains("replay_when_unreadable") || e.to_string().contains("maybe"), "{e}");
 }
 
 /// Replay detection keeps the generation times accepted within the freshness window: a
