@@ -39,7 +39,6 @@ use bindings::exports::edgecell::v2x::validator::{
 use bindings::exports::wasmcloud::messaging::handler::Guest as Handler;
 use bindings::wasmcloud::messaging::consumer;
 use bindings::wasmcloud::messaging::types::BrokerMessage;
-use edgecell_v2x::checks::{CheckResult, names};
 use edgecell_v2x::config::Config;
 use edgecell_v2x::decode::VeremiRecord;
 use edgecell_v2x::geo::Xy;
@@ -135,13 +134,16 @@ fn expect_read(version: Option<u64>) -> cache::Expectation {
 /// How [`KvHistory::commit`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Commit {
-    /// Written, nothing to write, or the cache failed (counted; a retry would not help).
+    /// Written, or nothing to write.
     Done,
     /// Another instance changed an entry this message read: nothing was written.
     Conflict,
     /// The last attempt conflicted too: the track is not written, and the replay mark was
     /// tried alone with compare-and-swap; `mark_lost` when that failed as well.
     GaveUp { mark_lost: bool },
+    /// The cache failed (counted; a retry would not help): nothing was written; `mark_lost`
+    /// when a replay mark was among the writes.
+    Failed { mark_lost: bool },
 }
 
 /// How often one message is judged in all before its track write is given up (counted as
@@ -348,7 +350,7 @@ impl KvHistory {
             }
             Err(_) => {
                 store_error("set-many-if");
-                Commit::Done
+                Commit::Failed { mark_lost: mark_read.is_some() }
             }
         }
     }
@@ -358,7 +360,7 @@ impl KvHistory {
 /// another instance changed what it read, judges it again on fresh reads (`s.attempts` in
 /// all). The outcome returned is that of the last attempt; when even its replay mark could
 /// not be written, `replay_unsure` marks its replay check as not known.
-fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, replay_unsure: impl FnOnce(&mut R)) -> R {
+fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, replay_unsure: impl FnOnce(&KvValidator, &mut R)) -> R {
     let mut attempt = 1;
     loop {
         let mut r = judge(&mut s.validator);
@@ -368,10 +370,12 @@ fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, rep
                 count("v2x_store_conflicts_total", &[]);
                 attempt += 1;
             }
-            Commit::GaveUp { mark_lost } => {
-                store_error("conflict");
+            outcome @ (Commit::GaveUp { mark_lost } | Commit::Failed { mark_lost }) => {
+                if matches!(outcome, Commit::GaveUp { .. }) {
+                    store_error("conflict");
+                }
                 if mark_lost {
-                    replay_unsure(&mut r);
+                    replay_unsure(&s.validator, &mut r);
                 }
                 return r;
             }
@@ -379,12 +383,11 @@ fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, rep
     }
 }
 
-/// A verdict whose replay mark could not be written: its replay check did not really pass.
-fn replay_not_known(r: &mut Result<Validation, V2xError>) {
-    if let Ok(v) = r
-        && let Some(c) = v.checks.iter_mut().find(|c| c.name == names::REPLAY && !c.skipped)
-    {
-        *c = CheckResult::skipped(names::REPLAY);
+/// A verdict whose replay mark could not be written: its replay check did not really pass
+/// (skipped, or failing `replay_unverified` as the validator's configuration says).
+fn replay_not_known(v: &KvValidator, r: &mut Result<Validation, V2xError>) {
+    if let Ok(validation) = r {
+        v.replay_unknown(validation);
     }
 }
 
@@ -805,7 +808,7 @@ fn validate_veremi_line(line: &[u8]) -> Result<Option<Validation>, V2xError> {
     let r = with_sender_hint(hint, || {
         with_state(|s| {
             // beacons are unsigned: no replay check
-            committed(s, |v| v.process_veremi(&rec), |_| {})?.ok_or_else(|| V2xError::Decode("not a received beacon".into()))
+            committed(s, |v| v.process_veremi(&rec), |_, _| {})?.ok_or_else(|| V2xError::Decode("not a received beacon".into()))
         })
     });
     record_outcome(&r);

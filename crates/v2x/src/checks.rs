@@ -37,6 +37,10 @@ pub mod names {
     pub const SECURED_FRESHNESS: &str = "secured_freshness";
     /// 1609.2 replay.
     pub const REPLAY: &str = "replay";
+    /// The signer's replay state could not be read, or its new mark not stored (the history
+    /// store failed), with `replay_when_unreadable = "reject"`. It fails on the receiver's
+    /// side, says nothing about the sender, and no misbehaviour report names it.
+    pub const REPLAY_UNVERIFIED: &str = "replay_unverified";
     /// 1609.2 PSID permission / message type consistency.
     pub const PERMISSION: &str = "permission";
     /// The reported position inside the signing certificate's region.

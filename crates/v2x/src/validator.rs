@@ -226,10 +226,13 @@ impl Validation {
             .map(|c| c.name)
             .collect()
     }
-    /// A misbehaviour report (TS 103 759 shape) when rejected.
+    /// A misbehaviour report (TS 103 759 shape) when rejected for something the sender did:
+    /// none when the only failures are the receiver's own ([`names::REPLAY_UNVERIFIED`]).
     #[must_use]
     pub fn report(&self, reporter_id: u32, detection_time_ns: u64) -> Option<MisbehaviourReport> {
-        (self.verdict == Verdict::Rejected).then(|| MisbehaviourReport {
+        let failed = |receiver: bool| self.checks.iter().any(|c| c.failed() && is_receiver_side(c.name) == receiver);
+        let receiver_only = failed(true) && !failed(false);
+        (self.verdict == Verdict::Rejected && !receiver_only).then(|| MisbehaviourReport {
             version: 2,
             reporter_id,
             detection_time_ns,
@@ -237,7 +240,7 @@ impl Validation {
             reported_pseudonym: self.pseudonym,
             message_kind: self.message_kind,
             generation_delta_time: self.generation_delta_time,
-            failed_checks: self.checks.iter().filter(|c| c.failed()).copied().collect(),
+            failed_checks: self.checks.iter().filter(|c| c.failed() && !is_receiver_side(c.name)).copied().collect(),
             evidence: Evidence {
                 position: self.position,
                 speed_mps: self.speed_mps,
@@ -445,6 +448,22 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         Ok(())
     }
 
+    /// For a validation whose replay check passed but whose new replay mark the history store
+    /// then failed to keep (so a copy could pass later): the replay check becomes skipped and,
+    /// with `replay_when_unreadable = "reject"`, [`names::REPLAY_UNVERIFIED`] fails; the
+    /// verdict, score and `signed` follow. A store that writes what it is given never needs it.
+    pub fn replay_unknown(&self, v: &mut Validation) {
+        let Some(i) = v.checks.iter().position(|c| c.name == names::REPLAY && !c.skipped && !c.failed()) else {
+            return;
+        };
+        v.checks[i] = CheckResult::skipped(names::REPLAY);
+        if self.config.security.replay_when_unreadable == UnreadableReplay::Reject {
+            v.checks.insert(i + 1, CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0));
+            v.signed = false;
+        }
+        (v.verdict, v.score) = apply_policy(&self.config.policy, &v.checks);
+    }
+
     /// The history store.
     pub const fn history(&mut self) -> &mut H {
         &mut self.history
@@ -610,10 +629,12 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                             self.history.set_replay_marks(key, marks);
                         }
                     }
-                    Err(Unreadable) => out.push(match self.config.security.replay_when_unreadable {
-                        UnreadableReplay::Skip => CheckResult::skipped(names::REPLAY),
-                        UnreadableReplay::Reject => CheckResult::ran(names::REPLAY, 0.0),
-                    }),
+                    Err(Unreadable) => {
+                        out.push(CheckResult::skipped(names::REPLAY));
+                        if self.config.security.replay_when_unreadable == UnreadableReplay::Reject {
+                            out.push(CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0));
+                        }
+                    }
                 }
             }
             None => {
@@ -853,7 +874,12 @@ fn ms_to_s(ms: u64) -> f64 {
 }
 
 fn is_security(name: &str) -> bool {
-    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY || n == names::CERT_REGION || n == names::SERVICE_PERMISSIONS)
+    matches!(name, n if n == names::SIGNATURE || n == names::PERMISSION || n == names::SECURED_FRESHNESS || n == names::REPLAY || n == names::REPLAY_UNVERIFIED || n == names::CERT_REGION || n == names::SERVICE_PERMISSIONS)
+}
+
+/// A check whose failure is the receiver's (its store failed), not evidence against the sender.
+fn is_receiver_side(name: &str) -> bool {
+    name == names::REPLAY_UNVERIFIED
 }
 
 /// Applies a verdict policy; security checks always reject when they fail.

@@ -766,15 +766,36 @@ fn an_unreadable_replay_mark_skips_or_fails_the_replay_check_as_configured() {
         for copy in 0..2 {
             let r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
             assert!(!check(&r, names::SIGNATURE).failed(), "{r:?}");
-            let replay = check(&r, names::REPLAY);
-            assert_eq!((replay.skipped, replay.failed()), (!fails, fails), "{replay:?}");
+            assert!(check(&r, names::REPLAY).skipped, "{r:?}");
+            let unverified = r.checks.iter().find(|c| c.name == names::REPLAY_UNVERIFIED);
+            assert_eq!(unverified.map(edgecell_v2x::checks::CheckResult::failed), fails.then_some(true), "{r:?}");
             assert_eq!(r.signed, !fails);
             // (the second copy also fails the beacon frequency check: same time, same sender)
             if copy == 0 {
                 assert_eq!(r.verdict == Verdict::Rejected, fails, "{:?}", r.failed_checks());
+                // the receiver's store failed, not the sender: nobody is reported
+                assert!(r.report(1, 0).is_none());
             }
         }
         assert_eq!(v.history().marks_set, 0);
+    }
+
+    // a mark that passed but could not be stored afterwards (`replay_unknown`): skipped, or
+    // failing `replay_unverified`; the verdict, score and `signed` follow, under any policy
+    let weighted = "[policy]\nkind = \"weighted\"\nthreshold = 0.9\n[policy.weights]\nreplay = 3.0\n";
+    for (extra, fails) in [("", false), ("\nreplay_when_unreadable = \"reject\"", true)] {
+        let toml = format!("{weighted}{}", chain.trust_toml_with_aa().replace("[security]", &format!("[security]{extra}")));
+        let mut v = Validator::from_toml(&toml).expect("validator");
+        let mut r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
+        assert!(r.signed && !check(&r, names::REPLAY).skipped && r.verdict == Verdict::Accepted, "{r:?}");
+        let before = r.score;
+        v.replay_unknown(&mut r);
+        assert!(check(&r, names::REPLAY).skipped);
+        assert_eq!(r.signed, !fails);
+        assert_eq!(r.verdict == Verdict::Rejected, fails, "{:?}", r.failed_checks());
+        assert_eq!((r.verdict, r.score), edgecell_v2x::validator::apply_policy(&v.config().policy, &r.checks));
+        assert!(if fails { r.score < before } else { r.score <= 1.0 }, "{before} -> {}", r.score);
+        assert!(r.report(1, 0).is_none(), "{r:?}");
     }
     let e = Config::from_toml("[security]\nreplay_when_unreadable = \"maybe\"").unwrap_err();
     assert!(e.to_string().contains("replay_when_unreadable") || e.to_string().contains("maybe"), "{e}");
