@@ -294,6 +294,7 @@ fn iot_settings_come_from_wasi_config_and_stored_aggregators_follow_changes() {
         ("iot.east", "window = { kind = \"tumbling\", size_ms = 3000 }\nbatch_size = 1"),
         ("iot.typo", "windw = 3"),
         ("iot.huge", "max_sensors = 10000"),
+        ("iot.fat", "robust_history = 200000"),
     ]);
     assert_eq!(spans(&send(&a, "west", 0, 7).unwrap()), vec![(0, 2, 2), (0, 4, 4), (2, 6, 4)]);
     assert_eq!(spans(&send(&a, "east", 0, 7).unwrap()), vec![(0, 3, 3), (3, 6, 3)]);
@@ -301,11 +302,74 @@ fn iot_settings_come_from_wasi_config_and_stored_aggregators_follow_changes() {
     assert!(typo.contains("iot.typo") && typo.contains("windw"), "{typo}");
     let huge = send(&a, "huge", 0, 7).unwrap_err();
     assert!(huge.contains("iot.huge") && huge.contains("lower max_sensors (at most"), "{huge}");
+    let fat = send(&a, "fat", 0, 7).unwrap_err();
+    assert!(fat.contains("iot.fat") && fat.contains("one sensor's state alone") && fat.contains("robust_history"), "{fat}");
     // the deployment changes east to 10 s windows: the open one is reported at once with what
     // it holds, the next readings go to the new windows; none is counted twice or lost
     let b = load(&[("iot.east", "window = { kind = \"tumbling\", size_ms = 10000 }\nbatch_size = 1")]);
     let out = send(&b, "east", 7, 25).unwrap();
     assert_eq!(spans(&out), vec![(6, 9, 1), (0, 10, 3), (10, 20, 10)]);
+}
+
+/// IoT outputs that would not fit one NATS message (`max-publish-bytes`, default 900 KiB under
+/// NATS's 1 MiB `max_payload`) go out as several JSON arrays, in order, none over the limit and
+/// none lost; a bad limit is refused before any reading is taken.
+#[test]
+fn iot_outputs_larger_than_one_message_go_out_in_pieces() {
+    use edgecell_fusion::iot::Output;
+    let h = host(RuntimeConfig::default());
+    let load = |limit: &str| {
+        let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
+        s.config.insert("max-publish-bytes".into(), limit.into());
+        s.config.insert("iot".into(), "window = { kind = \"tumbling\", size_ms = 1000 }\nbatch_size = 1".into());
+        h.runtime.load_actor(s).unwrap()
+    };
+    // 200 readings of a sensor with a long name, one per window: 199 windows close
+    let sensor = "s".repeat(200);
+    let body: Vec<serde_json::Value> = (0..200).map(|i| serde_json::json!({"sensor": sensor, "time_ms": i * 1000, "value": i})).collect();
+    let msg = BrokerMessage { subject: "edgecell.iot.in.big".into(), body: serde_json::to_vec(&body).unwrap(), reply_to: None };
+    let bad = load("100");
+    let e = bad.instantiate().unwrap().handle_message(&msg).unwrap().unwrap_err();
+    assert!(e.contains("max-publish-bytes") && e.contains("at least 4096"), "{e}");
+    assert!(h.bus.drain().is_empty());
+    let a = load("8192");
+    a.instantiate().unwrap().handle_message(&msg).unwrap().unwrap();
+    let published = h.bus.drain();
+    assert!(published.len() > 1, "{} message(s)", published.len());
+    let mut starts = Vec::new();
+    for m in &published {
+        assert_eq!(m.subject, "edgecell.iot.out.big");
+        assert!(m.body.len() <= 8192, "{} bytes", m.body.len());
+        let outs: Vec<Output> = serde_json::from_slice(&m.body).unwrap();
+        assert!(!outs.is_empty());
+        starts.extend(outs.iter().filter_map(|o| if let Output::Aggregate(w) = o { Some(w.start_ms) } else { None }));
+    }
+    // the bad limit took nothing: every window from the first one is reported, once, in order
+    assert_eq!(starts, (0..199).map(|i| i * 1000).collect::<Vec<u64>>());
+}
+
+/// Through `edgecell:fusion/iot`, the outputs closed before a bad reading are kept for the next
+/// call; when they would not fit the stored state (4 MiB), nothing of the call is kept and the
+/// error is still the bad reading's, so the batch resent without it goes through whole.
+#[test]
+fn a_bad_reading_after_more_outputs_than_the_state_holds_is_still_the_error() {
+    let h = host(RuntimeConfig::default());
+    let mut s = spec("sensor-fusion", common::component("edgecell_sensor_fusion.wasm"));
+    s.config.insert("iot".into(), "window = { kind = \"tumbling\", size_ms = 1000 }\nbatch_size = 1".into());
+    let a = h.runtime.load_actor(s).unwrap();
+    let mut inst = a.instantiate().unwrap();
+    // one window closes per reading: about 14k aggregates of a 200-byte sensor id, over 4 MiB
+    let sensor = "s".repeat(200);
+    let mut readings: Vec<iot::Reading> =
+        (0..14_000u64).map(|i| iot::Reading { sensor_id: sensor.clone(), timestamp: i * 1_000_000_000, value: 1.0 }).collect();
+    readings.push(iot::Reading { sensor_id: sensor.clone(), timestamp: 14_000 * 1_000_000_000, value: f64::NAN });
+    let f = inst.sensor_fusion().unwrap();
+    let e = inst.call(|s, _| f.edgecell_fusion_iot().call_ingest_batch(s, &readings)).unwrap().unwrap_err();
+    assert!(matches!(e, FusionError::NonFinite(_)), "{e:?}");
+    readings.pop();
+    let out = inst.call(|s, _| f.edgecell_fusion_iot().call_ingest_batch(s, &readings)).unwrap().unwrap();
+    assert_eq!(out.aggregates.len(), 13_999, "every window but the open one, each once");
+    assert!(out.aggregates.iter().all(|w| w.count == 1));
 }
 
 // ---- localizer state in the cache --------------------------------------------------------

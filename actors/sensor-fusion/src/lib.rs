@@ -19,7 +19,8 @@
 //!   (`iot/site/<site>`), and `iot/call` for calls through `edgecell:fusion/iot`. Its settings
 //!   (window shape, detector thresholds, limits) come from `wasi:config` `iot.<site>` or `iot`
 //!   (TOML over the actor's defaults), read per message: a stored aggregator follows a changed
-//!   configuration.
+//!   configuration. Outputs over `max-publish-bytes` (default 900 KiB) go out as several JSON
+//!   arrays.
 //! - Filters not configured explicitly are created from `wasi:config` keys `filter.<id>` (a
 //!   preset name or a TOML text).
 
@@ -544,8 +545,10 @@ fn iot_config(site: Option<&str>) -> Result<IotConfig, FusionError> {
         let without_sensors = IotConfig { max_sensors: 0, ..cfg }.worst_case_state_bytes();
         let per_sensor = IotConfig { max_sensors: 1, ..cfg }.worst_case_state_bytes().saturating_sub(without_sensors).max(1);
         let fitting = limit.saturating_sub(without_sensors) / per_sensor;
-        let advice = if fitting == 0 {
+        let advice = if without_sensors >= limit {
             "lower max_total_samples or batch_size: they alone leave no room for a sensor".to_owned()
+        } else if fitting == 0 {
+            format!("one sensor's state alone could reach {per_sensor} bytes: lower robust_history or the windows open at once (size_ms / slide_ms)")
         } else {
             format!("lower max_sensors (at most {fitting} with these settings), max_total_samples, robust_history, batch_size or size_ms / slide_ms")
         };
@@ -566,11 +569,16 @@ const MAX_SCAN_LEAD_S: f64 = 300.0;
 
 /// `edgecell:fusion/iot`: every reading or none. A bad reading ends the call with its error;
 /// the readings before it stay ingested and the outputs they closed are queued again, so the
-/// next call delivers them.
+/// next call delivers them. When those outputs would not fit the stored state, nothing of the
+/// call is kept, and the error is still the bad reading's (resent without it, the batch goes
+/// through whole).
 fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
     let now = now_ms();
     let cfg = iot_config(None)?;
-    update_shared(CALL_KEY, || Aggregator::new(cfg), |agg| {
+    let bad_reading = RefCell::new(None);
+    let outcome = update_shared(CALL_KEY, || Aggregator::new(cfg), |agg| {
+        // (an attempt after a write conflict starts over)
+        *bad_reading.borrow_mut() = None;
         agg.reconfigure(cfg)?;
         if let Some(now) = now {
             agg.set_now(now);
@@ -581,13 +589,18 @@ fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
                 Ok(batches) => out.extend(batches.into_iter().flatten()),
                 Err(e) => {
                     agg.requeue(out);
+                    *bad_reading.borrow_mut() = Some(e.clone());
                     return Err(e);
                 }
             }
         }
         out.extend(agg.flush().into_iter().flatten());
         Ok(out)
-    })
+    });
+    match (outcome, bad_reading.into_inner()) {
+        (Err(FusionError::StateTooLarge { .. }), Some(e)) => Err(e),
+        (outcome, _) => outcome,
+    }
 }
 
 /// NATS: every good reading is ingested; a bad one comes back as a `rejected` output in its
@@ -643,6 +656,47 @@ impl wit_iot::Guest for Actor {
     }
 }
 
+/// `wasi:config` key: the largest body the actor publishes, in bytes (at least
+/// [`MIN_PUBLISH_BYTES`]). IoT outputs that do not fit go out as several JSON arrays, in order.
+const MAX_PUBLISH_KEY: &str = "max-publish-bytes";
+/// Under NATS's default 1 MiB `max_payload`, with room for headers.
+const DEFAULT_MAX_PUBLISH_BYTES: usize = 900 * 1024;
+/// Room for the largest single output (a sensor id is at most 256 bytes).
+const MIN_PUBLISH_BYTES: usize = 4096;
+
+fn max_publish_bytes() -> Result<usize, String> {
+    match bindings::wasi::config::store::get(MAX_PUBLISH_KEY) {
+        Ok(None) => Ok(DEFAULT_MAX_PUBLISH_BYTES),
+        Ok(Some(v)) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= MIN_PUBLISH_BYTES)
+            .ok_or_else(|| format!("{MAX_PUBLISH_KEY} = {v:?}: expected a number of bytes, at least {MIN_PUBLISH_BYTES}")),
+        Err(e) => Err(format!("{MAX_PUBLISH_KEY}: wasi:config read failed: {e:?}")),
+    }
+}
+
+/// Publishes `items` as JSON arrays of at most `max_bytes` each, in order (one array when they
+/// fit, `[]` when there are none). A NATS server refuses a message over its `max_payload`, and
+/// outputs already taken out of the stored state would be lost with it.
+fn reply_chunked(msg: &BrokerMessage, default_subject: &str, items: &[Output], max_bytes: usize) -> Result<(), String> {
+    let mut body = vec![b'['];
+    for item in items {
+        let one = serde_json::to_vec(item).map_err(|e| e.to_string())?;
+        if body.len() > 1 && body.len() + one.len() + 2 > max_bytes {
+            body.push(b']');
+            reply(msg, default_subject.to_owned(), std::mem::replace(&mut body, vec![b'[']))?;
+        }
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&one);
+    }
+    body.push(b']');
+    reply(msg, default_subject.to_owned(), body)
+}
+
 fn reply(msg: &BrokerMessage, default_subject: String, body: Vec<u8>) -> Result<(), String> {
     let subject = msg.reply_to.clone().unwrap_or(default_subject);
     consumer::publish(&BrokerMessage { subject, body, reply_to: None })
@@ -680,12 +734,13 @@ fn handle(msg: &BrokerMessage) -> Result<(), String> {
         reply(msg, format!("edgecell.fusion.state.{}", env.filter), body)
     } else if s.starts_with("edgecell.iot.in.") {
         let readings: Vec<Reading> = serde_json::from_slice(&msg.body).map_err(|e| format!("not a list of readings: {e}"))?;
+        // read before the state changes: a bad setting must not cost the outputs
+        let max_bytes = max_publish_bytes()?;
         let out = iot_ingest_each(site(s), &readings).map_err(|e| e.to_string())?;
         if out.is_empty() && msg.reply_to.is_none() {
             return Ok(());
         }
-        let body = serde_json::to_vec(&out).map_err(|e| e.to_string())?;
-        reply(msg, format!("edgecell.iot.out.{}", site(s)), body)
+        reply_chunked(msg, &format!("edgecell.iot.out.{}", site(s)), &out, max_bytes)
     } else if s.starts_with("edgecell.tracks.in.") {
         let scan: ScanMessage = serde_json::from_slice(&msg.body).map_err(|e| format!("not a scan: {e}"))?;
         let tracks = tracker_step(&scan.tracker, scan.time, &scan.detections).map_err(|e| e.to_string())?;

@@ -509,7 +509,8 @@ impl Aggregator {
         }
         Self::new(cfg)?;
         let (size, _) = self.cfg.window.size_slide();
-        if cfg.window != self.cfg.window {
+        // (a tumbling window and a sliding one of one slide are the same shape)
+        if cfg.window.size_slide() != self.cfg.window.size_slide() {
             for (name, st) in &mut self.sensors {
                 let _ = close_windows(name, st, u64::MAX, size, &mut self.pending);
                 // (`closed_until` stays: the windows closed here end after the sensor's last
@@ -963,10 +964,17 @@ mod tests {
         agg.reconfigure(IotConfig { max_window_samples: 2, ..*agg.config() }).expect("valid");
         assert!(agg.pending().is_empty());
         assert!(agg.sensors.values().all(|st| st.samples.len() <= 2));
+        // the same shape written as a sliding window that slides by its length: nothing closes
+        agg.reconfigure(IotConfig { window: Window::Sliding { size_ms: 1000, slide_ms: 1000 }, ..*agg.config() }).expect("valid");
+        assert!(agg.pending().is_empty());
+        assert!(agg.sensors.values().all(|st| !st.samples.is_empty()));
+        agg.reconfigure(IotConfig { window: Window::Tumbling { size_ms: 1000 }, ..*agg.config() }).expect("valid");
         agg.reconfigure(IotConfig { window: Window::Sliding { size_ms: 0, slide_ms: 0 }, ..*agg.config() }).expect_err("refused");
         assert_eq!(agg.config().window, Window::Tumbling { size_ms: 1000 });
         // a new shape: [2000,3000) is reported with its 5 readings, later ones go to 500 ms windows
         agg.reconfigure(IotConfig { window: Window::Tumbling { size_ms: 500 }, ..*agg.config() }).expect("valid");
+        // the old shape's samples go with its windows (the new windows' p95 is their own)
+        assert!(agg.sensors.values().all(|st| st.samples.is_empty()) && agg.total_samples == 0);
         out.extend(agg.flush());
         for t in (2500..4000).step_by(100) {
             out.extend(agg.ingest(&rd("a", t, 1.0)).expect("not late"));
