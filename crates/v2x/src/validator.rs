@@ -214,6 +214,10 @@ pub struct Validation {
     /// (the `service_permissions` check failed); omitted when none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub missing_permissions: Vec<crate::ssp::Permission>,
+    /// Rejected only for the receiver's own failure ([`names::REPLAY_UNVERIFIED`]): without it
+    /// the policy would have accepted the message. No misbehaviour report is made for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub rejected_by_receiver: bool,
 }
 
 impl Validation {
@@ -227,12 +231,11 @@ impl Validation {
             .collect()
     }
     /// A misbehaviour report (TS 103 759 shape) when rejected for something the sender did:
-    /// none when the only failures are the receiver's own ([`names::REPLAY_UNVERIFIED`]).
+    /// none when the policy would have accepted the message but for the receiver's own failure
+    /// ([`Self::rejected_by_receiver`]).
     #[must_use]
     pub fn report(&self, reporter_id: u32, detection_time_ns: u64) -> Option<MisbehaviourReport> {
-        let failed = |receiver: bool| self.checks.iter().any(|c| c.failed() && is_receiver_side(c.name) == receiver);
-        let receiver_only = failed(true) && !failed(false);
-        (self.verdict == Verdict::Rejected && !receiver_only).then(|| MisbehaviourReport {
+        (self.verdict == Verdict::Rejected && !self.rejected_by_receiver).then(|| MisbehaviourReport {
             version: 2,
             reporter_id,
             detection_time_ns,
@@ -461,7 +464,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             v.checks.insert(i + 1, CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0));
             v.signed = false;
         }
-        (v.verdict, v.score) = apply_policy(&self.config.policy, &v.checks);
+        (v.verdict, v.score, v.rejected_by_receiver) = judge(&self.config.policy, &v.checks);
     }
 
     /// The history store.
@@ -782,7 +785,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
         // neighbour index, or anyone could make an honest sender's next beacon look wrong
         let authentic = security.iter().all(|c| !c.failed());
         checks.extend(security);
-        let (verdict, score) = apply_policy(&self.config.policy, &checks);
+        let (verdict, score, rejected_by_receiver) = judge(&self.config.policy, &checks);
 
         // Risk against the receiver.
         let risk = match (receiver, obs.speed_mps, obs.heading_deg, rx) {
@@ -847,6 +850,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                 })
                 .collect(),
             missing_permissions: Vec::new(),
+            rejected_by_receiver,
         }
     }
 }
@@ -880,6 +884,19 @@ fn is_security(name: &str) -> bool {
 /// A check whose failure is the receiver's (its store failed), not evidence against the sender.
 fn is_receiver_side(name: &str) -> bool {
     name == names::REPLAY_UNVERIFIED
+}
+
+/// [`apply_policy`], and whether a rejection is the receiver's alone: the checks without the
+/// receiver-side ones would be accepted.
+fn judge(policy: &VerdictPolicy, checks: &[CheckResult]) -> (Verdict, f64, bool) {
+    let (verdict, score) = apply_policy(policy, checks);
+    let receiver_only = verdict == Verdict::Rejected
+        && checks.iter().any(|c| is_receiver_side(c.name) && c.failed())
+        && {
+            let senders: Vec<CheckResult> = checks.iter().filter(|c| !is_receiver_side(c.name)).copied().collect();
+            apply_policy(policy, &senders).0 == Verdict::Accepted
+        };
+    (verdict, score, receiver_only)
 }
 
 /// Applies a verdict policy; security checks always reject when they fail.

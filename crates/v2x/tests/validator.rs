@@ -788,13 +788,35 @@ fn an_unreadable_replay_mark_skips_or_fails_the_replay_check_as_configured() {
         let mut v = Validator::from_toml(&toml).expect("validator");
         let mut r = v.validate(MessageFormat::Secured, &msg, &ctx).expect("secured");
         assert!(r.signed && !check(&r, names::REPLAY).skipped && r.verdict == Verdict::Accepted, "{r:?}");
-        let before = r.score;
+        assert_eq!(r.score, 1.0);
         v.replay_unknown(&mut r);
         assert!(check(&r, names::REPLAY).skipped);
         assert_eq!(r.signed, !fails);
         assert_eq!(r.verdict == Verdict::Rejected, fails, "{:?}", r.failed_checks());
-        assert_eq!((r.verdict, r.score), edgecell_v2x::validator::apply_policy(&v.config().policy, &r.checks));
-        assert!(if fails { r.score < before } else { r.score <= 1.0 }, "{before} -> {}", r.score);
+        // every check that ran passed (weight 1) but replay_unverified: the weighted mean
+        #[allow(clippy::cast_precision_loss)]
+        let ran = r.checks.iter().filter(|c| !c.skipped).count() as f64;
+        assert_eq!(r.score, if fails { (ran - 1.0) / ran } else { 1.0 }, "{r:?}");
+        assert_eq!(r.rejected_by_receiver, fails);
+        assert!(r.report(1, 0).is_none(), "{r:?}");
+    }
+
+    // a sender-side failure the policy tolerates (the receiver 50 km away: range), then the
+    // receiver's store fails: rejected, but the sender is not reported for it
+    let far = ReceiveContext {
+        receiver: Some(ReceiverState { position: Position::Geo { lat: 54.0, lon: 9.9761, alt: None }, speed_mps: None, heading_deg: None, yaw_rate_dps: None }),
+        ..ctx
+    };
+    let tolerant = "[policy]\nkind = \"weighted\"\nthreshold = 0.5\n";
+    for (extra, fails) in [("", false), ("\nreplay_when_unreadable = \"reject\"", true)] {
+        let toml = format!("{tolerant}{}", chain.trust_toml_with_aa().replace("[security]", &format!("[security]{extra}")));
+        let history = NoReplayState { inner: edgecell_v2x::history::MemoryHistory::default(), marks_set: 0 };
+        let mut v = Validator::with_stores(Config::from_toml(&toml).expect("config"), history, edgecell_v2x::security::MemoryCertCache::default())
+            .expect("validator");
+        let r = v.validate(MessageFormat::Secured, &msg, &far).expect("secured");
+        assert!(check(&r, names::RANGE).failed(), "{r:?}");
+        assert_eq!(r.verdict == Verdict::Rejected, fails, "{:?}", r.failed_checks());
+        assert_eq!(r.rejected_by_receiver, fails);
         assert!(r.report(1, 0).is_none(), "{r:?}");
     }
     let e = Config::from_toml("[security]\nreplay_when_unreadable = \"maybe\"").unwrap_err();
