@@ -346,11 +346,28 @@ fn iot_outputs_larger_than_one_message_go_out_in_pieces() {
     }
     // the bad limit took nothing: every window from the first one is reported, once, in order
     assert_eq!(starts, (0..199).map(|i| i * 1000).collect::<Vec<u64>>());
+
+    // a request gets one answer: where the pieces went; an answer that fits is the array itself
+    let request = BrokerMessage { subject: "edgecell.iot.in.asked".into(), reply_to: Some("inbox.asked".into()), ..msg };
+    a.instantiate().unwrap().handle_message(&request).unwrap().unwrap();
+    let published = h.bus.drain();
+    let replies: Vec<_> = published.iter().filter(|m| m.subject == "inbox.asked").collect();
+    assert_eq!(replies.len(), 1);
+    let answer: serde_json::Value = serde_json::from_slice(&replies[0].body).unwrap();
+    let pieces = published.iter().filter(|m| m.subject == "edgecell.iot.out.asked").count();
+    assert!(pieces > 1);
+    assert_eq!(answer, serde_json::json!({"outputs": 199, "messages": pieces, "subject": "edgecell.iot.out.asked"}));
+    let small = BrokerMessage { body: serde_json::to_vec(&body[..3]).unwrap(), subject: "edgecell.iot.in.few".into(), reply_to: Some("inbox.few".into()) };
+    a.instantiate().unwrap().handle_message(&small).unwrap().unwrap();
+    let published = h.bus.drain();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].subject, "inbox.few");
+    assert_eq!(serde_json::from_slice::<Vec<Output>>(&published[0].body).unwrap().len(), 2);
 }
 
 /// Through `edgecell:fusion/iot`, the outputs closed before a bad reading are kept for the next
-/// call; when they would not fit the stored state (4 MiB), nothing of the call is kept and the
-/// error is still the bad reading's, so the batch resent without it goes through whole.
+/// call; when they would not fit the stored state (4 MiB), nothing of the call is kept, and the
+/// error says so and names the bad reading: the batch resent without it goes through whole.
 #[test]
 fn a_bad_reading_after_more_outputs_than_the_state_holds_is_still_the_error() {
     let h = host(RuntimeConfig::default());
@@ -365,7 +382,7 @@ fn a_bad_reading_after_more_outputs_than_the_state_holds_is_still_the_error() {
     readings.push(iot::Reading { sensor_id: sensor.clone(), timestamp: 14_000 * 1_000_000_000, value: f64::NAN });
     let f = inst.sensor_fusion().unwrap();
     let e = inst.call(|s, _| f.edgecell_fusion_iot().call_ingest_batch(s, &readings)).unwrap().unwrap_err();
-    assert!(matches!(e, FusionError::NonFinite(_)), "{e:?}");
+    assert!(matches!(&e, FusionError::Store(m) if m.contains("reading 14000") && m.contains("non-finite") && m.contains("nothing of this call was kept")), "{e:?}");
     readings.pop();
     let out = inst.call(|s, _| f.edgecell_fusion_iot().call_ingest_batch(s, &readings)).unwrap().unwrap();
     assert_eq!(out.aggregates.len(), 13_999, "every window but the open one, each once");

@@ -570,8 +570,8 @@ const MAX_SCAN_LEAD_S: f64 = 300.0;
 /// `edgecell:fusion/iot`: every reading or none. A bad reading ends the call with its error;
 /// the readings before it stay ingested and the outputs they closed are queued again, so the
 /// next call delivers them. When those outputs would not fit the stored state, nothing of the
-/// call is kept, and the error is still the bad reading's (resent without it, the batch goes
-/// through whole).
+/// call is kept: the error is then a `store` error that says so and names the bad reading and
+/// its error (resent without it, the batch goes through whole).
 fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
     let now = now_ms();
     let cfg = iot_config(None)?;
@@ -584,12 +584,12 @@ fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
             agg.set_now(now);
         }
         let mut out = Vec::new();
-        for r in readings {
+        for (i, r) in readings.iter().enumerate() {
             match agg.ingest(r) {
                 Ok(batches) => out.extend(batches.into_iter().flatten()),
                 Err(e) => {
                     agg.requeue(out);
-                    *bad_reading.borrow_mut() = Some(e.clone());
+                    *bad_reading.borrow_mut() = Some((i, e.clone()));
                     return Err(e);
                 }
             }
@@ -598,7 +598,10 @@ fn iot_ingest_all(readings: &[Reading]) -> Result<Vec<Output>, FusionError> {
         Ok(out)
     });
     match (outcome, bad_reading.into_inner()) {
-        (Err(FusionError::StateTooLarge { .. }), Some(e)) => Err(e),
+        (Err(FusionError::StateTooLarge { .. }), Some((i, e))) => Err(FusionError::Store(format!(
+            "reading {i} was refused ({e}), and the outputs of the readings before it would not fit the stored state: \
+             nothing of this call was kept; send it again without reading {i}"
+        ))),
         (outcome, _) => outcome,
     }
 }
@@ -657,11 +660,12 @@ impl wit_iot::Guest for Actor {
 }
 
 /// `wasi:config` key: the largest body the actor publishes, in bytes (at least
-/// [`MIN_PUBLISH_BYTES`]). IoT outputs that do not fit go out as several JSON arrays, in order.
+/// [`MIN_PUBLISH_BYTES`]). IoT outputs that do not fit go out as several JSON arrays, in order
+/// (see [`publish_outputs`]).
 const MAX_PUBLISH_KEY: &str = "max-publish-bytes";
 /// Under NATS's default 1 MiB `max_payload`, with room for headers.
 const DEFAULT_MAX_PUBLISH_BYTES: usize = 900 * 1024;
-/// Room for the largest single output (a sensor id is at most 256 bytes).
+/// Room for the largest single output (a rejection echoes at most 256 bytes of a sensor id).
 const MIN_PUBLISH_BYTES: usize = 4096;
 
 fn max_publish_bytes() -> Result<usize, String> {
@@ -677,16 +681,16 @@ fn max_publish_bytes() -> Result<usize, String> {
     }
 }
 
-/// Publishes `items` as JSON arrays of at most `max_bytes` each, in order (one array when they
-/// fit, `[]` when there are none). A NATS server refuses a message over its `max_payload`, and
-/// outputs already taken out of the stored state would be lost with it.
-fn reply_chunked(msg: &BrokerMessage, default_subject: &str, items: &[Output], max_bytes: usize) -> Result<(), String> {
+/// `items` as JSON arrays of at most `max_bytes` each, in order (one array when they fit, `[]`
+/// when there are none; a single item is never split).
+fn json_arrays(items: &[Output], max_bytes: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut bodies = Vec::new();
     let mut body = vec![b'['];
     for item in items {
         let one = serde_json::to_vec(item).map_err(|e| e.to_string())?;
         if body.len() > 1 && body.len() + one.len() + 2 > max_bytes {
             body.push(b']');
-            reply(msg, default_subject.to_owned(), std::mem::replace(&mut body, vec![b'[']))?;
+            bodies.push(std::mem::replace(&mut body, vec![b'[']));
         }
         if body.len() > 1 {
             body.push(b',');
@@ -694,7 +698,32 @@ fn reply_chunked(msg: &BrokerMessage, default_subject: &str, items: &[Output], m
         body.extend_from_slice(&one);
     }
     body.push(b']');
-    reply(msg, default_subject.to_owned(), body)
+    bodies.push(body);
+    Ok(bodies)
+}
+
+/// Publishes IoT outputs so that no message exceeds `max_bytes` (a NATS server refuses one over
+/// its `max_payload`, and the outputs, already taken out of the stored state, would be lost):
+/// - when they fit one message: that JSON array, to the reply subject if there is one, else to
+///   `stream` (`edgecell.iot.out.<site>`);
+/// - otherwise: the arrays to `stream`, in order, and a requester gets one reply saying where
+///   they went, `{"outputs": n, "messages": k, "subject": "…"}` (a request gets one answer).
+fn publish_outputs(msg: &BrokerMessage, stream: &str, items: &[Output], max_bytes: usize) -> Result<(), String> {
+    let mut bodies = json_arrays(items, max_bytes)?;
+    if bodies.len() == 1 {
+        return reply(msg, stream.to_owned(), bodies.remove(0));
+    }
+    let messages = bodies.len();
+    for body in bodies {
+        consumer::publish(&BrokerMessage { subject: stream.to_owned(), body, reply_to: None })?;
+    }
+    match &msg.reply_to {
+        Some(subject) => {
+            let body = serde_json::json!({ "outputs": items.len(), "messages": messages, "subject": stream }).to_string().into_bytes();
+            consumer::publish(&BrokerMessage { subject: subject.clone(), body, reply_to: None })
+        }
+        None => Ok(()),
+    }
 }
 
 fn reply(msg: &BrokerMessage, default_subject: String, body: Vec<u8>) -> Result<(), String> {
@@ -740,7 +769,7 @@ fn handle(msg: &BrokerMessage) -> Result<(), String> {
         if out.is_empty() && msg.reply_to.is_none() {
             return Ok(());
         }
-        reply_chunked(msg, &format!("edgecell.iot.out.{}", site(s)), &out, max_bytes)
+        publish_outputs(msg, &format!("edgecell.iot.out.{}", site(s)), &out, max_bytes)
     } else if s.starts_with("edgecell.tracks.in.") {
         let scan: ScanMessage = serde_json::from_slice(&msg.body).map_err(|e| format!("not a scan: {e}"))?;
         let tracks = tracker_step(&scan.tracker, scan.time, &scan.detections).map_err(|e| e.to_string())?;

@@ -21,6 +21,16 @@ pub const MAX_ABS_VALUE: f64 = 1e150;
 /// characters, `"` or `\\` are refused too, so an id is stored as it is, never escaped.
 pub const MAX_SENSOR_ID_BYTES: usize = 256;
 
+/// A sensor id as a rejection echoes it: at most [`MAX_SENSOR_ID_BYTES`] (an id refused for its
+/// length is cut at a character boundary), so one output stays small however long the id was.
+fn clipped_id(id: &str) -> String {
+    let mut end = id.len().min(MAX_SENSOR_ID_BYTES);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    id.get(..end).unwrap_or_default().to_owned()
+}
+
 /// Largest `batch_size`, `robust_history` and `max_window_samples` accepted: bounds what one
 /// sensor or one batch can hold.
 pub const MAX_SETTING_COUNT: usize = 1 << 20;
@@ -577,7 +587,7 @@ impl Aggregator {
         for r in readings {
             match self.ingest_one(r) {
                 Ok(()) => out.extend(self.take_batches(false).into_iter().flatten()),
-                Err(e) => out.push(Output::Rejected(Rejected { sensor: r.sensor.clone(), time_ms: r.time_ms, reason: e.to_string() })),
+                Err(e) => out.push(Output::Rejected(Rejected { sensor: clipped_id(&r.sensor), time_ms: r.time_ms, reason: e.to_string() })),
             }
         }
         out
@@ -942,6 +952,12 @@ mod tests {
         // ids that would be escaped, or too long, are refused
         let long = "y".repeat(MAX_SENSOR_ID_BYTES + 1);
         assert!(matches!(agg.ingest(&rd(&long, base + 5000, 1.0)), Err(FusionError::OutOfRange { .. })));
+        // a refusal echoes at most MAX_SENSOR_ID_BYTES of the id, cut at a character boundary
+        let huge = "é".repeat(100_000);
+        let out = agg.ingest_each(&[rd(&huge, base + 5000, 1.0)]);
+        let [Output::Rejected(r)] = out.as_slice() else { panic!("{out:?}") };
+        assert_eq!(r.sensor, "é".repeat(MAX_SENSOR_ID_BYTES / 2));
+        assert!(r.reason.len() < 200, "{}", r.reason);
         for id in ["a\"b", "a\\b", "a\nb", "a\u{7f}"] {
             assert!(matches!(agg.ingest(&rd(id, base + 5000, 1.0)), Err(FusionError::Parse(_))), "{id:?}");
         }
