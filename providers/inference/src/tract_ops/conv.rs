@@ -77,22 +77,24 @@ impl Isa {
         }
     }
 
-    /// The widest this CPU has, if any. `EDGECELL_CONV_ISA=avx2` caps it at AVX2 (to measure
-    /// that path on an AVX-512 machine) and `EDGECELL_CONV_ISA=off` leaves every convolution
-    /// to tract.
+    /// AVX-512F when this CPU has it; otherwise none, and tract's own convolutions run. The
+    /// AVX2 kernel made a whole NanoDet frame 1.21–1.27× slower than tract's AVX2 matrix
+    /// kernels (both measured on one core with tract held to AVX2, BENCHMARKS.md), so it runs
+    /// only when asked: `EDGECELL_CONV_ISA=avx2` (where the CPU has AVX2 and FMA);
+    /// `EDGECELL_CONV_ISA=off` leaves every convolution to tract.
     #[must_use]
     pub fn best() -> Option<Self> {
         let cap = std::env::var("EDGECELL_CONV_ISA").unwrap_or_default();
         let allowed: &[Self] = match cap.as_str() {
             "off" => &[],
             "avx2" => &[Self::Avx2],
-            _ => &[Self::Avx512, Self::Avx2],
+            _ => &[Self::Avx512],
         };
         allowed.iter().copied().find(|isa| isa.supported())
     }
 }
 
-/// Whether this CPU runs [`DirectConv`] (AVX-512F, or AVX2 with FMA).
+/// Whether this CPU runs [`DirectConv`] (AVX-512F, or AVX2 with FMA when asked for).
 #[must_use]
 pub fn available() -> bool {
     Isa::best().is_some()
@@ -636,7 +638,8 @@ mod avx512 {
     }
 }
 
-/// The same kernel on AVX2 with FMA, for the many edge CPUs without AVX-512: 16 vector
+/// The same kernel on AVX2 with FMA (only with `EDGECELL_CONV_ISA=avx2`: on AVX2 tract's own
+/// matrix kernels were faster for NanoDet, see [`Isa::best`]): 16 vector
 /// registers hold 4 output channels × 24 positions, so each block of [`OB`] output channels
 /// is computed in two halves over the same (L1-resident) inputs, and the finished sums are
 /// copied to the output a row run at a time (AVX2 has no compressing store).
