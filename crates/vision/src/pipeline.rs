@@ -87,6 +87,10 @@ pub struct StreamState {
     format: u32,
     config: u64,
     last_timestamp_ns: Option<u64>,
+    /// The interval between the last two frames processed (absent in states from before it
+    /// was kept): how late a frame may be before its clock counts as restarted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_interval_ns: Option<u64>,
     tracker: TrackerState,
     analytics: AnalyticsState,
 }
@@ -161,6 +165,12 @@ fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
     }))
 }
 
+/// A frame older than the last one processed by ten frame intervals or more (at least 1 s, at
+/// most 60 s; 2 s while the interval is not known yet) means the source's clock restarted, not
+/// a frame delivered late: the stream's tracks end and tracking starts over. Anything closer,
+/// and the last frame again, is a late or repeated frame and is left out of tracking.
+pub const CLOCK_RESTART_NS: u64 = 2_000_000_000;
+
 /// Tracker + analytics for one stream.
 #[derive(Debug, Clone)]
 pub struct StreamProcessor {
@@ -168,6 +178,7 @@ pub struct StreamProcessor {
     class_ids: Vec<u32>,
     fingerprint: u64,
     last_timestamp_ns: Option<u64>,
+    frame_interval_ns: Option<u64>,
     tracker: ByteTracker,
     analytics: Analytics,
 }
@@ -180,7 +191,7 @@ impl StreamProcessor {
     pub fn new(cfg: StreamConfig) -> Result<Self> {
         let tracker = ByteTracker::new(cfg.tracker)?;
         let fingerprint = fingerprint(&cfg)?;
-        Self::build(cfg, fingerprint, tracker, None, None)
+        Self::build(cfg, fingerprint, tracker, None, None, None)
     }
 
     /// Continues from a persisted `state` under `cfg`.
@@ -205,6 +216,7 @@ impl StreamProcessor {
             tracker,
             Some(state.analytics),
             state.last_timestamp_ns,
+            state.frame_interval_ns,
         )
     }
 
@@ -223,6 +235,7 @@ impl StreamProcessor {
             format: STATE_FORMAT,
             config: self.fingerprint,
             last_timestamp_ns: self.last_timestamp_ns,
+            frame_interval_ns: self.frame_interval_ns,
             tracker: self.tracker.state(),
             analytics: self.analytics.state(),
         }
@@ -254,6 +267,7 @@ impl StreamProcessor {
         tracker: ByteTracker,
         analytics: Option<AnalyticsState>,
         last_timestamp_ns: Option<u64>,
+        frame_interval_ns: Option<u64>,
     ) -> Result<Self> {
         let class_ids = cfg
             .classes
@@ -283,6 +297,7 @@ impl StreamProcessor {
             class_ids,
             fingerprint,
             last_timestamp_ns,
+            frame_interval_ns,
             tracker,
             analytics,
         })
@@ -328,18 +343,34 @@ impl StreamProcessor {
             .copied()
             .filter(|d| d.score >= self.cfg.score_threshold)
             .collect();
-        if self.is_out_of_order(timestamp_ns) {
-            return FrameAnalysis {
-                detections: reported,
-                out_of_order: true,
-                ..FrameAnalysis::default()
-            };
+        let mut events = Vec::new();
+        if let Some(last) = self.last_timestamp_ns
+            && timestamp_ns <= last
+        {
+            if self.is_out_of_order(timestamp_ns) {
+                return FrameAnalysis {
+                    detections: reported,
+                    out_of_order: true,
+                    ..FrameAnalysis::default()
+                };
+            }
+            // the source's clock went back by more than a reorder: it restarted (a camera or
+            // encoder restart, a producer run again). Its tracks end now, as of the last frame
+            // seen (their zones report `left`); ids and line totals go on.
+            let ended = self.tracker.end_all();
+            events = self.analytics.update(last, &[], &ended);
+        }
+        if let Some(last) = self.last_timestamp_ns
+            && timestamp_ns > last
+        {
+            self.frame_interval_ns = Some(timestamp_ns - last);
         }
         self.last_timestamp_ns = Some(timestamp_ns);
         let out = self.tracker.update(&kept);
-        let events = self
-            .analytics
-            .update(timestamp_ns, &out.tracks, &out.removed);
+        events.extend(
+            self.analytics
+                .update(timestamp_ns, &out.tracks, &out.removed),
+        );
         FrameAnalysis {
             detections: reported,
             tracks: out.tracks,
@@ -348,11 +379,17 @@ impl StreamProcessor {
         }
     }
 
-    /// True when a frame at `timestamp_ns` is not newer than the last one processed.
+    /// True when a frame at `timestamp_ns` is the last one again, or older than it by less
+    /// than the restart distance (further back, the source's clock restarted: see
+    /// [`CLOCK_RESTART_NS`] and [`Self::process`]).
     #[must_use]
     pub fn is_out_of_order(&self, timestamp_ns: u64) -> bool {
-        self.last_timestamp_ns
-            .is_some_and(|last| timestamp_ns <= last)
+        let restart = self.frame_interval_ns.map_or(CLOCK_RESTART_NS, |i| {
+            i.saturating_mul(10).clamp(1_000_000_000, 60_000_000_000)
+        });
+        self.last_timestamp_ns.is_some_and(|last| {
+            timestamp_ns == last || (timestamp_ns < last && last - timestamp_ns < restart)
+        })
     }
 
     /// Crossing totals per line.

@@ -491,6 +491,12 @@ impl ByteTracker {
         })
     }
 
+    /// Ends every live track (a source whose clock restarted: what it saw before is gone) and
+    /// returns their ids; ids keep counting on from where they were, so none is reused.
+    pub fn end_all(&mut self) -> Vec<u64> {
+        self.tracks.drain(..).map(|t| t.id).collect()
+    }
+
     /// Advances one frame with that frame's detections (any score; those below
     /// `low_threshold` are ignored).
     pub fn update(&mut self, detections: &[Detection]) -> TrackerOutput {
@@ -498,6 +504,11 @@ impl ByteTracker {
         let frame = self.frame;
         let cfg = self.cfg;
         for t in &mut self.tracks {
+            // as ByteTrack: a track not seen last frame keeps its size (its height velocity
+            // would otherwise shrink or grow an occluded box until nothing matches it)
+            if t.state != TrackState::Tracked {
+                t.kf.mean[7] = 0.0;
+            }
             t.kf.predict();
         }
         let high: Vec<(usize, Detection)> = detections

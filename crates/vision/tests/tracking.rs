@@ -284,3 +284,25 @@ fn bad_analytics_config_is_rejected() {
         Err(VisionError::InvalidConfig(_))
     ));
 }
+
+/// A track whose box was shrinking when it was lost (walking away, then occluded) keeps its
+/// last size while lost, as in ByteTrack: seen again at that size after 25 frames it keeps its
+/// id (extrapolating the height velocity shrank it to a box nothing matched).
+#[test]
+fn an_occluded_shrinking_track_keeps_its_size_and_its_id() {
+    let mut t = ByteTracker::new(TrackerConfig::default()).unwrap();
+    let at = |h: f32| Detection { class_id: 0, score: 0.9, bbox: BBox::new(300.0 - 0.3 * h, 400.0 - h, 300.0 + 0.3 * h, 400.0) };
+    let mut id = None;
+    for k in 0..10u8 {
+        let out = t.update(&[at(100.0 - 2.0 * f32::from(k))]);
+        if k > 1 {
+            assert_eq!(out.tracks.len(), 1);
+            id = Some(out.tracks[0].track_id);
+        }
+    }
+    for _ in 0..25 {
+        assert!(t.update(&[]).tracks.is_empty());
+    }
+    let back = t.update(&[at(82.0)]);
+    assert_eq!(back.tracks.iter().map(|tr| tr.track_id).collect::<Vec<_>>(), vec![id.unwrap()]);
+}
