@@ -91,14 +91,15 @@ deploy:
 down:
 	@bash scripts/lattice.sh down
 
-# re-pin wadm/edgecell.wadm.yaml to the sha256 of the current build outputs
+# re-pin wadm/edgecell.wadm.yaml to the sha256 of the current build outputs (its NATS messaging
+# is the host's built-in provider, which has no archive to pin)
 pin: lattice
 	$(LATTICE_BIN)/edgecell-manifest-check pin wadm/edgecell.wadm.yaml \
 	  v2x-validator=build/components/edgecell_v2x_validator.wasm \
 	  sensor-fusion=build/components/edgecell_sensor_fusion.wasm \
 	  video-analytics=build/components/edgecell_video_analytics.wasm \
 	  kv-cache=build/providers/edgecell-kv-cache.par.gz metrics=build/providers/edgecell-metrics.par.gz \
-	  inference=build/providers/edgecell-inference.par.gz nats-messaging=build/providers/edgecell-messaging-nats.par.gz
+	  inference=build/providers/edgecell-inference.par.gz
 
 # every lint; CI runs lint-main and lint-components (2.5 min and under a minute after a cold
 # make test) but not lint-lattice, which checks the whole wasmCloud host stack again
