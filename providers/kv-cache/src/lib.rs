@@ -11,8 +11,8 @@
 
 #![forbid(unsafe_code)]
 
-use std::collections::hash_map::DefaultHasher;
-use std::hash::{Hash, Hasher};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -257,6 +257,24 @@ impl Shard {
     }
 }
 
+/// How many `max_value_bytes` one `get_many` reply may hold in all.
+pub const GET_MANY_REPLY_VALUES: u64 = 4;
+
+/// The first version a new cache hands out: the wall clock in microseconds since the Unix
+/// epoch, so a provider that restarts (or a second one) does not hand out versions a component
+/// may still hold from before, which would let a stale compare-and-swap succeed. Versions then
+/// count up one per write; they stay ahead of any earlier process's as long as it wrote less
+/// than once per microsecond on average, and below 2^53 (exact for JSON readers of the NATS
+/// put reply) until the 2250s.
+fn first_version() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|d| u64::try_from(d.as_micros()).ok())
+        .unwrap_or(0)
+        .max(1)
+}
+
 /// A thread-safe sharded LRU cache. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Cache {
@@ -264,6 +282,9 @@ pub struct Cache {
     config: CacheConfig,
     next_version: AtomicU64,
     counters: Counters,
+    /// Randomly keyed per cache: keys chosen from outside (the NATS ingest path) cannot be
+    /// aimed at the shard holding another keyspace's entries.
+    shard_hash: RandomState,
 }
 
 impl Cache {
@@ -278,8 +299,9 @@ impl Cache {
         Self {
             shards,
             config: CacheConfig { shards: n, ..config },
-            next_version: AtomicU64::new(1),
+            next_version: AtomicU64::new(first_version()),
             counters: Counters::default(),
+            shard_hash: RandomState::new(),
         }
     }
 
@@ -327,9 +349,7 @@ impl Cache {
     }
 
     fn shard_index(&self, key: &FullKey) -> usize {
-        let mut h = DefaultHasher::new();
-        key.hash(&mut h);
-        (h.finish() as usize) & (self.shards.len() - 1)
+        (self.shard_hash.hash_one(key) as usize) & (self.shards.len() - 1)
     }
 
     fn lock_shard(&self, idx: usize) -> MutexGuard<'_, Shard> {
@@ -460,15 +480,37 @@ impl Cache {
         Ok(result)
     }
 
-    /// Read many keys of one namespace; one slot per key, in order.
+    /// Read many keys of one namespace; one slot per key, in order. The values found may add up
+    /// to [`GET_MANY_REPLY_VALUES`] × `max_value_bytes`; a batch over that is
+    /// [`CacheError::ValueTooLarge`] (with that limit) and returns nothing.
     pub fn get_many(&self, keyspace: &str, namespace: &str, keys: &[String]) -> Result<Vec<Option<Entry>>, CacheError> {
         self.check_batch(keys.len())?;
         // Validate everything before reading anything, so an error means "nothing happened".
         let fks = keys.iter().map(|k| self.full_key(keyspace, namespace, k)).collect::<Result<Vec<_>, _>>()?;
         let now = Instant::now();
         let mut effects = WriteEffects::default();
-        let out: Vec<Option<Entry>> =
-            fks.iter().map(|fk| self.shard(fk).live(fk, now, &mut effects).map(|s| s.to_entry(now))).collect();
+        // one reply holds at most GET_MANY_REPLY_VALUES values' worth of bytes (checked before
+        // each copy): a batch naming one large key many times cannot make the host allocate
+        // gigabytes on a component's behalf
+        let limit = self.config.max_value_bytes.saturating_mul(GET_MANY_REPLY_VALUES);
+        let mut total = 0u64;
+        let mut out: Vec<Option<Entry>> = Vec::with_capacity(fks.len());
+        for fk in &fks {
+            let mut shard = self.shard(fk);
+            let entry = match shard.live(fk, now, &mut effects) {
+                Some(stored) => {
+                    total = total.saturating_add(stored.value.len() as u64);
+                    if total > limit {
+                        drop(shard);
+                        self.account(&effects);
+                        return Err(CacheError::ValueTooLarge(limit));
+                    }
+                    Some(stored.to_entry(now))
+                }
+                None => None,
+            };
+            out.push(entry);
+        }
         self.account(&effects);
         let hits = out.iter().filter(|e| e.is_some()).count() as u64;
         Counters::bump(&self.counters.hits, hits);
@@ -537,6 +579,15 @@ impl Cache {
         indices.dedup();
         let mut guards: Vec<(usize, MutexGuard<'_, Shard>)> =
             indices.into_iter().map(|i| (i, self.lock_shard(i))).collect();
+        // all or nothing also under the byte budget: a shard evicts least recently used first,
+        // so the batch's own entries (the most recent) survive their writes exactly when their
+        // charges fit the shard's budget together
+        for (i, shard) in &guards {
+            let charge: u64 = prepared.iter().filter(|p| p.0 == *i).map(|p| p.1.charge(p.3.len())).sum();
+            if charge > shard.budget {
+                return Err(CacheError::ValueTooLarge(shard.budget));
+            }
+        }
         let now = Instant::now();
         let mut effects = WriteEffects::default();
         let mut conflicts = Vec::new();
@@ -953,5 +1004,56 @@ mod tests {
         c.set("a", "ns", "big", vec![0; 500], None).unwrap();
         assert!(c.get("a", "ns", "big").unwrap().is_some());
         assert!(c.get("a", "ns", "small").unwrap().is_none());
+    }
+
+    /// A cache built after another (a provider restarted) hands out versions past the old
+    /// one's: a compare-and-swap on a version read before the restart cannot succeed on an
+    /// entry written after it.
+    #[test]
+    fn versions_go_on_past_a_restarted_cache() {
+        let before = Cache::new(CacheConfig::default());
+        let mut last = 0;
+        for i in 0..100u8 {
+            last = before.set("a", "ns", "k", vec![i], None).unwrap();
+        }
+        // (a restart takes longer than this; the first cache wrote less than once per µs)
+        std::thread::sleep(Duration::from_millis(1));
+        let after = Cache::new(CacheConfig::default());
+        let first = after.set("a", "ns", "k", b"new".to_vec(), None).unwrap();
+        assert!(first > last, "{first} <= {last}");
+        for stale in 1..=last.min(100) {
+            assert!(matches!(after.compare_and_swap("a", "ns", "k", Some(stale), b"x".to_vec(), None), Ok(CasOutcome::Conflict(_))));
+        }
+    }
+
+    /// One get-many naming a large entry many times is refused before the values are copied.
+    #[test]
+    fn get_many_replies_are_bounded() {
+        let c = Cache::new(CacheConfig { max_value_bytes: 1000, ..CacheConfig::default() });
+        c.set("a", "ns", "big", vec![7; 1000], None).unwrap();
+        let four = vec!["big".to_owned(); 4];
+        assert_eq!(c.get_many("a", "ns", &four).unwrap().len(), 4);
+        let five = vec!["big".to_owned(); 5];
+        assert_eq!(c.get_many("a", "ns", &five), Err(CacheError::ValueTooLarge(4000)));
+        // absent keys cost nothing
+        let mut mixed = vec!["none".to_owned(); 100];
+        mixed.extend(four);
+        assert_eq!(c.get_many("a", "ns", &mixed).unwrap().iter().flatten().count(), 4);
+    }
+
+    /// A conditional batch is all or nothing under the byte budget too: one that could not stay
+    /// whole in its shard is refused with nothing written (before, its first items were evicted
+    /// by its last ones and it still reported them written).
+    #[test]
+    fn a_batch_that_cannot_fit_together_is_refused_whole() {
+        let c = Cache::new(CacheConfig { memory_budget_bytes: 3000, shards: 1, ..CacheConfig::default() });
+        let item = |k: &str| ConditionalWrite { key: k.into(), expect: Expect::Absent, value: vec![0; 1000] };
+        let e = c.set_many_if("a", "ns", vec![item("a"), item("b"), item("c")], None);
+        assert_eq!(e, Err(CacheError::ValueTooLarge(3000)));
+        assert!(c.get_many("a", "ns", &["a".into(), "b".into(), "c".into()]).unwrap().iter().all(Option::is_none));
+        // two fit: both are there afterwards
+        let Ok(BatchOutcome::Written(v)) = c.set_many_if("a", "ns", vec![item("a"), item("b")], None) else { panic!() };
+        assert_eq!(v.len(), 2);
+        assert!(c.get_many("a", "ns", &["a".into(), "b".into()]).unwrap().iter().all(Option::is_some));
     }
 }
