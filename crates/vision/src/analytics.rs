@@ -72,7 +72,16 @@ pub struct Line {
     pub b: Point,
 }
 
+/// Half the width of the band around a counting line (pixels of the original frame) in which a
+/// track's bottom centre counts as on neither side: a crossing counts once the point is this far
+/// beyond the line, from a point this far before it.
+pub const LINE_HYSTERESIS_PX: f32 = 3.0;
+
 impl Line {
+    fn length(&self) -> f32 {
+        (self.b.x - self.a.x).hypot(self.b.y - self.a.y)
+    }
+
     /// Cross product sign of `p` relative to a→b: < 0 left-hand side on screen, > 0 right.
     fn side(&self, p: Point) -> f32 {
         (self.b.x - self.a.x) * (p.y - self.a.y) - (self.b.y - self.a.y) * (p.x - self.a.x)
@@ -395,7 +404,9 @@ impl Analytics {
                 .zip(st.line_anchor.iter_mut())
             {
                 let side = line.side(anchor);
-                if side == 0.0 {
+                // within the band around the line a point is on neither side: box jitter of a
+                // person standing on the line neither crosses it nor moves the reference point
+                if side.abs() < LINE_HYSTERESIS_PX * line.length() {
                     continue;
                 }
                 if let Some(prev) = *last

@@ -306,3 +306,21 @@ fn an_occluded_shrinking_track_keeps_its_size_and_its_id() {
     let back = t.update(&[at(82.0)]);
     assert_eq!(back.tracks.iter().map(|tr| tr.track_id).collect::<Vec<_>>(), vec![id.unwrap()]);
 }
+
+/// A person standing on a counting line, the box jittering a pixel or two across it, is not
+/// counted over and over; walking on across it counts once.
+#[test]
+fn jitter_on_a_line_is_not_a_crossing() {
+    let mut sp = StreamProcessor::new(StreamConfig { lines: line_cfg().lines, ..StreamConfig::default() }).unwrap();
+    let mut events = Vec::new();
+    for f in 0..30u64 {
+        let bottom = if f < 10 { 200.0 + f as f32 * 5.0 } else { 250.0 + if f % 2 == 0 { 1.5 } else { -1.5 } };
+        events.extend(sp.process(f * 100 * MS, &[person(0.8, 300.0, bottom)]).events);
+    }
+    assert!(events.is_empty(), "{events:?}");
+    for f in 30..50u64 {
+        events.extend(sp.process(f * 100 * MS, &[person(0.8, 300.0, 250.0 + (f - 29) as f32 * 5.0)]).events);
+    }
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].direction, Some(Direction::Backward));
+}
