@@ -1,6 +1,7 @@
 //! Zone and line analytics over tracks: polygon zones judged by the bottom centre of a box with
 //! a minimum number of consecutive frames before `entered` / `left`, dwell time, and line
-//! crossings with direction.
+//! crossings with direction (counted once a track's bottom centre is [`LINE_HYSTERESIS_PX`]
+//! beyond the line, so jitter on the line counts nothing).
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,6 +1,8 @@
 //! Per-stream state that ties post-processed detections to the tracker and the analytics
 //! (what `edgecell:video/analytics.process-frame` does after inference), and its persisted
-//! form, [`StreamState`], for hosts that run every frame in a fresh instance.
+//! form, [`StreamState`], for hosts that run every frame in a fresh instance. A frame older than
+//! the last one is left out of tracking, unless it is so much older that the source's clock
+//! restarted ([`CLOCK_RESTART_NS`]): then the stream's tracks end and tracking starts over.
 
 use serde::{Deserialize, Serialize};
 
