@@ -15,7 +15,8 @@
 //! configuration, inconsistent) is replaced by a fresh one — the stream's tracks restart — and
 //! reported in [`PersistedFrame::reset`] so the caller can count it. A frame not newer than the
 //! stored state's last frame is processed against it (detections reported) but does not change
-//! it and nothing is written ([`FrameAnalysis::out_of_order`]).
+//! it and nothing is written ([`FrameAnalysis::out_of_order`]), unless its source's clock
+//! restarted ([`crate::pipeline::CLOCK_RESTART_NS`]).
 
 use crate::detect::{Detection, NmsConfig};
 use crate::error::{PersistError, StateError, VisionError};

@@ -69,8 +69,9 @@ pub struct FrameAnalysis {
     pub tracks: Vec<Track>,
     /// Zone and line events of this frame.
     pub events: Vec<AnalyticsEvent>,
-    /// The frame is not newer than the last one processed (late or redelivered): its
-    /// detections are reported but it did not move the tracker (no tracks, no events).
+    /// The frame is not newer than the last one processed (late or redelivered, not a
+    /// restarted clock): its detections are reported but it did not move the tracker (no
+    /// tracks, no events).
     pub out_of_order: bool,
 }
 
@@ -167,11 +168,14 @@ fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
     }))
 }
 
-/// A frame older than the last one processed by ten frame intervals or more (at least 1 s, at
-/// most 60 s; 2 s while the interval is not known yet) means the source's clock restarted, not
-/// a frame delivered late: the stream's tracks end and tracking starts over. Anything closer,
-/// and the last frame again, is a late or repeated frame and is left out of tracking.
-pub const CLOCK_RESTART_NS: u64 = 2_000_000_000;
+/// A frame older than the last one processed by ten frame intervals or more, and by at least
+/// this much (at most 60 s), means the source's clock restarted, not a frame delivered late:
+/// the stream's tracks end and tracking starts over. Anything closer, and the last frame again,
+/// is a late or repeated frame and is left out of tracking. The floor is well above what
+/// instances handling one stream concurrently make a frame late by, so a stall does not end
+/// every track; a clock that restarts less than this far behind (a 2 s clip produced again
+/// from 0) has its frames left out until it passes the old last frame.
+pub const CLOCK_RESTART_NS: u64 = 10_000_000_000;
 
 /// Tracker + analytics for one stream.
 #[derive(Debug, Clone)]
@@ -333,7 +337,10 @@ impl StreamProcessor {
     /// A frame that is not newer than the last processed one — late, or the same frame
     /// delivered again after a lost reply — does not rewind or advance anything: its detections
     /// are reported, with no tracks and no events, and [`FrameAnalysis::out_of_order`] is set.
-    /// So redelivering a frame (at-least-once producers, retries) is idempotent.
+    /// So redelivering a frame (at-least-once producers, retries) is idempotent. A frame so much
+    /// older that the source's clock restarted ([`CLOCK_RESTART_NS`]) is not late: the tracks
+    /// of before end as of the last frame (their `left` events come first, stamped with that
+    /// frame's time), and this frame starts tracking over.
     pub fn process(&mut self, timestamp_ns: u64, detections: &[Detection]) -> FrameAnalysis {
         let kept: Vec<Detection> = detections
             .iter()
@@ -387,7 +394,7 @@ impl StreamProcessor {
     #[must_use]
     pub fn is_out_of_order(&self, timestamp_ns: u64) -> bool {
         let restart = self.frame_interval_ns.map_or(CLOCK_RESTART_NS, |i| {
-            i.saturating_mul(10).clamp(1_000_000_000, 60_000_000_000)
+            i.saturating_mul(10).clamp(CLOCK_RESTART_NS, 60_000_000_000)
         });
         self.last_timestamp_ns.is_some_and(|last| {
             timestamp_ns == last || (timestamp_ns < last && last - timestamp_ns < restart)
