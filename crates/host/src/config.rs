@@ -181,6 +181,7 @@ impl HostConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        self.cache.validate().map_err(|e| ConfigError::Invalid(format!("[cache] {e}")))?;
         edgecell_kv_cache::ingest::IngestPolicy::parse(&self.host.ingest_open)
             .map_err(|e| ConfigError::Invalid(format!("[host] ingest_open: {e}")))?;
         let h = &self.host;
@@ -353,6 +354,10 @@ config = {{ greeting = "hi" }}
             ("[inference]\nmodels = \"m\"\nonnxruntime_threads = 0\n", "at least 1"),
             ("[inference]\nbackend = \"tract\"\n", "missing field `models`"),
             ("[host]\ningest_open = \"frames\"\n", "ingest_open"),
+            ("[cache]\nshards = 18446744073709551615\n", "[cache] shards"),
+            ("[cache]\nshards = 0\n", "[cache] shards"),
+            ("[cache]\nmemory_budget_bytes = 3\nshards = 4\n", "one byte per shard"),
+            ("[cache]\nmax_batch = 0\n", "greater than zero"),
         ];
         let open = HostConfig::parse("[host]\ningest_open = \"cam-1/frames, cam-2/frames\"\n", Path::new(".")).unwrap();
         assert_eq!(open.host.ingest_open, "cam-1/frames, cam-2/frames");

@@ -39,6 +39,31 @@ pub struct CacheConfig {
     pub max_batch: u32,
 }
 
+/// Most shards a cache takes (more would only cost locks and memory).
+pub const MAX_SHARDS: usize = 4096;
+
+impl CacheConfig {
+    /// The settings a cache can work with: 1..=[`MAX_SHARDS`] shards, a memory budget of at least
+    /// one byte per shard, and non-zero value, key, namespace and batch limits. [`Cache::new`]
+    /// also clamps the shard count, so a bad value never panics; configuration readers call
+    /// this to refuse it with a message instead.
+    ///
+    /// # Errors
+    /// The first setting out of range, by name.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_SHARDS).contains(&self.shards) {
+            return Err(format!("shards = {}: between 1 and {MAX_SHARDS}", self.shards));
+        }
+        if self.memory_budget_bytes < self.shards as u64 {
+            return Err(format!("memory budget {} bytes: at least one byte per shard ({})", self.memory_budget_bytes, self.shards));
+        }
+        if self.max_value_bytes == 0 || self.max_key_bytes == 0 || self.max_namespace_bytes == 0 || self.max_batch == 0 {
+            return Err("value, key, namespace and batch limits must be greater than zero".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
@@ -291,7 +316,8 @@ impl Cache {
     /// Build a cache. The budget is split evenly across shards.
     #[must_use]
     pub fn new(config: CacheConfig) -> Self {
-        let n = config.shards.max(1).next_power_of_two();
+        // (clamped: a huge count would overflow `next_power_of_two`)
+        let n = config.shards.clamp(1, MAX_SHARDS).next_power_of_two();
         let budget = (config.memory_budget_bytes / n as u64).max(1);
         let shards = (0..n)
             .map(|_| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget }))
@@ -1055,5 +1081,16 @@ mod tests {
         let Ok(BatchOutcome::Written(v)) = c.set_many_if("a", "ns", vec![item("a"), item("b")], None) else { panic!() };
         assert_eq!(v.len(), 2);
         assert!(c.get_many("a", "ns", &["a".into(), "b".into()]).unwrap().iter().all(Option::is_some));
+    }
+
+    /// Shard counts past the maximum are clamped, not overflowed (a panic in `init` before).
+    #[test]
+    fn a_huge_shard_count_is_clamped_and_refused_by_validate() {
+        let cfg = CacheConfig { shards: usize::MAX, ..CacheConfig::default() };
+        assert!(cfg.validate().is_err());
+        let c = Cache::new(cfg);
+        assert_eq!(c.config().shards, MAX_SHARDS);
+        c.set("a", "ns", "k", b"v".to_vec(), None).unwrap();
+        assert!(CacheConfig::default().validate().is_ok());
     }
 }

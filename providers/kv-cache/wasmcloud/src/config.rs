@@ -56,6 +56,11 @@ impl ProviderConfig {
             max_batch: parse(map, "max-batch", "item count", d.max_batch)?,
             ..d
         };
+        cache.validate().map_err(|e| ConfigError::Invalid {
+            key: "max-bytes / max-value-bytes / shards / max-batch",
+            value: e,
+            expected: "cache sizing",
+        })?;
         let ingest_prefix = match map.get("ingest-prefix").map(|s| s.trim()) {
             None => Some(DEFAULT_INGEST_PREFIX.to_owned()),
             Some("off" | "") => None,
@@ -115,6 +120,11 @@ mod tests {
         );
         assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-prefix", "a.*")])), Err(ConfigError::Invalid { .. })));
         assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-open", "frames")])), Err(ConfigError::Invalid { key: "ingest-open", .. })));
+        // sizes a cache cannot work with (a huge shard count used to overflow and panic in init)
+        for bad in [[("shards", "18446744073709551615"), ("max-bytes", "1048576")], [("shards", "0"), ("max-bytes", "1048576")], [("shards", "4"), ("max-bytes", "3")]] {
+            let e = ProviderConfig::from_map(&map(&bad)).unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { value, .. } if value.contains("shard")), "{bad:?}: {e}");
+        }
     }
 
     #[test]
