@@ -38,6 +38,20 @@ pub struct Zone {
 }
 
 impl Zone {
+    /// Whether the points span an area (not all on one line, to half a square pixel).
+    fn has_area(&self) -> bool {
+        let Some(&o) = self.polygon.first() else { return false };
+        let dist2 = |p: Point| (p.x - o.x).powi(2) + (p.y - o.y).powi(2);
+        let Some(&far) = self.polygon.iter().max_by(|a, b| dist2(**a).total_cmp(&dist2(**b))) else {
+            return false;
+        };
+        let (dx, dy) = (far.x - o.x, far.y - o.y);
+        let len = dx.hypot(dy);
+        // the largest distance of a point from the line o→far, times its length: twice the
+        // area of the largest triangle on that base
+        len > 0.0 && self.polygon.iter().any(|p| (dx * (p.y - o.y) - dy * (p.x - o.x)).abs() >= 0.5 * len.max(1.0))
+    }
+
     /// Even–odd rule point-in-polygon test.
     #[must_use]
     pub fn contains(&self, p: Point) -> bool {
@@ -178,6 +192,12 @@ impl AnalyticsConfig {
                     z.name
                 )));
             }
+            if !z.has_area() {
+                return Err(VisionError::InvalidConfig(format!(
+                    "zone {:?} has no area (its points lie on one line): it could never fire",
+                    z.name
+                )));
+            }
             if !names.insert(z.name.as_str()) {
                 return Err(VisionError::InvalidConfig(format!(
                     "duplicate region name {:?}",
@@ -187,9 +207,9 @@ impl AnalyticsConfig {
         }
         for l in &self.lines {
             let finite = [l.a.x, l.a.y, l.b.x, l.b.y].iter().all(|v| v.is_finite());
-            if !finite || l.a == l.b {
+            if !finite || l.length() < 1.0 {
                 return Err(VisionError::InvalidConfig(format!(
-                    "line {:?} needs two distinct finite points",
+                    "line {:?} needs two finite points at least 1 px apart",
                     l.name
                 )));
             }

@@ -324,3 +324,26 @@ fn jitter_on_a_line_is_not_a_crossing() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].direction, Some(Direction::Backward));
 }
+
+/// A zone whose points lie on one line could never fire, and a line shorter than a pixel
+/// cannot be crossed in any direction one could name: both are configuration errors.
+#[test]
+fn degenerate_zones_and_lines_are_refused() {
+    let zone = |pts: &[(f32, f32)]| AnalyticsConfig {
+        zones: vec![Zone { name: "z".into(), polygon: pts.iter().map(|&(x, y)| Point::new(x, y)).collect() }],
+        lines: vec![],
+        min_frames_in_zone: 3,
+    };
+    for flat in [&[(0.0, 0.0), (100.0, 100.0), (50.0, 50.0)][..], &[(0.0, 5.0), (10.0, 5.0), (300.0, 5.0), (20.0, 5.2)][..]] {
+        let e = Analytics::new(zone(flat)).unwrap_err();
+        assert!(matches!(&e, VisionError::InvalidConfig(m) if m.contains("no area")), "{flat:?}: {e:?}");
+    }
+    assert!(Analytics::new(zone(&[(0.0, 0.0), (100.0, 0.0), (0.0, 2.0)])).is_ok());
+    let line = |b: (f32, f32)| AnalyticsConfig {
+        zones: vec![],
+        lines: vec![Line { name: "l".into(), a: Point::new(10.0, 10.0), b: Point::new(b.0, b.1) }],
+        min_frames_in_zone: 3,
+    };
+    assert!(matches!(Analytics::new(line((10.5, 10.0))), Err(VisionError::InvalidConfig(_))));
+    assert!(Analytics::new(line((11.0, 10.0))).is_ok());
+}
