@@ -138,12 +138,11 @@ enum Commit {
     Done,
     /// Another instance changed an entry this message read: nothing was written.
     Conflict,
-    /// The last attempt conflicted too: the track is not written, and the replay mark was
-    /// tried alone with compare-and-swap; `mark_lost` when that failed as well.
+    /// Not written, and judging again would not help (counted in `v2x_store_errors_total`):
+    /// the last attempt conflicted too (the replay mark was then tried alone with
+    /// compare-and-swap), or the cache failed. `mark_lost` when a replay mark was to be written
+    /// and was not.
     GaveUp { mark_lost: bool },
-    /// The cache failed (counted; a retry would not help): nothing was written; `mark_lost`
-    /// when a replay mark was among the writes.
-    Failed { mark_lost: bool },
 }
 
 /// How often one message is judged in all before its track write is given up (counted as
@@ -339,6 +338,7 @@ impl KvHistory {
             Ok(cache::BatchOutcome::Written(_)) => Commit::Done,
             Ok(cache::BatchOutcome::Conflict(_)) if !last => Commit::Conflict,
             Ok(cache::BatchOutcome::Conflict(_)) => {
+                store_error("conflict");
                 let mark_lost = match (items.get(mark_at), mark_read) {
                     (Some(m), Some(read)) => {
                         let cas = cache::compare_and_swap(&self.ns, &m.key, read, &m.value, Some(HISTORY_TTL_MS));
@@ -350,7 +350,7 @@ impl KvHistory {
             }
             Err(_) => {
                 store_error("set-many-if");
-                Commit::Failed { mark_lost: mark_read.is_some() }
+                Commit::GaveUp { mark_lost: mark_read.is_some() }
             }
         }
     }
@@ -370,10 +370,7 @@ fn committed<R>(s: &mut State, mut judge: impl FnMut(&mut KvValidator) -> R, rep
                 count("v2x_store_conflicts_total", &[]);
                 attempt += 1;
             }
-            outcome @ (Commit::GaveUp { mark_lost } | Commit::Failed { mark_lost }) => {
-                if matches!(outcome, Commit::GaveUp { .. }) {
-                    store_error("conflict");
-                }
+            Commit::GaveUp { mark_lost } => {
                 if mark_lost {
                     replay_unsure(&s.validator, &mut r);
                 }

@@ -24,11 +24,7 @@ pub const MAX_SENSOR_ID_BYTES: usize = 256;
 /// A sensor id as a rejection echoes it: at most [`MAX_SENSOR_ID_BYTES`] (an id refused for its
 /// length is cut at a character boundary), so one output stays small however long the id was.
 fn clipped_id(id: &str) -> String {
-    let mut end = id.len().min(MAX_SENSOR_ID_BYTES);
-    while !id.is_char_boundary(end) {
-        end -= 1;
-    }
-    id.get(..end).unwrap_or_default().to_owned()
+    id.get(..id.floor_char_boundary(MAX_SENSOR_ID_BYTES)).unwrap_or_default().to_owned()
 }
 
 /// Largest `batch_size`, `robust_history` and `max_window_samples` accepted: bounds what one

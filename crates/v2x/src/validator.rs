@@ -460,11 +460,18 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
             return;
         };
         v.checks[i] = CheckResult::skipped(names::REPLAY);
-        if self.config.security.replay_when_unreadable == UnreadableReplay::Reject {
-            v.checks.insert(i + 1, CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0));
+        if let Some(unverified) = self.replay_unverified() {
+            v.checks.insert(i + 1, unverified);
             v.signed = false;
         }
         (v.verdict, v.score, v.rejected_by_receiver) = judge(&self.config.policy, &v.checks);
+    }
+
+    /// The failing [`names::REPLAY_UNVERIFIED`] check that goes beside a skipped replay check
+    /// whose answer is not known, when the configuration says to reject then.
+    fn replay_unverified(&self) -> Option<CheckResult> {
+        (self.config.security.replay_when_unreadable == UnreadableReplay::Reject)
+            .then(|| CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0))
     }
 
     /// The history store.
@@ -634,9 +641,7 @@ impl<H: HistoryStore, C: CertCache> Validator<H, C> {
                     }
                     Err(Unreadable) => {
                         out.push(CheckResult::skipped(names::REPLAY));
-                        if self.config.security.replay_when_unreadable == UnreadableReplay::Reject {
-                            out.push(CheckResult::ran(names::REPLAY_UNVERIFIED, 0.0));
-                        }
+                        out.extend(self.replay_unverified());
                     }
                 }
             }

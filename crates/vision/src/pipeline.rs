@@ -353,26 +353,22 @@ impl StreamProcessor {
             .filter(|d| d.score >= self.cfg.score_threshold)
             .collect();
         let mut events = Vec::new();
-        if let Some(last) = self.last_timestamp_ns
-            && timestamp_ns <= last
-        {
-            if self.is_out_of_order(timestamp_ns) {
+        if let Some(last) = self.last_timestamp_ns {
+            if timestamp_ns > last {
+                self.frame_interval_ns = Some(timestamp_ns - last);
+            } else if self.is_out_of_order(timestamp_ns) {
                 return FrameAnalysis {
                     detections: reported,
                     out_of_order: true,
                     ..FrameAnalysis::default()
                 };
+            } else {
+                // the source's clock went back by more than a reorder: it restarted (a camera
+                // or encoder restart, a producer run again). Its tracks end now, as of the last
+                // frame seen (their zones report `left`); ids and line totals go on.
+                let ended = self.tracker.end_all();
+                events = self.analytics.update(last, &[], &ended);
             }
-            // the source's clock went back by more than a reorder: it restarted (a camera or
-            // encoder restart, a producer run again). Its tracks end now, as of the last frame
-            // seen (their zones report `left`); ids and line totals go on.
-            let ended = self.tracker.end_all();
-            events = self.analytics.update(last, &[], &ended);
-        }
-        if let Some(last) = self.last_timestamp_ns
-            && timestamp_ns > last
-        {
-            self.frame_interval_ns = Some(timestamp_ns - last);
         }
         self.last_timestamp_ns = Some(timestamp_ns);
         let out = self.tracker.update(&kept);
