@@ -323,7 +323,7 @@ async fn put(client: &async_nats::Client, subject: &str, headers: &[(&str, &str)
 fn produced_frames_are_read_back_from_the_cache_with_the_exact_bytes() {
     let server = crate::nats::NatsServer::start();
     let conn = NatsConnection::connect(&server.url).unwrap();
-    let cache = Arc::new(Cache::new(CacheConfig { max_value_bytes: 100_000, ..CacheConfig::default() }));
+    let cache = Arc::new(Cache::with_ingest(CacheConfig { max_value_bytes: 100_000, ..CacheConfig::default() }, IngestPolicy::default()));
     let rt = runtime();
     let client = rt.block_on(async_nats::connect(&server.url)).unwrap();
     let avi = data("video/vtest_2s_mjpeg.avi");
@@ -339,7 +339,7 @@ fn produced_frames_are_read_back_from_the_cache_with_the_exact_bytes() {
         other => panic!("{other:?}"),
     }
 
-    let ingest = conn.cache_ingest(Arc::clone(&cache), IngestPolicy::default()).unwrap();
+    let ingest = conn.cache_ingest(Arc::clone(&cache)).unwrap();
     let mut refs = rt.block_on(async {
         let sub = client.subscribe("edgecell.video.frames.vtest").await.unwrap();
         client.flush().await.unwrap();
@@ -461,8 +461,8 @@ fn messages_arrive_in_order_on_the_paced_schedule() {
 fn a_frame_over_the_servers_max_payload_is_refused_before_sending() {
     let server = crate::nats::NatsServer::start_with_config(&format!("max_payload: {}\n", 16 * 1024));
     let conn = NatsConnection::connect(&server.url).unwrap();
-    let cache = Arc::new(Cache::new(CacheConfig::default()));
-    let ingest = conn.cache_ingest(Arc::clone(&cache), IngestPolicy::default()).unwrap();
+    let cache = Arc::new(Cache::with_ingest(CacheConfig::default(), IngestPolicy::default()));
+    let ingest = conn.cache_ingest(Arc::clone(&cache)).unwrap();
     let rt = runtime();
     let client = rt.block_on(async_nats::connect(&server.url)).unwrap();
     let result = rt.block_on(produce(&client, Source::video(data("video/vtest_2s_mjpeg.avi")), &ProduceOptions::default(), None));

@@ -141,6 +141,12 @@ fn metrics(url: &str) -> Result<()> {
 fn serve(config_path: &Path) -> Result<()> {
     let config = HostConfig::load(config_path)?;
     let (mut services, _local) = Services::local(config.cache);
+    // producers' puts (below) get shards of their own in the cache, with their own budget
+    if config.host.nats_url.is_some() {
+        let policy = edgecell_kv_cache::ingest::IngestPolicy::parse(&config.host.ingest_open).map_err(|e| anyhow::anyhow!("[host] ingest_open: {e}"))?;
+        services.cache = Arc::new(edgecell_kv_cache::Cache::with_ingest(config.cache, policy));
+    }
+    let _purger = edgecell_kv_cache::Purger::start(&services.cache)?;
     if let Some((registry, pool)) = config.inference_config() {
         let (pool, count) = video_cli::inference_pool(&registry, pool)?;
         println!("inference: {count} model(s) from {} on {}", registry.dir.display(), registry.backend.name());
@@ -157,8 +163,7 @@ fn serve(config_path: &Path) -> Result<()> {
     // producers put large payloads (video frames) into the actors' keyspaces over NATS
     let _ingest = match &nats {
         Some(conn) => {
-            let policy = edgecell_kv_cache::ingest::IngestPolicy::parse(&config.host.ingest_open).map_err(|e| anyhow::anyhow!("[host] ingest_open: {e}"))?;
-            let ingest = conn.cache_ingest(Arc::clone(&services.cache), policy)?;
+            let ingest = conn.cache_ingest(Arc::clone(&services.cache))?;
             println!("cache ingest ← {}.>", edgecell::nats::CACHE_PUT_PREFIX);
             Some(ingest)
         }

@@ -151,9 +151,9 @@ impl NatsConnection {
     }
 
     /// Answer cache put requests on `edgecell.cache.put.>` by writing into `cache`, in the
-    /// namespaces `policy` opens (see the module docs for the protocol). Live when this
-    /// returns; stops when the result is dropped.
-    pub fn cache_ingest(&self, cache: Arc<Cache>, policy: ingest::IngestPolicy) -> Result<CacheIngest, NatsError> {
+    /// namespaces its ingest policy opens (`Cache::with_ingest`; see the module docs for the
+    /// protocol). Live when this returns; stops when the result is dropped.
+    pub fn cache_ingest(&self, cache: Arc<Cache>) -> Result<CacheIngest, NatsError> {
         let subject = format!("{CACHE_PUT_PREFIX}.>");
         let sub_err = |message: String| NatsError::Subscribe { subject: subject.clone(), message };
         let mut sub = self.rt.block_on(self.client.subscribe(subject.clone())).map_err(|e| sub_err(e.to_string()))?;
@@ -161,7 +161,7 @@ impl NatsConnection {
         let (client, task_stats) = (self.client.clone(), Arc::clone(&stats));
         let task = self.rt.spawn(async move {
             while let Some(msg) = sub.next().await {
-                let reply = answer_cache_put(&cache, &policy, &msg, &task_stats);
+                let reply = answer_cache_put(&cache, &msg, &task_stats);
                 if let Some(to) = msg.reply
                     && let Err(e) = client.publish(to, reply.into()).await
                 {
@@ -191,9 +191,9 @@ async fn server_round_trip(client: &async_nats::Client) -> Result<(), String> {
 
 /// Applies one cache put request to `cache` and returns the reply body (`{"version":N}` or
 /// `{"error":"…"}`); counts the outcome in `stats`.
-pub fn answer_cache_put(cache: &Cache, policy: &ingest::IngestPolicy, msg: &async_nats::Message, stats: &IngestStats) -> Vec<u8> {
+pub fn answer_cache_put(cache: &Cache, msg: &async_nats::Message, stats: &IngestStats) -> Vec<u8> {
     let header = |name: &str| msg.headers.as_ref().and_then(|h| h.get(name)).map(async_nats::HeaderValue::as_str);
-    let outcome = ingest::put(cache, CACHE_PUT_PREFIX, policy, msg.subject.as_str(), header, msg.payload.to_vec());
+    let outcome = ingest::put(cache, CACHE_PUT_PREFIX, msg.subject.as_str(), header, msg.payload.to_vec());
     match &outcome {
         Ok(version) => {
             stats.stored.fetch_add(1, Ordering::Relaxed);

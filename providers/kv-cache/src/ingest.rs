@@ -8,8 +8,9 @@
 //! - body: the value's bytes
 //! - reply: JSON `{"version": N}` on success, `{"error": "<message>"}` otherwise
 //!
-//! Only the namespaces an [`IngestPolicy`] opens take puts (by default the video actor's
-//! `frames`). Anyone who can publish on the bus can send a put, and an actor's other
+//! Only the namespaces the cache's [`IngestPolicy`] opens take puts (by default the video
+//! actor's `frames`), and they live in shards of their own with their own share of the memory
+//! budget ([`Cache::with_ingest`]), so a flood of puts evicts older puts and nothing else. Anyone who can publish on the bus can send a put, and an actor's other
 //! namespaces hold what it trusts: the V2X validator's configuration, its verified-certificate
 //! cache and its per-sender history. A put there would let any NATS client reconfigure the
 //! validator or plant a "verified" certificate.
@@ -32,6 +33,18 @@ impl Default for IngestPolicy {
 }
 
 impl IngestPolicy {
+    /// Nothing open.
+    #[must_use]
+    pub const fn none() -> Self {
+        Self { open: Vec::new() }
+    }
+
+    /// Whether no namespace is open.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     /// Parses a comma-separated list of `<keyspace>/<namespace>` pairs (blank = nothing open).
     ///
     /// # Errors
@@ -85,8 +98,8 @@ pub fn keyspace_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
     (!rest.is_empty() && !rest.contains(['.', '*', '>'])).then_some(rest)
 }
 
-/// Applies one put request to `cache` if `policy` opens its namespace; `header` looks a header
-/// up by name.
+/// Applies one put request to `cache` if the cache's [`IngestPolicy`] opens its namespace;
+/// `header` looks a header up by name.
 ///
 /// # Errors
 /// [`IngestError`] for a malformed request, a namespace that is not open, or a value the cache
@@ -94,7 +107,6 @@ pub fn keyspace_of<'a>(prefix: &str, subject: &'a str) -> Option<&'a str> {
 pub fn put<'h>(
     cache: &Cache,
     prefix: &str,
-    policy: &IngestPolicy,
     subject: &str,
     header: impl Fn(&str) -> Option<&'h str>,
     body: Vec<u8>,
@@ -102,7 +114,7 @@ pub fn put<'h>(
     let keyspace = keyspace_of(prefix, subject).ok_or_else(|| IngestError::Subject(subject.to_owned()))?;
     let namespace = header(NAMESPACE_HEADER).ok_or(IngestError::MissingHeader(NAMESPACE_HEADER))?;
     let key = header(KEY_HEADER).ok_or(IngestError::MissingHeader(KEY_HEADER))?;
-    if !policy.allows(keyspace, namespace) {
+    if !cache.ingest_policy().allows(keyspace, namespace) {
         return Err(IngestError::Closed { keyspace: keyspace.to_owned(), namespace: namespace.to_owned() });
     }
     let ttl_ms = match header(TTL_HEADER).map(str::trim) {
@@ -144,9 +156,9 @@ mod tests {
 
     #[test]
     fn put_lands_in_the_named_keyspace() {
-        let cache = Cache::new(CacheConfig::default());
+        let cache = Cache::with_ingest(CacheConfig::default(), IngestPolicy::default());
         let h = [(NAMESPACE_HEADER, "frames"), (KEY_HEADER, "vtest/7"), (TTL_HEADER, "60000")];
-        let v = put(&cache, "edgecell.cache.put", &IngestPolicy::default(), "edgecell.cache.put.video-analytics", headers(&h), vec![0xff, 0xd8])
+        let v = put(&cache, "edgecell.cache.put", "edgecell.cache.put.video-analytics", headers(&h), vec![0xff, 0xd8])
             .unwrap();
         let e = cache.get("video-analytics", "frames", "vtest/7").unwrap().unwrap();
         assert_eq!((e.version, e.value), (v, vec![0xff, 0xd8]));
@@ -156,12 +168,11 @@ mod tests {
 
     #[test]
     fn only_open_namespaces_take_puts() {
-        let cache = Cache::new(CacheConfig::default());
-        let policy = IngestPolicy::default();
+        let cache = Cache::with_ingest(CacheConfig::default(), IngestPolicy::default());
         // the V2X validator's configuration and certificate cache are not the bus's to write
         for (ks, ns, key) in [("v2x-validator", "v2x", "config"), ("v2x-validator", "v2x", "cert/0011223344556677"), ("video-analytics", "state", "vtest")] {
             let h = [(NAMESPACE_HEADER, ns), (KEY_HEADER, key)];
-            let err = put(&cache, "p", &policy, &format!("p.{ks}"), headers(&h), b"x".to_vec());
+            let err = put(&cache, "p", &format!("p.{ks}"), headers(&h), b"x".to_vec());
             assert_eq!(err, Err(IngestError::Closed { keyspace: ks.into(), namespace: ns.into() }));
             assert!(String::from_utf8(reply(&err)).unwrap().contains("not open to producers"));
         }
@@ -177,19 +188,57 @@ mod tests {
 
     #[test]
     fn malformed_requests_are_typed_errors() {
-        let cache = Cache::new(CacheConfig::default());
-        let open = IngestPolicy::parse("ks/n").unwrap();
+        let cache = Cache::with_ingest(CacheConfig::default(), IngestPolicy::parse("ks/n").unwrap());
         let ok = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k")];
-        assert_eq!(put(&cache, "p", &open, "p.a.b", headers(&ok), vec![]), Err(IngestError::Subject("p.a.b".into())));
-        assert_eq!(put(&cache, "p", &open, "p", headers(&ok), vec![]), Err(IngestError::Subject("p".into())));
-        assert_eq!(put(&cache, "p", &open, "p.ks", headers(&[(KEY_HEADER, "k")]), vec![]), Err(IngestError::MissingHeader(NAMESPACE_HEADER)));
+        assert_eq!(put(&cache, "p", "p.a.b", headers(&ok), vec![]), Err(IngestError::Subject("p.a.b".into())));
+        assert_eq!(put(&cache, "p", "p", headers(&ok), vec![]), Err(IngestError::Subject("p".into())));
+        assert_eq!(put(&cache, "p", "p.ks", headers(&[(KEY_HEADER, "k")]), vec![]), Err(IngestError::MissingHeader(NAMESPACE_HEADER)));
         let bad_ttl = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "k"), (TTL_HEADER, "soon")];
-        assert_eq!(put(&cache, "p", &open, "p.ks", headers(&bad_ttl), vec![]), Err(IngestError::Ttl("soon".into())));
+        assert_eq!(put(&cache, "p", "p.ks", headers(&bad_ttl), vec![]), Err(IngestError::Ttl("soon".into())));
         let empty_key = [(NAMESPACE_HEADER, "n"), (KEY_HEADER, "")];
-        let err = put(&cache, "p", &open, "p.ks", headers(&empty_key), vec![]);
+        let err = put(&cache, "p", "p.ks", headers(&empty_key), vec![]);
         assert!(matches!(err, Err(IngestError::Cache(CacheError::InvalidKey(_)))));
         let body = String::from_utf8(reply(&err)).unwrap();
         assert!(body.starts_with("{\"error\":\"invalid key"), "{body}");
         assert_eq!(cache.stats().entries, 0);
+        // a cache built without a policy takes no puts at all
+        let closed = Cache::new(CacheConfig::default());
+        let err = put(&closed, "p", "p.video-analytics", headers(&[(NAMESPACE_HEADER, "frames"), (KEY_HEADER, "k")]), vec![1]);
+        assert!(matches!(err, Err(IngestError::Closed { .. })), "{err:?}");
+    }
+
+    /// However many puts arrive, they evict only older puts: the components' own entries
+    /// (here the V2X validator's history and the video actor's stream state) stay.
+    #[test]
+    fn a_flood_of_puts_evicts_only_puts() {
+        let cfg = CacheConfig {
+            memory_budget_bytes: 1 << 20,
+            shards: 4,
+            max_value_bytes: 64 * 1024,
+            ingest_budget_bytes: Some(256 * 1024),
+            ..CacheConfig::default()
+        };
+        let cache = Cache::with_ingest(cfg, IngestPolicy::default());
+        for i in 0..50 {
+            cache.set("v2x-validator", "v2x", &format!("hist/{i}"), vec![1; 2000], None).unwrap();
+        }
+        cache.set("video-analytics", "state", "cam-1", vec![2; 5000], None).unwrap();
+        let own = cache.stats().bytes;
+        assert_eq!(cache.stats().ingest_bytes, 0);
+        for i in 0..500 {
+            let key = format!("cam-1/{i}");
+            let h = [(NAMESPACE_HEADER, "frames"), (KEY_HEADER, key.as_str())];
+            put(&cache, "p", "p.video-analytics", headers(&h), vec![3; 60_000]).unwrap();
+        }
+        let s = cache.stats();
+        assert!(s.ingest_bytes <= 256 * 1024 && s.ingest_bytes > 60_000, "{s:?}");
+        assert_eq!(s.bytes - s.ingest_bytes, own, "the components' bytes are untouched");
+        assert!(s.evictions >= 495, "{s:?}");
+        for i in 0..50 {
+            assert!(cache.get("v2x-validator", "v2x", &format!("hist/{i}")).unwrap().is_some(), "hist/{i}");
+        }
+        assert!(cache.get("video-analytics", "state", "cam-1").unwrap().is_some());
+        // the newest frame is there for the actor to read, through the same get
+        assert_eq!(cache.get("video-analytics", "frames", "cam-1/499").unwrap().unwrap().value.len(), 60_000);
     }
 }

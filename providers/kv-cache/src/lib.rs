@@ -5,9 +5,15 @@
 //! provider wraps it. Keys live in a *keyspace* (one per link/component, chosen by the host) and,
 //! inside it, a *namespace* chosen by the caller.
 //!
-//! Expiry is lazy (an expired entry is dropped when it is touched) plus an explicit
-//! [`Cache::purge_expired`] sweep the host may run periodically. Eviction is least-recently-used
-//! per shard once the shard's share of the byte budget is exceeded.
+//! Expiry is lazy (an expired entry is dropped when it is touched) plus a [`Cache::purge_expired`]
+//! sweep that [`Purger`] runs periodically. Eviction is least-recently-used per shard once the
+//! shard's share of the byte budget is exceeded; a value that could never fit its shard is
+//! refused instead of emptying it.
+//!
+//! A cache built [`with_ingest`](Cache::with_ingest) keeps the namespaces open to producers'
+//! NATS puts ([`ingest::IngestPolicy`]) in shards of their own, with their own share of the
+//! budget: anyone on the bus can send puts, and however many they send, they only ever evict
+//! other puts, never a component's own state.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +43,13 @@ pub struct CacheConfig {
     pub max_namespace_bytes: u32,
     /// Most items in one `get_many`/`set_many`.
     pub max_batch: u32,
+    /// Bytes of `memory_budget_bytes` set aside for the namespaces open to producers' puts, in
+    /// a cache built [`with_ingest`](Cache::with_ingest); the components' own entries get the
+    /// rest. None: a quarter of the budget.
+    pub ingest_budget_bytes: Option<u64>,
+    /// How often a [`Purger`] drops expired entries nobody touches, in milliseconds; 0 = never
+    /// (they then go only when read or evicted).
+    pub purge_interval_ms: u64,
 }
 
 /// Most shards a cache takes (more would only cost locks and memory).
@@ -60,7 +73,21 @@ impl CacheConfig {
         if self.max_value_bytes == 0 || self.max_key_bytes == 0 || self.max_namespace_bytes == 0 || self.max_batch == 0 {
             return Err("value, key, namespace and batch limits must be greater than zero".into());
         }
+        if let Some(ingest) = self.ingest_budget_bytes
+            && (ingest == 0 || self.memory_budget_bytes.saturating_sub(ingest) < self.shards as u64)
+        {
+            return Err(format!(
+                "ingest budget {ingest} bytes: more than zero, and leaving at least one byte per shard ({}) of the memory budget {}",
+                self.shards, self.memory_budget_bytes
+            ));
+        }
         Ok(())
+    }
+
+    /// The bytes set aside for producers' puts (see [`Self::ingest_budget_bytes`]).
+    #[must_use]
+    pub fn ingest_budget(&self) -> u64 {
+        self.ingest_budget_bytes.unwrap_or(self.memory_budget_bytes / 4).min(self.memory_budget_bytes)
     }
 }
 
@@ -68,11 +95,13 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             memory_budget_bytes: 64 * 1024 * 1024,
-            shards: 16,
+            shards: 8,
             max_value_bytes: 8 * 1024 * 1024,
             max_key_bytes: 1024,
             max_namespace_bytes: 128,
             max_batch: 1024,
+            ingest_budget_bytes: None,
+            purge_interval_ms: 30_000,
         }
     }
 }
@@ -171,10 +200,16 @@ pub struct CacheStats {
     pub expirations: u64,
     pub entries: u64,
     pub bytes: u64,
+    /// Of `bytes`, what the namespaces open to producers' puts hold.
+    pub ingest_bytes: u64,
 }
 
 /// Bytes charged per entry beyond its key and value (map node, LRU links, metadata).
 pub const ENTRY_OVERHEAD_BYTES: u64 = 96;
+
+/// The longest keyspace the providers hand out (a link's `keyspace`; component ids are
+/// shorter): used to size producer shards so one full-size value fits.
+pub const MAX_KEYSPACE_BYTES: u64 = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FullKey {
@@ -303,7 +338,16 @@ fn first_version() -> u64 {
 /// A thread-safe sharded LRU cache. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Cache {
+    /// The components' shards first, then (with an ingest policy) the producers' ones.
     shards: Vec<Mutex<Shard>>,
+    /// How many of `shards` are the components' (a power of two).
+    main_shards: usize,
+    /// How many of `shards` hold the namespaces `ingest` opens (0 or a power of two).
+    ingest_shards: usize,
+    ingest: ingest::IngestPolicy,
+    /// Byte budget of each of the components' shards, and of each producers' shard.
+    main_budget: u64,
+    ingest_budget: u64,
     config: CacheConfig,
     next_version: AtomicU64,
     counters: Counters,
@@ -313,17 +357,43 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Build a cache. The budget is split evenly across shards.
+    /// Build a cache. The budget is split evenly across shards; no namespace takes producers'
+    /// puts ([`ingest::put`] refuses them all).
     #[must_use]
     pub fn new(config: CacheConfig) -> Self {
+        Self::with_ingest(config, ingest::IngestPolicy::none())
+    }
+
+    /// Build a cache whose namespaces opened by `policy` take producers' puts. They live in
+    /// shards of their own holding [`CacheConfig::ingest_budget`] bytes; the components' shards
+    /// share the rest. There are as many producer shards as can each hold one value of
+    /// `max_value_bytes` (at least one, at most the components' shard count).
+    #[must_use]
+    pub fn with_ingest(config: CacheConfig, policy: ingest::IngestPolicy) -> Self {
         // (clamped: a huge count would overflow `next_power_of_two`)
         let n = config.shards.clamp(1, MAX_SHARDS).next_power_of_two();
-        let budget = (config.memory_budget_bytes / n as u64).max(1);
-        let shards = (0..n)
-            .map(|_| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget }))
-            .collect();
+        let (ingest_total, ingest_n) = if policy.is_empty() {
+            (0, 0)
+        } else {
+            let total = config.ingest_budget();
+            let per_value = config
+                .max_value_bytes
+                .saturating_add(u64::from(config.max_key_bytes) + u64::from(config.max_namespace_bytes))
+                .saturating_add(MAX_KEYSPACE_BYTES + ENTRY_OVERHEAD_BYTES);
+            let fits = usize::try_from(total / per_value.max(1)).unwrap_or(usize::MAX).clamp(1, n);
+            (total, 1 << fits.ilog2())
+        };
+        let main_budget = (config.memory_budget_bytes.saturating_sub(ingest_total) / n as u64).max(1);
+        let ingest_budget = (ingest_total / ingest_n.max(1) as u64).max(1);
+        let shard = |budget| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget });
+        let shards = (0..n).map(|_| shard(main_budget)).chain((0..ingest_n).map(|_| shard(ingest_budget))).collect();
         Self {
             shards,
+            main_shards: n,
+            ingest_shards: ingest_n,
+            ingest: policy,
+            main_budget,
+            ingest_budget,
             config: CacheConfig { shards: n, ..config },
             next_version: AtomicU64::new(first_version()),
             counters: Counters::default(),
@@ -334,6 +404,12 @@ impl Cache {
     #[must_use]
     pub fn config(&self) -> &CacheConfig {
         &self.config
+    }
+
+    /// The namespaces that take producers' puts.
+    #[must_use]
+    pub fn ingest_policy(&self) -> &ingest::IngestPolicy {
+        &self.ingest
     }
 
     fn validate_namespace(&self, namespace: &str) -> Result<(), CacheError> {
@@ -375,7 +451,22 @@ impl Cache {
     }
 
     fn shard_index(&self, key: &FullKey) -> usize {
-        (self.shard_hash.hash_one(key) as usize) & (self.shards.len() - 1)
+        let hash = self.shard_hash.hash_one(key) as usize;
+        if self.ingest_shards > 0 && self.ingest.allows(&key.keyspace, &key.namespace) {
+            self.main_shards + (hash & (self.ingest_shards - 1))
+        } else {
+            hash & (self.main_shards - 1)
+        }
+    }
+
+    /// Refuses an entry that could never fit its shard's budget: written, it would evict every
+    /// other entry of the shard and still not fit.
+    fn check_fits(&self, idx: usize, key: &FullKey, value_len: usize) -> Result<(), CacheError> {
+        let budget = if idx < self.main_shards { self.main_budget } else { self.ingest_budget };
+        if key.charge(value_len) > budget {
+            return Err(CacheError::ValueTooLarge(budget.saturating_sub(key.charge(0))));
+        }
+        Ok(())
     }
 
     fn lock_shard(&self, idx: usize) -> MutexGuard<'_, Shard> {
@@ -426,10 +517,12 @@ impl Cache {
     ) -> Result<u64, CacheError> {
         let fk = self.full_key(keyspace, namespace, key)?;
         self.check_value(&value)?;
+        let idx = self.shard_index(&fk);
+        self.check_fits(idx, &fk, value.len())?;
         let now = Instant::now();
         let version = self.version();
         let mut effects = WriteEffects::default();
-        self.shard(&fk).put(fk, Stored { value, version, expires_at: Self::expiry(now, ttl_ms) }, now, &mut effects);
+        self.lock_shard(idx).put(fk, Stored { value, version, expires_at: Self::expiry(now, ttl_ms) }, now, &mut effects);
         self.account(&effects);
         Counters::bump(&self.counters.sets, 1);
         Ok(version)
@@ -455,10 +548,12 @@ impl Cache {
     ) -> Result<CasOutcome, CacheError> {
         let fk = self.full_key(keyspace, namespace, key)?;
         self.check_value(&value)?;
+        let idx = self.shard_index(&fk);
+        self.check_fits(idx, &fk, value.len())?;
         let now = Instant::now();
         let mut effects = WriteEffects::default();
         let outcome = {
-            let mut shard = self.shard(&fk);
+            let mut shard = self.lock_shard(idx);
             let current = shard.live(&fk, now, &mut effects).map(|s| s.version);
             if current == expected {
                 let version = self.version();
@@ -486,10 +581,13 @@ impl Cache {
         ttl_ms: Option<u64>,
     ) -> Result<i64, CacheError> {
         let fk = self.full_key(keyspace, namespace, key)?;
+        let idx = self.shard_index(&fk);
+        // (a counter's decimal form is at most 20 bytes)
+        self.check_fits(idx, &fk, 20)?;
         let now = Instant::now();
         let mut effects = WriteEffects::default();
         let result = {
-            let mut shard = self.shard(&fk);
+            let mut shard = self.lock_shard(idx);
             let (current, expires_at) = match shard.live(&fk, now, &mut effects) {
                 Some(s) => (parse_counter(&s.value)?, s.expires_at),
                 None => (0, Self::expiry(now, ttl_ms)),
@@ -557,16 +655,18 @@ impl Cache {
         for (k, v) in items {
             let fk = self.full_key(keyspace, namespace, &k)?;
             self.check_value(&v)?;
-            prepared.push((fk, v));
+            let idx = self.shard_index(&fk);
+            self.check_fits(idx, &fk, v.len())?;
+            prepared.push((idx, fk, v));
         }
         let now = Instant::now();
         let expires_at = Self::expiry(now, ttl_ms);
         let mut effects = WriteEffects::default();
         let versions = prepared
             .into_iter()
-            .map(|(fk, value)| {
+            .map(|(idx, fk, value)| {
                 let version = self.version();
-                self.shard(&fk).put(fk, Stored { value, version, expires_at }, now, &mut effects);
+                self.lock_shard(idx).put(fk, Stored { value, version, expires_at }, now, &mut effects);
                 version
             })
             .collect::<Vec<_>>();
@@ -607,10 +707,14 @@ impl Cache {
             indices.into_iter().map(|i| (i, self.lock_shard(i))).collect();
         // all or nothing also under the byte budget: a shard evicts least recently used first,
         // so the batch's own entries (the most recent) survive their writes exactly when their
-        // charges fit the shard's budget together
+        // charges fit the shard's budget together (a key given twice is held once, at its
+        // later value)
         for (i, shard) in &guards {
-            let charge: u64 = prepared.iter().filter(|p| p.0 == *i).map(|p| p.1.charge(p.3.len())).sum();
-            if charge > shard.budget {
+            let mut held: std::collections::HashMap<&FullKey, u64> = std::collections::HashMap::new();
+            for (_, fk, _, value) in prepared.iter().filter(|p| p.0 == *i) {
+                held.insert(fk, fk.charge(value.len()));
+            }
+            if held.values().sum::<u64>() > shard.budget {
                 return Err(CacheError::ValueTooLarge(shard.budget));
             }
         }
@@ -672,14 +776,17 @@ impl Cache {
     /// A consistent-enough snapshot of the counters and current size.
     #[must_use]
     pub fn stats(&self) -> CacheStats {
-        let (mut entries, mut bytes) = (0u64, 0u64);
-        for shard in &self.shards {
+        let (mut entries, mut bytes, mut ingest_bytes) = (0u64, 0u64, 0u64);
+        for (i, shard) in self.shards.iter().enumerate() {
             let shard = match shard.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
             entries += shard.map.len() as u64;
             bytes += shard.bytes;
+            if i >= self.main_shards {
+                ingest_bytes += shard.bytes;
+            }
         }
         CacheStats {
             hits: self.counters.hits.load(Ordering::Relaxed),
@@ -689,6 +796,48 @@ impl Cache {
             expirations: self.counters.expirations.load(Ordering::Relaxed),
             entries,
             bytes,
+            ingest_bytes,
+        }
+    }
+}
+
+/// Runs [`Cache::purge_expired`] every [`CacheConfig::purge_interval_ms`] on a thread of its
+/// own, so entries whose TTL ran out and that nobody reads again (a stream that stopped, a
+/// pseudonym that changed) give their bytes back without waiting to be evicted. Stops when
+/// dropped, or when the cache is gone.
+#[derive(Debug)]
+pub struct Purger {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Purger {
+    /// Starts the sweeps; none with an interval of 0.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn start(cache: &std::sync::Arc<Cache>) -> std::io::Result<Self> {
+        let every = Duration::from_millis(cache.config.purge_interval_ms);
+        if every.is_zero() {
+            return Ok(Self { stop: None, thread: None });
+        }
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let cache = std::sync::Arc::downgrade(cache);
+        let thread = std::thread::Builder::new().name("kv-cache-purge".into()).spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                let Some(cache) = cache.upgrade() else { break };
+                cache.purge_expired();
+            }
+        })?;
+        Ok(Self { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Purger {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -1023,13 +1172,70 @@ mod tests {
         assert_eq!(c.stats().entries, 0);
     }
 
+    /// A value that could never fit its shard is refused with the limit that applies; before,
+    /// it evicted every other entry of the shard and stayed there over budget.
     #[test]
-    fn a_value_larger_than_a_shard_budget_still_lands_alone() {
+    fn a_value_larger_than_its_shard_is_refused_and_evicts_nothing() {
         let c = Cache::new(CacheConfig { memory_budget_bytes: 200, shards: 1, ..CacheConfig::default() });
         c.set("a", "ns", "small", vec![0; 10], None).unwrap();
-        c.set("a", "ns", "big", vec![0; 500], None).unwrap();
-        assert!(c.get("a", "ns", "big").unwrap().is_some());
-        assert!(c.get("a", "ns", "small").unwrap().is_none());
+        let limit = 200 - (1 + 2 + 3 + ENTRY_OVERHEAD_BYTES);
+        assert_eq!(c.set("a", "ns", "big", vec![0; 500], None), Err(CacheError::ValueTooLarge(limit)));
+        assert_eq!(c.compare_and_swap("a", "ns", "big", None, vec![0; 500], None), Err(CacheError::ValueTooLarge(limit)));
+        assert_eq!(c.set_many("a", "ns", vec![("x".into(), vec![1]), ("big".into(), vec![0; 500])], None), Err(CacheError::ValueTooLarge(limit)));
+        assert!(c.get("a", "ns", "small").unwrap().is_some());
+        assert!(c.get("a", "ns", "x").unwrap().is_none(), "nothing of the refused batch was written");
+        // exactly the limit fits
+        c.set("a", "ns", "big", vec![0; usize::try_from(limit).unwrap()], None).unwrap();
+        assert_eq!(c.stats().bytes, 200);
+    }
+
+    /// A key given twice in one conditional batch is held once, so it is charged once.
+    #[test]
+    fn a_key_given_twice_in_a_conditional_batch_is_charged_once() {
+        let c = Cache::new(CacheConfig { memory_budget_bytes: 1500, shards: 1, ..CacheConfig::default() });
+        let item = |v: u8| ConditionalWrite { key: "k".into(), expect: Expect::Absent, value: vec![v; 1000] };
+        let Ok(BatchOutcome::Written(v)) = c.set_many_if("a", "ns", vec![item(1), item(2)], None) else { panic!() };
+        assert_eq!(v.len(), 2);
+        assert_eq!(c.get("a", "ns", "k").unwrap().unwrap().value, vec![2; 1000]);
+    }
+
+    /// Producers' namespaces get their own shards, sized so a full-size value fits each.
+    #[test]
+    fn producer_shards_are_apart_and_sized_for_one_value() {
+        let cfg = CacheConfig { memory_budget_bytes: 64 << 20, shards: 16, max_value_bytes: 8 << 20, ..CacheConfig::default() };
+        let c = Cache::with_ingest(cfg, ingest::IngestPolicy::default());
+        // a quarter of 64 MiB holds one 8 MiB value in each of 1 shard (2 would not fit one each)
+        assert_eq!((c.main_shards, c.ingest_shards, c.main_budget, c.ingest_budget), (16, 1, 3 << 20, 16 << 20));
+        c.set("video-analytics", "frames", "f", vec![0; 8 << 20], None).unwrap();
+        assert_eq!(c.stats().ingest_bytes, c.stats().bytes);
+        // the components' shards are 3 MiB: an 8 MiB state is refused there
+        assert!(matches!(c.set("video-analytics", "state", "s", vec![0; 8 << 20], None), Err(CacheError::ValueTooLarge(_))));
+        let plain = Cache::new(cfg);
+        assert_eq!((plain.ingest_shards, plain.main_budget), (0, 4 << 20));
+        assert!(CacheConfig { ingest_budget_bytes: Some(64 << 20), ..cfg }.validate().is_err());
+        assert!(CacheConfig { ingest_budget_bytes: Some(0), ..cfg }.validate().is_err());
+        assert!(CacheConfig { ingest_budget_bytes: Some(1 << 20), ..cfg }.validate().is_ok());
+    }
+
+    /// A purger sweeps entries nobody reads again, and stops when dropped.
+    #[test]
+    fn a_purger_gives_back_the_bytes_of_untouched_expired_entries() {
+        let c = Arc::new(Cache::new(CacheConfig { purge_interval_ms: 20, ..CacheConfig::default() }));
+        for i in 0..10 {
+            c.set("a", "ns", &format!("k{i}"), vec![0; 100], Some(10)).unwrap();
+        }
+        c.set("a", "ns", "kept", vec![0; 100], None).unwrap();
+        let purger = Purger::start(&c).unwrap();
+        let mut waited = 0;
+        while c.stats().entries > 1 && waited < 500 {
+            std::thread::sleep(Duration::from_millis(10));
+            waited += 1;
+        }
+        let s = c.stats();
+        assert_eq!((s.entries, s.expirations), (1, 10), "{s:?}");
+        drop(purger);
+        let off = Arc::new(Cache::new(CacheConfig { purge_interval_ms: 0, ..CacheConfig::default() }));
+        assert!(Purger::start(&off).unwrap().thread.is_none());
     }
 
     /// A cache built after another (a provider restarted) hands out versions past the old

@@ -20,11 +20,13 @@ pub enum ConfigError {
 /// | key               | meaning                                             | default              |
 /// |-------------------|-----------------------------------------------------|----------------------|
 /// | `max-bytes`       | memory budget of all entries, bytes                 | 64 MiB               |
-/// | `max-value-bytes` | largest single value, bytes                         | 8 MiB                |
-/// | `shards`          | independently locked shards                         | 16                   |
+/// | `max-value-bytes` | largest single value, bytes (and no more than its shard holds) | 8 MiB     |
+/// | `shards`          | independently locked shards of the components' entries | 8                 |
 /// | `max-batch`       | items per `get-many`/`set-many`                     | 1024                 |
 /// | `ingest-prefix`   | NATS subject prefix for producers' puts; `off` = no | `edgecell.cache.put` |
 /// | `ingest-open`     | `<keyspace>/<namespace>` pairs, comma-separated, that take producers' puts | `video-analytics/frames` |
+/// | `ingest-max-bytes` | of `max-bytes`, what producers' puts may hold (in shards of their own) | a quarter |
+/// | `purge-interval-ms` | sweep for expired entries nobody reads; 0 = none  | 30000                |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub cache: CacheConfig,
@@ -54,10 +56,15 @@ impl ProviderConfig {
             max_value_bytes: parse(map, "max-value-bytes", "byte count", d.max_value_bytes)?,
             shards: parse(map, "shards", "shard count", d.shards)?,
             max_batch: parse(map, "max-batch", "item count", d.max_batch)?,
+            ingest_budget_bytes: match map.get("ingest-max-bytes") {
+                None => None,
+                Some(_) => Some(parse(map, "ingest-max-bytes", "byte count", 0)?),
+            },
+            purge_interval_ms: parse(map, "purge-interval-ms", "number of milliseconds", d.purge_interval_ms)?,
             ..d
         };
         cache.validate().map_err(|e| ConfigError::Invalid {
-            key: "max-bytes / max-value-bytes / shards / max-batch",
+            key: "max-bytes / max-value-bytes / shards / max-batch / ingest-max-bytes",
             value: e,
             expected: "cache sizing",
         })?;
@@ -110,6 +117,8 @@ mod tests {
         assert_eq!(c.cache.memory_budget_bytes, 1_048_576);
         assert_eq!(c.cache.shards, 4);
         assert_eq!(c.ingest_prefix, None);
+        let c = ProviderConfig::from_map(&map(&[("ingest-max-bytes", "1048576"), ("purge-interval-ms", "0")])).unwrap();
+        assert_eq!((c.cache.ingest_budget_bytes, c.cache.purge_interval_ms), (Some(1_048_576), 0));
     }
 
     #[test]
@@ -121,6 +130,8 @@ mod tests {
         assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-prefix", "a.*")])), Err(ConfigError::Invalid { .. })));
         assert!(matches!(ProviderConfig::from_map(&map(&[("ingest-open", "frames")])), Err(ConfigError::Invalid { key: "ingest-open", .. })));
         // sizes a cache cannot work with (a huge shard count used to overflow and panic in init)
+        let all = ProviderConfig::from_map(&map(&[("ingest-max-bytes", "67108864")])).unwrap_err();
+        assert!(matches!(&all, ConfigError::Invalid { value, .. } if value.contains("ingest budget")), "{all}");
         for bad in [[("shards", "18446744073709551615"), ("max-bytes", "1048576")], [("shards", "0"), ("max-bytes", "1048576")], [("shards", "4"), ("max-bytes", "3")]] {
             let e = ProviderConfig::from_map(&map(&bad)).unwrap_err();
             assert!(matches!(&e, ConfigError::Invalid { value, .. } if value.contains("shard")), "{bad:?}: {e}");

@@ -29,6 +29,8 @@ struct State {
     /// Keyspace per linked component (source id).
     keyspaces: RwLock<HashMap<String, String>>,
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Sweeps expired entries nobody reads.
+    purger: std::sync::Mutex<Option<edgecell_kv_cache::Purger>>,
     /// Link sweeps when unlinked components call.
     recovery: edgecell_provider_common::links::Recovery,
 }
@@ -43,14 +45,10 @@ impl KvCacheProvider {
             provider.0.recovery.attach(connection);
             // producers' puts over NATS (frames by handle), if configured
             let config = provider.0.config.get();
-            if let (Some(prefix), Some(policy), Some(cache)) = (
-                config.and_then(|c| c.ingest_prefix.clone()),
-                config.map(|c| c.ingest_open.clone()),
-                provider.0.cache.get().cloned(),
-            ) {
+            if let (Some(prefix), Some(cache)) = (config.and_then(|c| c.ingest_prefix.clone()), provider.0.cache.get().cloned()) {
                 let nats = Arc::clone(&connection.nats);
                 let task = tokio::spawn(async move {
-                    if let Err(e) = crate::ingest::serve(nats, cache, prefix, policy).await {
+                    if let Err(e) = crate::ingest::serve(nats, cache, prefix).await {
                         warn!(error = %e, "cache put subscription failed");
                     }
                 });
@@ -103,7 +101,14 @@ impl Provider for KvCacheProvider {
             ingest = config.ingest_prefix.as_deref().unwrap_or("off"),
             "kv-cache provider starting"
         );
-        let _ = self.0.cache.set(Arc::new(Cache::new(config.cache)));
+        // producers' puts get shards of their own, only when they can arrive at all
+        let cache = Arc::new(match config.ingest_prefix {
+            Some(_) => Cache::with_ingest(config.cache, config.ingest_open.clone()),
+            None => Cache::new(config.cache),
+        });
+        let purger = edgecell_kv_cache::Purger::start(&cache).context("starting the expired-entry sweep")?;
+        *self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purger);
+        let _ = self.0.cache.set(cache);
         let _ = self.0.config.set(config);
         Ok(())
     }
@@ -124,9 +129,19 @@ impl Provider for KvCacheProvider {
         if let Some(task) = self.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
             task.abort();
         }
+        drop(self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         if let Some(cache) = self.0.cache.get() {
             let s = cache.stats();
-            info!(entries = s.entries, bytes = s.bytes, hits = s.hits, misses = s.misses, "kv-cache provider stopping");
+            info!(
+                entries = s.entries,
+                bytes = s.bytes,
+                ingest_bytes = s.ingest_bytes,
+                hits = s.hits,
+                misses = s.misses,
+                evictions = s.evictions,
+                expirations = s.expirations,
+                "kv-cache provider stopping"
+            );
         }
         Ok(())
     }
