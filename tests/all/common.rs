@@ -47,10 +47,17 @@ pub fn probe(host: &Host) -> Actor {
 
 /// A host whose inference provider holds the bundled models.
 pub fn host_with_models(config: RuntimeConfig) -> Host {
+    host_with_models_on(config, |_| {})
+}
+
+/// [`host_with_models`], with `adjust` given the services before the runtime is built (to put
+/// another bus in front of the local one, …).
+pub fn host_with_models_on(config: RuntimeConfig, adjust: impl FnOnce(&mut Services)) -> Host {
     let (mut services, bus) = Services::local(edgecell_kv_cache::CacheConfig::default());
     let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models");
     let registry = edgecell_inference::ModelRegistry::load(&edgecell_inference::RegistryConfig::new(models)).expect("load models");
     let pool = edgecell_inference::InferencePool::new(Arc::new(registry), edgecell_inference::PoolConfig::default()).expect("pool");
     services.inference = Arc::new(pool);
+    adjust(&mut services);
     Host { runtime: Runtime::new(config, services).expect("runtime"), bus }
 }

@@ -425,3 +425,74 @@ fn png_frames_and_the_deepest_json_frame_reference_never_trap() {
     assert_eq!(Published::of(&h.bus, "vtest").summaries.len(), 2);
     assert!(!inst.is_poisoned());
 }
+
+/// A bus in front of the local one that refuses the events subject while `down` is set, as a
+/// host whose NATS connection dropped would.
+struct EventsDown {
+    inner: std::sync::Arc<edgecell::LocalBus>,
+    down: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicUsize,
+}
+
+impl edgecell::Bus for EventsDown {
+    fn publish(&self, from: &str, msg: BrokerMessage) -> Result<(), String> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.down.load(SeqCst) && msg.subject.starts_with("edgecell.video.events.") {
+            self.refused.fetch_add(1, SeqCst);
+            return Err("connection closed".into());
+        }
+        self.inner.publish(from, msg)
+    }
+
+    fn request(&self, from: &str, subject: &str, body: Vec<u8>, timeout: std::time::Duration) -> Result<BrokerMessage, String> {
+        self.inner.request(from, subject, body, timeout)
+    }
+}
+
+/// Events whose publish fails are kept in the stream state's outbox and go out with the next
+/// frame, each with the sequence of the frame that produced it: over the whole clip, with the
+/// events subject down for a stretch of frames, every event is published exactly once, in
+/// order, as with the subject up all along. Before, they were lost.
+#[test]
+fn events_that_could_not_be_published_go_out_with_the_next_frame() {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering::SeqCst;
+    let flaky = Arc::new(EventsDown { inner: Arc::new(edgecell::LocalBus::new(100_000)), down: Default::default(), refused: Default::default() });
+    let bus = Arc::clone(&flaky);
+    let h = common::host_with_models_on(RuntimeConfig::default(), move |services| services.bus = bus);
+    let frames = preload_vtest(&h);
+    let actor = vtest_actor(&h, &["steady", "flaky"], &[]);
+    let mut inst = actor.instantiate().unwrap();
+    for f in &frames {
+        inst.handle_message(&frame_message("steady", f)).unwrap().unwrap();
+    }
+    let steady = Published::of(&flaky.inner, "steady");
+    steady.assert_vtest_outcome();
+    assert_eq!(metric(&h, "video_outbox_not_cleared_total", &[]), 0.0);
+
+    // the events subject is down for frames 5..=14: those frames answer with an error that says
+    // their events are kept
+    let mut failed = 0;
+    for f in &frames {
+        flaky.down.store((5..=14).contains(&f.0), SeqCst);
+        match inst.handle_message(&frame_message("flaky", f)).unwrap() {
+            Ok(()) => {}
+            Err(e) => {
+                assert!(e.contains("kept, they go out with the stream's next frame"), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0 && flaky.refused.load(SeqCst) == failed, "{failed}");
+    let got = Published::of(&flaky.inner, "flaky");
+    // summaries only for the frames whose events went out; the events all came, once, in order
+    assert_eq!(got.events, steady.events);
+    let kept = metric(&h, "video_events_deferred_total", &[("stream", "flaky")]);
+    let redelivered = metric(&h, "video_events_redelivered_total", &[("stream", "flaky")]);
+    assert!(kept > 0.0 && redelivered > 0.0, "{kept} {redelivered}");
+    assert_eq!(metric(&h, "video_events_dropped_total", &[]), 0.0);
+    // and nothing is left in the outbox
+    let (_, state) = stored_state(&h, "flaky");
+    let p = edgecell_vision::StreamProcessor::restore(serde_json::from_str(VTEST_STREAM).unwrap(), state).unwrap();
+    assert!(p.outbox().is_empty());
+}

@@ -17,6 +17,12 @@
 //! reported (detections only) without touching the state and counted in
 //! `video_frames_out_of_order_total` (see `edgecell_vision::persist`).
 //!
+//! Frames from NATS publish their events through the state's outbox: the events are committed
+//! with the state, published on `edgecell.video.events.<stream>`, then cleared. A publish that
+//! fails keeps them, and they go out with the stream's next frame (`video_events_deferred_total`);
+//! delivery is at least once. An outbox kept from failing for long drops its oldest events
+//! past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`).
+//!
 //! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
 //! `configure`, which also resets the stream's state); streams not configured explicitly come
 //! from `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
@@ -44,8 +50,8 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_vision::wire::{FrameRef, FrameSummary};
 use edgecell_vision::{
     AnalyticsEvent, BBox, CasOutcome, Detection, Direction, EventKind, FrameAnalysis, FrameLimits, Line, NanoDetHead, Normalization,
-    PersistError, PersistedStream, PixelFormat, Point, StateStore, StoredState, StreamConfig, TensorView, VisionError, Zone, coco,
-    decode_frame, letterbox, postprocess_nanodet,
+    PersistError, PersistedStream, PixelFormat, Point, QueuedEvent, StateStore, StoredState, StreamConfig, TensorView, VisionError, Zone,
+    coco, decode_frame, letterbox, postprocess_nanodet,
 };
 
 const NS: &str = "video";
@@ -298,16 +304,33 @@ fn count(name: &str, pairs: &[(&str, &str)], by: f64) {
     record(recorder::Update::CounterAdd(recorder::Sample { name: name.into(), labels: labels(pairs), value: by }));
 }
 
-/// Tracking and analytics for one frame's detections through the stream's stored state.
-fn advance(stream: &str, timestamp: u64, detections: &[Detection]) -> Result<FrameAnalysis, VideoError> {
-    let started = std::time::Instant::now();
+fn state_store(stream: &str) -> CacheState<'_> {
     let ttl = config_number("state-ttl-ms", DEFAULT_STATE_TTL_MS);
+    CacheState { stream, key: state_key(stream), ttl_ms: (ttl > 0).then_some(ttl) }
+}
+
+/// What one frame left to do after its state was committed.
+struct Advanced {
+    analysis: FrameAnalysis,
+    /// Events to publish (from the outbox; empty when not queued).
+    outbox: Vec<QueuedEvent>,
+    /// Version of the state written, if any.
+    version: Option<u64>,
+}
+
+/// Tracking and analytics for one frame's detections through the stream's stored state; with
+/// `queue` (the frame's sequence number) its events go through the state's outbox.
+fn advance(stream: &str, timestamp: u64, queue: Option<u64>, detections: &[Detection]) -> Result<Advanced, VideoError> {
+    let started = std::time::Instant::now();
     let attempts = config_number("state-cas-attempts", DEFAULT_STATE_CAS_ATTEMPTS);
-    let mut store = CacheState { stream, key: state_key(stream), ttl_ms: (ttl > 0).then_some(ttl) };
+    let mut store = state_store(stream);
     let outcome = STREAMS.with(|s| {
         let mut s = s.borrow_mut();
         let ps = s.get_mut(stream).ok_or_else(|| VideoError::UnknownStream(stream.to_owned()))?;
-        Ok::<_, VideoError>(ps.process(&mut store, timestamp, detections, attempts))
+        Ok::<_, VideoError>(match queue {
+            Some(sequence) => ps.process_queued(&mut store, timestamp, sequence, detections, attempts),
+            None => ps.process(&mut store, timestamp, detections, attempts),
+        })
     })?;
     let frame = match outcome {
         Ok(f) => f,
@@ -332,6 +355,10 @@ fn advance(stream: &str, timestamp: u64, detections: &[Detection]) -> Result<Fra
     if frame.analysis.out_of_order {
         count("video_frames_out_of_order_total", &[("stream", stream)], 1.0);
     }
+    if frame.outbox_dropped > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        count("video_events_dropped_total", &[("stream", stream)], frame.outbox_dropped as f64);
+    }
     observe(
         "video_state_seconds",
         "Per-frame time spent reading, decoding, encoding and writing the stream state, tracker step included (seconds)",
@@ -339,11 +366,19 @@ fn advance(stream: &str, timestamp: u64, detections: &[Detection]) -> Result<Fra
         started.elapsed().as_secs_f64(),
         &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01],
     );
-    Ok(frame.analysis)
+    Ok(Advanced { analysis: frame.analysis, outbox: frame.outbox, version: frame.version })
 }
 
-/// The whole per-frame path for a configured stream.
-fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: u32, height: u32) -> Result<(wit::FrameResult, bool), VideoError> {
+/// One frame's result, and what it left to publish.
+struct Processed {
+    result: wit::FrameResult,
+    out_of_order: bool,
+    outbox: Vec<QueuedEvent>,
+    version: Option<u64>,
+}
+
+/// The whole per-frame path for a configured stream (`queue`: see [`advance`]).
+fn process(stream: &str, timestamp: u64, queue: Option<u64>, bytes: &[u8], fmt: PixelFormat, width: u32, height: u32) -> Result<Processed, VideoError> {
     let started = std::time::Instant::now();
     ensure_stream(stream)?;
     let (model, nms, classes, threshold) = STREAMS.with(|s| {
@@ -352,7 +387,7 @@ fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: 
         Ok::<_, VideoError>((ps.config().model.clone(), ps.nms_config(), ps.class_filter().to_vec(), ps.config().score_threshold))
     })?;
     let detections = detect_bytes(bytes, fmt, width, height, &model, &nms, &classes)?;
-    let analysis = advance(stream, timestamp, &detections)?;
+    let Advanced { analysis, outbox, version } = advance(stream, timestamp, queue, &detections)?;
     count("video_frames_total", &[("stream", stream)], 1.0);
     #[allow(clippy::cast_precision_loss)]
     count("video_events_total", &[("stream", stream)], analysis.events.len() as f64);
@@ -380,7 +415,7 @@ fn process(stream: &str, timestamp: u64, bytes: &[u8], fmt: PixelFormat, width: 
             .collect(),
         events: analysis.events.iter().map(wit_event).collect(),
     };
-    Ok((result, analysis.out_of_order))
+    Ok(Processed { result, out_of_order: analysis.out_of_order, outbox, version })
 }
 
 impl wit::Guest for Actor {
@@ -399,7 +434,7 @@ impl wit::Guest for Actor {
     fn process_frame(frame: wit::Frame) -> Result<wit::FrameResult, VideoError> {
         let _flush = FlushMetrics;
         let bytes = frame_bytes(&frame.data)?;
-        let (mut r, _) = process(&frame.stream_id, frame.timestamp, &bytes, format(frame.format), frame.width, frame.height)?;
+        let mut r = process(&frame.stream_id, frame.timestamp, None, &bytes, format(frame.format), frame.width, frame.height)?.result;
         r.sequence = frame.sequence;
         Ok(r)
     }
@@ -412,6 +447,53 @@ impl wit::Guest for Actor {
         let dets = detect_bytes(&bytes, format(frame.format), frame.width, frame.height, &model, &nms, &[])?;
         Ok(dets.iter().map(wit_detection).collect())
     }
+}
+
+/// The JSON form of a queued event on `edgecell.video.events.<stream>`.
+fn event_json(q: &QueuedEvent) -> serde_json::Value {
+    let e = &q.event;
+    serde_json::json!({
+        "kind": match e.kind {
+            EventKind::Entered => "entered",
+            EventKind::Left => "left",
+            EventKind::Crossed => "crossed",
+        },
+        "track_id": e.track_id,
+        "class": e.class_name,
+        "region": e.region,
+        "direction": e.direction.map(|d| match d {
+            Direction::Forward => "forward",
+            Direction::Backward => "backward",
+        }),
+        "timestamp_ns": e.timestamp_ns,
+        "dwell_ms": e.dwell_ms,
+        "sequence": q.sequence,
+    })
+}
+
+/// Publishes what the stream's outbox holds after frame `sequence` (committed as `version`)
+/// as one JSON array, then clears it. A failed publish keeps the events for the next frame and
+/// is this frame's error; a failed clear only means they may be published again.
+fn publish_outbox(stream: &str, sequence: u64, outbox: &[QueuedEvent], version: Option<u64>) -> Result<(), String> {
+    let Some(version) = version.filter(|_| !outbox.is_empty()) else { return Ok(()) };
+    let earlier = outbox.iter().filter(|q| q.sequence != sequence).count();
+    let body = serde_json::to_vec(&outbox.iter().map(event_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
+    if let Err(e) = consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{stream}"), body, reply_to: None }) {
+        #[allow(clippy::cast_precision_loss)]
+        count("video_events_deferred_total", &[("stream", stream)], outbox.len() as f64);
+        return Err(format!("{} event(s) not published ({e}): kept, they go out with the stream's next frame", outbox.len()));
+    }
+    if earlier > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        count("video_events_redelivered_total", &[("stream", stream)], earlier as f64);
+    }
+    let mut store = state_store(stream);
+    let cleared = STREAMS.with(|s| s.borrow_mut().get_mut(stream).map(|ps| ps.delivered(&mut store, version)));
+    if !matches!(cleared, Some(Ok(Some(_)))) {
+        // the state moved on (the next writer publishes them again) or the store failed
+        count("video_outbox_not_cleared_total", &[("stream", stream)], 1.0);
+    }
+    Ok(())
 }
 
 /// A requester gets a failure as `{"error": "…"}` on its reply subject instead of waiting
@@ -438,34 +520,9 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
     }
     let r: FrameRef = serde_json::from_slice(&msg.body).map_err(|e| format!("not a frame reference: {e}"))?;
     let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
-    let (result, out_of_order) = process(&r.stream, r.timestamp_ns, &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
-    let events: Vec<serde_json::Value> = result
-        .events
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "kind": match e.kind {
-                    wit::EventKind::Entered => "entered",
-                    wit::EventKind::Left => "left",
-                    wit::EventKind::Crossed => "crossed",
-                },
-                "track_id": e.track_id,
-                "class": e.class_name,
-                "region": e.region,
-                "direction": e.direction.map(|d| match d {
-                    wit::Direction::Forward => "forward",
-                    wit::Direction::Backward => "backward",
-                }),
-                "timestamp_ns": e.timestamp,
-                "dwell_ms": e.dwell_ms,
-                "sequence": r.sequence,
-            })
-        })
-        .collect();
-    if !events.is_empty() {
-        let body = serde_json::to_vec(&events).map_err(|e| e.to_string())?;
-        consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{}", r.stream), body, reply_to: None })?;
-    }
+    let Processed { result, out_of_order, outbox, version } =
+        process(&r.stream, r.timestamp_ns, Some(r.sequence), &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
+    publish_outbox(&r.stream, r.sequence, &outbox, version)?;
     let summary = FrameSummary {
         stream: r.stream.clone(),
         sequence: r.sequence,

@@ -38,7 +38,7 @@ pub use frame::{FrameLimits, PixelFormat, RgbImage, YuvRange, decode_frame, deco
 pub use persist::{
     CasOutcome, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
 };
-pub use pipeline::{FrameAnalysis, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
+pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
 pub use preprocess::{
     ChannelOrder, Letterbox, Normalization, PreprocessScratch, letterbox, letterbox_into,
 };

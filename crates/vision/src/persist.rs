@@ -17,10 +17,18 @@
 //! stored state's last frame is processed against it (detections reported) but does not change
 //! it and nothing is written ([`FrameAnalysis::out_of_order`]), unless its source's clock
 //! restarted ([`crate::pipeline::CLOCK_RESTART_NS`]).
+//!
+//! Events that must be published can go through the state's *outbox*
+//! ([`PersistedStream::process_queued`]): a frame's events are committed with the state that
+//! produced them, the caller publishes everything the outbox holds, then clears it with
+//! [`PersistedStream::delivered`]. A publish that fails leaves them queued, and they go out with
+//! the stream's next frame: delivery is at least once (a frame another instance processes
+//! between the commit and the clear publishes them again). Consumers tell a repeat by the
+//! event's stream, kind, track, region and frame time.
 
 use crate::detect::{Detection, NmsConfig};
 use crate::error::{PersistError, StateError, VisionError};
-use crate::pipeline::{FrameAnalysis, StreamConfig, StreamProcessor};
+use crate::pipeline::{FrameAnalysis, QueuedEvent, StreamConfig, StreamProcessor};
 
 /// A state entry as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +118,12 @@ pub struct PersistedFrame {
     pub version: Option<u64>,
     /// Size of the state written (0 when nothing was written).
     pub state_bytes: usize,
+    /// With [`PersistedStream::process_queued`]: every event the committed state's outbox holds
+    /// (earlier frames' undelivered ones first, then this frame's), to publish. Empty otherwise,
+    /// and for an out-of-order frame.
+    pub outbox: Vec<QueuedEvent>,
+    /// Oldest queued events dropped to keep the outbox within [`crate::MAX_OUTBOX_EVENTS`].
+    pub outbox_dropped: usize,
 }
 
 /// What an instance keeps for one stream between frames.
@@ -182,7 +196,9 @@ impl PersistedStream {
         self.held.as_ref().map(|h| &h.processor)
     }
 
-    /// Carries one frame's detections through the stored state (see the module docs).
+    /// Carries one frame's detections through the stored state (see the module docs). The
+    /// frame's events are returned in the analysis only; an outbox the state holds is kept as
+    /// it is.
     ///
     /// # Errors
     /// [`PersistError::Store`] when the store fails, [`PersistError::Contended`] after
@@ -192,6 +208,61 @@ impl PersistedStream {
         &mut self,
         store: &mut S,
         timestamp_ns: u64,
+        detections: &[Detection],
+        max_attempts: u32,
+    ) -> Result<PersistedFrame, PersistError> {
+        self.run(store, timestamp_ns, None, detections, max_attempts)
+    }
+
+    /// As [`Self::process`], and the frame's events (with its `sequence`) are committed in the
+    /// state's outbox along with it; [`PersistedFrame::outbox`] is then everything to publish.
+    /// Call [`Self::delivered`] once they are.
+    ///
+    /// # Errors
+    /// As [`Self::process`].
+    pub fn process_queued<S: StateStore>(
+        &mut self,
+        store: &mut S,
+        timestamp_ns: u64,
+        sequence: u64,
+        detections: &[Detection],
+        max_attempts: u32,
+    ) -> Result<PersistedFrame, PersistError> {
+        self.run(store, timestamp_ns, Some(sequence), detections, max_attempts)
+    }
+
+    /// Empties the outbox of the state written as `version` (by this instance's last
+    /// [`Self::process_queued`]), whose events the caller has published. Returns the version
+    /// written, or none when there was nothing to clear or the state has moved on since (the
+    /// writer after it took the outbox along and publishes it again).
+    ///
+    /// # Errors
+    /// [`PersistError::Store`] when the store fails (the events stay queued and are published
+    /// again with the next frame).
+    pub fn delivered<S: StateStore>(&mut self, store: &mut S, version: u64) -> Result<Option<u64>, PersistError> {
+        let Some(held) = self.held.as_ref().filter(|h| h.version == version && !h.processor.outbox().is_empty()) else {
+            return Ok(None);
+        };
+        let mut processor = held.processor.clone();
+        processor.clear_outbox();
+        let bytes = processor.encode_state()?;
+        match store.compare_and_swap(Some(version), &bytes).map_err(PersistError::Store)? {
+            CasOutcome::Swapped(version) => {
+                self.held = Some(Held { version, bytes, processor });
+                Ok(Some(version))
+            }
+            CasOutcome::Conflict => {
+                self.held = None;
+                Ok(None)
+            }
+        }
+    }
+
+    fn run<S: StateStore>(
+        &mut self,
+        store: &mut S,
+        timestamp_ns: u64,
+        queue: Option<u64>,
         detections: &[Detection],
         max_attempts: u32,
     ) -> Result<PersistedFrame, PersistError> {
@@ -216,6 +287,8 @@ impl PersistedStream {
                 config_reloaded,
                 version: None,
                 state_bytes: 0,
+                outbox: Vec::new(),
+                outbox_dropped: 0,
             };
             if frame.analysis.out_of_order {
                 // Nothing changed: keep holding the stored entry if we have it exactly.
@@ -228,6 +301,9 @@ impl PersistedStream {
                 }
                 return Ok(frame);
             }
+            if let Some(sequence) = queue {
+                frame.outbox_dropped = processor.queue(sequence, &frame.analysis.events);
+            }
             let bytes = processor.encode_state()?;
             match store
                 .compare_and_swap(expected, &bytes)
@@ -236,6 +312,9 @@ impl PersistedStream {
                 CasOutcome::Swapped(version) => {
                     frame.version = Some(version);
                     frame.state_bytes = bytes.len();
+                    if queue.is_some() {
+                        frame.outbox = processor.outbox().to_vec();
+                    }
                     self.held = Some(Held {
                         version,
                         bytes,

@@ -96,7 +96,25 @@ pub struct StreamState {
     frame_interval_ns: Option<u64>,
     tracker: TrackerState,
     analytics: AnalyticsState,
+    /// Events committed with the state and not yet known to be published (absent in states
+    /// from before it was kept, and when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    outbox: Vec<QueuedEvent>,
 }
+
+/// An event waiting in a stream's outbox, with the sequence number of the frame that produced
+/// it (see [`crate::PersistedStream::process_queued`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedEvent {
+    /// Sequence number of the frame whose processing produced the event.
+    pub sequence: u64,
+    /// The event.
+    pub event: AnalyticsEvent,
+}
+
+/// Most events a stream's outbox keeps while they cannot be published; past it the oldest are
+/// dropped (and counted). At the vtest clip's rate of events this is minutes of a busy scene.
+pub const MAX_OUTBOX_EVENTS: usize = 1024;
 
 /// Only the format field of an encoded state, to tell a format change from corruption.
 #[derive(Deserialize)]
@@ -187,6 +205,7 @@ pub struct StreamProcessor {
     frame_interval_ns: Option<u64>,
     tracker: ByteTracker,
     analytics: Analytics,
+    outbox: Vec<QueuedEvent>,
 }
 
 impl StreamProcessor {
@@ -197,7 +216,7 @@ impl StreamProcessor {
     pub fn new(cfg: StreamConfig) -> Result<Self> {
         let tracker = ByteTracker::new(cfg.tracker)?;
         let fingerprint = fingerprint(&cfg)?;
-        Self::build(cfg, fingerprint, tracker, None, None, None)
+        Self::build(cfg, fingerprint, tracker, None, None, None, Vec::new())
     }
 
     /// Continues from a persisted `state` under `cfg`.
@@ -223,6 +242,7 @@ impl StreamProcessor {
             Some(state.analytics),
             state.last_timestamp_ns,
             state.frame_interval_ns,
+            state.outbox,
         )
     }
 
@@ -244,6 +264,7 @@ impl StreamProcessor {
             frame_interval_ns: self.frame_interval_ns,
             tracker: self.tracker.state(),
             analytics: self.analytics.state(),
+            outbox: self.outbox.clone(),
         }
     }
 
@@ -274,7 +295,11 @@ impl StreamProcessor {
         analytics: Option<AnalyticsState>,
         last_timestamp_ns: Option<u64>,
         frame_interval_ns: Option<u64>,
+        mut outbox: Vec<QueuedEvent>,
     ) -> Result<Self> {
+        // (a state written with a larger limit keeps its newest events)
+        let excess = outbox.len().saturating_sub(MAX_OUTBOX_EVENTS);
+        outbox.drain(..excess);
         let class_ids = cfg
             .classes
             .iter()
@@ -306,7 +331,28 @@ impl StreamProcessor {
             frame_interval_ns,
             tracker,
             analytics,
+            outbox,
         })
+    }
+
+    /// Events committed with the state and not yet known to be published, oldest first.
+    #[must_use]
+    pub fn outbox(&self) -> &[QueuedEvent] {
+        &self.outbox
+    }
+
+    /// Adds a frame's events to the outbox; returns how many of the oldest had to be dropped to
+    /// stay within [`MAX_OUTBOX_EVENTS`].
+    pub fn queue(&mut self, sequence: u64, events: &[AnalyticsEvent]) -> usize {
+        self.outbox.extend(events.iter().map(|e| QueuedEvent { sequence, event: e.clone() }));
+        let excess = self.outbox.len().saturating_sub(MAX_OUTBOX_EVENTS);
+        self.outbox.drain(..excess);
+        excess
+    }
+
+    /// Empties the outbox (its events were published).
+    pub fn clear_outbox(&mut self) {
+        self.outbox.clear();
     }
 
     /// The configuration.

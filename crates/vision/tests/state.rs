@@ -641,3 +641,88 @@ fn a_clock_restart_ends_the_tracks_and_tracking_goes_on() {
     assert!(slow.is_out_of_order(2 * LATER - 59_000_000_000));
     assert!(!slow.is_out_of_order(2 * LATER - 60_000_000_000));
 }
+
+/// Events go through the state's outbox: committed with the state, cleared once delivered,
+/// kept (and handed out again, oldest first) when the caller could not publish them, also to
+/// another instance; delivery is at least once, and nothing is lost while the outbox has room.
+#[test]
+fn queued_events_stay_in_the_outbox_until_delivered() {
+    let (straight, _) = run(&[]);
+    let frames = frames();
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut store = Store::new(&shared);
+    let mut a = PersistedStream::new(config()).unwrap();
+    // publishing works for frames 0-9, fails for 10-14, works again from 15 on another instance
+    let mut published: Vec<(u64, edgecell_vision::AnalyticsEvent)> = Vec::new();
+    let mut failed_with_events = 0;
+    for (i, f) in frames.iter().enumerate() {
+        let mut fresh;
+        // from frame 15 on, a fresh instance each frame: it decodes the outbox from the state
+        let ps = if i < 15 {
+            &mut a
+        } else {
+            fresh = PersistedStream::new(config()).unwrap();
+            &mut fresh
+        };
+        let r = ps.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap();
+        assert_eq!(r.analysis, straight[i], "the outbox does not change tracking");
+        assert_eq!(r.outbox_dropped, 0);
+        // this frame's events are the outbox's last ones, with this frame's sequence
+        let own: Vec<_> = r.outbox.iter().filter(|q| q.sequence == f.sequence).map(|q| q.event.clone()).collect();
+        assert_eq!(own, straight[i].events);
+        let tail: Vec<_> = r.outbox[r.outbox.len() - own.len()..].iter().map(|q| q.event.clone()).collect();
+        assert_eq!(tail, own);
+        let version = r.version.unwrap();
+        if (10..15).contains(&i) {
+            failed_with_events += usize::from(!r.outbox.is_empty());
+            continue;
+        }
+        published.extend(r.outbox.iter().map(|q| (q.sequence, q.event.clone())));
+        // an instance that did not write this version clears nothing
+        assert_eq!(PersistedStream::new(config()).unwrap().delivered(&mut store, version).unwrap(), None);
+        assert_eq!(ps.delivered(&mut store, version).unwrap().is_some(), !r.outbox.is_empty());
+        let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
+        assert!(StreamProcessor::restore(config(), stored).unwrap().outbox().is_empty());
+    }
+    assert!(failed_with_events > 0, "the failing frames produced events to keep");
+    // every event of the clip was published exactly once here, in frame order
+    let want: Vec<_> = frames.iter().zip(&straight).flat_map(|(f, s)| s.events.iter().map(|e| (f.sequence, e.clone()))).collect();
+    assert_eq!(published, want);
+
+    // the state moved on between the commit and the clear: nothing is cleared, and the next
+    // writer hands the events out again (at least once)
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut store = Store::new(&shared);
+    let mut a = PersistedStream::new(config()).unwrap();
+    let mut b = PersistedStream::new(config()).unwrap();
+    let with_events = straight.iter().position(|s| !s.events.is_empty()).unwrap();
+    let mut last = None;
+    for f in &frames[..=with_events] {
+        last = a.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap().version;
+        if f.sequence < with_events as u64 {
+            a.delivered(&mut store, last.unwrap()).unwrap();
+        }
+    }
+    let next = &frames[with_events + 1];
+    let rb = b.process_queued(&mut store, next.timestamp_ns, next.sequence, &next.detections, 3).unwrap();
+    assert_eq!(a.delivered(&mut store, last.unwrap()).unwrap(), None);
+    assert!(rb.outbox.iter().any(|q| q.sequence == with_events as u64));
+}
+
+/// An outbox that cannot be delivered for long keeps its newest events and counts the rest.
+#[test]
+fn a_full_outbox_drops_its_oldest_events_and_says_how_many() {
+    let mut p = StreamProcessor::new(config()).unwrap();
+    let (straight, _) = run(&[]);
+    let event = straight.iter().flat_map(|s| &s.events).next().unwrap().clone();
+    let many = vec![event; edgecell_vision::MAX_OUTBOX_EVENTS - 1];
+    assert_eq!(p.queue(1, &many), 0);
+    assert_eq!(p.queue(2, &many[..3]), 2);
+    assert_eq!(p.outbox().len(), edgecell_vision::MAX_OUTBOX_EVENTS);
+    assert_eq!(p.outbox().iter().filter(|q| q.sequence == 2).count(), 3);
+    // and it survives encode/decode (a state without the field decodes to an empty outbox)
+    let back = StreamProcessor::decode_state(config(), &p.encode_state().unwrap()).unwrap();
+    assert_eq!(back.outbox(), p.outbox());
+    let empty = StreamProcessor::new(config()).unwrap().encode_state().unwrap();
+    assert!(!String::from_utf8(empty).unwrap().contains("outbox"));
+}
