@@ -379,12 +379,17 @@ fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() 
         assert_eq!(metric(&h, "video_state_resets_total", &[("stream", "vtest"), ("reason", reason)]), before + 1.0, "{reason}");
         let (_, state) = stored_state(&h, "vtest");
         assert_eq!(state.tracker().frame_count(), 1, "{reason}: the stream starts over");
-        // a fresh tracker confirms every track on its first frame, with ids from 1
+        // a fresh tracker confirms every track on its first frame, with ids above every earlier
+        // start's: this is the stream's (i + 2)th start, so they begin at (i + 1) × 10^9 + 1
         let s = last_summary();
         let ids: Vec<u64> = s.tracks.iter().map(|t| t.0).collect();
-        assert!(!ids.is_empty() && ids == (1..=ids.len() as u64).collect::<Vec<_>>(), "{reason}: {s:?}");
+        let base = (i as u64 + 1) * edgecell_vision::ID_EPOCH_SPAN;
+        assert!(!ids.is_empty() && ids == (base + 1..=base + ids.len() as u64).collect::<Vec<_>>(), "{reason}: {s:?}");
     }
     assert_eq!(metric(&h, "video_state_resets_total", &[("stream", "vtest")]), cases.len() as f64);
+    // the starts are counted in an entry without TTL: a state that expires does not take it along
+    let epochs = cache.get(ACTOR, "video", "ids/vtest").unwrap().unwrap();
+    assert_eq!((epochs.value, epochs.ttl_remaining), (format!("{}", cases.len() + 1).into_bytes(), None));
 
     // and the stream goes on from there
     send(&frames[16]).unwrap();

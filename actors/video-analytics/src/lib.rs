@@ -23,6 +23,11 @@
 //! delivery is at least once. An outbox kept from failing for long drops its oldest events
 //! past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`).
 //!
+//! Track ids stay unique per stream when its state is lost (TTL, corruption, `configure`): each
+//! start from nothing takes the next count of `video/ids/<stream>` (no TTL) and hands out ids
+//! from (count − 1) × 10^9 + 1, so the first start's ids are 1, 2, … and a restart's are above
+//! every earlier one (as long as the cache keeps that counter).
+//!
 //! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
 //! `configure`, which also resets the stream's state); streams not configured explicitly come
 //! from `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
@@ -283,6 +288,17 @@ impl StateStore for CacheState<'_> {
 
     fn current_config(&mut self) -> Result<Option<StreamConfig>, String> {
         stored_config(self.stream).map_err(|e| format!("{e:?}"))
+    }
+
+    /// `video/ids/<stream>`, a counter without TTL (so a state that expires or is replaced does
+    /// not take it along); a value that is not a counter means ids start at 1 again.
+    fn next_id_epoch(&mut self) -> Result<Option<u64>, String> {
+        let key = format!("ids/{}", self.stream);
+        match cache::increment(NS, &key, 1, None) {
+            Ok(n) => Ok(u64::try_from(n).ok().filter(|n| *n > 0)),
+            Err(cache::CacheError::NotACounter(_)) => Ok(None),
+            Err(e) => Err(format!("increment {NS}/{key}: {e:?}")),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub use detect::{BBox, Detection, NanoDetHead, NmsConfig, TensorView, nms, postp
 pub use error::{PersistError, Result, StateError, VisionError};
 pub use frame::{FrameLimits, PixelFormat, RgbImage, YuvRange, decode_frame, decode_image};
 pub use persist::{
-    CasOutcome, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
+    CasOutcome, ID_EPOCH_SPAN, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
 };
 pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
 pub use preprocess::{

@@ -75,7 +75,22 @@ pub trait StateStore {
     /// # Errors
     /// The store's failure, as text.
     fn current_config(&mut self) -> Result<Option<StreamConfig>, String>;
+
+    /// Counts one more start of the stream's state from nothing (the first, or after it was
+    /// lost) and returns the count, 1 for the first; none if the store keeps no such count
+    /// (ids then start at 1 every time). Kept apart from the state (which can expire or be
+    /// replaced), so a stream started over hands out ids above the ones it used before: start
+    /// n's ids begin at (n − 1) × [`ID_EPOCH_SPAN`] + 1.
+    ///
+    /// # Errors
+    /// The store's failure, as text.
+    fn next_id_epoch(&mut self) -> Result<Option<u64>, String> {
+        Ok(None)
+    }
 }
+
+/// Track ids each start of a stream's state has to itself (see [`StateStore::next_id_epoch`]).
+pub const ID_EPOCH_SPAN: u64 = 1_000_000_000;
 
 /// How the state a frame was processed against was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -345,7 +360,7 @@ impl PersistedStream {
                 self.fresh = StreamProcessor::new(cfg)?;
                 *config_reloaded = true;
             }
-            return Ok(self.fresh_state(None, None));
+            return self.fresh_state(store, None, None);
         };
         if let Some(held) = self.held.take()
             && held.version == entry.version
@@ -388,18 +403,27 @@ impl PersistedStream {
                 source: StateSource::Decoded,
                 reset: None,
             }),
-            Err(VisionError::State(e)) => Ok(self.fresh_state(Some(entry.version), Some(e))),
+            Err(VisionError::State(e)) => self.fresh_state(store, Some(entry.version), Some(e)),
             Err(e) => Err(e.into()),
         }
     }
 
-    fn fresh_state(&self, expected: Option<u64>, reset: Option<StateError>) -> Resolved {
-        Resolved {
-            processor: self.fresh.clone(),
+    fn fresh_state<S: StateStore>(
+        &self,
+        store: &mut S,
+        expected: Option<u64>,
+        reset: Option<StateError>,
+    ) -> Result<Resolved, PersistError> {
+        let mut processor = self.fresh.clone();
+        if let Some(epoch) = store.next_id_epoch().map_err(PersistError::Store)? {
+            processor.start_ids_at(epoch.saturating_sub(1).saturating_mul(ID_EPOCH_SPAN).saturating_add(1));
+        }
+        Ok(Resolved {
+            processor,
             expected,
             stored: None,
             source: StateSource::New,
             reset,
-        }
+        })
     }
 }

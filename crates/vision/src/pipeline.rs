@@ -454,4 +454,9 @@ impl StreamProcessor {
     pub fn tracks_started(&self) -> u64 {
         self.tracker.ids_issued()
     }
+
+    /// See [`ByteTracker::start_ids_at`].
+    pub fn start_ids_at(&mut self, first: u64) -> bool {
+        self.tracker.start_ids_at(first)
+    }
 }

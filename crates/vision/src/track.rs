@@ -342,6 +342,19 @@ pub struct TrackerState {
     tracks: Vec<TrackInner>,
     next_id: u64,
     frame: u64,
+    /// The first id this tracker handed out (1 unless started with
+    /// [`ByteTracker::start_ids_at`]; absent in states from before it was kept).
+    #[serde(default = "first_id_default", skip_serializing_if = "is_first_id_default")]
+    first_id: u64,
+}
+
+const fn first_id_default() -> u64 {
+    1
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)]
+const fn is_first_id_default(id: &u64) -> bool {
+    *id == 1
 }
 
 impl TrackerState {
@@ -369,15 +382,15 @@ impl TrackerState {
         let bad = |m: String| Err(StateError::Inconsistent(m).into());
         // Counters this large cannot come from a real stream; refusing them keeps `+= 1` safe.
         const MAX_COUNTER: u64 = 1 << 62;
-        if self.next_id == 0 || self.next_id > MAX_COUNTER || self.frame > MAX_COUNTER {
+        if self.next_id == 0 || self.next_id > MAX_COUNTER || self.frame > MAX_COUNTER || self.first_id == 0 || self.first_id > self.next_id {
             return bad(format!(
-                "next track id {} / frame {}",
-                self.next_id, self.frame
+                "next track id {} / frame {} / first id {}",
+                self.next_id, self.frame, self.first_id
             ));
         }
         let mut ids = std::collections::BTreeSet::new();
         for t in &self.tracks {
-            if t.id == 0 || t.id >= self.next_id || !ids.insert(t.id) {
+            if t.id < self.first_id || t.id >= self.next_id || !ids.insert(t.id) {
                 return bad(format!("track id {} (next id {})", t.id, self.next_id));
             }
             if t.start_frame > t.last_frame || t.last_frame > self.frame {
@@ -401,6 +414,7 @@ pub struct ByteTracker {
     tracks: Vec<TrackInner>,
     next_id: u64,
     frame: u64,
+    first_id: u64,
 }
 
 /// IoU matching by minimum-cost assignment (Hungarian, as ByteTrack's `linear_assignment`):
@@ -444,7 +458,28 @@ impl ByteTracker {
             tracks: Vec::new(),
             next_id: 1,
             frame: 0,
+            first_id: 1,
         })
+    }
+
+    /// Hands out ids from `first` on (at least 1, at most 2^61), for a tracker that has not
+    /// issued any yet: a stream whose state was lost starts above the ids it used before, so
+    /// consumers keyed by track id do not take a new track for an old one. Returns false (and
+    /// changes nothing) once ids have been issued.
+    pub fn start_ids_at(&mut self, first: u64) -> bool {
+        if self.next_id != self.first_id {
+            return false;
+        }
+        let first = first.clamp(1, 1 << 61);
+        self.next_id = first;
+        self.first_id = first;
+        true
+    }
+
+    /// The first id this tracker hands out.
+    #[must_use]
+    pub fn first_id(&self) -> u64 {
+        self.first_id
     }
 
     /// The configuration.
@@ -462,7 +497,7 @@ impl ByteTracker {
     /// Total ids handed out so far.
     #[must_use]
     pub fn ids_issued(&self) -> u64 {
-        self.next_id.saturating_sub(1)
+        self.next_id.saturating_sub(self.first_id)
     }
 
     /// A copy of the tracker's state (everything but the configuration).
@@ -472,6 +507,7 @@ impl ByteTracker {
             tracks: self.tracks.clone(),
             next_id: self.next_id,
             frame: self.frame,
+            first_id: self.first_id,
         }
     }
 
@@ -488,6 +524,7 @@ impl ByteTracker {
             tracks: state.tracks,
             next_id: state.next_id,
             frame: state.frame,
+            first_id: state.first_id,
         })
     }
 

@@ -246,6 +246,8 @@ struct Shared {
     config: Option<StreamConfig>,
     loads: usize,
     writes: usize,
+    /// The id epoch counter, when the store keeps one.
+    epoch: Option<u64>,
 }
 
 type Hook = Box<dyn FnMut(&Rc<RefCell<Shared>>)>;
@@ -256,6 +258,7 @@ struct Store {
     shared: Rc<RefCell<Shared>>,
     before_cas: Option<Hook>,
     fail: bool,
+    fail_epoch: bool,
 }
 
 impl Store {
@@ -264,6 +267,7 @@ impl Store {
             shared: Rc::clone(shared),
             before_cas: None,
             fail: false,
+            fail_epoch: false,
         }
     }
 }
@@ -304,6 +308,16 @@ impl StateStore for Store {
 
     fn current_config(&mut self) -> Result<Option<StreamConfig>, String> {
         Ok(self.shared.borrow().config.clone())
+    }
+
+    fn next_id_epoch(&mut self) -> Result<Option<u64>, String> {
+        if self.fail || self.fail_epoch {
+            return Err("unavailable".into());
+        }
+        Ok(self.shared.borrow_mut().epoch.as_mut().map(|e| {
+            *e += 1;
+            *e
+        }))
     }
 }
 
@@ -725,4 +739,55 @@ fn a_full_outbox_drops_its_oldest_events_and_says_how_many() {
     assert_eq!(back.outbox(), p.outbox());
     let empty = StreamProcessor::new(config()).unwrap().encode_state().unwrap();
     assert!(!String::from_utf8(empty).unwrap().contains("outbox"));
+}
+
+/// A stream whose state is lost (expired, replaced as unusable) starts its ids above every id
+/// it used before, when the store keeps the epoch counter; without one, ids start at 1 again.
+#[test]
+fn a_stream_started_over_hands_out_ids_above_the_old_ones() {
+    let frames = frames();
+    let ids = |r: &edgecell_vision::PersistedFrame| r.analysis.tracks.iter().map(|t| t.track_id).collect::<BTreeSet<u64>>();
+    let shared = Rc::new(RefCell::new(Shared { epoch: Some(0), ..Shared::default() }));
+    let mut store = Store::new(&shared);
+    let mut ps = PersistedStream::new(config()).unwrap();
+    let mut first = BTreeSet::new();
+    for f in &frames[..10] {
+        first.extend(ids(&ps.process(&mut store, f.timestamp_ns, &f.detections, 3).unwrap()));
+    }
+    assert!(!first.is_empty() && first.iter().all(|id| (1..100).contains(id)), "{first:?}");
+    // the state expires: the next frame starts over, with ids from 10^9 + 1
+    shared.borrow_mut().entry = None;
+    let mut second = BTreeSet::new();
+    for f in &frames[10..15] {
+        let r = ps.process(&mut store, f.timestamp_ns, &f.detections, 3).unwrap();
+        second.extend(ids(&r));
+    }
+    assert!(!second.is_empty(), "tracks confirmed after the restart");
+    assert!(second.iter().all(|id| *id > edgecell_vision::ID_EPOCH_SPAN && *id < edgecell_vision::ID_EPOCH_SPAN + 100), "{second:?}");
+    // a corrupt state is replaced: the third start's ids are above 2 × 10^9
+    write(&shared, b"not a state".to_vec());
+    let mut third = BTreeSet::new();
+    for f in &frames[15..] {
+        let r = ps.process(&mut store, f.timestamp_ns, &f.detections, 3).unwrap();
+        third.extend(ids(&r));
+    }
+    assert!(third.iter().all(|id| *id > 2 * edgecell_vision::ID_EPOCH_SPAN), "{third:?}");
+    assert_eq!(shared.borrow().epoch, Some(3));
+    // the epoch survives encode/decode, and the tracker counts only its own ids as issued
+    let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
+    let p = StreamProcessor::restore(config(), stored).unwrap();
+    assert!(p.tracks_started() < 100, "{}", p.tracks_started());
+    // an epoch counter that cannot be read fails the frame with the store's error
+    shared.borrow_mut().entry = None;
+    let mut failing = Store::new(&shared);
+    failing.fail_epoch = true;
+    assert!(matches!(ps.process(&mut failing, frames[0].timestamp_ns, &frames[0].detections, 3), Err(PersistError::Store(_))));
+    // a store without the counter: ids from 1 every time
+    let plain = Rc::new(RefCell::new(Shared::default()));
+    let mut ps = PersistedStream::new(config()).unwrap();
+    let mut all = BTreeSet::new();
+    for f in &frames[..10] {
+        all.extend(ids(&ps.process(&mut Store::new(&plain), f.timestamp_ns, &f.detections, 3).unwrap()));
+    }
+    assert_eq!(all.iter().next(), Some(&1));
 }

@@ -347,3 +347,32 @@ fn degenerate_zones_and_lines_are_refused() {
     assert!(matches!(Analytics::new(line((10.5, 10.0))), Err(VisionError::InvalidConfig(_))));
     assert!(Analytics::new(line((11.0, 10.0))).is_ok());
 }
+
+/// A tracker started at a higher id hands out ids from there, counts only its own, keeps its
+/// first id through its state, and refuses to move it once ids have been issued; a state
+/// holding a track below its first id is inconsistent.
+#[test]
+fn ids_can_start_above_an_earlier_run_s() {
+    let mut tr = ByteTracker::new(TrackerConfig::default()).unwrap();
+    assert!(tr.start_ids_at(1_000_000_001));
+    let mut ids = std::collections::BTreeSet::new();
+    for f in 0..10 {
+        let out = tr.update(&[person(0.8, 50.0 + f as f32 * 4.0, 200.0), person(0.7, 400.0, 300.0)]);
+        ids.extend(out.tracks.iter().map(|t| t.track_id));
+    }
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), vec![1_000_000_001, 1_000_000_002]);
+    assert_eq!(tr.ids_issued(), 2);
+    assert!(!tr.start_ids_at(5), "ids were issued");
+    let back = ByteTracker::from_state(TrackerConfig::default(), tr.state()).unwrap();
+    assert_eq!((back.first_id(), back.ids_issued()), (1_000_000_001, 2));
+    // a state claiming a first id above a live track's id is refused
+    let mut json = serde_json::to_value(tr.state()).unwrap();
+    json["first_id"] = serde_json::json!(1_000_000_002);
+    let bad: edgecell_vision::TrackerState = serde_json::from_value(json.clone()).unwrap();
+    assert!(ByteTracker::from_state(TrackerConfig::default(), bad).is_err());
+    // a state from before the field existed starts at 1
+    json.as_object_mut().unwrap().remove("first_id");
+    json["tracks"] = serde_json::json!([]);
+    let old: edgecell_vision::TrackerState = serde_json::from_value(json).unwrap();
+    assert_eq!(ByteTracker::from_state(TrackerConfig::default(), old).unwrap().first_id(), 1);
+}
