@@ -147,6 +147,10 @@ fn serve(config_path: &Path) -> Result<()> {
         services.cache = Arc::new(edgecell_kv_cache::Cache::with_ingest(config.cache, policy));
     }
     let _purger = edgecell_kv_cache::Purger::start(&services.cache)?;
+    match services.cache.value_limits(64) {
+        (components, Some(puts)) => println!("cache: values up to {components} bytes, producers' puts up to {puts} bytes"),
+        (components, None) => println!("cache: values up to {components} bytes"),
+    }
     if let Some((registry, pool)) = config.inference_config() {
         let (pool, count) = video_cli::inference_pool(&registry, pool)?;
         println!("inference: {count} model(s) from {} on {}", registry.dir.display(), registry.backend.name());

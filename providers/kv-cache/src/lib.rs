@@ -55,6 +55,9 @@ pub struct CacheConfig {
 /// Most shards a cache takes (more would only cost locks and memory).
 pub const MAX_SHARDS: usize = 4096;
 
+/// Shortest interval between [`Purger`] sweeps (other than none).
+pub const MIN_PURGE_INTERVAL_MS: u64 = 1000;
+
 impl CacheConfig {
     /// The settings a cache can work with: 1..=[`MAX_SHARDS`] shards, a memory budget of at least
     /// one byte per shard, and non-zero value, key, namespace and batch limits. [`Cache::new`]
@@ -73,12 +76,19 @@ impl CacheConfig {
         if self.max_value_bytes == 0 || self.max_key_bytes == 0 || self.max_namespace_bytes == 0 || self.max_batch == 0 {
             return Err("value, key, namespace and batch limits must be greater than zero".into());
         }
-        if let Some(ingest) = self.ingest_budget_bytes
-            && (ingest == 0 || self.memory_budget_bytes.saturating_sub(ingest) < self.shards as u64)
-        {
+        // (the shard count is rounded up to a power of two)
+        let shards = self.shards.next_power_of_two() as u64;
+        let ingest = self.ingest_budget();
+        if self.ingest_budget_bytes == Some(0) || self.memory_budget_bytes.saturating_sub(ingest) < shards {
             return Err(format!(
-                "ingest budget {ingest} bytes: more than zero, and leaving at least one byte per shard ({}) of the memory budget {}",
-                self.shards, self.memory_budget_bytes
+                "ingest budget {ingest} bytes: more than zero, and leaving at least one byte per shard ({shards}) of the memory budget {}",
+                self.memory_budget_bytes
+            ));
+        }
+        if self.purge_interval_ms != 0 && self.purge_interval_ms < MIN_PURGE_INTERVAL_MS {
+            return Err(format!(
+                "purge interval {} ms: 0 (no sweeps) or at least {MIN_PURGE_INTERVAL_MS} (a sweep holds each shard's lock while it scans it)",
+                self.purge_interval_ms
             ));
         }
         Ok(())
@@ -406,6 +416,15 @@ impl Cache {
         &self.config
     }
 
+    /// The largest value a components' namespace and a producers' one take (none without an
+    /// ingest policy), given keys of `key_bytes` in all (keyspace, namespace and key): the
+    /// smaller of `max_value_bytes` and what a shard holds beside the key.
+    #[must_use]
+    pub fn value_limits(&self, key_bytes: u64) -> (u64, Option<u64>) {
+        let fits = |budget: u64| budget.saturating_sub(key_bytes + ENTRY_OVERHEAD_BYTES).min(self.config.max_value_bytes);
+        (fits(self.main_budget), (self.ingest_shards > 0).then(|| fits(self.ingest_budget)))
+    }
+
     /// The namespaces that take producers' puts.
     #[must_use]
     pub fn ingest_policy(&self) -> &ingest::IngestPolicy {
@@ -710,11 +729,16 @@ impl Cache {
         // charges fit the shard's budget together (a key given twice is held once, at its
         // later value)
         for (i, shard) in &guards {
+            // the items are written in order, a key given twice replacing its earlier value:
+            // what must fit is the most the batch holds at any point of that sequence
             let mut held: std::collections::HashMap<&FullKey, u64> = std::collections::HashMap::new();
+            let (mut now_held, mut peak) = (0u64, 0u64);
             for (_, fk, _, value) in prepared.iter().filter(|p| p.0 == *i) {
-                held.insert(fk, fk.charge(value.len()));
+                let charge = fk.charge(value.len());
+                now_held = now_held.saturating_add(charge).saturating_sub(held.insert(fk, charge).unwrap_or(0));
+                peak = peak.max(now_held);
             }
-            if held.values().sum::<u64>() > shard.budget {
+            if peak > shard.budget {
                 return Err(CacheError::ValueTooLarge(shard.budget));
             }
         }
@@ -1189,14 +1213,23 @@ mod tests {
         assert_eq!(c.stats().bytes, 200);
     }
 
-    /// A key given twice in one conditional batch is held once, so it is charged once.
+    /// A key given twice in one conditional batch is held once, so it is charged once; but
+    /// the batch must also fit while its earlier value is held (the writes go in order).
     #[test]
     fn a_key_given_twice_in_a_conditional_batch_is_charged_once() {
         let c = Cache::new(CacheConfig { memory_budget_bytes: 1500, shards: 1, ..CacheConfig::default() });
-        let item = |v: u8| ConditionalWrite { key: "k".into(), expect: Expect::Absent, value: vec![v; 1000] };
-        let Ok(BatchOutcome::Written(v)) = c.set_many_if("a", "ns", vec![item(1), item(2)], None) else { panic!() };
+        let item = |k: &str, n: usize| ConditionalWrite { key: k.into(), expect: Expect::Absent, value: vec![n as u8; n] };
+        let Ok(BatchOutcome::Written(v)) = c.set_many_if("a", "ns", vec![item("k", 1000), item("k", 1001)], None) else { panic!() };
         assert_eq!(v.len(), 2);
-        assert_eq!(c.get("a", "ns", "k").unwrap().unwrap().value, vec![2; 1000]);
+        assert_eq!(c.get("a", "ns", "k").unwrap().unwrap().value.len(), 1001);
+        // b, then a large a replaced by a small one: at the large a's write the batch held
+        // 400 + 1000 bytes and more, which would have evicted b while reporting it written
+        let c = Cache::new(CacheConfig { memory_budget_bytes: 1500, shards: 1, ..CacheConfig::default() });
+        let batch = vec![item("b", 400), item("a", 1000), item("a", 10)];
+        assert_eq!(c.set_many_if("a", "ns", batch, None), Err(CacheError::ValueTooLarge(1500)));
+        assert_eq!(c.stats().entries, 0);
+        let Ok(BatchOutcome::Written(_)) = c.set_many_if("a", "ns", vec![item("b", 400), item("a", 10)], None) else { panic!() };
+        assert!(c.get("a", "ns", "b").unwrap().is_some());
     }
 
     /// Producers' namespaces get their own shards, sized so a full-size value fits each.
@@ -1215,6 +1248,16 @@ mod tests {
         assert!(CacheConfig { ingest_budget_bytes: Some(64 << 20), ..cfg }.validate().is_err());
         assert!(CacheConfig { ingest_budget_bytes: Some(0), ..cfg }.validate().is_err());
         assert!(CacheConfig { ingest_budget_bytes: Some(1 << 20), ..cfg }.validate().is_ok());
+        // the limits a caller can expect, for a 40-byte key
+        assert_eq!(c.value_limits(40), ((3 << 20) - 136, Some(8 << 20)));
+        assert_eq!(plain.value_limits(40), ((4 << 20) - 136, None));
+        // shard counts round up: 3 shards are 4, and the quarter for producers counts
+        let tight = CacheConfig { memory_budget_bytes: 4, shards: 3, ..CacheConfig::default() };
+        assert!(tight.validate().is_err());
+        assert!(CacheConfig { memory_budget_bytes: 8, ..tight }.validate().is_ok());
+        // sweeps at most once a second
+        assert!(CacheConfig { purge_interval_ms: 1, ..cfg }.validate().is_err());
+        assert!(CacheConfig { purge_interval_ms: 0, ..cfg }.validate().is_ok());
     }
 
     /// A purger sweeps entries nobody reads again, and stops when dropped.

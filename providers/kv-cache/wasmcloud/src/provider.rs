@@ -106,6 +106,9 @@ impl Provider for KvCacheProvider {
             Some(_) => Cache::with_ingest(config.cache, config.ingest_open.clone()),
             None => Cache::new(config.cache),
         });
+        // (for a typical 64-byte keyspace + namespace + key)
+        let (components, producers) = cache.value_limits(64);
+        info!(largest_component_value = components, largest_put_value = producers, "kv-cache value limits");
         let purger = edgecell_kv_cache::Purger::start(&cache).context("starting the expired-entry sweep")?;
         *self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purger);
         let _ = self.0.cache.set(cache);
