@@ -455,9 +455,10 @@ impl edgecell::Bus for EventsDown {
 }
 
 /// Events whose publish fails are kept in the stream state's outbox and go out with the next
-/// frame, each with the sequence of the frame that produced it: over the whole clip, with the
-/// events subject down for a stretch of frames, every event is published exactly once, in
-/// order, as with the subject up all along. Before, they were lost.
+/// frame (or the same frame sent again), each with the sequence of the frame that produced it:
+/// over the whole clip, with the events subject down for a stretch of frames and for the last
+/// one, every event is published exactly once, in order, as with the subject up all along.
+/// Before, they were lost, and the frame's result with them.
 #[test]
 fn events_that_could_not_be_published_go_out_with_the_next_frame() {
     use std::sync::Arc;
@@ -475,23 +476,31 @@ fn events_that_could_not_be_published_go_out_with_the_next_frame() {
     steady.assert_vtest_outcome();
     assert_eq!(metric(&h, "video_outbox_not_cleared_total", &[]), 0.0);
 
-    // the events subject is down for frames 5..=14: those frames answer with an error that says
-    // their events are kept
-    let mut failed = 0;
+    // the events subject is down for frames 5..=14, and again for the last frame: those frames
+    // are still answered, their summaries saying how many events wait in the state
+    let mut pending = 0;
     for f in &frames {
-        flaky.down.store((5..=14).contains(&f.0), SeqCst);
-        match inst.handle_message(&frame_message("flaky", f)).unwrap() {
-            Ok(()) => {}
-            Err(e) => {
-                assert!(e.contains("kept, they go out with the stream's next frame"), "{e}");
-                failed += 1;
-            }
-        }
+        flaky.down.store((5..=14).contains(&f.0) || f.0 == 19, SeqCst);
+        inst.handle_message(&frame_message("flaky", f)).unwrap().unwrap();
     }
-    assert!(failed > 0 && flaky.refused.load(SeqCst) == failed, "{failed}");
-    let got = Published::of(&flaky.inner, "flaky");
-    // summaries only for the frames whose events went out; the events all came, once, in order
-    assert_eq!(got.events, steady.events);
+    let during = Published::of(&flaky.inner, "flaky");
+    assert_eq!(during.summaries.len(), 20, "results go on while events cannot");
+    for s in &during.summaries {
+        pending += usize::from(s.events_pending > 0);
+    }
+    assert!(pending > 0 && flaky.refused.load(SeqCst) == pending, "{pending}");
+    let last = during.summaries.last().unwrap();
+    assert!(last.events > 0 && last.events_pending == last.events, "the last frame's own events wait: {last:?}");
+    // the producer sends the last frame again once the subject is back: a late frame, whose
+    // retry publishes what the state kept
+    flaky.down.store(false, SeqCst);
+    inst.handle_message(&frame_message("flaky", &frames[19])).unwrap().unwrap();
+    let retry = Published::of(&flaky.inner, "flaky");
+    assert!(retry.summaries[0].out_of_order && retry.summaries[0].events_pending == 0);
+    // every event came, once, in order, each with its own frame's sequence
+    let mut events = during.events;
+    events.extend(retry.events);
+    assert_eq!(events, steady.events);
     let kept = metric(&h, "video_events_deferred_total", &[("stream", "flaky")]);
     let redelivered = metric(&h, "video_events_redelivered_total", &[("stream", "flaky")]);
     assert!(kept > 0.0 && redelivered > 0.0, "{kept} {redelivered}");

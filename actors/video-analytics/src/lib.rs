@@ -19,18 +19,11 @@
 //!
 //! Frames from NATS publish their events through the state's outbox: the events are committed
 //! with the state, published on `edgecell.video.events.<stream>`, then cleared. A publish that
-//! fails keeps them, and they go out with the stream's next frame (`video_events_deferred_total`);
-//! delivery is at least once. An outbox kept from failing for long drops its oldest events
-//! past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`).
-//!
-//! Track ids stay unique per stream when its state is lost (TTL, corruption, `configure`): each
-//! start from nothing takes the next count of `video/ids/<stream>` (no TTL) and hands out ids
-//! from (count − 1) × 10^9 + 1, so the first start's ids are 1, 2, … and a restart's are above
-//! every earlier one (as long as the cache keeps that counter).
-//!
-//! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
-//! `configure`, which also resets the stream's state); streams not configured explicitly come
-//! from `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
+//! fails keeps them (the frame's summary says how many in `events_pending`,
+//! `video_events_deferred_total`), and they go out with the stream's next frame, or with this
+//! frame sent again; delivery is at least once. An outbox kept from publishing for long drops
+//! its oldest events past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`);
+//! a state that is lost (TTL, corruption, `configure`) takes its outbox along.
 
 // The generated guest glue is FFI with the component ABI and needs `unsafe`.
 #[allow(unsafe_code)]
@@ -330,7 +323,7 @@ struct Advanced {
     analysis: FrameAnalysis,
     /// Events to publish (from the outbox; empty when not queued).
     outbox: Vec<QueuedEvent>,
-    /// Version of the state written, if any.
+    /// Version of the state the outbox belongs to.
     version: Option<u64>,
 }
 
@@ -382,7 +375,7 @@ fn advance(stream: &str, timestamp: u64, queue: Option<u64>, detections: &[Detec
         started.elapsed().as_secs_f64(),
         &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01],
     );
-    Ok(Advanced { analysis: frame.analysis, outbox: frame.outbox, version: frame.version })
+    Ok(Advanced { analysis: frame.analysis, outbox: frame.outbox, version: frame.outbox_version })
 }
 
 /// One frame's result, and what it left to publish.
@@ -487,17 +480,20 @@ fn event_json(q: &QueuedEvent) -> serde_json::Value {
     })
 }
 
-/// Publishes what the stream's outbox holds after frame `sequence` (committed as `version`)
-/// as one JSON array, then clears it. A failed publish keeps the events for the next frame and
-/// is this frame's error; a failed clear only means they may be published again.
-fn publish_outbox(stream: &str, sequence: u64, outbox: &[QueuedEvent], version: Option<u64>) -> Result<(), String> {
-    let Some(version) = version.filter(|_| !outbox.is_empty()) else { return Ok(()) };
-    let earlier = outbox.iter().filter(|q| q.sequence != sequence).count();
-    let body = serde_json::to_vec(&outbox.iter().map(event_json).collect::<Vec<_>>()).map_err(|e| e.to_string())?;
-    if let Err(e) = consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{stream}"), body, reply_to: None }) {
+/// Publishes what the stream's outbox holds (the state `version`'s; its last `own` events are
+/// this frame's) as one JSON array, then clears it. Returns how many could not be published:
+/// they stay in the state and go out with the next frame. A failed clear only means they may
+/// be published again.
+fn publish_outbox(stream: &str, outbox: &[QueuedEvent], own: usize, version: Option<u64>) -> usize {
+    let Some(version) = version.filter(|_| !outbox.is_empty()) else { return 0 };
+    let earlier = outbox.len().saturating_sub(own);
+    let sent = serde_json::to_vec(&outbox.iter().map(event_json).collect::<Vec<_>>())
+        .map_err(|e| e.to_string())
+        .and_then(|body| consumer::publish(&BrokerMessage { subject: format!("edgecell.video.events.{stream}"), body, reply_to: None }));
+    if sent.is_err() {
         #[allow(clippy::cast_precision_loss)]
         count("video_events_deferred_total", &[("stream", stream)], outbox.len() as f64);
-        return Err(format!("{} event(s) not published ({e}): kept, they go out with the stream's next frame", outbox.len()));
+        return outbox.len();
     }
     if earlier > 0 {
         #[allow(clippy::cast_precision_loss)]
@@ -509,7 +505,7 @@ fn publish_outbox(stream: &str, sequence: u64, outbox: &[QueuedEvent], version: 
         // the state moved on (the next writer publishes them again) or the store failed
         count("video_outbox_not_cleared_total", &[("stream", stream)], 1.0);
     }
-    Ok(())
+    0
 }
 
 /// A requester gets a failure as `{"error": "…"}` on its reply subject instead of waiting
@@ -538,13 +534,14 @@ fn handle(msg: BrokerMessage) -> Result<(), String> {
     let bytes = frame_bytes(&wit::FrameData::CacheKey((r.namespace.clone(), r.key.clone()))).map_err(|e| format!("{e:?}"))?;
     let Processed { result, out_of_order, outbox, version } =
         process(&r.stream, r.timestamp_ns, Some(r.sequence), &bytes, r.format, r.width, r.height).map_err(|e| format!("{e:?}"))?;
-    publish_outbox(&r.stream, r.sequence, &outbox, version)?;
+    let events_pending = publish_outbox(&r.stream, &outbox, result.events.len(), version);
     let summary = FrameSummary {
         stream: r.stream.clone(),
         sequence: r.sequence,
         detections: result.detections.len(),
         tracks: result.tracks.iter().map(|t| (t.track_id, t.class_name.clone())).collect(),
         events: result.events.len(),
+        events_pending,
         out_of_order,
     };
     let body = serde_json::to_vec(&summary).map_err(|e| e.to_string())?;

@@ -175,12 +175,21 @@ pub struct AnalyticsConfig {
 }
 
 impl AnalyticsConfig {
-    /// Checks zones have ≥ 3 finite vertices, lines have distinct finite ends, names are unique.
+    /// Checks zones have ≥ 3 finite vertices, lines have distinct finite ends, names are unique,
+    /// not empty and at most [`MAX_REGION_NAME_BYTES`] long (every event carries one).
     ///
     /// # Errors
     /// [`VisionError::InvalidConfig`].
     pub fn validate(&self) -> Result<()> {
         let mut names = BTreeSet::new();
+        for name in self.zones.iter().map(|z| &z.name).chain(self.lines.iter().map(|l| &l.name)) {
+            if name.is_empty() || name.len() > MAX_REGION_NAME_BYTES {
+                return Err(VisionError::InvalidConfig(format!(
+                    "region name {:?}: 1 to {MAX_REGION_NAME_BYTES} bytes",
+                    name.chars().take(40).collect::<String>()
+                )));
+            }
+        }
         for z in &self.zones {
             if z.polygon.len() < 3
                 || z.polygon
@@ -223,6 +232,9 @@ impl AnalyticsConfig {
         Ok(())
     }
 }
+
+/// Longest zone or line name.
+pub const MAX_REGION_NAME_BYTES: usize = 128;
 
 /// Per-line crossing totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

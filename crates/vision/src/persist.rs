@@ -133,10 +133,13 @@ pub struct PersistedFrame {
     pub version: Option<u64>,
     /// Size of the state written (0 when nothing was written).
     pub state_bytes: usize,
-    /// With [`PersistedStream::process_queued`]: every event the committed state's outbox holds
-    /// (earlier frames' undelivered ones first, then this frame's), to publish. Empty otherwise,
-    /// and for an out-of-order frame.
+    /// With [`PersistedStream::process_queued`]: every event the state's outbox holds (earlier
+    /// frames' undelivered ones first, then this frame's), to publish: the committed state's, or
+    /// for an out-of-order frame (a retry after a failed publish) the stored state's as it is.
+    /// Empty otherwise.
     pub outbox: Vec<QueuedEvent>,
+    /// The state version [`Self::outbox`] belongs to, to pass to [`PersistedStream::delivered`].
+    pub outbox_version: Option<u64>,
     /// Oldest queued events dropped to keep the outbox within [`crate::MAX_OUTBOX_EVENTS`].
     pub outbox_dropped: usize,
 }
@@ -246,8 +249,9 @@ impl PersistedStream {
         self.run(store, timestamp_ns, Some(sequence), detections, max_attempts)
     }
 
-    /// Empties the outbox of the state written as `version` (by this instance's last
-    /// [`Self::process_queued`]), whose events the caller has published. Returns the version
+    /// Empties the outbox of the state `version` (this instance's last
+    /// [`Self::process_queued`]'s [`PersistedFrame::outbox_version`]), whose events the caller
+    /// has published. Returns the version
     /// written, or none when there was nothing to clear or the state has moved on since (the
     /// writer after it took the outbox along and publishes it again).
     ///
@@ -303,11 +307,18 @@ impl PersistedStream {
                 version: None,
                 state_bytes: 0,
                 outbox: Vec::new(),
+                outbox_version: None,
                 outbox_dropped: 0,
             };
             if frame.analysis.out_of_order {
-                // Nothing changed: keep holding the stored entry if we have it exactly.
+                // Nothing changed: keep holding the stored entry if we have it exactly, and hand
+                // out what its outbox still holds (a frame sent again after its events could
+                // not be published).
                 if let (Some(version), Some(bytes)) = (expected, stored) {
+                    if queue.is_some() && !processor.outbox().is_empty() {
+                        frame.outbox = processor.outbox().to_vec();
+                        frame.outbox_version = Some(version);
+                    }
                     self.held = Some(Held {
                         version,
                         bytes,
@@ -329,6 +340,7 @@ impl PersistedStream {
                     frame.state_bytes = bytes.len();
                     if queue.is_some() {
                         frame.outbox = processor.outbox().to_vec();
+                        frame.outbox_version = Some(version);
                     }
                     self.held = Some(Held {
                         version,

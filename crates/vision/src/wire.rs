@@ -33,6 +33,11 @@ pub struct FrameRef {
     pub key: String,
 }
 
+#[allow(clippy::trivially_copy_pass_by_ref)]
+const fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// What the actor reports per frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameSummary {
@@ -46,6 +51,11 @@ pub struct FrameSummary {
     pub tracks: Vec<(u64, String)>,
     /// Events this frame produced.
     pub events: usize,
+    /// Events (this frame's and earlier ones') that could not be published on
+    /// `edgecell.video.events.<stream>`: kept in the stream's state, they go out with its next
+    /// frame (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub events_pending: usize,
     /// The frame was not newer than the stream state's last frame (late, or delivered again):
     /// its detections are counted but it did not move the tracker (no tracks, no events).
     #[serde(default)]

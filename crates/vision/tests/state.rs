@@ -666,10 +666,25 @@ fn queued_events_stay_in_the_outbox_until_delivered() {
     let shared = Rc::new(RefCell::new(Shared::default()));
     let mut store = Store::new(&shared);
     let mut a = PersistedStream::new(config()).unwrap();
-    // publishing works for frames 0-9, fails for 10-14, works again from 15 on another instance
+    // publishing works for frames 0-9, fails for 10-14 (14 is then sent again, and its retry
+    // publishes), works again from 15 on another instance
     let mut published: Vec<(u64, edgecell_vision::AnalyticsEvent)> = Vec::new();
     let mut failed_with_events = 0;
+    let first_with_events = straight.iter().position(|s| !s.events.is_empty()).unwrap();
+    assert!(first_with_events < 10);
     for (i, f) in frames.iter().enumerate() {
+        if i == first_with_events {
+            // another writer lands first once: the step is redone, its events queued once
+            let mut once = true;
+            store.before_cas = Some(Box::new(move |sh: &Rc<RefCell<Shared>>| {
+                if std::mem::take(&mut once) {
+                    let again = sh.borrow().entry.clone().unwrap().value;
+                    write(sh, again);
+                }
+            }));
+        } else {
+            store.before_cas = None;
+        }
         let mut fresh;
         // from frame 15 on, a fresh instance each frame: it decodes the outbox from the state
         let ps = if i < 15 {
@@ -686,14 +701,24 @@ fn queued_events_stay_in_the_outbox_until_delivered() {
         assert_eq!(own, straight[i].events);
         let tail: Vec<_> = r.outbox[r.outbox.len() - own.len()..].iter().map(|q| q.event.clone()).collect();
         assert_eq!(tail, own);
+        assert_eq!(r.conflicts, u32::from(i == first_with_events));
         let version = r.version.unwrap();
+        assert_eq!(r.outbox_version, Some(version));
+        let mut r = r;
         if (10..15).contains(&i) {
             failed_with_events += usize::from(!r.outbox.is_empty());
-            continue;
+            if i < 14 {
+                continue;
+            }
+            // frame 14 sent again: late, so nothing is written, and what waits is handed out
+            let again = ps.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap();
+            assert!(again.analysis.out_of_order && again.version.is_none());
+            assert_eq!((&again.outbox, again.outbox_version), (&r.outbox, Some(version)));
+            r = again;
         }
         published.extend(r.outbox.iter().map(|q| (q.sequence, q.event.clone())));
-        // an instance that did not write this version clears nothing
-        assert_eq!(PersistedStream::new(config()).unwrap().delivered(&mut store, version).unwrap(), None);
+        // a version this instance does not hold clears nothing
+        assert_eq!(ps.delivered(&mut store, version - 1).unwrap(), None);
         assert_eq!(ps.delivered(&mut store, version).unwrap().is_some(), !r.outbox.is_empty());
         let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
         assert!(StreamProcessor::restore(config(), stored).unwrap().outbox().is_empty());

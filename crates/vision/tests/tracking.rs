@@ -346,6 +346,16 @@ fn degenerate_zones_and_lines_are_refused() {
     };
     assert!(matches!(Analytics::new(line((10.5, 10.0))), Err(VisionError::InvalidConfig(_))));
     assert!(Analytics::new(line((11.0, 10.0))).is_ok());
+    // every event carries its region's name: empty or over-long names are refused
+    let named = |name: String| AnalyticsConfig {
+        zones: vec![],
+        lines: vec![Line { name, a: Point::new(10.0, 10.0), b: Point::new(20.0, 10.0) }],
+        min_frames_in_zone: 3,
+    };
+    for bad in [String::new(), "x".repeat(edgecell_vision::analytics::MAX_REGION_NAME_BYTES + 1)] {
+        assert!(matches!(Analytics::new(named(bad)), Err(VisionError::InvalidConfig(m)) if m.contains("region name")));
+    }
+    assert!(Analytics::new(named("é".repeat(64))).is_ok());
 }
 
 /// A tracker started at a higher id hands out ids from there, counts only its own, keeps its
