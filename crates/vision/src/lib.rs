@@ -38,7 +38,7 @@ pub use frame::{FrameLimits, PixelFormat, RgbImage, YuvRange, decode_frame, deco
 pub use persist::{
     CasOutcome, ID_EPOCH_SPAN, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
 };
-pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
+pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, OldClock, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
 pub use preprocess::{
     ChannelOrder, Letterbox, Normalization, PreprocessScratch, letterbox, letterbox_into,
 };

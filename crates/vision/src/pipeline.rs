@@ -100,6 +100,19 @@ pub struct StreamState {
     /// from before it was kept, and when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     outbox: Vec<QueuedEvent>,
+    /// The clock before the last restart, while frames of it may still be in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    old_clock: Option<OldClock>,
+}
+
+/// What a stream remembers of its source's clock before a restart
+/// ([`StreamProcessor::process`]), until the new clock has run for the restart distance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OldClock {
+    /// The last frame time of the old clock.
+    pub last_ns: u64,
+    /// The new clock's first frame time.
+    pub restarted_at_ns: u64,
 }
 
 /// An event waiting in a stream's outbox, with the sequence number of the frame that produced
@@ -206,6 +219,7 @@ pub struct StreamProcessor {
     tracker: ByteTracker,
     analytics: Analytics,
     outbox: Vec<QueuedEvent>,
+    old_clock: Option<OldClock>,
 }
 
 impl StreamProcessor {
@@ -235,7 +249,7 @@ impl StreamProcessor {
             }
             .into());
         }
-        Self::build(
+        let mut processor = Self::build(
             cfg,
             expected,
             tracker,
@@ -243,7 +257,9 @@ impl StreamProcessor {
             state.last_timestamp_ns,
             state.frame_interval_ns,
             state.outbox,
-        )
+        )?;
+        processor.old_clock = state.old_clock;
+        Ok(processor)
     }
 
     /// [`StreamState::decode`] then [`StreamProcessor::restore`].
@@ -265,6 +281,7 @@ impl StreamProcessor {
             tracker: self.tracker.state(),
             analytics: self.analytics.state(),
             outbox: self.outbox.clone(),
+            old_clock: self.old_clock,
         }
     }
 
@@ -332,6 +349,7 @@ impl StreamProcessor {
             tracker,
             analytics,
             outbox,
+            old_clock: None,
         })
     }
 
@@ -386,7 +404,10 @@ impl StreamProcessor {
     /// So redelivering a frame (at-least-once producers, retries) is idempotent. A frame so much
     /// older that the source's clock restarted ([`CLOCK_RESTART_NS`]) is not late: the tracks
     /// of before end as of the last frame (their `left` events come first, stamped with that
-    /// frame's time), and this frame starts tracking over.
+    /// frame's time), and this frame starts tracking over. Until the new clock has run for the
+    /// restart distance, a frame closer to the old clock's last frame than to the new clock's
+    /// (one still in flight from before the restart) is late too, instead of a jump forward
+    /// that would end the new tracks and restart once more.
     pub fn process(&mut self, timestamp_ns: u64, detections: &[Detection]) -> FrameAnalysis {
         let kept: Vec<Detection> = detections
             .iter()
@@ -400,7 +421,7 @@ impl StreamProcessor {
             .collect();
         let mut events = Vec::new();
         if let Some(last) = self.last_timestamp_ns {
-            if timestamp_ns > last {
+            if timestamp_ns > last && !self.is_old_clock(timestamp_ns) {
                 self.frame_interval_ns = Some(timestamp_ns - last);
             } else if self.is_out_of_order(timestamp_ns) {
                 return FrameAnalysis {
@@ -414,9 +435,16 @@ impl StreamProcessor {
                 // frame seen (their zones report `left`); ids and line totals go on.
                 let ended = self.tracker.end_all();
                 events = self.analytics.update(last, &[], &ended);
+                self.old_clock = Some(OldClock { last_ns: last, restarted_at_ns: timestamp_ns });
             }
         }
         self.last_timestamp_ns = Some(timestamp_ns);
+        if self
+            .old_clock
+            .is_some_and(|oc| timestamp_ns.saturating_sub(oc.restarted_at_ns) >= self.restart_distance())
+        {
+            self.old_clock = None;
+        }
         let out = self.tracker.update(&kept);
         events.extend(
             self.analytics
@@ -435,12 +463,35 @@ impl StreamProcessor {
     /// [`CLOCK_RESTART_NS`] and [`Self::process`]).
     #[must_use]
     pub fn is_out_of_order(&self, timestamp_ns: u64) -> bool {
-        let restart = self.frame_interval_ns.map_or(CLOCK_RESTART_NS, |i| {
+        let restart = self.restart_distance();
+        self.is_old_clock(timestamp_ns)
+            || self.last_timestamp_ns.is_some_and(|last| {
+                timestamp_ns == last || (timestamp_ns < last && last - timestamp_ns < restart)
+            })
+    }
+
+    /// How far back a frame must be for the source's clock to count as restarted.
+    fn restart_distance(&self) -> u64 {
+        self.frame_interval_ns.map_or(CLOCK_RESTART_NS, |i| {
             i.saturating_mul(10).clamp(CLOCK_RESTART_NS, 60_000_000_000)
-        });
-        self.last_timestamp_ns.is_some_and(|last| {
-            timestamp_ns == last || (timestamp_ns < last && last - timestamp_ns < restart)
         })
+    }
+
+    /// A frame newer than the last one but closer to the clock before a recent restart than to
+    /// the current one: in flight from before the restart.
+    fn is_old_clock(&self, timestamp_ns: u64) -> bool {
+        match (self.old_clock, self.last_timestamp_ns) {
+            (Some(oc), Some(last)) => {
+                timestamp_ns > last && timestamp_ns.abs_diff(oc.last_ns) < timestamp_ns - last
+            }
+            _ => false,
+        }
+    }
+
+    /// The clock before the last restart, while it is remembered.
+    #[must_use]
+    pub fn old_clock(&self) -> Option<OldClock> {
+        self.old_clock
     }
 
     /// Crossing totals per line.

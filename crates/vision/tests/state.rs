@@ -637,17 +637,31 @@ fn a_clock_restart_ends_the_tracks_and_tracking_goes_on() {
             .all(|e| e.timestamp_ns == last && e.dwell_ms.is_some())
     );
     assert_eq!(sp.line_counts(), totals);
+    // a frame still in flight from before the restart is late, not a jump forward that would
+    // end the new tracks and restart once more
+    let stray = last + 40_000_000;
+    assert!(sp.is_out_of_order(stray));
+    let a = sp.process(stray, &frames[19].detections);
+    assert!(a.out_of_order && a.events.is_empty() && a.tracks.is_empty());
     // tracking goes on from the restarted clock, with ids never used before; the stored state
-    // keeps the frame interval
+    // keeps the frame interval and the old clock
     let mut sp = StreamProcessor::decode_state(config(), &sp.encode_state().unwrap()).unwrap();
+    assert_eq!(sp.old_clock().map(|c| c.last_ns), Some(last));
     let mut next = Vec::new();
     for f in &frames[1..6] {
         let a = sp.process(f.timestamp_ns, &f.detections);
         assert!(!a.out_of_order);
+        assert!(a.events.iter().all(|e| e.kind != EventKind::Left), "no second restart");
         next.extend(a.tracks.iter().map(|t| t.track_id));
+        assert!(sp.process(stray + f.timestamp_ns, &f.detections).out_of_order);
     }
     assert!(!next.is_empty() && next.iter().all(|id| *id > max_id), "{next:?} after {max_id}");
     assert!(sp.is_out_of_order(frames[1].timestamp_ns));
+    // once the new clock has run for the restart distance, the old one is forgotten
+    let on = frames[5].timestamp_ns + 60_000_000_000;
+    assert!(!sp.process(on, &[]).out_of_order);
+    assert_eq!(sp.old_clock(), None);
+    assert!(!sp.is_out_of_order(stray + on));
     // an hour-long interval (a time-lapse camera) makes a restart 60 s back at most
     let mut slow = StreamProcessor::new(config()).unwrap();
     slow.process(LATER, &[]);
