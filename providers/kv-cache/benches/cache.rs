@@ -1,12 +1,14 @@
 //! Cache operation cost: `set`, `get` (hit) and `increment` on a warm cache, and a V2X
 //! message's read-then-write of its history (4 keys: track, replay mark, two cells) with a
-//! plain `set_many` against the all-or-nothing `set_many_if` expecting the versions read.
+//! plain `set_many` against the all-or-nothing `set_many_if` expecting the versions read, on a
+//! cache built as the provider builds it (with producers' shards).
 use criterion::{Criterion, criterion_group, criterion_main};
 use edgecell_kv_cache::{BatchOutcome, Cache, CacheConfig, ConditionalWrite, Expect};
 use std::hint::black_box;
 
 fn bench(c: &mut Criterion) {
-    let cache = Cache::new(CacheConfig::default());
+    // as the provider builds it: producers' namespaces apart (every key is routed by the policy)
+    let cache = Cache::with_ingest(CacheConfig::default(), edgecell_kv_cache::ingest::IngestPolicy::default());
     for i in 0..10_000 {
         let _ = cache.set("bench", "ns", &format!("key-{i}"), vec![7; 64], Some(60_000));
     }
