@@ -169,7 +169,9 @@ pub struct AnalyticsConfig {
     /// Counting lines.
     #[serde(default)]
     pub lines: Vec<Line>,
-    /// Consecutive frames inside (outside) before `entered` (`left`) fires; 0 acts as 1.
+    /// Consecutive frames inside (outside) before `entered` (`left`) fires; 0 acts as 1. The
+    /// frames are those the track is seen on: frames where it is lost (occluded, missed by the
+    /// detector) neither count nor break the run.
     #[serde(default)]
     pub min_frames_in_zone: u32,
 }

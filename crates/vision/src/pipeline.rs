@@ -33,7 +33,8 @@ pub struct StreamConfig {
     /// Counting lines.
     #[serde(default)]
     pub lines: Vec<Line>,
-    /// Consecutive frames inside a zone before `entered` fires.
+    /// Consecutive frames inside a zone before `entered` fires (or outside before `left`);
+    /// frames where the track is lost neither count nor break the run.
     #[serde(default = "default_min_frames")]
     pub min_frames_in_zone: u32,
     /// Tracker thresholds.

@@ -255,6 +255,20 @@ fn entered_after_min_frames_and_left_with_dwell() {
     assert_eq!((ev[0].kind, ev[0].dwell_ms), (EventKind::Left, Some(500)));
 }
 
+/// Frames where a track is lost (not in the frame's tracks) neither count towards a zone's
+/// run nor break it: in, lost, lost, in, in fires `entered` on the third frame it is seen in.
+#[test]
+fn frames_where_a_track_is_lost_neither_count_nor_break_a_zone_run() {
+    let mut an = Analytics::new(zone_cfg(3)).unwrap();
+    let mut events = Vec::new();
+    for f in 0..6u64 {
+        let seen: &[_] = if (1..3).contains(&f) { &[] } else { &[track_at(4, 300.0, 300.0)] };
+        let ev = an.update(f * 100 * MS, seen, &[]);
+        events.extend(ev.into_iter().map(|e| (f, e.kind)));
+    }
+    assert_eq!(events, vec![(4, EventKind::Entered)]);
+}
+
 #[test]
 fn bad_analytics_config_is_rejected() {
     let mut cfg = zone_cfg(1);
