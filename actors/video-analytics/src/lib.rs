@@ -24,6 +24,17 @@
 //! frame sent again; delivery is at least once. An outbox kept from publishing for long drops
 //! its oldest events past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`);
 //! a state that is lost (TTL, corruption, `configure`) takes its outbox along.
+//!
+//! Track ids stay unique per stream when its state is lost (TTL, corruption, `configure`): each
+//! start from nothing takes the next count of `video/ids/<stream>` (no TTL) and hands out ids
+//! from (count − 1) × 10^9 + 1, so the first start's ids are 1, 2, … and a restart's are above
+//! every earlier one, as long as the cache keeps that counter: a restarted cache provider loses
+//! it along with every stream's state, and ids start at 1 again
+//! (`video_id_epochs_unavailable_total` counts starts without a usable counter).
+//!
+//! Stream configurations are kept in the cache (`video/stream-config/<stream>`, written by
+//! `configure`, which also resets the stream's state); streams not configured explicitly come
+//! from `wasi:config` key `stream.<id>` (JSON of `edgecell_vision::StreamConfig`).
 
 // The generated guest glue is FFI with the component ABI and needs `unsafe`.
 #[allow(unsafe_code)]
@@ -287,11 +298,15 @@ impl StateStore for CacheState<'_> {
     /// not take it along); a value that is not a counter means ids start at 1 again.
     fn next_id_epoch(&mut self) -> Result<Option<u64>, String> {
         let key = format!("ids/{}", self.stream);
-        match cache::increment(NS, &key, 1, None) {
-            Ok(n) => Ok(u64::try_from(n).ok().filter(|n| *n > 0)),
-            Err(cache::CacheError::NotACounter(_)) => Ok(None),
-            Err(e) => Err(format!("increment {NS}/{key}: {e:?}")),
+        let epoch = match cache::increment(NS, &key, 1, None) {
+            Ok(n) => u64::try_from(n).ok().filter(|n| *n > 0),
+            Err(cache::CacheError::NotACounter(_)) => None,
+            Err(e) => return Err(format!("increment {NS}/{key}: {e:?}")),
+        };
+        if epoch.is_none() {
+            count("video_id_epochs_unavailable_total", &[("stream", self.stream)], 1.0);
         }
+        Ok(epoch)
     }
 }
 

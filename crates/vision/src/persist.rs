@@ -287,9 +287,11 @@ impl PersistedStream {
     ) -> Result<PersistedFrame, PersistError> {
         let attempts = max_attempts.max(1);
         let mut config_reloaded = false;
+        // one id epoch per frame, however many attempts start from nothing
+        let mut epoch = None;
         for conflicts in 0..attempts {
             let entry = store.load().map_err(PersistError::Store)?;
-            let resolved = self.resolve(store, entry, &mut config_reloaded)?;
+            let resolved = self.resolve(store, entry, &mut config_reloaded, &mut epoch)?;
             let Resolved {
                 mut processor,
                 expected,
@@ -361,6 +363,7 @@ impl PersistedStream {
         store: &mut S,
         entry: Option<StoredState>,
         config_reloaded: &mut bool,
+        epoch: &mut Option<Option<u64>>,
     ) -> Result<Resolved, PersistError> {
         let Some(entry) = entry else {
             // A stream (re)starting: whatever we held is gone, and the configuration may have
@@ -372,7 +375,7 @@ impl PersistedStream {
                 self.fresh = StreamProcessor::new(cfg)?;
                 *config_reloaded = true;
             }
-            return self.fresh_state(store, None, None);
+            return self.fresh_state(store, None, None, epoch);
         };
         if let Some(held) = self.held.take()
             && held.version == entry.version
@@ -415,7 +418,7 @@ impl PersistedStream {
                 source: StateSource::Decoded,
                 reset: None,
             }),
-            Err(VisionError::State(e)) => self.fresh_state(store, Some(entry.version), Some(e)),
+            Err(VisionError::State(e)) => self.fresh_state(store, Some(entry.version), Some(e), epoch),
             Err(e) => Err(e.into()),
         }
     }
@@ -425,9 +428,14 @@ impl PersistedStream {
         store: &mut S,
         expected: Option<u64>,
         reset: Option<StateError>,
+        epoch: &mut Option<Option<u64>>,
     ) -> Result<Resolved, PersistError> {
         let mut processor = self.fresh.clone();
-        if let Some(epoch) = store.next_id_epoch().map_err(PersistError::Store)? {
+        let epoch = match *epoch {
+            Some(known) => known,
+            None => *epoch.insert(store.next_id_epoch().map_err(PersistError::Store)?),
+        };
+        if let Some(epoch) = epoch {
             processor.start_ids_at(epoch.saturating_sub(1).saturating_mul(ID_EPOCH_SPAN).saturating_add(1));
         }
         Ok(Resolved {

@@ -209,6 +209,10 @@ fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
 /// from 0) has its frames left out until it passes the old last frame.
 pub const CLOCK_RESTART_NS: u64 = 10_000_000_000;
 
+/// How close to the old clock's last frame a frame must be to count as still in flight from
+/// before a restart (at least; five frame intervals when that is longer, up to 10 s).
+pub const OLD_CLOCK_WINDOW_NS: u64 = 1_000_000_000;
+
 /// Tracker + analytics for one stream.
 #[derive(Debug, Clone)]
 pub struct StreamProcessor {
@@ -406,9 +410,9 @@ impl StreamProcessor {
     /// older that the source's clock restarted ([`CLOCK_RESTART_NS`]) is not late: the tracks
     /// of before end as of the last frame (their `left` events come first, stamped with that
     /// frame's time), and this frame starts tracking over. Until the new clock has run for the
-    /// restart distance, a frame closer to the old clock's last frame than to the new clock's
-    /// (one still in flight from before the restart) is late too, instead of a jump forward
-    /// that would end the new tracks and restart once more.
+    /// restart distance, a frame next to the old clock's last frame and closer to it than to
+    /// the new clock's (one still in flight from before the restart) is late too, instead of a
+    /// jump forward that would end the new tracks and restart once more.
     pub fn process(&mut self, timestamp_ns: u64, detections: &[Detection]) -> FrameAnalysis {
         let kept: Vec<Detection> = detections
             .iter()
@@ -478,12 +482,20 @@ impl StreamProcessor {
         })
     }
 
-    /// A frame newer than the last one but closer to the clock before a recent restart than to
-    /// the current one: in flight from before the restart.
+    /// A frame newer than the last one, within [`OLD_CLOCK_WINDOW_NS`] (or five frame
+    /// intervals, up to 10 s) of the last frame before a recent restart and closer to it than to
+    /// the current clock's last frame: in flight from before the restart. Anything further from
+    /// the old clock is the new clock's (a forward jump, a gap), so a new clock that runs into
+    /// the old one's range is held back for at most that window.
     fn is_old_clock(&self, timestamp_ns: u64) -> bool {
         match (self.old_clock, self.last_timestamp_ns) {
-            (Some(oc), Some(last)) => {
-                timestamp_ns > last && timestamp_ns.abs_diff(oc.last_ns) < timestamp_ns - last
+            (Some(oc), Some(last)) if timestamp_ns > last => {
+                let window = self
+                    .frame_interval_ns
+                    .map_or(OLD_CLOCK_WINDOW_NS, |i| i.saturating_mul(5))
+                    .clamp(OLD_CLOCK_WINDOW_NS, 10 * OLD_CLOCK_WINDOW_NS);
+                let from_old = timestamp_ns.abs_diff(oc.last_ns);
+                from_old <= window && from_old < timestamp_ns - last
             }
             _ => false,
         }

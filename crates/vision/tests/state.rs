@@ -830,3 +830,49 @@ fn a_stream_started_over_hands_out_ids_above_the_old_ones() {
     }
     assert_eq!(all.iter().next(), Some(&1));
 }
+
+/// The old clock is remembered only for frames next to its last one: a gap or a forward jump
+/// of the new clock is taken, and a new clock that runs into the old one's last second is held
+/// back only until it is past it (before, such a stream could refuse every frame from then on).
+#[test]
+fn a_remembered_old_clock_never_holds_the_new_one_back_for_long() {
+    const S: u64 = 1_000_000_000;
+    let frames = frames();
+    let dets = &frames[0].detections;
+    let restarted = |old_last: u64| {
+        let mut sp = StreamProcessor::new(config()).unwrap();
+        for i in 0..10 {
+            assert!(!sp.process(old_last - (9 - i) * S / 10, dets).out_of_order);
+        }
+        assert!(!sp.process(0, dets).out_of_order, "the restart");
+        assert!(sp.old_clock().is_some());
+        sp
+    };
+    // a gap in the new clock that lands 9.8 s before the old clock's last frame is taken
+    let mut sp = restarted(20 * S);
+    assert!(!sp.process(S / 5, dets).out_of_order);
+    assert!(!sp.process(10 * S + S / 5, dets).out_of_order);
+    // a new clock set forward to just past the old one (NTP after a reboot): held back only
+    // within the window around the old clock's last frame
+    let mut sp = restarted(20 * S);
+    assert!(sp.process(20 * S + S / 2, dets).out_of_order);
+    assert!(!sp.process(21 * S + S / 2, dets).out_of_order);
+    assert!(!sp.process(21 * S + S / 2 + S / 10, dets).out_of_order);
+}
+
+/// Attempts of one frame that each start from nothing take one id epoch between them.
+#[test]
+fn one_frame_takes_one_id_epoch_however_many_attempts_start_over() {
+    let frames = frames();
+    let shared = Rc::new(RefCell::new(Shared { epoch: Some(0), ..Shared::default() }));
+    let mut store = Store::new(&shared);
+    // another writer puts an unusable state in before every compare-and-swap: every attempt
+    // resets, none commits
+    store.before_cas = Some(Box::new(|sh: &Rc<RefCell<Shared>>| {
+        write(sh, b"garbage".to_vec());
+    }));
+    let mut ps = PersistedStream::new(config()).unwrap();
+    let e = ps.process(&mut store, frames[0].timestamp_ns, &frames[0].detections, 4);
+    assert!(matches!(e, Err(PersistError::Contended { attempts: 4 })), "{e:?}");
+    assert_eq!(shared.borrow().epoch, Some(1));
+}

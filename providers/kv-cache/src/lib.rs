@@ -421,7 +421,7 @@ impl Cache {
     /// smaller of `max_value_bytes` and what a shard holds beside the key.
     #[must_use]
     pub fn value_limits(&self, key_bytes: u64) -> (u64, Option<u64>) {
-        let fits = |budget: u64| budget.saturating_sub(key_bytes + ENTRY_OVERHEAD_BYTES).min(self.config.max_value_bytes);
+        let fits = |budget: u64| budget.saturating_sub(key_bytes.saturating_add(ENTRY_OVERHEAD_BYTES)).min(self.config.max_value_bytes);
         (fits(self.main_budget), (self.ingest_shards > 0).then(|| fits(self.ingest_budget)))
     }
 

@@ -64,7 +64,7 @@ impl ProviderConfig {
             ..d
         };
         cache.validate().map_err(|e| ConfigError::Invalid {
-            key: "max-bytes / max-value-bytes / shards / max-batch / ingest-max-bytes",
+            key: "max-bytes / max-value-bytes / shards / max-batch / ingest-max-bytes / purge-interval-ms",
             value: e,
             expected: "cache sizing",
         })?;
