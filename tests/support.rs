@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 pub struct NatsServer {
     child: Child,
     pub url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 pub fn nats_server_binary() -> PathBuf {
@@ -50,7 +50,8 @@ impl NatsServer {
         let conf = dir.path().join("nats.conf");
         std::fs::write(&conf, config).unwrap();
         let mut cmd = Command::new(&bin);
-        cmd.arg("-c").arg(&conf).args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        // (its log says when it cut off a slow consumer, which a client sees only as a timeout)
+        cmd.arg("-c").arg(&conf).args(["-a", "127.0.0.1", "-p", &port.to_string()]).arg("-l").arg(dir.path().join("nats.log"));
         if jetstream {
             cmd.args(["-js", "-sd"]).arg(dir.path());
         }
@@ -64,7 +65,22 @@ impl NatsServer {
             assert!(Instant::now() < deadline, "nats-server did not listen on 127.0.0.1:{port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, url: format!("nats://127.0.0.1:{port}"), _dir: dir }
+        Self { child, url: format!("nats://127.0.0.1:{port}"), dir }
+    }
+}
+
+impl NatsServer {
+    /// The server's log file.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("nats.log")
+    }
+
+    /// Its warnings and errors (slow consumers, dropped connections), the last 40, for failure
+    /// messages.
+    pub fn log_warnings(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("[WRN]") || l.contains("[ERR]")).collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 }
 

@@ -332,7 +332,12 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         assert!(counted >= f && counted <= f + failed, "{counted} frames counted for {frames}, {failed} failed attempts\n{text}");
     })));
     if let Err(panic) = outcome {
-        eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
+        eprintln!(
+            "--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}\n--- nats-server warnings ---\n{}",
+            lattice.host.log_tail(),
+            lattice.wadm.log_tail(),
+            lattice.nats.log_warnings()
+        );
         // EDGECELL_KEEP_LATTICE_LOGS=<dir>: keep the host and wadm logs of a failed run
         if let Some(dir) = std::env::var_os("EDGECELL_KEEP_LATTICE_LOGS") {
             let dir = std::path::PathBuf::from(dir);
@@ -340,6 +345,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
             for name in ["host.log", "wadm.log"] {
                 let _ = std::fs::copy(lattice.tmp.path().join(name), dir.join(name));
             }
+            let _ = std::fs::copy(lattice.nats.log_path(), dir.join("nats.log"));
             eprintln!("logs kept in {}", dir.display());
         }
         std::panic::resume_unwind(panic);
@@ -457,7 +463,12 @@ fn check_deployed(lattice: Lattice, app: &str, checks: impl AsyncFnOnce(&Lattice
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rt.block_on(checks(&lattice))));
     if let Err(panic) = outcome {
-        eprintln!("--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}", lattice.host.log_tail(), lattice.wadm.log_tail());
+        eprintln!(
+            "--- host log (tail) ---\n{}\n--- wadm log (tail) ---\n{}\n--- nats-server warnings ---\n{}",
+            lattice.host.log_tail(),
+            lattice.wadm.log_tail(),
+            lattice.nats.log_warnings()
+        );
         std::panic::resume_unwind(panic);
     }
     lattice.undeploy(app);
@@ -492,7 +503,7 @@ fn a_producers_trace_is_continued_through_the_lattice_and_exported() {
         check_trace(lattice.traces.as_ref().unwrap(), &trace, &back).await;
     })));
     if let Err(panic) = outcome {
-        eprintln!("--- host log (tail) ---\n{}", lattice.host.log_tail());
+        eprintln!("--- host log (tail) ---\n{}\n--- nats-server warnings ---\n{}", lattice.host.log_tail(), lattice.nats.log_warnings());
         if let Some(sink) = &lattice.traces {
             let mut by_service = BTreeMap::<String, usize>::new();
             for s in sink.spans() {
