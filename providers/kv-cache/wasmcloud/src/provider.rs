@@ -26,8 +26,9 @@ edgecell_kv_cache::wit_conversions!(wit_cache);
 struct State {
     cache: OnceLock<Arc<Cache>>,
     config: OnceLock<ProviderConfig>,
-    /// Keyspace per linked component (source id).
-    keyspaces: RwLock<HashMap<String, String>>,
+    /// Keyspace per link: (source component id, link name). A component with two links to
+    /// this provider (different link names, e.g. one per keyspace it reads) gets each link's.
+    keyspaces: RwLock<HashMap<(String, String), String>>,
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Sweeps expired entries nobody reads.
     purger: std::sync::Mutex<Option<edgecell_kv_cache::Purger>>,
@@ -61,19 +62,22 @@ impl KvCacheProvider {
         self.0.cache.get().context("cache provider not initialised")
     }
 
-    /// The caller's keyspace, chosen when its link arrived (link config `keyspace`, else its
-    /// component id). A caller whose link has not reached this provider yet (the host can
+    /// The caller's keyspace, chosen when the link it calls through arrived (link config
+    /// `keyspace`, else its component id); the link is the caller's id and the link name the
+    /// host sends with the call (`default` without one). A caller whose link has not reached this provider yet (the host can
     /// invoke a component before wadm's link puts are delivered here, or publish a put while
     /// this provider is starting, which is then lost) gets a typed `unavailable`: answering
     /// from some other keyspace would read data that is not its own, or store its state where
     /// it will never look again. It also starts a link sweep (at most one a second), which
     /// takes a link the lattice has but this provider missed from the control interface.
     fn keyspace(&self, cx: Option<&Context>) -> anyhow::Result<Result<String, wit_cache::CacheError>> {
-        let source = cx.and_then(|c| c.component.as_deref()).context("invocation without a source component")?;
-        let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(source).cloned();
+        let cx = cx.context("invocation without a context")?;
+        let source = cx.component.as_deref().context("invocation without a source component")?;
+        let link = (source.to_owned(), cx.link_name().to_owned());
+        let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&link).cloned();
         Ok(found.ok_or_else(|| {
             self.0.recovery.unlinked_caller(self);
-            wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet)"))
+            wit_cache::CacheError::Unavailable(format!("component {source} has no link `{}` to this kv-cache provider (yet)", link.1))
         }))
     }
 
@@ -118,13 +122,18 @@ impl Provider for KvCacheProvider {
 
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let keyspace = config::keyspace(link.config, link.source_id).context("invalid link configuration")?;
-        info!(source = link.source_id, keyspace, "component linked");
-        self.0.keyspaces.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(link.source_id.to_owned(), keyspace);
+        info!(source = link.source_id, link = link.link_name, keyspace, "component linked");
+        self.0
+            .keyspaces
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((link.source_id.to_owned(), link.link_name.to_owned()), keyspace);
         Ok(())
     }
 
     async fn delete_link_as_target(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
-        self.0.keyspaces.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(info.get_source_id());
+        let link = (info.get_source_id().to_owned(), info.get_link_name().to_owned());
+        self.0.keyspaces.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&link);
         Ok(())
     }
 
@@ -256,8 +265,35 @@ mod tests {
         assert!(matches!(write, Err(wit_cache::CacheError::Unavailable(_))), "{write:?}");
         assert!(p.cache().unwrap().get("edgecell-video_analytics", "state", "s").unwrap().is_none(), "nothing stored elsewhere");
         // once the link is in, the same call reads the producer's frame
-        p.0.keyspaces.write().unwrap().insert("edgecell-video_analytics".into(), "video-analytics".into());
+        p.0.keyspaces.write().unwrap().insert(("edgecell-video_analytics".into(), "default".into()), "video-analytics".into());
         let entry = p.get(from("edgecell-video_analytics"), "frames".into(), "f0".into()).await.unwrap().unwrap().unwrap();
         assert_eq!(entry.value.as_ref(), b"jpeg");
+    }
+
+    fn through(component: &str, link: &str) -> Option<Context> {
+        Some(Context { component: Some(component.to_owned()), tracing: HashMap::from([("link-name".to_owned(), link.to_owned())]) })
+    }
+
+    /// A component linked twice (two link names, two keyspaces) reads and writes each link's
+    /// keyspace through it; a call through a link this provider does not hold is refused.
+    #[tokio::test]
+    async fn each_link_of_a_component_has_its_own_keyspace() {
+        let p = KvCacheProvider::default();
+        let _ = p.0.cache.set(Arc::new(Cache::new(edgecell_kv_cache::CacheConfig::default())));
+        {
+            let mut ks = p.0.keyspaces.write().unwrap();
+            ks.insert(("va".into(), "default".into()), "cam-1".into());
+            ks.insert(("va".into(), "archive".into()), "cam-1-archive".into());
+        }
+        let put = |link: &'static str, v: &'static [u8]| p.set(through("va", link), "ns".into(), "k".into(), bytes::Bytes::from_static(v), None);
+        put("default", b"live").await.unwrap().unwrap();
+        put("archive", b"old").await.unwrap().unwrap();
+        let cache = p.cache().unwrap();
+        assert_eq!(cache.get("cam-1", "ns", "k").unwrap().unwrap().value, b"live");
+        assert_eq!(cache.get("cam-1-archive", "ns", "k").unwrap().unwrap().value, b"old");
+        // no link-name header: the default link
+        assert_eq!(p.get(from("va"), "ns".into(), "k".into()).await.unwrap().unwrap().unwrap().value.as_ref(), b"live");
+        let other = p.get(through("va", "other"), "ns".into(), "k".into()).await.unwrap();
+        assert!(matches!(other, Err(wit_cache::CacheError::Unavailable(ref m)) if m.contains("`other`")), "{other:?}");
     }
 }
