@@ -209,7 +209,7 @@ fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
 /// from 0) has its frames left out until it passes the old last frame.
 pub const CLOCK_RESTART_NS: u64 = 10_000_000_000;
 
-/// How close to the old clock's last frame a frame must be to count as still in flight from
+/// How far past the old clock's last frame a frame may be and still count as in flight from
 /// before a restart (at least; five frame intervals when that is longer, up to 10 s).
 pub const OLD_CLOCK_WINDOW_NS: u64 = 1_000_000_000;
 
@@ -482,20 +482,23 @@ impl StreamProcessor {
         })
     }
 
-    /// A frame newer than the last one, within [`OLD_CLOCK_WINDOW_NS`] (or five frame
-    /// intervals, up to 10 s) of the last frame before a recent restart and closer to it than to
-    /// the current clock's last frame: in flight from before the restart. Anything further from
-    /// the old clock is the new clock's (a forward jump, a gap), so a new clock that runs into
-    /// the old one's range is held back for at most that window.
+    /// A frame newer than the last one, at least twice as close to the last frame before a
+    /// recent restart as to the current clock's last frame, and as late as a frame could be on
+    /// the old clock (up to the restart distance behind its last frame) or at most
+    /// [`OLD_CLOCK_WINDOW_NS`] (or five frame intervals, up to 10 s) ahead of it: in flight from
+    /// before the restart. Anything else is the new clock's (a forward jump, a gap), so a new
+    /// clock that runs into the old one's range is held back only until it is past that window
+    /// (a third of the way from its last frame to the old clock's, plus the window, at most).
     fn is_old_clock(&self, timestamp_ns: u64) -> bool {
         match (self.old_clock, self.last_timestamp_ns) {
             (Some(oc), Some(last)) if timestamp_ns > last => {
-                let window = self
+                let ahead = self
                     .frame_interval_ns
                     .map_or(OLD_CLOCK_WINDOW_NS, |i| i.saturating_mul(5))
                     .clamp(OLD_CLOCK_WINDOW_NS, 10 * OLD_CLOCK_WINDOW_NS);
-                let from_old = timestamp_ns.abs_diff(oc.last_ns);
-                from_old <= window && from_old < timestamp_ns - last
+                let in_range = timestamp_ns > oc.last_ns.saturating_sub(self.restart_distance())
+                    && timestamp_ns <= oc.last_ns.saturating_add(ahead);
+                in_range && timestamp_ns.abs_diff(oc.last_ns).saturating_mul(2) < timestamp_ns - last
             }
             _ => false,
         }

@@ -119,10 +119,12 @@ pub async fn sweep<P: Provider>(provider: &P, connection: &ProviderConnection) -
     let mut recovered = 0;
     for link in links {
         let Some(as_target) = role(&link, &connection.provider_id) else { continue };
+        // (the SDK keeps one link per peer: a peer's other link names count as not held, and
+        // taking one again is harmless)
         let held = if as_target {
-            connection.target_links.read().await.contains_key(&link.source_id)
+            connection.target_links.read().await.get(&link.source_id).is_some_and(|l| l.name == link.name)
         } else {
-            connection.source_links.read().await.contains_key(&link.target)
+            connection.source_links.read().await.get(&link.target).is_some_and(|l| l.name == link.name)
         };
         if held {
             continue;

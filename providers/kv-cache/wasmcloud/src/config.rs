@@ -20,13 +20,13 @@ pub enum ConfigError {
 /// | key               | meaning                                             | default              |
 /// |-------------------|-----------------------------------------------------|----------------------|
 /// | `max-bytes`       | memory budget of all entries, bytes                 | 64 MiB               |
-/// | `max-value-bytes` | largest single value, bytes (and no more than its shard holds) | 8 MiB     |
+/// | `max-value-bytes` | largest single value, bytes (and no more than its shard holds: about 6 MiB for components with the other defaults) | 8 MiB |
 /// | `shards`          | independently locked shards of the components' entries | 8                 |
 /// | `max-batch`       | items per `get-many`/`set-many`                     | 1024                 |
 /// | `ingest-prefix`   | NATS subject prefix for producers' puts; `off` = no | `edgecell.cache.put` |
 /// | `ingest-open`     | `<keyspace>/<namespace>` pairs, comma-separated, that take producers' puts | `video-analytics/frames` |
 /// | `ingest-max-bytes` | of `max-bytes`, what producers' puts may hold (in shards of their own) | a quarter |
-/// | `purge-interval-ms` | sweep for expired entries nobody reads; 0 = none  | 30000                |
+/// | `purge-interval-ms` | sweep for expired entries nobody reads; 0 = none, else ≥ 1000 | 30000     |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub cache: CacheConfig,

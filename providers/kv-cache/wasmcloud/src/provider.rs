@@ -77,7 +77,7 @@ impl KvCacheProvider {
         let found = self.0.keyspaces.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&link).cloned();
         Ok(found.ok_or_else(|| {
             self.0.recovery.unlinked_caller(self);
-            wit_cache::CacheError::Unavailable(format!("component {source} has no link `{}` to this kv-cache provider (yet)", link.1))
+            wit_cache::CacheError::Unavailable(format!("component {source} has no link to this kv-cache provider (yet): link name `{}`", link.1))
         }))
     }
 
