@@ -473,22 +473,16 @@ impl wit::Guest for Actor {
     }
 }
 
-/// The JSON form of a queued event on `edgecell.video.events.<stream>`.
+/// The JSON form of a queued event on `edgecell.video.events.<stream>` (kind and direction by
+/// their serde names: `entered`/`left`/`crossed`, `forward`/`backward`).
 fn event_json(q: &QueuedEvent) -> serde_json::Value {
     let e = &q.event;
     serde_json::json!({
-        "kind": match e.kind {
-            EventKind::Entered => "entered",
-            EventKind::Left => "left",
-            EventKind::Crossed => "crossed",
-        },
+        "kind": e.kind,
         "track_id": e.track_id,
         "class": e.class_name,
         "region": e.region,
-        "direction": e.direction.map(|d| match d {
-            Direction::Forward => "forward",
-            Direction::Backward => "backward",
-        }),
+        "direction": e.direction,
         "timestamp_ns": e.timestamp_ns,
         "dwell_ms": e.dwell_ms,
         "sequence": q.sequence,
