@@ -235,7 +235,7 @@ impl StreamProcessor {
     pub fn new(cfg: StreamConfig) -> Result<Self> {
         let tracker = ByteTracker::new(cfg.tracker)?;
         let fingerprint = fingerprint(&cfg)?;
-        Self::build(cfg, fingerprint, tracker, None, None, None, Vec::new())
+        Self::build(cfg, fingerprint, tracker, None, None, None)
     }
 
     /// Continues from a persisted `state` under `cfg`.
@@ -261,8 +261,10 @@ impl StreamProcessor {
             Some(state.analytics),
             state.last_timestamp_ns,
             state.frame_interval_ns,
-            state.outbox,
         )?;
+        // (a state written with a larger limit keeps its newest events)
+        processor.outbox = state.outbox;
+        processor.trim_outbox();
         processor.old_clock = state.old_clock;
         Ok(processor)
     }
@@ -317,11 +319,7 @@ impl StreamProcessor {
         analytics: Option<AnalyticsState>,
         last_timestamp_ns: Option<u64>,
         frame_interval_ns: Option<u64>,
-        mut outbox: Vec<QueuedEvent>,
     ) -> Result<Self> {
-        // (a state written with a larger limit keeps its newest events)
-        let excess = outbox.len().saturating_sub(MAX_OUTBOX_EVENTS);
-        outbox.drain(..excess);
         let class_ids = cfg
             .classes
             .iter()
@@ -353,7 +351,7 @@ impl StreamProcessor {
             frame_interval_ns,
             tracker,
             analytics,
-            outbox,
+            outbox: Vec::new(),
             old_clock: None,
         })
     }
@@ -368,6 +366,11 @@ impl StreamProcessor {
     /// stay within [`MAX_OUTBOX_EVENTS`].
     pub fn queue(&mut self, sequence: u64, events: &[AnalyticsEvent]) -> usize {
         self.outbox.extend(events.iter().map(|e| QueuedEvent { sequence, event: e.clone() }));
+        self.trim_outbox()
+    }
+
+    /// Drops the oldest queued events past [`MAX_OUTBOX_EVENTS`]; returns how many.
+    fn trim_outbox(&mut self) -> usize {
         let excess = self.outbox.len().saturating_sub(MAX_OUTBOX_EVENTS);
         self.outbox.drain(..excess);
         excess
