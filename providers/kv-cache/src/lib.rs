@@ -478,6 +478,17 @@ impl Cache {
         }
     }
 
+    /// Everything a write of one value checks before it touches a shard: the key, the value
+    /// against `max_value_bytes`, and that the entry could fit its shard; returns the shard's
+    /// index and the full key.
+    fn place(&self, keyspace: &str, namespace: &str, key: &str, value: &[u8]) -> Result<(usize, FullKey), CacheError> {
+        let fk = self.full_key(keyspace, namespace, key)?;
+        self.check_value(value)?;
+        let idx = self.shard_index(&fk);
+        self.check_fits(idx, &fk, value.len())?;
+        Ok((idx, fk))
+    }
+
     /// Refuses an entry that could never fit its shard's budget: written, it would evict every
     /// other entry of the shard and still not fit.
     fn check_fits(&self, idx: usize, key: &FullKey, value_len: usize) -> Result<(), CacheError> {
@@ -534,10 +545,7 @@ impl Cache {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<u64, CacheError> {
-        let fk = self.full_key(keyspace, namespace, key)?;
-        self.check_value(&value)?;
-        let idx = self.shard_index(&fk);
-        self.check_fits(idx, &fk, value.len())?;
+        let (idx, fk) = self.place(keyspace, namespace, key, &value)?;
         let now = Instant::now();
         let version = self.version();
         let mut effects = WriteEffects::default();
@@ -565,10 +573,7 @@ impl Cache {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<CasOutcome, CacheError> {
-        let fk = self.full_key(keyspace, namespace, key)?;
-        self.check_value(&value)?;
-        let idx = self.shard_index(&fk);
-        self.check_fits(idx, &fk, value.len())?;
+        let (idx, fk) = self.place(keyspace, namespace, key, &value)?;
         let now = Instant::now();
         let mut effects = WriteEffects::default();
         let outcome = {
@@ -672,10 +677,7 @@ impl Cache {
         self.check_batch(items.len())?;
         let mut prepared = Vec::with_capacity(items.len());
         for (k, v) in items {
-            let fk = self.full_key(keyspace, namespace, &k)?;
-            self.check_value(&v)?;
-            let idx = self.shard_index(&fk);
-            self.check_fits(idx, &fk, v.len())?;
+            let (idx, fk) = self.place(keyspace, namespace, &k, &v)?;
             prepared.push((idx, fk, v));
         }
         let now = Instant::now();
