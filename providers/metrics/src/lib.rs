@@ -54,6 +54,9 @@ pub enum MetricsError {
     NotRegistered(String),
     #[error("more than {0} label combinations for one metric")]
     CardinalityExceeded(u32),
+    /// The registry holds as many metrics as it may (WIT: `cardinality-exceeded`).
+    #[error("more than {0} metrics")]
+    TooManyMetrics(u32),
     #[error("more than {0} updates in one batch")]
     BatchTooLarge(u32),
 }
@@ -76,13 +79,27 @@ pub enum Update {
 pub struct RegistryConfig {
     /// Most label combinations (series) one metric may have.
     pub max_series_per_metric: u32,
+    /// Most metrics (names) the registry holds; counters and gauges come into being by use, so
+    /// a component that builds names from data would otherwise grow it without end.
+    pub max_metrics: u32,
 }
 
 impl Default for RegistryConfig {
     fn default() -> Self {
-        Self { max_series_per_metric: 10_000 }
+        Self { max_series_per_metric: 10_000, max_metrics: 1_000 }
     }
 }
+
+/// Longest metric name or label key, in bytes.
+pub const MAX_NAME_BYTES: usize = 200;
+/// Longest label value, in bytes.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+/// Most labels one update may carry.
+pub const MAX_LABELS: usize = 32;
+/// Longest help text, in bytes.
+pub const MAX_HELP_BYTES: usize = 4096;
+/// The sample names a histogram `h` writes besides its own: `h_bucket`, `h_sum`, `h_count`.
+const HISTOGRAM_SUFFIXES: [&str; 3] = ["_bucket", "_sum", "_count"];
 
 #[derive(Debug, Clone, PartialEq)]
 enum SeriesValue {
@@ -148,12 +165,18 @@ pub struct Registry {
 }
 
 fn valid_metric_name(name: &str) -> bool {
+    if name.len() > MAX_NAME_BYTES {
+        return false;
+    }
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
 fn valid_label_name(name: &str) -> bool {
+    if name.len() > MAX_NAME_BYTES {
+        return false;
+    }
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -171,6 +194,25 @@ fn finite(value: f64, what: &str) -> Result<f64, MetricsError> {
     }
 }
 
+/// A new metric `name` of `kind` would write a sample name another metric writes too: a
+/// histogram `h` owns `h_bucket`, `h_sum` and `h_count`. The exposition would then carry two
+/// TYPE lines for one name, which strict parsers refuse for the whole page.
+fn sample_name_clash(families: &BTreeMap<String, Family>, name: &str, kind: &MetricKind) -> Result<(), MetricsError> {
+    for suffix in HISTOGRAM_SUFFIXES {
+        if let Some(stem) = name.strip_suffix(suffix)
+            && families.get(stem).is_some_and(|f| matches!(f.kind, MetricKind::Histogram(_)))
+        {
+            return Err(MetricsError::KindMismatch(format!("{name} is a sample name of the histogram {stem}")));
+        }
+        if matches!(kind, MetricKind::Histogram(_)) && families.contains_key(&format!("{name}{suffix}")) {
+            return Err(MetricsError::KindMismatch(format!(
+                "a histogram {name} would write the samples of the metric {name}{suffix}"
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Registry {
     #[must_use]
     pub fn new(config: RegistryConfig) -> Self {
@@ -184,10 +226,21 @@ impl Registry {
         }
     }
 
+    /// A metric `name` of `kind` may be added to `families`.
+    fn may_add(&self, families: &BTreeMap<String, Family>, name: &str, kind: &MetricKind) -> Result<(), MetricsError> {
+        if families.len() >= self.config.max_metrics as usize {
+            return Err(MetricsError::TooManyMetrics(self.config.max_metrics));
+        }
+        sample_name_clash(families, name, kind)
+    }
+
     /// Declare a metric; idempotent for the same kind (and buckets).
     pub fn register(&self, name: &str, help: &str, kind: MetricKind) -> Result<(), MetricsError> {
         if !valid_metric_name(name) {
             return Err(MetricsError::InvalidName(name.to_owned()));
+        }
+        if help.len() > MAX_HELP_BYTES {
+            return Err(MetricsError::InvalidValue(format!("help text of {} bytes (at most {MAX_HELP_BYTES})", help.len())));
         }
         if let MetricKind::Histogram(b) = &kind {
             if b.is_empty() {
@@ -214,18 +267,29 @@ impl Registry {
                 kind.type_name()
             ))),
             None => {
+                self.may_add(&families, name, &kind)?;
                 families.insert(name.to_owned(), Family { help: help.to_owned(), kind, series: BTreeMap::new() });
                 Ok(())
             }
         }
     }
 
-    /// Validate and sort caller labels, then add the host's own (e.g. `component`).
+    /// Validate and sort caller labels, then add the host's own (e.g. `component`). A label
+    /// with an empty value is left out: Prometheus takes `c{op=""}` and `c{}` for one series.
     fn label_set(labels: &[Label], host_labels: &[Label]) -> Result<Vec<Label>, MetricsError> {
+        if labels.len() > MAX_LABELS {
+            return Err(MetricsError::InvalidLabel(format!("{} labels (at most {MAX_LABELS})", labels.len())));
+        }
         let mut out: Vec<Label> = Vec::with_capacity(labels.len() + host_labels.len());
         for (k, v) in labels {
             if !valid_label_name(k) || RESERVED_LABELS.contains(&k.as_str()) {
                 return Err(MetricsError::InvalidLabel(format!("{k:?} is not a valid or allowed label name")));
+            }
+            if v.len() > MAX_LABEL_VALUE_BYTES {
+                return Err(MetricsError::InvalidLabel(format!(
+                    "the value of {k} has {} bytes (at most {MAX_LABEL_VALUE_BYTES})",
+                    v.len()
+                )));
             }
             out.push((k.clone(), v.clone()));
         }
@@ -234,12 +298,18 @@ impl Registry {
         if out.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(MetricsError::InvalidLabel("a label key is repeated".into()));
         }
+        // (an empty value's key is still checked, and counts towards a repeat)
+        out.retain(|(_, v)| !v.is_empty());
         Ok(out)
     }
 
+    /// Finds (or, for counters and gauges, declares) the metric `name`, checks that it is a
+    /// `want`, then applies `update` to the series of `labels`. Nothing is created when the
+    /// update is refused for its kind or a limit.
     fn with_series(
         &self,
         name: &str,
+        want: &'static str,
         implicit: Option<MetricKind>,
         labels: &[Label],
         host_labels: &[Label],
@@ -253,6 +323,7 @@ impl Registry {
         if !families.contains_key(name) {
             match implicit {
                 Some(kind) => {
+                    self.may_add(&families, name, &kind)?;
                     families.insert(name.to_owned(), Family { help: String::new(), kind, series: BTreeMap::new() });
                 }
                 None => return Err(MetricsError::NotRegistered(name.to_owned())),
@@ -261,6 +332,7 @@ impl Registry {
         let Some(family) = families.get_mut(name) else {
             return Err(MetricsError::NotRegistered(name.to_owned()));
         };
+        Self::expect_kind(name, &family.kind, want)?;
         let max = self.config.max_series_per_metric;
         let len = family.series.len();
         let kind = family.kind.clone();
@@ -294,8 +366,7 @@ impl Registry {
         if delta < 0.0 {
             return Err(MetricsError::InvalidValue(format!("counter increment {delta} is negative")));
         }
-        self.with_series(name, Some(MetricKind::Counter), labels, host_labels, |kind, v| {
-            Self::expect_kind(name, kind, "counter")?;
+        self.with_series(name, "counter", Some(MetricKind::Counter), labels, host_labels, |_, v| {
             if let SeriesValue::Scalar(x) = v {
                 *x += delta;
             }
@@ -306,8 +377,7 @@ impl Registry {
     /// Set a gauge (declared implicitly on first use).
     pub fn gauge_set(&self, name: &str, labels: &[Label], host_labels: &[Label], value: f64) -> Result<(), MetricsError> {
         let value = finite(value, "gauge value")?;
-        self.with_series(name, Some(MetricKind::Gauge), labels, host_labels, |kind, v| {
-            Self::expect_kind(name, kind, "gauge")?;
+        self.with_series(name, "gauge", Some(MetricKind::Gauge), labels, host_labels, |_, v| {
             if let SeriesValue::Scalar(x) = v {
                 *x = value;
             }
@@ -318,8 +388,7 @@ impl Registry {
     /// Add to a gauge (may be negative).
     pub fn gauge_add(&self, name: &str, labels: &[Label], host_labels: &[Label], delta: f64) -> Result<(), MetricsError> {
         let delta = finite(delta, "gauge increment")?;
-        self.with_series(name, Some(MetricKind::Gauge), labels, host_labels, |kind, v| {
-            Self::expect_kind(name, kind, "gauge")?;
+        self.with_series(name, "gauge", Some(MetricKind::Gauge), labels, host_labels, |_, v| {
             if let SeriesValue::Scalar(x) = v {
                 *x += delta;
             }
@@ -330,9 +399,9 @@ impl Registry {
     /// Record one observation in a registered histogram.
     pub fn histogram_observe(&self, name: &str, labels: &[Label], host_labels: &[Label], value: f64) -> Result<(), MetricsError> {
         let value = finite(value, "observation")?;
-        self.with_series(name, None, labels, host_labels, |kind, v| {
+        self.with_series(name, "histogram", None, labels, host_labels, |kind, v| {
             let MetricKind::Histogram(bounds) = kind else {
-                return Err(MetricsError::KindMismatch(format!("{name} is a {}, not a histogram", kind.type_name())));
+                return Ok(());
             };
             if let SeriesValue::Histogram { counts, sum, count } = v {
                 let idx = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
@@ -490,7 +559,9 @@ macro_rules! wit_conversions {
                 $crate::MetricsError::InvalidBuckets(m) => $wit::MetricsError::InvalidBuckets(m),
                 $crate::MetricsError::InvalidValue(m) => $wit::MetricsError::InvalidValue(m),
                 $crate::MetricsError::NotRegistered(m) => $wit::MetricsError::NotRegistered(m),
-                $crate::MetricsError::CardinalityExceeded(n) => $wit::MetricsError::CardinalityExceeded(n),
+                $crate::MetricsError::CardinalityExceeded(n) | $crate::MetricsError::TooManyMetrics(n) => {
+                    $wit::MetricsError::CardinalityExceeded(n)
+                }
                 $crate::MetricsError::BatchTooLarge(n) => $wit::MetricsError::BatchTooLarge(n),
             }
         }
@@ -640,8 +711,76 @@ requests_total{component=\"probe\",op=\"get\"} 3
     }
 
     #[test]
+    fn no_two_metrics_write_one_sample_name() {
+        let r = Registry::default();
+        r.register("req", "", MetricKind::Histogram(vec![1.0])).unwrap();
+        for name in ["req_count", "req_sum", "req_bucket"] {
+            assert!(matches!(r.counter_add(name, &[], &[], 1.0), Err(MetricsError::KindMismatch(_))), "{name}");
+            assert!(matches!(r.register(name, "", MetricKind::Gauge), Err(MetricsError::KindMismatch(_))), "{name}");
+        }
+        // the other way round: a histogram whose samples an existing metric already writes
+        r.gauge_set("lat_sum", &[], &[], 1.0).unwrap();
+        assert!(matches!(r.register("lat", "", MetricKind::Histogram(vec![1.0])), Err(MetricsError::KindMismatch(_))));
+        // names that only look alike are fine
+        r.counter_add("req_counts", &[], &[], 1.0).unwrap();
+        r.counter_add("other_count", &[], &[], 1.0).unwrap();
+        r.histogram_observe("req", &[], &[], 0.5).unwrap();
+        let text = r.render_prometheus();
+        let mut samples: Vec<&str> =
+            text.lines().filter(|l| !l.starts_with('#')).map(|l| l.split(['{', ' ']).next().unwrap_or("")).collect();
+        let n = samples.len();
+        samples.sort_unstable();
+        samples.dedup();
+        assert_eq!(samples.len(), n - 1, "only the histogram's bucket lines share a name: {text}");
+        assert_eq!(text.matches("# TYPE ").count(), 4, "{text}");
+    }
+
+    #[test]
+    fn a_refused_update_creates_no_series() {
+        let r = Registry::new(RegistryConfig { max_series_per_metric: 2, ..RegistryConfig::default() });
+        r.register("h", "", MetricKind::Histogram(vec![1.0])).unwrap();
+        r.counter_add("c", &[], &[], 1.0).unwrap();
+        for i in 0..10 {
+            let labels = [l("id", &i.to_string())];
+            assert!(matches!(r.gauge_set("h", &labels, &[], 1.0), Err(MetricsError::KindMismatch(_))));
+            assert!(matches!(r.histogram_observe("c", &labels, &[], 1.0), Err(MetricsError::KindMismatch(_))));
+        }
+        assert!(r.snapshot().metrics.iter().all(|m| m.series.len() <= 1), "{:?}", r.snapshot());
+        r.histogram_observe("h", &[l("id", "a")], &[], 1.0).unwrap();
+        r.histogram_observe("h", &[l("id", "b")], &[], 1.0).unwrap();
+    }
+
+    #[test]
+    fn names_labels_and_help_are_bounded() {
+        let r = Registry::new(RegistryConfig { max_metrics: 2, ..RegistryConfig::default() });
+        r.counter_add("a", &[], &[], 1.0).unwrap();
+        r.register("b", "", MetricKind::Gauge).unwrap();
+        assert_eq!(r.counter_add("c", &[], &[], 1.0), Err(MetricsError::TooManyMetrics(2)));
+        assert_eq!(r.register("c", "", MetricKind::Counter), Err(MetricsError::TooManyMetrics(2)));
+        r.counter_add("a", &[l("more", "series")], &[], 1.0).unwrap();
+        let long = "n".repeat(MAX_NAME_BYTES + 1);
+        assert!(matches!(r.counter_add(&long, &[], &[], 1.0), Err(MetricsError::InvalidName(_))));
+        assert!(matches!(r.counter_add("a", &[l(&long, "v")], &[], 1.0), Err(MetricsError::InvalidLabel(_))));
+        let value = "v".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        assert!(matches!(r.counter_add("a", &[l("k", &value)], &[], 1.0), Err(MetricsError::InvalidLabel(_))));
+        let many: Vec<Label> = (0..=MAX_LABELS).map(|i| l(&format!("k{i}"), "v")).collect();
+        assert!(matches!(r.counter_add("a", &many, &[], 1.0), Err(MetricsError::InvalidLabel(_))));
+        assert!(matches!(r.register("a", &"h".repeat(MAX_HELP_BYTES + 1), MetricKind::Counter), Err(MetricsError::InvalidValue(_))));
+        assert_eq!(r.snapshot().total("a", &[]), Some(2.0));
+    }
+
+    #[test]
+    fn an_empty_label_value_is_the_label_left_out() {
+        let r = Registry::default();
+        r.counter_add("c", &[l("op", "")], &[], 1.0).unwrap();
+        r.counter_add("c", &[], &[], 1.0).unwrap();
+        assert_eq!(r.render_prometheus(), "# TYPE c counter\nc 2\n");
+        assert!(matches!(r.counter_add("c", &[l("op", ""), l("op", "x")], &[], 1.0), Err(MetricsError::InvalidLabel(_))));
+    }
+
+    #[test]
     fn cardinality_is_bounded() {
-        let r = Registry::new(RegistryConfig { max_series_per_metric: 3 });
+        let r = Registry::new(RegistryConfig { max_series_per_metric: 3, ..RegistryConfig::default() });
         for i in 0..3 {
             r.counter_add("c", &[l("i", &i.to_string())], &[], 1.0).unwrap();
         }

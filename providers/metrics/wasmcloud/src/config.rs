@@ -15,6 +15,7 @@ pub enum ConfigError {
 /// | `listen`                | address of `/metrics` (port 0 = any free port)   | `127.0.0.1:9464` |
 /// | `allow-non-loopback`    | permit a non-loopback `listen` address           | `false`          |
 /// | `max-series-per-metric` | label combinations one metric may have           | 10000            |
+/// | `max-metrics`           | metric names the provider holds                  | 1000             |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub listen: SocketAddr,
@@ -41,6 +42,9 @@ impl ProviderConfig {
         if let Some(v) = map.get("max-series-per-metric") {
             registry.max_series_per_metric = v.trim().parse().map_err(|_| invalid("max-series-per-metric", v, "count"))?;
         }
+        if let Some(v) = map.get("max-metrics") {
+            registry.max_metrics = v.trim().parse().map_err(|_| invalid("max-metrics", v, "count"))?;
+        }
         Ok(Self { listen, allow_non_loopback, registry })
     }
 }
@@ -61,8 +65,9 @@ mod tests {
         let c = ProviderConfig::from_map(&map(&[])).unwrap();
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert!(!c.allow_non_loopback);
-        let c = ProviderConfig::from_map(&map(&[("listen", "127.0.0.1:0"), ("max-series-per-metric", "5")])).unwrap();
-        assert_eq!((c.listen.port(), c.registry.max_series_per_metric), (0, 5));
+        let c = ProviderConfig::from_map(&map(&[("listen", "127.0.0.1:0"), ("max-series-per-metric", "5"), ("max-metrics", "7")])).unwrap();
+        assert_eq!((c.listen.port(), c.registry.max_series_per_metric, c.registry.max_metrics), (0, 5, 7));
+        assert!(ProviderConfig::from_map(&map(&[("max-metrics", "-1")])).is_err());
         assert_eq!(
             ProviderConfig::from_map(&map(&[("listen", "localhost")])),
             Err(ConfigError::Invalid { key: "listen", value: "localhost".into(), expected: "socket address" })
