@@ -1,10 +1,23 @@
 //! `/metrics` over HTTP on a loopback address, one background thread.
+//!
+//! A scrape is answered on that thread, so a client that asks and then does not read would
+//! stall it once the page outgrows the socket buffers: every connection gets a write timeout
+//! ([`WRITE_TIMEOUT`]), set on the listening socket, which accepted sockets inherit. If the
+//! listener stops accepting (tiny_http ends its accept loop at the first error, e.g. out of
+//! file descriptors), the endpoint logs it and listens again on the same address.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crate::Registry;
+
+/// How long writing one response may block before the client is given up.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The pause before listening again after the listener stopped.
+const RELISTEN_PAUSE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -16,7 +29,9 @@ pub enum ServerError {
 
 /// A running `/metrics` endpoint. Stops when dropped.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
+    /// The listener in use (replaced when it had to listen again).
+    server: Arc<Mutex<Arc<tiny_http::Server>>>,
+    stopping: Arc<AtomicBool>,
     addr: SocketAddr,
     thread: Option<JoinHandle<()>>,
 }
@@ -27,22 +42,45 @@ impl std::fmt::Debug for MetricsServer {
     }
 }
 
+/// A listener on `addr` whose accepted connections time out writes after `write_timeout`.
+fn listen(addr: SocketAddr, write_timeout: Duration) -> Result<tiny_http::Server, ServerError> {
+    let bind = |e: &dyn std::fmt::Display| ServerError::Bind { addr, reason: e.to_string() };
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(|e| bind(&e))?;
+    socket.set_reuse_address(true).map_err(|e| bind(&e))?;
+    // (a read timeout here would end accept() itself; tiny_http reads on threads of its own)
+    socket.set_write_timeout(Some(write_timeout)).map_err(|e| bind(&e))?;
+    socket.bind(&addr.into()).map_err(|e| bind(&e))?;
+    socket.listen(128).map_err(|e| bind(&e))?;
+    tiny_http::Server::from_listener(std::net::TcpListener::from(socket), None).map_err(|e| bind(&e))
+}
+
 impl MetricsServer {
     /// Listen on `addr` (port 0 picks a free port) and serve `registry`.
     pub fn start(addr: SocketAddr, registry: Arc<Registry>, allow_non_loopback: bool) -> Result<Self, ServerError> {
+        Self::start_with(addr, registry, allow_non_loopback, WRITE_TIMEOUT)
+    }
+
+    /// As [`Self::start`], with another write timeout.
+    pub fn start_with(
+        addr: SocketAddr,
+        registry: Arc<Registry>,
+        allow_non_loopback: bool,
+        write_timeout: Duration,
+    ) -> Result<Self, ServerError> {
         if !addr.ip().is_loopback() && !allow_non_loopback {
             return Err(ServerError::NotLoopback(addr));
         }
-        let server = tiny_http::Server::http(addr).map_err(|e| ServerError::Bind { addr, reason: e.to_string() })?;
+        let server = listen(addr, write_timeout)?;
         let bound = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(server);
-        let worker = Arc::clone(&server);
+        let server = Arc::new(Mutex::new(Arc::new(server)));
+        let stopping = Arc::new(AtomicBool::new(false));
+        let (current, stop) = (Arc::clone(&server), Arc::clone(&stopping));
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
-            .spawn(move || serve(&worker, &registry))
+            .spawn(move || run(&current, &stop, &registry, bound, write_timeout))
             .map_err(|e| ServerError::Bind { addr, reason: e.to_string() })?;
         tracing::info!(addr = %bound, "metrics endpoint listening");
-        Ok(Self { server, addr: bound, thread: Some(thread) })
+        Ok(Self { server, stopping, addr: bound, thread: Some(thread) })
     }
 
     /// The address actually bound.
@@ -55,6 +93,36 @@ impl MetricsServer {
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}/metrics", self.addr)
+    }
+}
+
+/// Serves until stopped, listening again whenever the listener ends on its own.
+fn run(current: &Mutex<Arc<tiny_http::Server>>, stopping: &AtomicBool, registry: &Registry, addr: SocketAddr, write_timeout: Duration) {
+    loop {
+        let server = Arc::clone(&current.lock().unwrap_or_else(PoisonError::into_inner));
+        serve(&server, registry);
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::error!(%addr, "metrics endpoint stopped accepting connections; listening again");
+        drop(server);
+        loop {
+            std::thread::sleep(RELISTEN_PAUSE);
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match listen(addr, write_timeout) {
+                Ok(s) => {
+                    *current.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(s);
+                    break;
+                }
+                Err(e) => tracing::warn!(error = %e, "metrics endpoint cannot listen yet"),
+            }
+        }
+        // a stop that came while listening again unblocked the old listener, not this one
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
     }
 }
 
@@ -74,14 +142,15 @@ fn serve(server: &tiny_http::Server, registry: &Registry) {
             _ => tiny_http::Response::from_string("not found").with_status_code(404),
         };
         if let Err(e) = request.respond(response) {
-            tracing::debug!(error = %e, "metrics client went away");
+            tracing::debug!(error = %e, "metrics client went away or did not read in time");
         }
     }
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        self.stopping.store(true, Ordering::SeqCst);
+        self.server.lock().unwrap_or_else(PoisonError::into_inner).unblock();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -123,6 +192,33 @@ mod tests {
             s.read_to_string(&mut buf).is_ok() && buf.contains("hits_total")
         });
         assert!(!answered);
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_holds_the_endpoint_only_until_the_write_timeout() {
+        // a page far larger than loopback's socket buffers
+        let reg = Arc::new(Registry::default());
+        let value = "v".repeat(1000);
+        for name in ["a_total", "b_total", "c_total"] {
+            for i in 0..9_000 {
+                reg.counter_add(name, &[("id".to_owned(), format!("{i}{value}"))], &[], 1.0).unwrap();
+            }
+        }
+        let server =
+            MetricsServer::start_with("127.0.0.1:0".parse().unwrap(), Arc::clone(&reg), false, std::time::Duration::from_millis(300))
+                .unwrap();
+        let addr = server.addr();
+        let mut stuck = std::net::TcpStream::connect(addr).unwrap();
+        write!(stuck, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        // the next scrape is answered although the first client never reads
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+        write!(s, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(out.ends_with("ok"), "{out}");
+        drop(stuck);
+        drop(server);
     }
 
     #[test]
