@@ -40,7 +40,24 @@ pub struct LinkSettings {
 }
 
 fn valid_token_chars(s: &str) -> bool {
-    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c == '|')
+    !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control() || c == '|')
+}
+
+/// Checks a subject a component publishes or requests on, or names for replies: dot-separated
+/// tokens, none empty, no wildcard token, no whitespace or control character. async-nats
+/// writes subjects into the protocol line as they are, so a space or a line break from a
+/// component would get the shared connection closed by the server, or inject commands.
+///
+/// # Errors
+/// What is wrong, in words.
+pub fn check_subject(subject: &str) -> Result<(), String> {
+    if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("subject {subject:?} contains whitespace or a control character"));
+    }
+    if subject.split('.').any(|t| t.is_empty() || t == "*" || t == ">") {
+        return Err(format!("subject {subject:?} is empty, has an empty token or a wildcard"));
+    }
+    Ok(())
 }
 
 fn parse_subscriptions(text: &str) -> Result<Vec<Subscription>, ConfigError> {
@@ -120,6 +137,18 @@ mod tests {
         assert_eq!(link_settings(&map(&[("cluster_uris", "nats://h:1/x")]), &d), Err(ConfigError::Uri("nats://h:1/x".into())));
         assert_eq!(link_settings(&map(&[("max-concurrency", "0")]), &d), Err(ConfigError::Concurrency("0".into())));
         assert_eq!(link_settings(&map(&[("max-concurrency", "lots")]), &d), Err(ConfigError::Concurrency("lots".into())));
+    }
+
+    #[test]
+    fn subjects_from_components_are_checked() {
+        for ok in ["edgecell.v2x.verdict.eu", "_INBOX.abc123.1", "a"] {
+            assert_eq!(check_subject(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", "a..b", ".a", "a.", "a b", "a\r\nUNSUB 1", "a\u{0}b", "a.*", "a.>", "\t"] {
+            assert!(check_subject(bad).is_err(), "{bad:?}");
+        }
+        let d = [DEFAULT_URI.to_owned()];
+        assert!(link_settings(&map(&[("subscriptions", "a\u{1}b")]), &d).is_err());
     }
 
     #[test]

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use edgecell_provider_common::{inject_headers, invocation_span, span_from_headers};
 use futures::StreamExt as _;
 use tokio::task::JoinHandle;
-use tracing::{info, warn, Instrument as _, Span};
+use tracing::{debug, info, warn, Instrument as _, Span};
 use wasmcloud_provider_sdk::{Context, LinkConfig, LinkDeleteInfo, Provider, ProviderInitConfig};
 
-use crate::config::{self, LinkSettings};
+use crate::config::{self, LinkSettings, check_subject};
 
 wit_bindgen_wrpc::generate!({
     world: "messaging-nats-provider",
@@ -26,6 +26,9 @@ use wasmcloud::messaging::types::BrokerMessage;
 /// A handler link: the component it delivers to and the link's name.
 type LinkKey = (String, String);
 
+/// A handler link's settings and the tasks of its subscriptions.
+type Subscribed = (LinkSettings, Vec<JoinHandle<()>>);
+
 #[derive(Default)]
 struct State {
     default_uris: RwLock<Vec<String>>,
@@ -33,8 +36,12 @@ struct State {
     clients: tokio::sync::Mutex<HashMap<String, async_nats::Client>>,
     /// The connection each linked component publishes on (consumer links).
     publishers: RwLock<HashMap<String, async_nats::Client>>,
-    /// The subscription tasks of each handler link, by (component, link name).
-    subscriptions: std::sync::Mutex<HashMap<LinkKey, Vec<JoinHandle<()>>>>,
+    /// The settings and subscription tasks of each handler link, by (component, link name).
+    subscriptions: std::sync::Mutex<HashMap<LinkKey, Subscribed>>,
+    /// Held across a handler link's whole change (stop, subscribe, record): the SDK and a link
+    /// sweep may deliver one link at once, and two interleaved changes would leave a
+    /// subscription that nothing stops (a dropped `JoinHandle` does not end its task).
+    link_changes: tokio::sync::Mutex<()>,
 }
 
 /// The provider: subscribes for linked handlers, publishes for linked consumers.
@@ -86,9 +93,15 @@ impl MessagingProvider {
 
     fn stop_subscriptions(&self, key: &LinkKey) {
         let tasks = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).remove(key);
-        for t in tasks.into_iter().flatten() {
+        for t in tasks.into_iter().flat_map(|(_, tasks)| tasks) {
             t.abort();
         }
+    }
+
+    /// True when the link `key` is subscribed with exactly `settings` (the same link delivered
+    /// again: by a sweep, or for a component's second link name).
+    fn subscribed_as(&self, key: &LinkKey, settings: &LinkSettings) -> bool {
+        self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).get(key).is_some_and(|(s, _)| s == settings)
     }
 }
 
@@ -116,13 +129,23 @@ async fn subscribe(
     wrpc: &wasmcloud_provider_sdk::provider::WrpcClient,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let permits = Arc::new(tokio::sync::Semaphore::new(settings.max_concurrency));
-    let mut tasks = Vec::new();
+    let mut tasks: Vec<JoinHandle<()>> = Vec::new();
     for s in &settings.subscriptions {
-        let mut sub = match &s.queue {
+        let subscribed = match &s.queue {
             Some(q) => client.queue_subscribe(s.subject.clone(), q.clone()).await,
             None => client.subscribe(s.subject.clone()).await,
         }
-        .with_context(|| format!("failed to subscribe to {}", s.subject))?;
+        .with_context(|| format!("failed to subscribe to {}", s.subject));
+        let mut sub = match subscribed {
+            Ok(sub) => sub,
+            Err(e) => {
+                // the link fails as a whole: none of its subscriptions stay
+                for t in tasks {
+                    t.abort();
+                }
+                return Err(e);
+            }
+        };
         let (wrpc, permits) = (wrpc.clone(), Arc::clone(&permits));
         tasks.push(tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
@@ -147,15 +170,26 @@ impl Provider for MessagingProvider {
     }
 
     /// provider → component (`wasmcloud:messaging/handler`): subscribe for it.
+    ///
+    /// The same link with the same settings again changes nothing: restarting its
+    /// subscriptions would lose the messages of the gap.
     async fn receive_link_config_as_source(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
         let settings = config::link_settings(link.config, &self.defaults()).context("invalid link configuration")?;
+        let key = (link.target_id.to_owned(), link.link_name.to_owned());
+        let _change = self.0.link_changes.lock().await;
+        if self.subscribed_as(&key, &settings) {
+            debug!(target = link.target_id, link = link.link_name, "handler link delivered again: already subscribed");
+            return Ok(());
+        }
         let client = self.client(&settings.uris).await?;
         let wrpc = wasmcloud_provider_sdk::get_connection().get_wrpc_client(link.target_id).await.context("failed to create wRPC client")?;
-        let key = (link.target_id.to_owned(), link.link_name.to_owned());
         self.stop_subscriptions(&key);
         let tasks = subscribe(&client, &settings, &wrpc).await?;
         info!(target = link.target_id, link = link.link_name, subscriptions = ?settings.subscriptions, "handler linked");
-        self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, tasks);
+        let replaced = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).insert(key, (settings, tasks));
+        for t in replaced.into_iter().flat_map(|(_, tasks)| tasks) {
+            t.abort();
+        }
         Ok(())
     }
 
@@ -169,6 +203,7 @@ impl Provider for MessagingProvider {
     }
 
     async fn delete_link_as_source(&self, info: impl LinkDeleteInfo) -> anyhow::Result<()> {
+        let _change = self.0.link_changes.lock().await;
         self.stop_subscriptions(&(info.get_target_id().to_owned(), info.get_link_name().to_owned()));
         Ok(())
     }
@@ -180,7 +215,7 @@ impl Provider for MessagingProvider {
 
     async fn shutdown(&self) -> anyhow::Result<()> {
         let all: Vec<_> = self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).drain().collect();
-        for t in all.into_iter().flat_map(|(_, tasks)| tasks) {
+        for t in all.into_iter().flat_map(|(_, (_, tasks))| tasks) {
             t.abort();
         }
         let clients: Vec<_> = self.0.clients.lock().await.drain().map(|(_, c)| c).collect();
@@ -196,19 +231,51 @@ impl Provider for MessagingProvider {
 type Outcome<T> = anyhow::Result<Result<T, String>>;
 
 impl MessagingProvider {
-    /// The caller's connection, and headers carrying the trace of `span` (the call's span).
-    async fn outgoing(&self, cx: Option<&Context>, span: &Span) -> Result<(async_nats::Client, async_nats::HeaderMap), String> {
+    /// The caller's connection, and headers carrying the trace of `span` (the call's span),
+    /// for a message of `body` bytes on `subject` (replies to `reply_to`). Refused, with
+    /// nothing sent, when a subject is not one NATS can carry, or when headers and body exceed
+    /// the server's `max_payload`: the server would close the shared connection for it, and
+    /// async-nats checks only plain publishes.
+    async fn outgoing(
+        &self,
+        cx: Option<&Context>,
+        span: &Span,
+        subject: &str,
+        reply_to: Option<&str>,
+        body: usize,
+    ) -> Result<(async_nats::Client, async_nats::HeaderMap), String> {
+        check_subject(subject)?;
+        if let Some(reply) = reply_to {
+            check_subject(reply).map_err(|e| format!("reply {e}"))?;
+        }
         let client = self.publisher(cx).await.map_err(|e| format!("{e:#}"))?;
         let mut headers = async_nats::HeaderMap::new();
         inject_headers(span, &mut headers);
+        let max = client.server_info().max_payload;
+        let size = body + header_bytes(&headers);
+        if max > 0 && size > max {
+            return Err(format!("message of {size} bytes (body {body}) exceeds the server's max_payload of {max} bytes"));
+        }
         Ok((client, headers))
     }
+}
+
+/// The size of `headers` on the wire (`NATS/1.0` line, `name: value` lines, blank line).
+fn header_bytes(headers: &async_nats::HeaderMap) -> usize {
+    let lines: usize = headers
+        .iter()
+        .flat_map(|(name, values)| {
+            let name = name.to_string().len();
+            values.iter().map(move |v| name + 2 + v.to_string().len() + 2)
+        })
+        .sum();
+    "NATS/1.0\r\n".len() + lines + 2
 }
 
 impl wit_consumer::Handler<Option<Context>> for MessagingProvider {
     async fn request(&self, cx: Option<Context>, subject: String, body: bytes::Bytes, timeout_ms: u32) -> Outcome<BrokerMessage> {
         let span = invocation_span("messaging.request", cx.as_ref());
-        let (client, headers) = match self.outgoing(cx.as_ref(), &span).await {
+        let (client, headers) = match self.outgoing(cx.as_ref(), &span, &subject, None, body.len()).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(e)),
         };
@@ -221,7 +288,7 @@ impl wit_consumer::Handler<Option<Context>> for MessagingProvider {
 
     async fn publish(&self, cx: Option<Context>, msg: BrokerMessage) -> Outcome<()> {
         let span = invocation_span("messaging.publish", cx.as_ref());
-        let (client, headers) = match self.outgoing(cx.as_ref(), &span).await {
+        let (client, headers) = match self.outgoing(cx.as_ref(), &span, &msg.subject, msg.reply_to.as_deref(), msg.body.len()).await {
             Ok(o) => o,
             Err(e) => return Ok(Err(e)),
         };
