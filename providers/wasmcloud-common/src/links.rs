@@ -16,7 +16,9 @@
 //! Limits: the control interface is assumed on the RPC connection's NATS server with the
 //! default `wasmbus.ctl` prefix (a host with a separate control server or prefix gets no
 //! answer and the sweep reports that); links whose config names secrets are not recovered
-//! (their values reach providers only encrypted by the host); a sweep only adds links.
+//! (their values reach providers only encrypted by the host); a sweep only adds links. It asks
+//! again whether a link is listed just before handing it over, so only a delete that lands in
+//! the milliseconds between that answer and the hand-over is undone.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -120,13 +122,8 @@ pub async fn sweep<P: Provider>(provider: &P, connection: &ProviderConnection) -
     for link in links {
         let Some(as_target) = role(&link, &connection.provider_id) else { continue };
         // (the SDK keeps one link per peer: a peer's other link names count as not held, and
-        // taking one again is harmless)
-        let held = if as_target {
-            connection.target_links.read().await.get(&link.source_id).is_some_and(|l| l.name == link.name)
-        } else {
-            connection.source_links.read().await.get(&link.target).is_some_and(|l| l.name == link.name)
-        };
-        if held {
+        // are handed over again; the providers take the same link again as a no-op)
+        if held(connection, &link, as_target).await {
             continue;
         }
         let names = if as_target { &link.target_config } else { &link.source_config };
@@ -141,6 +138,13 @@ pub async fn sweep<P: Provider>(provider: &P, connection: &ProviderConnection) -
                 continue;
             }
         };
+        // Resolving the config took time: the lattice may have deleted the link meanwhile (a
+        // delete the provider has already handled), or the SDK delivered it. Handing it over
+        // then would revive a deleted link for good.
+        if !still_listed(connection, &link).await? || held(connection, &link, as_target).await {
+            debug!(source = link.source_id, target = link.target, name = link.name, "link deleted or delivered while its config was read");
+            continue;
+        }
         info!(source = link.source_id, target = link.target, name = link.name, "recovering a link put this provider missed");
         let (source_config, target_config) = if as_target { (HashMap::new(), config) } else { (config, HashMap::new()) };
         let ld = InterfaceLinkDefinition {
@@ -159,6 +163,26 @@ pub async fn sweep<P: Provider>(provider: &P, connection: &ProviderConnection) -
         recovered += 1;
     }
     Ok(recovered)
+}
+
+/// The SDK holds this link (by peer and link name).
+async fn held(connection: &ProviderConnection, link: &CtlLink, as_target: bool) -> bool {
+    if as_target {
+        connection.target_links.read().await.get(&link.source_id).is_some_and(|l| l.name == link.name)
+    } else {
+        connection.source_links.read().await.get(&link.target).is_some_and(|l| l.name == link.name)
+    }
+}
+
+/// The lattice still lists this link.
+async fn still_listed(connection: &ProviderConnection, link: &CtlLink) -> anyhow::Result<bool> {
+    let links: Vec<CtlLink> = ctl_request(connection, "link.get").await?.unwrap_or_default();
+    Ok(links.iter().any(|l| same_link(l, link)))
+}
+
+/// One link: the same source, target, name and interface package.
+fn same_link(a: &CtlLink, b: &CtlLink) -> bool {
+    (&a.source_id, &a.target, &a.name, &a.wit_namespace, &a.wit_package) == (&b.source_id, &b.target, &b.name, &b.wit_namespace, &b.wit_package)
 }
 
 async fn sweep_and_log<P: Provider>(provider: &P, connection: &ProviderConnection, why: &str) {
@@ -273,6 +297,10 @@ mod tests {
         assert_eq!(role(&links[0], "kv"), Some(true));
         assert_eq!(role(&links[1], "nats"), Some(false));
         assert_eq!(role(&links[0], "metrics"), None);
+        assert!(same_link(&links[0], &links[0]));
+        assert!(!same_link(&links[0], &links[1]));
+        let other_name = CtlLink { name: "second".into(), ..parse_reply::<Vec<CtlLink>>("link.get", LINKS.as_bytes()).expect("reply").expect("links").remove(0) };
+        assert!(!same_link(&links[0], &other_name), "another link name is another link");
     }
 
     #[test]
