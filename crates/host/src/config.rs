@@ -221,6 +221,12 @@ impl HostConfig {
             }
             edgecell_inference::Backend::from_name(&i.backend, edgecell_inference::OrtConfig::default())
                 .map_err(|name| ConfigError::Invalid(format!("inference: unknown backend {name:?} (tract, onnxruntime)")))?;
+            edgecell_inference::PoolConfig { workers: i.workers, queue_capacity: i.queue_capacity, max_request_bytes: i.max_request_bytes }
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
+            edgecell_inference::OrtConfig { library: None, intra_threads: i.onnxruntime_threads, sessions: i.onnxruntime_sessions }
+                .check()
+                .map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
         }
         Ok(())
     }

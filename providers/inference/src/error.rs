@@ -82,6 +82,30 @@ pub enum LoadError {
         /// tract's type name.
         dtype: String,
     },
+    /// No model was found to load: the directory holds no `*.onnx` file, or none that
+    /// `only` names.
+    #[error("no model to load in {dir}")]
+    NoModels {
+        /// Directory scanned.
+        dir: PathBuf,
+    },
+    /// `only` names models the directory does not hold (a typo would otherwise surface only
+    /// as `unknown-model` on every run).
+    #[error("no such model in {dir}: {names:?}")]
+    NotFound {
+        /// Directory scanned.
+        dir: PathBuf,
+        /// The names without a file.
+        names: Vec<String>,
+    },
+    /// Two files give one model name (`a.onnx` and `a.ONNX`).
+    #[error("two files in {dir} are both model {name:?}")]
+    Duplicate {
+        /// Directory scanned.
+        dir: PathBuf,
+        /// The model name.
+        name: String,
+    },
     /// The configured engine is not compiled into this build.
     #[error("inference backend {backend:?} is not in this build (cargo feature `{feature}`)")]
     BackendUnavailable {

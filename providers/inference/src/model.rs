@@ -180,7 +180,13 @@ impl Model {
             outputs,
         };
         let model = Self { info, plan };
-        if warmup {
+        // A model with free dimensions has no one size to warm up at: ones may not even be
+        // legal for it (an upsampled branch added to a lateral one), so it is not warmed up.
+        let concrete = model.info.inputs.iter().all(|i| i.shape.iter().all(|&d| d > 0));
+        if !concrete && warmup {
+            tracing::info!(model = name, "model has free input dimensions: not warmed up");
+        }
+        if warmup && concrete {
             let zeros = model.zero_inputs();
             model.run(zeros).map_err(|e| LoadError::Model {
                 path: path.to_owned(),
@@ -196,7 +202,8 @@ impl Model {
         &self.info
     }
 
-    /// Zero-filled inputs of the declared shapes (free dimensions as 1).
+    /// Zero-filled inputs of the declared shapes (free dimensions as 1; a model that has them
+    /// may refuse such inputs).
     #[must_use]
     pub fn zero_inputs(&self) -> Vec<Tensor> {
         self.info

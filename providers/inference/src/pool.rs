@@ -38,6 +38,32 @@ impl Default for PoolConfig {
     }
 }
 
+impl PoolConfig {
+    /// Most requests that may wait: the queue's slots are allocated up front.
+    pub const MAX_QUEUE: usize = 4096;
+
+    /// Checks the settings against what the pool can start with on this machine: at most
+    /// four workers per core (256 at most), a queue of 1..=[`Self::MAX_QUEUE`], a request
+    /// limit of at least one byte.
+    ///
+    /// # Errors
+    /// What is out of range, in words.
+    pub fn check(&self) -> Result<(), String> {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let max_workers = (4 * cores).min(256);
+        if self.workers > max_workers {
+            return Err(format!("inference workers must be 0 (one per core) ..= {max_workers} on this machine, got {}", self.workers));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > Self::MAX_QUEUE {
+            return Err(format!("inference queue capacity must be 1..={}, got {}", Self::MAX_QUEUE, self.queue_capacity));
+        }
+        if self.max_request_bytes == 0 {
+            return Err("inference max request bytes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 type Reply = Result<Vec<Tensor>, InferenceError>;
 
 struct Job {
@@ -127,14 +153,16 @@ impl InferencePool {
     /// Starts the workers.
     ///
     /// # Errors
-    /// [`InferenceError::Backend`] when a worker thread cannot be spawned.
+    /// [`InferenceError::Backend`] when the settings are out of range ([`PoolConfig::check`])
+    /// or a worker thread cannot be spawned.
     pub fn new(registry: Arc<ModelRegistry>, cfg: PoolConfig) -> Result<Self, InferenceError> {
+        cfg.check().map_err(InferenceError::Backend)?;
         let workers = if cfg.workers == 0 {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         } else {
             cfg.workers
         };
-        let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity.max(1));
+        let (tx, rx) = mpsc::sync_channel::<Job>(cfg.queue_capacity);
         let rx = Arc::new(Mutex::new(rx));
         let stats = Arc::new(StatsInner::default());
         let mut handles = Vec::with_capacity(workers);
@@ -186,8 +214,9 @@ impl InferencePool {
         let result = self.submit_inner(model, inputs);
         match &result {
             Err(InferenceError::Busy) => self.stats.rejected_busy.fetch_add(1, Ordering::Relaxed),
+            // (a pool shutting down is not the request's fault)
+            Err(InferenceError::Backend(_)) | Ok(_) => 0,
             Err(_) => self.stats.rejected_invalid.fetch_add(1, Ordering::Relaxed),
-            Ok(_) => 0,
         };
         result
     }

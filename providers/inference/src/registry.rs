@@ -93,7 +93,10 @@ impl ModelRegistry {
     /// Loads the models of `cfg.dir` (sorted by file name).
     ///
     /// # Errors
-    /// [`LoadError`] for an unreadable directory or a model that fails to load.
+    /// [`LoadError`] for an unreadable directory or a model that fails to load;
+    /// [`LoadError::NotFound`] when `cfg.only` names a model the directory lacks,
+    /// [`LoadError::NoModels`] when there is nothing to load, [`LoadError::Duplicate`] for two
+    /// files of one name.
     pub fn load(cfg: &RegistryConfig) -> Result<Self, LoadError> {
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -118,6 +121,9 @@ impl ModelRegistry {
             if !cfg.only.is_empty() && !cfg.only.contains(&name) {
                 continue;
             }
+            if reg.models.contains_key(&name) {
+                return Err(LoadError::Duplicate { dir: cfg.dir.clone(), name });
+            }
             let version_file = path.with_extension("version");
             let version = match std::fs::read_to_string(&version_file) {
                 Ok(v) => Some(v.trim().to_owned()).filter(|v| !v.is_empty()),
@@ -140,6 +146,13 @@ impl ModelRegistry {
                 "model loaded"
             );
             reg.insert(model);
+        }
+        let missing: Vec<String> = cfg.only.iter().filter(|n| !reg.models.contains_key(*n)).cloned().collect();
+        if !missing.is_empty() {
+            return Err(LoadError::NotFound { dir: cfg.dir.clone(), names: missing });
+        }
+        if reg.is_empty() {
+            return Err(LoadError::NoModels { dir: cfg.dir.clone() });
         }
         Ok(reg)
     }

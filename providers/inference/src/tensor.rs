@@ -119,12 +119,18 @@ impl Tensor {
         self.shape.iter().map(|&d| d as usize).collect()
     }
 
-    /// Product of the shape, `None` on overflow.
+    /// Product of the shape; `None` when the product of its non-zero dimensions exceeds
+    /// `isize::MAX` (an empty tensor's other dimensions still make strides, which must not
+    /// overflow).
     #[must_use]
     pub fn shape_len(&self) -> Option<usize> {
-        self.shape
+        let nonzero = self
+            .shape
             .iter()
+            .filter(|&&d| d != 0)
             .try_fold(1usize, |acc, &d| acc.checked_mul(d as usize))
+            .filter(|&n| isize::try_from(n).is_ok())?;
+        Some(if self.shape.contains(&0) { 0 } else { nonzero })
     }
 }
 

@@ -202,6 +202,8 @@ fn registry_load_errors_and_versions() {
     let err = ModelRegistry::load(&RegistryConfig::new(&dir)).unwrap_err();
     assert!(matches!(err, LoadError::Model { .. }), "{err}");
     std::fs::remove_file(dir.join("broken.onnx")).unwrap();
+    let err = ModelRegistry::load(&RegistryConfig::new(&dir)).unwrap_err();
+    assert!(matches!(err, LoadError::NoModels { .. }), "{err}");
     std::fs::copy(
         common::MODELS.to_owned() + "/nanodet-m-416.onnx",
         dir.join("det.onnx"),
@@ -214,6 +216,18 @@ fn registry_load_errors_and_versions() {
     })
     .unwrap();
     assert_eq!(reg.metadata("det").unwrap().version, "2.1.0");
+    // a name `only` lists that has no file is refused, not left to fail every run
+    let err = ModelRegistry::load(&RegistryConfig {
+        warmup: false,
+        only: vec!["det".into(), "dett".into()],
+        ..RegistryConfig::new(&dir)
+    })
+    .unwrap_err();
+    assert!(matches!(&err, LoadError::NotFound { names, .. } if names == &["dett".to_owned()]), "{err}");
+    // two files of one name
+    std::fs::copy(dir.join("det.onnx"), dir.join("det.ONNX")).unwrap();
+    let err = ModelRegistry::load(&RegistryConfig { warmup: false, ..RegistryConfig::new(&dir) }).unwrap_err();
+    assert!(matches!(&err, LoadError::Duplicate { name, .. } if name == "det"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
     let err = ModelRegistry::load(&RegistryConfig::new("/nonexistent/models")).unwrap_err();
     assert!(matches!(err, LoadError::Io { .. }));

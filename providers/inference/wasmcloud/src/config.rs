@@ -12,7 +12,27 @@ pub enum ConfigError {
     Invalid { key: &'static str, value: String, expected: &'static str },
     #[error("config `model-dir` is required (a directory of *.onnx files, path or file:// URL)")]
     MissingModelDir,
+    #[error("config `{0}` is not an inference provider setting (known: {known})", known = KEYS.join(", "))]
+    UnknownKey(String),
+    #[error("config `{key}` applies only with backend=onnxruntime")]
+    NotThisBackend { key: &'static str },
+    #[error("config: {0}")]
+    OutOfRange(String),
 }
+
+/// Every key the provider reads.
+pub const KEYS: [&str; 10] = [
+    "model-dir",
+    "models",
+    "warmup",
+    "workers",
+    "queue-capacity",
+    "max-request-bytes",
+    "backend",
+    "onnxruntime-library",
+    "onnxruntime-threads",
+    "onnxruntime-sessions",
+];
 
 /// | key                 | meaning                                                 | default    |
 /// |---------------------|---------------------------------------------------------|------------|
@@ -26,6 +46,9 @@ pub enum ConfigError {
 /// | `onnxruntime-library` | libonnxruntime.so (≥ 1.17), absolute path or file://  | `$ORT_DYLIB_PATH`, then the loader's path |
 /// | `onnxruntime-threads` | threads one ONNX Runtime run may use                  | 1          |
 /// | `onnxruntime-sessions` | ONNX Runtime sessions per model (0 = one per core)   | 0          |
+///
+/// Any other key is refused (a misspelt one would otherwise leave its default in force), as
+/// are `onnxruntime-*` keys with the tract backend and values out of range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub registry: RegistryConfig,
@@ -49,6 +72,9 @@ fn abs_path(key: &'static str, v: &str) -> Result<PathBuf, ConfigError> {
 
 impl ProviderConfig {
     pub fn from_map(map: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        if let Some(k) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
+            return Err(ConfigError::UnknownKey(k.clone()));
+        }
         let dir = abs_path("model-dir", map.get("model-dir").ok_or(ConfigError::MissingModelDir)?)?;
         let mut registry = RegistryConfig::new(dir);
         if let Some(m) = map.get("models") {
@@ -71,14 +97,21 @@ impl ProviderConfig {
                 .ok_or_else(|| invalid("onnxruntime-threads", "0", "thread count ≥ 1"))?,
             sessions: usize::try_from(num("onnxruntime-sessions", 0)?).map_err(|_| invalid("onnxruntime-sessions", "", "number"))?,
         };
+        ort.check().map_err(ConfigError::OutOfRange)?;
         registry.backend = Backend::from_name(map.get("backend").map_or("tract", String::as_str), ort)
             .map_err(|name| invalid("backend", &name, "backend (tract, onnxruntime)"))?;
+        if registry.backend == Backend::Tract {
+            if let Some(key) = ["onnxruntime-library", "onnxruntime-threads", "onnxruntime-sessions"].into_iter().find(|k| map.contains_key(*k)) {
+                return Err(ConfigError::NotThisBackend { key });
+            }
+        }
         let pool = PoolConfig {
             workers: usize::try_from(num("workers", d.workers as u64)?).map_err(|_| invalid("workers", "", "number"))?,
             queue_capacity: usize::try_from(num("queue-capacity", d.queue_capacity as u64)?)
                 .map_err(|_| invalid("queue-capacity", "", "number"))?,
             max_request_bytes: num("max-request-bytes", d.max_request_bytes)?,
         };
+        pool.check().map_err(ConfigError::OutOfRange)?;
         Ok(Self { registry, pool })
     }
 }
@@ -128,6 +161,31 @@ mod tests {
         assert_eq!(
             ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("queue-capacity", "many")])),
             Err(ConfigError::Invalid { key: "queue-capacity", value: "many".into(), expected: "number" })
+        );
+        // a queue's slots are allocated at start: a huge one would take the process down
+        for (key, value) in [
+            ("queue-capacity", "1000000000"),
+            ("queue-capacity", "18446744073709551615"),
+            ("queue-capacity", "0"),
+            ("workers", "20000"),
+            ("max-request-bytes", "0"),
+        ] {
+            let err = ProviderConfig::from_map(&map(&[("model-dir", "/m"), (key, value)])).unwrap_err();
+            assert!(matches!(err, ConfigError::OutOfRange(_)), "{key}={value}: {err:?}");
+        }
+        let err = ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("backend", "onnxruntime"), ("onnxruntime-sessions", "500")])).unwrap_err();
+        assert!(matches!(err, ConfigError::OutOfRange(_)), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_keys_and_keys_of_the_other_backend_are_refused() {
+        assert_eq!(
+            ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("queue_capacity", "8")])),
+            Err(ConfigError::UnknownKey("queue_capacity".into()))
+        );
+        assert_eq!(
+            ProviderConfig::from_map(&map(&[("model-dir", "/m"), ("onnxruntime-threads", "2")])),
+            Err(ConfigError::NotThisBackend { key: "onnxruntime-threads" })
         );
     }
 }
