@@ -2,7 +2,7 @@
 
 use edgecell::RuntimeConfig;
 use edgecell::bindings::video_analytics::exports::edgecell::video::analytics::{
-    Frame, FrameData, Line, PixelFormat, Point, StreamConfig, VideoError,
+    Frame, FrameData, Line, PixelFormat, Point, StreamConfig, VideoError, Zone,
 };
 
 use crate::common::{self, host_with_models, spec};
@@ -394,6 +394,69 @@ fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() 
     // and the stream goes on from there
     send(&frames[16]).unwrap();
     assert_eq!(stored_state(&h, "vtest").1.tracker().frame_count(), 2);
+}
+
+/// `configure` mid-stream closes the zones of the tracks it ends: the next frame publishes their
+/// `left` events (old ids, old zone name, the last frame's time and sequence) ahead of its own.
+/// Before, `configure` deleted the state, and the people inside stayed inside for a consumer
+/// counting `entered`/`left`.
+#[test]
+fn configure_mid_stream_closes_the_zones_of_the_tracks_it_ends() {
+    let h = host_with_models(RuntimeConfig::default());
+    let frames = preload_vtest(&h);
+    let actor = vtest_actor(&h, &["vtest"], &[]);
+    let send = |f: &(u64, u64, String)| actor.instantiate().unwrap().handle_message(&frame_message("vtest", f)).unwrap().unwrap();
+    let mut inside = std::collections::BTreeSet::new();
+    let mut k = 0;
+    for (i, f) in frames.iter().enumerate() {
+        send(f);
+        for e in Published::of(&h.bus, "vtest").events {
+            let id = e["track_id"].as_u64().unwrap();
+            match e["kind"].as_str().unwrap() {
+                "entered" => inside.insert(id),
+                "left" => inside.remove(&id),
+                _ => false,
+            };
+        }
+        if !inside.is_empty() {
+            k = i;
+            break;
+        }
+    }
+    assert!(!inside.is_empty() && k + 1 < frames.len(), "someone enters the square");
+
+    let mut cfg: edgecell_vision::StreamConfig = serde_json::from_str(VTEST_STREAM).unwrap();
+    cfg.zones[0].name = "square-east".into();
+    let wit_cfg = StreamConfig {
+        model: cfg.model.clone(),
+        score_threshold: cfg.score_threshold,
+        iou_threshold: cfg.iou_threshold,
+        classes: cfg.classes.clone(),
+        zones: cfg
+            .zones
+            .iter()
+            .map(|z| Zone { name: z.name.clone(), polygon: z.polygon.iter().map(|p| Point { x: p.x, y: p.y }).collect() })
+            .collect(),
+        lines: cfg.lines.iter().map(|l| Line { name: l.name.clone(), a: Point { x: l.a.x, y: l.a.y }, b: Point { x: l.b.x, y: l.b.y } }).collect(),
+        min_frames_in_zone: cfg.min_frames_in_zone,
+    };
+    let mut inst = actor.instantiate().unwrap();
+    let va = inst.video_analytics().unwrap();
+    inst.call(|s, _| va.edgecell_video_analytics().call_configure(s, "vtest", &wit_cfg)).unwrap().unwrap();
+    assert_eq!(metric(&h, "video_reconfigure_closed_events_total", &[("stream", "vtest")]), inside.len() as f64);
+
+    send(&frames[k + 1]);
+    let p = Published::of(&h.bus, "vtest");
+    let closing: Vec<&serde_json::Value> = p.events.iter().take(inside.len()).collect();
+    assert_eq!(closing.iter().map(|e| e["track_id"].as_u64().unwrap()).collect::<std::collections::BTreeSet<_>>(), inside, "{:?}", p.events);
+    for e in &closing {
+        assert_eq!((e["kind"].as_str(), e["region"].as_str()), (Some("left"), Some("square")), "{e}");
+        assert_eq!((e["timestamp_ns"].as_u64(), e["sequence"].as_u64()), (Some(frames[k].1), Some(frames[k].0)), "{e}");
+    }
+    // the stream started over: the next frame's tracks are new ones, above the old ids
+    let s = &p.summaries[0];
+    assert!(!s.tracks.is_empty() && s.tracks.iter().all(|t| t.0 > edgecell_vision::ID_EPOCH_SPAN), "{s:?}");
+    assert!(p.events.iter().skip(inside.len()).all(|e| e["region"] != "square"), "{:?}", p.events);
 }
 
 // ---- deep input and the other decoder: the component's small shadow stack must hold them --

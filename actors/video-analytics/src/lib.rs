@@ -23,7 +23,11 @@
 //! `video_events_deferred_total`), and they go out with the stream's next frame, or with this
 //! frame sent again; delivery is at least once. An outbox kept from publishing for long drops
 //! its oldest events past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`);
-//! a state that is lost (TTL, corruption, `configure`) takes its outbox along.
+//! a state that is lost (TTL, corruption) takes its outbox along. `configure` starts a stream
+//! over without losing them: its tracks end, the `left` events of those inside zones join what
+//! the outbox held (`video_reconfigure_closed_events_total`,
+//! `video_reconfigure_carried_events_total`), and they go out with the next frame. A frame
+//! through the WIT `process-frame` returns what waits ahead of its own events.
 //!
 //! Track ids stay unique per stream when its state is lost (TTL, corruption, `configure`): each
 //! start from nothing takes the next count of `video/ids/<stream>` (no TTL) and hands out ids
@@ -443,14 +447,31 @@ fn process(stream: &str, timestamp: u64, queue: Option<u64>, bytes: &[u8], fmt: 
 }
 
 impl wit::Guest for Actor {
-    /// Stores the configuration and starts the stream over (its stored state is dropped).
+    /// Stores the configuration and starts the stream over: its tracks end, and the `left`
+    /// events of those inside zones wait in the new state's outbox with what the old one had
+    /// not delivered, for the stream's next frame (see `PersistedStream::reconfigure`).
     fn configure(stream_id: String, config: wit::StreamConfig) -> Result<(), VideoError> {
         let _flush = FlushMetrics;
         let cfg = stream_config(config);
-        let ps = PersistedStream::new(cfg.clone()).map_err(verr)?;
+        let mut ps = PersistedStream::new(cfg.clone()).map_err(verr)?;
+        // what the stored state may have been built under: this instance's, the stored one
+        let mut previous: Vec<StreamConfig> = STREAMS.with(|s| s.borrow().get(&stream_id).map(|p| p.config().clone())).into_iter().collect();
+        if let Ok(Some(stored)) = stored_config(&stream_id) {
+            previous.push(stored);
+        }
         let json = serde_json::to_vec(&cfg).map_err(|e| VideoError::InvalidConfig(e.to_string()))?;
         cache::set(NS, &config_key(&stream_id), &json, None).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
-        cache::delete(NS, &state_key(&stream_id)).map_err(|e| VideoError::InvalidConfig(format!("cache: {e:?}")))?;
+        let attempts = config_number("state-cas-attempts", DEFAULT_STATE_CAS_ATTEMPTS);
+        let r = ps.reconfigure(&mut state_store(&stream_id), &previous, attempts).map_err(perr)?;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            count("video_reconfigure_closed_events_total", &[("stream", &stream_id)], r.closed.len() as f64);
+            count("video_reconfigure_carried_events_total", &[("stream", &stream_id)], r.carried as f64);
+            count("video_events_dropped_total", &[("stream", &stream_id)], r.dropped as f64);
+        }
+        if let Some(reason) = &r.unreadable {
+            count("video_state_resets_total", &[("stream", &stream_id), ("reason", reason.reason())], 1.0);
+        }
         STREAMS.with(|s| s.borrow_mut().insert(stream_id, ps));
         Ok(())
     }

@@ -36,7 +36,8 @@ pub use detect::{BBox, Detection, NanoDetHead, NmsConfig, TensorView, nms, postp
 pub use error::{PersistError, Result, StateError, VisionError};
 pub use frame::{FrameLimits, PixelFormat, RgbImage, YuvRange, decode_frame, decode_image};
 pub use persist::{
-    CasOutcome, ID_EPOCH_SPAN, PersistedFrame, PersistedStream, StateSource, StateStore, StoredState,
+    CasOutcome, ID_EPOCH_SPAN, PersistedFrame, PersistedStream, Reconfigured, StateSource, StateStore,
+    StoredState,
 };
 pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, OldClock, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
 pub use preprocess::{

@@ -18,14 +18,23 @@
 //! it and nothing is written ([`FrameAnalysis::out_of_order`]), unless its source's clock
 //! restarted ([`crate::pipeline::CLOCK_RESTART_NS`]).
 //!
+//! [`PersistedStream::reconfigure`] starts a stream over under a new configuration and closes
+//! what its stored state leaves open: the tracks inside zones get their `left` events, as of
+//! the stream's last frame, and they wait in the new state's outbox with the old outbox's
+//! undelivered events. Only a state that cannot be read at all (corrupt, another format) or
+//! that has expired takes its events along.
+//!
 //! Events that must be published can go through the state's *outbox*
 //! ([`PersistedStream::process_queued`]): a frame's events are committed with the state that
 //! produced them, the caller publishes everything the outbox holds, then clears it with
 //! [`PersistedStream::delivered`]. A publish that fails leaves them queued, and they go out with
 //! the stream's next frame: delivery is at least once (a frame another instance processes
 //! between the commit and the clear publishes them again). Consumers tell a repeat by the
-//! event's stream, kind, track, region and frame time.
+//! event's stream, kind, track, region and frame time. A frame processed without the outbox
+//! ([`PersistedStream::process`]) takes what the outbox holds into its own events, ahead of
+//! them, and empties it: those events then reach whoever receives the frame's result.
 
+use crate::analytics::AnalyticsEvent;
 use crate::detect::{Detection, NmsConfig};
 use crate::error::{PersistError, StateError, VisionError};
 use crate::pipeline::{FrameAnalysis, QueuedEvent, StreamConfig, StreamProcessor};
@@ -144,6 +153,27 @@ pub struct PersistedFrame {
     pub outbox_dropped: usize,
 }
 
+/// What [`PersistedStream::reconfigure`] did with the stream's stored state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconfigured {
+    /// `left` events of the tracks that were inside zones, as of the stream's last frame (its
+    /// time and sequence); they wait in the new state's outbox.
+    pub closed: Vec<AnalyticsEvent>,
+    /// Undelivered events of the old outbox, carried over to the new one ahead of `closed`.
+    pub carried: usize,
+    /// Oldest events dropped to keep the new outbox within [`crate::MAX_OUTBOX_EVENTS`].
+    pub dropped: usize,
+    /// The stored state could be read under none of the configurations given: it is replaced
+    /// all the same, and its events are lost.
+    pub unreadable: Option<StateError>,
+    /// The stored state was already built under the new configuration and not under any
+    /// previous one (a frame started the stream over between the new configuration's write and
+    /// this call): left as it is.
+    pub already_started_over: bool,
+    /// Version of the new state written (none when nothing was stored, or it was left).
+    pub version: Option<u64>,
+}
+
 /// What an instance keeps for one stream between frames.
 #[derive(Debug)]
 struct Held {
@@ -215,8 +245,9 @@ impl PersistedStream {
     }
 
     /// Carries one frame's detections through the stored state (see the module docs). The
-    /// frame's events are returned in the analysis only; an outbox the state holds is kept as
-    /// it is.
+    /// frame's events are returned in the analysis only, after whatever the state's outbox
+    /// held (which is then empty): an in-order frame hands out what an earlier
+    /// [`Self::process_queued`] or [`Self::reconfigure`] left waiting.
     ///
     /// # Errors
     /// [`PersistError::Store`] when the store fails, [`PersistError::Contended`] after
@@ -247,6 +278,72 @@ impl PersistedStream {
         max_attempts: u32,
     ) -> Result<PersistedFrame, PersistError> {
         self.run(store, timestamp_ns, Some(sequence), detections, max_attempts)
+    }
+
+    /// Starts the stream over under this instance's configuration, what a reconfiguration
+    /// does (see the module docs). The stored state is read under the first of `previous` (the
+    /// configurations it may have been built under) that fits, else under the new one; its
+    /// tracks end as of its last frame and their `left` events, after its undelivered outbox,
+    /// go into the fresh state's outbox. The fresh state takes the next id epoch, so its ids
+    /// are above the old ones. Nothing stored: nothing is written.
+    ///
+    /// # Errors
+    /// [`PersistError::Store`] when the store fails, [`PersistError::Contended`] after
+    /// `max_attempts` lost compare-and-swaps.
+    pub fn reconfigure<S: StateStore>(
+        &mut self,
+        store: &mut S,
+        previous: &[StreamConfig],
+        max_attempts: u32,
+    ) -> Result<Reconfigured, PersistError> {
+        let attempts = max_attempts.max(1);
+        let mut epoch = None;
+        for _ in 0..attempts {
+            self.held = None;
+            let Some(entry) = store.load().map_err(PersistError::Store)? else {
+                return Ok(Reconfigured::default());
+            };
+            let mut out = Reconfigured::default();
+            let under_previous = previous
+                .iter()
+                .find_map(|cfg| StreamProcessor::decode_state(cfg.clone(), &entry.value).ok());
+            let old = match under_previous {
+                Some(p) => Some(p),
+                None => match StreamProcessor::decode_state(self.fresh.config().clone(), &entry.value) {
+                    Ok(_) if !previous.is_empty() && previous.iter().all(|p| p != self.fresh.config()) => {
+                        return Ok(Reconfigured { already_started_over: true, ..out });
+                    }
+                    Ok(p) => Some(p),
+                    Err(VisionError::State(e)) => {
+                        out.unreadable = Some(e);
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let mut fresh = self.fresh_state(store, Some(entry.version), None, &mut epoch)?.processor;
+            if let Some(mut old) = old {
+                let closed = old.end_tracks();
+                let sequence = old.last_sequence().unwrap_or(0);
+                let carried = old.take_outbox();
+                out.carried = carried.len();
+                out.dropped = fresh.carry(
+                    carried
+                        .into_iter()
+                        .chain(closed.iter().map(|event| QueuedEvent { sequence, event: event.clone() })),
+                );
+                out.closed = closed;
+            }
+            let bytes = fresh.encode_state()?;
+            if let CasOutcome::Swapped(version) =
+                store.compare_and_swap(Some(entry.version), &bytes).map_err(PersistError::Store)?
+            {
+                out.version = Some(version);
+                self.held = Some(Held { version, bytes, processor: fresh });
+                return Ok(out);
+            }
+        }
+        Err(PersistError::Contended { attempts })
     }
 
     /// Empties the outbox of the state `version` (this instance's last
@@ -329,8 +426,14 @@ impl PersistedStream {
                 }
                 return Ok(frame);
             }
-            if let Some(sequence) = queue {
-                frame.outbox_dropped = processor.queue(sequence, &frame.analysis.events);
+            match queue {
+                Some(sequence) => frame.outbox_dropped = processor.queue(sequence, &frame.analysis.events),
+                // no outbox on this path: what waits goes out as this frame's events
+                None if !processor.outbox().is_empty() => {
+                    let own = std::mem::take(&mut frame.analysis.events);
+                    frame.analysis.events = processor.take_outbox().into_iter().map(|q| q.event).chain(own).collect();
+                }
+                None => {}
             }
             let bytes = processor.encode_state()?;
             match store

@@ -104,6 +104,11 @@ pub struct StreamState {
     /// The clock before the last restart, while frames of it may still be in flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     old_clock: Option<OldClock>,
+    /// Sequence number of the last frame whose events were queued (absent in states from
+    /// before it was kept, and on streams that never queued): what events the stream's end
+    /// produces carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_sequence: Option<u64>,
 }
 
 /// What a stream remembers of its source's clock before a restart
@@ -225,6 +230,7 @@ pub struct StreamProcessor {
     analytics: Analytics,
     outbox: Vec<QueuedEvent>,
     old_clock: Option<OldClock>,
+    last_sequence: Option<u64>,
 }
 
 impl StreamProcessor {
@@ -266,6 +272,7 @@ impl StreamProcessor {
         processor.outbox = state.outbox;
         processor.trim_outbox();
         processor.old_clock = state.old_clock;
+        processor.last_sequence = state.last_sequence;
         Ok(processor)
     }
 
@@ -289,6 +296,7 @@ impl StreamProcessor {
             analytics: self.analytics.state(),
             outbox: self.outbox.clone(),
             old_clock: self.old_clock,
+            last_sequence: self.last_sequence,
         }
     }
 
@@ -353,6 +361,7 @@ impl StreamProcessor {
             analytics,
             outbox: Vec::new(),
             old_clock: None,
+            last_sequence: None,
         })
     }
 
@@ -362,11 +371,41 @@ impl StreamProcessor {
         &self.outbox
     }
 
-    /// Adds a frame's events to the outbox; returns how many of the oldest had to be dropped to
-    /// stay within [`MAX_OUTBOX_EVENTS`].
+    /// Adds the events of the frame `sequence` to the outbox (it is then the stream's last
+    /// sequence); returns how many of the oldest had to be dropped to stay within
+    /// [`MAX_OUTBOX_EVENTS`].
     pub fn queue(&mut self, sequence: u64, events: &[AnalyticsEvent]) -> usize {
-        self.outbox.extend(events.iter().map(|e| QueuedEvent { sequence, event: e.clone() }));
+        self.last_sequence = Some(sequence);
+        self.carry(events.iter().map(|e| QueuedEvent { sequence, event: e.clone() }))
+    }
+
+    /// Adds queued events (another state's) to the outbox; returns how many of the oldest had
+    /// to be dropped to stay within [`MAX_OUTBOX_EVENTS`].
+    pub fn carry(&mut self, events: impl IntoIterator<Item = QueuedEvent>) -> usize {
+        self.outbox.extend(events);
         self.trim_outbox()
+    }
+
+    /// Empties the outbox, returning what it held, oldest first.
+    pub fn take_outbox(&mut self) -> Vec<QueuedEvent> {
+        std::mem::take(&mut self.outbox)
+    }
+
+    /// Sequence number of the last frame whose events were queued.
+    #[must_use]
+    pub fn last_sequence(&self) -> Option<u64> {
+        self.last_sequence
+    }
+
+    /// Ends every track as of the last frame processed: the `left` events of the tracks inside
+    /// zones, stamped with that frame's time (none before the first frame). Ids and line totals
+    /// go on. What a clock restart does, and what a stream started over closes.
+    pub fn end_tracks(&mut self) -> Vec<AnalyticsEvent> {
+        let Some(last) = self.last_timestamp_ns else {
+            return Vec::new();
+        };
+        let ended = self.tracker.end_all();
+        self.analytics.update(last, &[], &ended)
     }
 
     /// Drops the oldest queued events past [`MAX_OUTBOX_EVENTS`]; returns how many.
@@ -441,8 +480,7 @@ impl StreamProcessor {
                 // the source's clock went back by more than a reorder: it restarted (a camera
                 // or encoder restart, a producer run again). Its tracks end now, as of the last
                 // frame seen (their zones report `left`); ids and line totals go on.
-                let ended = self.tracker.end_all();
-                events = self.analytics.update(last, &[], &ended);
+                events = self.end_tracks();
                 self.old_clock = Some(OldClock { last_ns: last, restarted_at_ns: timestamp_ns });
             }
         }

@@ -883,3 +883,108 @@ fn one_frame_takes_one_id_epoch_however_many_attempts_start_over() {
     assert!(matches!(e, Err(PersistError::Contended { attempts: 4 })), "{e:?}");
     assert_eq!(shared.borrow().epoch, Some(1));
 }
+
+/// A reconfiguration starts the stream over and closes what the old state left open: the
+/// tracks inside zones get `left`, as of the last frame, after the undelivered outbox; both go
+/// out with the next frame, queued or not. Before, `configure` deleted the state, and a
+/// consumer counting people in a zone by `entered`/`left` kept the old tracks inside for good.
+#[test]
+fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
+    let frames = frames();
+    let (straight, _) = run(&[]);
+    // the first frame after which someone is inside the zone
+    let mut inside = BTreeSet::new();
+    let mut k = None;
+    for (i, s) in straight.iter().enumerate() {
+        for e in &s.events {
+            match e.kind {
+                EventKind::Entered => inside.insert(e.track_id),
+                EventKind::Left => inside.remove(&e.track_id),
+                EventKind::Crossed => false,
+            };
+        }
+        if !inside.is_empty() && i + 1 < frames.len() {
+            k = Some(i);
+            break;
+        }
+    }
+    let k = k.expect("someone enters the zone in the clip");
+    let mut new_cfg = config();
+    new_cfg.zones[0].name = "square-east".into();
+    new_cfg.min_frames_in_zone = 2;
+
+    let shared = Rc::new(RefCell::new(Shared { epoch: Some(0), ..Shared::default() }));
+    let mut store = Store::new(&shared);
+    let mut a = PersistedStream::new(config()).unwrap();
+    // nothing is ever delivered: the outbox holds every event so far
+    let mut queued = Vec::new();
+    for f in &frames[..=k] {
+        queued = a.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap().outbox;
+    }
+    let want_carried: Vec<_> = straight[..=k].iter().flat_map(|s| s.events.clone()).collect();
+    assert_eq!(queued.iter().map(|q| q.event.clone()).collect::<Vec<_>>(), want_carried);
+    let mut reference = StreamProcessor::new(config()).unwrap();
+    for f in &frames[..=k] {
+        reference.process(f.timestamp_ns, &f.detections);
+    }
+    let want_closed = reference.end_tracks();
+    assert_eq!(want_closed.iter().map(|e| e.track_id).collect::<BTreeSet<_>>(), inside);
+    assert!(want_closed.iter().all(|e| e.kind == EventKind::Left && e.region == "square" && e.timestamp_ns == frames[k].timestamp_ns));
+
+    // the configuration is written first, then the state started over
+    shared.borrow_mut().config = Some(new_cfg.clone());
+    let mut b = PersistedStream::new(new_cfg.clone()).unwrap();
+    let r = b.reconfigure(&mut store, &[config()], 3).unwrap();
+    assert_eq!(r.closed, want_closed);
+    assert_eq!((r.carried, r.dropped, &r.unreadable, r.already_started_over), (want_carried.len(), 0, &None, false));
+    let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
+    assert_eq!(r.version, Some(shared.borrow().entry.as_ref().unwrap().version));
+    let p = StreamProcessor::restore(new_cfg.clone(), stored).unwrap();
+    let waiting: Vec<_> = p.outbox().iter().map(|q| (q.sequence, q.event.clone())).collect();
+    let want_waiting: Vec<_> = queued
+        .iter()
+        .map(|q| (q.sequence, q.event.clone()))
+        .chain(want_closed.iter().map(|e| (frames[k].sequence, e.clone())))
+        .collect();
+    assert_eq!(waiting, want_waiting);
+    assert_eq!(p.last_timestamp_ns(), None, "the stream starts over");
+
+    // the same call again finds the state built under the new configuration: left as it is
+    let writes = shared.borrow().writes;
+    let again = PersistedStream::new(new_cfg.clone()).unwrap().reconfigure(&mut store, &[config()], 3).unwrap();
+    assert!(again.already_started_over && again.version.is_none());
+    assert_eq!(shared.borrow().writes, writes);
+
+    // the next frame (a fresh instance, queued) hands them out ahead of its own, with ids
+    // above the old ones
+    let next = &frames[k + 1];
+    let mut c = PersistedStream::new(new_cfg.clone()).unwrap();
+    let r2 = c.process_queued(&mut store, next.timestamp_ns, next.sequence, &next.detections, 3).unwrap();
+    assert_eq!(r2.outbox[..want_waiting.len()].iter().map(|q| (q.sequence, q.event.clone())).collect::<Vec<_>>(), want_waiting);
+    assert!(r2.analysis.tracks.iter().all(|t| t.track_id > edgecell_vision::ID_EPOCH_SPAN), "{:?}", r2.analysis.tracks);
+
+    // without the outbox (a WIT caller): the frame's events start with what waited, and the
+    // outbox is empty afterwards
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut store = Store::new(&shared);
+    let mut a = PersistedStream::new(config()).unwrap();
+    for f in &frames[..=k] {
+        a.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap();
+    }
+    let mut b = PersistedStream::new(new_cfg.clone()).unwrap();
+    b.reconfigure(&mut store, &[config()], 3).unwrap();
+    let r3 = b.process(&mut store, next.timestamp_ns, &next.detections, 3).unwrap();
+    let n = want_waiting.len();
+    assert_eq!(r3.analysis.events[..n].to_vec(), want_waiting.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>());
+    let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
+    assert!(StreamProcessor::restore(new_cfg.clone(), stored).unwrap().outbox().is_empty());
+
+    // an unreadable state is replaced all the same; nothing stored, nothing written
+    write(&shared, b"not a state".to_vec());
+    let r4 = PersistedStream::new(new_cfg.clone()).unwrap().reconfigure(&mut store, &[config()], 3).unwrap();
+    assert!(matches!(r4.unreadable, Some(StateError::Corrupt(_))) && r4.version.is_some() && r4.closed.is_empty());
+    shared.borrow_mut().entry = None;
+    let writes = shared.borrow().writes;
+    assert_eq!(PersistedStream::new(new_cfg).unwrap().reconfigure(&mut store, &[config()], 3).unwrap(), edgecell_vision::Reconfigured::default());
+    assert_eq!(shared.borrow().writes, writes);
+}
