@@ -27,7 +27,11 @@
 //! over without losing them: its tracks end, the `left` events of those inside zones join what
 //! the outbox held (`video_reconfigure_closed_events_total`,
 //! `video_reconfigure_carried_events_total`), and they go out with the next frame. A frame
-//! through the WIT `process-frame` returns what waits ahead of its own events.
+//! that finds a state built under another configuration (a `configure` racing it) carries
+//! them over the same way (`video_reset_carried_events_total`). A frame through the WIT
+//! `process-frame` returns what waits ahead of its own events. `video_events_redelivered_total`
+//! counts every event published with a later frame than its own (after a failed publish, a
+//! lost clear, or carried over from a replaced state).
 //!
 //! Track ids stay unique per stream when its state is lost (TTL, corruption, `configure`): each
 //! start from nothing takes the next count of `video/ids/<stream>` (no TTL) and hands out ids
@@ -344,6 +348,8 @@ struct Advanced {
     outbox: Vec<QueuedEvent>,
     /// Version of the state the outbox belongs to.
     version: Option<u64>,
+    /// Events of `analysis` handed out from earlier (not queued: see `PersistedFrame::handed_out`).
+    handed_out: usize,
 }
 
 /// Tracking and analytics for one frame's detections through the stream's stored state; with
@@ -377,6 +383,10 @@ fn advance(stream: &str, timestamp: u64, queue: Option<u64>, detections: &[Detec
     if let Some(reason) = &frame.reset {
         count("video_state_resets_total", &[("stream", stream), ("reason", reason.reason())], 1.0);
     }
+    if frame.carried > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        count("video_reset_carried_events_total", &[("stream", stream)], frame.carried as f64);
+    }
     if frame.config_reloaded {
         count("video_config_reloads_total", &[("stream", stream)], 1.0);
     }
@@ -394,7 +404,7 @@ fn advance(stream: &str, timestamp: u64, queue: Option<u64>, detections: &[Detec
         started.elapsed().as_secs_f64(),
         &[0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.0025, 0.005, 0.01],
     );
-    Ok(Advanced { analysis: frame.analysis, outbox: frame.outbox, version: frame.outbox_version })
+    Ok(Advanced { analysis: frame.analysis, outbox: frame.outbox, version: frame.outbox_version, handed_out: frame.handed_out })
 }
 
 /// One frame's result, and what it left to publish.
@@ -415,10 +425,11 @@ fn process(stream: &str, timestamp: u64, queue: Option<u64>, bytes: &[u8], fmt: 
         Ok::<_, VideoError>((ps.config().model.clone(), ps.nms_config(), ps.class_filter().to_vec(), ps.config().score_threshold))
     })?;
     let detections = detect_bytes(bytes, fmt, width, height, &model, &nms, &classes)?;
-    let Advanced { analysis, outbox, version } = advance(stream, timestamp, queue, &detections)?;
+    let Advanced { analysis, outbox, version, handed_out } = advance(stream, timestamp, queue, &detections)?;
     count("video_frames_total", &[("stream", stream)], 1.0);
+    // (this frame's own: those handed out from earlier were counted when they happened)
     #[allow(clippy::cast_precision_loss)]
-    count("video_events_total", &[("stream", stream)], analysis.events.len() as f64);
+    count("video_events_total", &[("stream", stream)], analysis.events.len().saturating_sub(handed_out) as f64);
     observe(
         "video_frame_seconds",
         "Per-frame time in the video actor (seconds)",

@@ -277,6 +277,10 @@ struct TrackAnalytics {
 pub struct AnalyticsState {
     tracks: BTreeMap<u64, TrackAnalytics>,
     counts: Vec<LineCount>,
+    /// The zones' names in configuration order (absent in states from before they were
+    /// kept): what a state replaced without its configuration closes its zones with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    zones: Vec<String>,
 }
 
 impl AnalyticsState {
@@ -290,6 +294,31 @@ impl AnalyticsState {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.tracks.is_empty()
+    }
+
+    /// The `left` events of every track inside a zone, stamped `timestamp_ns`, in track order:
+    /// what ending all tracks gives, without the configuration (zones whose name the state
+    /// does not hold are skipped).
+    #[must_use]
+    pub fn closing_events(&self, timestamp_ns: u64) -> Vec<AnalyticsEvent> {
+        let mut events = Vec::new();
+        for (id, st) in &self.tracks {
+            for (name, zs) in self.zones.iter().zip(&st.zones) {
+                if zs.inside {
+                    events.push(AnalyticsEvent {
+                        kind: EventKind::Left,
+                        track_id: *id,
+                        class_id: st.class_id,
+                        class_name: coco::class_name(st.class_id).to_owned(),
+                        region: name.clone(),
+                        direction: None,
+                        timestamp_ns,
+                        dwell_ms: Some(dwell_ms(zs)),
+                    });
+                }
+            }
+        }
+        events
     }
 }
 
@@ -354,6 +383,7 @@ impl Analytics {
         AnalyticsState {
             tracks: self.tracks.clone(),
             counts: self.counts.clone(),
+            zones: self.cfg.zones.iter().map(|z| z.name.clone()).collect(),
         }
     }
 

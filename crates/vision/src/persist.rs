@@ -21,8 +21,10 @@
 //! [`PersistedStream::reconfigure`] starts a stream over under a new configuration and closes
 //! what its stored state leaves open: the tracks inside zones get their `left` events, as of
 //! the stream's last frame, and they wait in the new state's outbox with the old outbox's
-//! undelivered events. Only a state that cannot be read at all (corrupt, another format) or
-//! that has expired takes its events along.
+//! undelivered events. A frame that finds a state it cannot use but can read (built under
+//! another configuration, inconsistent) does the same with what the state keeps (its outbox,
+//! its zones' names): [`PersistedFrame::carried`]. Only a state that cannot be read at all
+//! (corrupt, another format) or that has expired takes its events along.
 //!
 //! Events that must be published can go through the state's *outbox*
 //! ([`PersistedStream::process_queued`]): a frame's events are committed with the state that
@@ -37,7 +39,7 @@
 use crate::analytics::AnalyticsEvent;
 use crate::detect::{Detection, NmsConfig};
 use crate::error::{PersistError, StateError, VisionError};
-use crate::pipeline::{FrameAnalysis, QueuedEvent, StreamConfig, StreamProcessor};
+use crate::pipeline::{FrameAnalysis, QueuedEvent, StreamConfig, StreamProcessor, StreamState};
 
 /// A state entry as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,6 +153,12 @@ pub struct PersistedFrame {
     pub outbox_version: Option<u64>,
     /// Oldest queued events dropped to keep the outbox within [`crate::MAX_OUTBOX_EVENTS`].
     pub outbox_dropped: usize,
+    /// Events a replaced state still owed (its outbox, and the `left` events of its tracks
+    /// inside zones), carried into the fresh one: they go out with this frame.
+    pub carried: usize,
+    /// Without the outbox ([`PersistedStream::process`]): how many of the analysis's events
+    /// are earlier ones handed out ahead of this frame's own.
+    pub handed_out: usize,
 }
 
 /// What [`PersistedStream::reconfigure`] did with the stream's stored state.
@@ -163,8 +171,9 @@ pub struct Reconfigured {
     pub carried: usize,
     /// Oldest events dropped to keep the new outbox within [`crate::MAX_OUTBOX_EVENTS`].
     pub dropped: usize,
-    /// The stored state could be read under none of the configurations given: it is replaced
-    /// all the same, and its events are lost.
+    /// The stored state could not be read at all (corrupt, another format): it is replaced
+    /// all the same, and its events are lost. (One that reads under none of the configurations
+    /// given still gives its outbox, and closes its zones by the names it keeps.)
     pub unreadable: Option<StateError>,
     /// The stored state was already built under the new configuration and not under any
     /// previous one (a frame started the stream over between the new configuration's write and
@@ -200,6 +209,10 @@ struct Resolved {
     stored: Option<Vec<u8>>,
     source: StateSource,
     reset: Option<StateError>,
+    /// Events carried over from a replaced state (see [`PersistedFrame::carried`]).
+    carried: usize,
+    /// Of them, dropped to keep the outbox within its limit.
+    dropped: usize,
 }
 
 impl PersistedStream {
@@ -315,25 +328,27 @@ impl PersistedStream {
                     }
                     Ok(p) => Some(p),
                     Err(VisionError::State(e)) => {
-                        out.unreadable = Some(e);
+                        if StreamState::decode(&entry.value).is_err() {
+                            out.unreadable = Some(e);
+                        }
                         None
                     }
                     Err(e) => return Err(e.into()),
                 },
             };
             let mut fresh = self.fresh_state(store, Some(entry.version), None, &mut epoch)?.processor;
-            if let Some(mut old) = old {
-                let closed = old.end_tracks();
-                let sequence = old.last_sequence().unwrap_or(0);
-                let carried = old.take_outbox();
-                out.carried = carried.len();
-                out.dropped = fresh.carry(
-                    carried
-                        .into_iter()
-                        .chain(closed.iter().map(|event| QueuedEvent { sequence, event: event.clone() })),
-                );
-                out.closed = closed;
-            }
+            let (carried, closing) = match old {
+                Some(mut old) => {
+                    let closed = old.end_tracks();
+                    let sequence = old.last_sequence().unwrap_or(0);
+                    (old.take_outbox(), closed.into_iter().map(|event| QueuedEvent { sequence, event }).collect())
+                }
+                // read without its configuration: the zone names it keeps close its tracks
+                None => StreamState::decode(&entry.value).map(StreamState::into_pending).unwrap_or_default(),
+            };
+            out.carried = carried.len();
+            out.closed = closing.iter().map(|q| q.event.clone()).collect();
+            out.dropped = fresh.carry(carried.into_iter().chain(closing));
             let bytes = fresh.encode_state()?;
             if let CasOutcome::Swapped(version) =
                 store.compare_and_swap(Some(entry.version), &bytes).map_err(PersistError::Store)?
@@ -395,6 +410,8 @@ impl PersistedStream {
                 stored,
                 source,
                 reset,
+                carried,
+                dropped,
             } = resolved;
             let analysis = processor.process(timestamp_ns, detections);
             let mut frame = PersistedFrame {
@@ -407,7 +424,9 @@ impl PersistedStream {
                 state_bytes: 0,
                 outbox: Vec::new(),
                 outbox_version: None,
-                outbox_dropped: 0,
+                outbox_dropped: dropped,
+                carried,
+                handed_out: 0,
             };
             if frame.analysis.out_of_order {
                 // Nothing changed: keep holding the stored entry if we have it exactly, and hand
@@ -427,11 +446,13 @@ impl PersistedStream {
                 return Ok(frame);
             }
             match queue {
-                Some(sequence) => frame.outbox_dropped = processor.queue(sequence, &frame.analysis.events),
+                Some(sequence) => frame.outbox_dropped += processor.queue(sequence, &frame.analysis.events),
                 // no outbox on this path: what waits goes out as this frame's events
                 None if !processor.outbox().is_empty() => {
                     let own = std::mem::take(&mut frame.analysis.events);
-                    frame.analysis.events = processor.take_outbox().into_iter().map(|q| q.event).chain(own).collect();
+                    let waiting = processor.take_outbox();
+                    frame.handed_out = waiting.len();
+                    frame.analysis.events = waiting.into_iter().map(|q| q.event).chain(own).collect();
                 }
                 None => {}
             }
@@ -490,6 +511,8 @@ impl PersistedStream {
                 stored: Some(entry.value),
                 source: StateSource::Instance,
                 reset: None,
+                carried: 0,
+                dropped: 0,
             });
         }
         let decoded = match StreamProcessor::decode_state(self.fresh.config().clone(), &entry.value)
@@ -520,8 +543,21 @@ impl PersistedStream {
                 stored: Some(entry.value),
                 source: StateSource::Decoded,
                 reset: None,
+                carried: 0,
+                dropped: 0,
             }),
-            Err(VisionError::State(e)) => self.fresh_state(store, Some(entry.version), Some(e), epoch),
+            Err(VisionError::State(e)) => {
+                // A state that reads but does not fit (built under another configuration, or
+                // inconsistent with it) still says what it owes: its outbox, and its tracks'
+                // zones to close. They go into the fresh state.
+                let mut fresh = self.fresh_state(store, Some(entry.version), Some(e), epoch)?;
+                if let Ok(old) = StreamState::decode(&entry.value) {
+                    let (outbox, closing) = old.into_pending();
+                    fresh.carried = outbox.len() + closing.len();
+                    fresh.dropped = fresh.processor.carry(outbox.into_iter().chain(closing));
+                }
+                Ok(fresh)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -547,6 +583,8 @@ impl PersistedStream {
             stored: None,
             source: StateSource::New,
             reset,
+            carried: 0,
+            dropped: 0,
         })
     }
 }

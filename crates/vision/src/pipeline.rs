@@ -174,6 +174,16 @@ impl StreamState {
         serde_json::to_vec(self).map_err(|e| StateError::Inconsistent(e.to_string()))
     }
 
+    /// What a replaced state still owes its consumers, read without its configuration: its
+    /// outbox, and the `left` events of the tracks inside zones as of its last frame (with the
+    /// last queued sequence, 0 if none). States from before zone names were kept close none.
+    #[must_use]
+    pub fn into_pending(self) -> (Vec<QueuedEvent>, Vec<QueuedEvent>) {
+        let sequence = self.last_sequence.unwrap_or(0);
+        let closing = self.last_timestamp_ns.map(|t| self.analytics.closing_events(t)).unwrap_or_default();
+        (self.outbox, closing.into_iter().map(|event| QueuedEvent { sequence, event }).collect())
+    }
+
     /// Reads bytes written by [`StreamState::encode`].
     ///
     /// # Errors

@@ -975,6 +975,7 @@ fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
     b.reconfigure(&mut store, &[config()], 3).unwrap();
     let r3 = b.process(&mut store, next.timestamp_ns, &next.detections, 3).unwrap();
     let n = want_waiting.len();
+    assert_eq!(r3.handed_out, n);
     assert_eq!(r3.analysis.events[..n].to_vec(), want_waiting.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>());
     let stored = StreamState::decode(&shared.borrow().entry.as_ref().unwrap().value).unwrap();
     assert!(StreamProcessor::restore(new_cfg.clone(), stored).unwrap().outbox().is_empty());
@@ -987,4 +988,69 @@ fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
     let writes = shared.borrow().writes;
     assert_eq!(PersistedStream::new(new_cfg).unwrap().reconfigure(&mut store, &[config()], 3).unwrap(), edgecell_vision::Reconfigured::default());
     assert_eq!(shared.borrow().writes, writes);
+}
+
+/// A `configure` that races frames: another instance already holds the new configuration and
+/// meets the old state first. It cannot use it, but it reads what the state owes (its outbox,
+/// and its tracks' zones by the names the state keeps) and carries that into the fresh state,
+/// so the events go out with its frame; the `reconfigure` that follows finds the stream already
+/// started over. The same reading serves a `reconfigure` that does not know the old
+/// configuration.
+#[test]
+fn a_frame_that_replaces_a_state_of_another_configuration_carries_what_it_owes() {
+    let frames = frames();
+    let (straight, _) = run(&[]);
+    let mut inside = BTreeSet::new();
+    let mut k = 0;
+    for (i, s) in straight.iter().enumerate() {
+        for e in &s.events {
+            match e.kind {
+                EventKind::Entered => inside.insert(e.track_id),
+                EventKind::Left => inside.remove(&e.track_id),
+                EventKind::Crossed => false,
+            };
+        }
+        if !inside.is_empty() {
+            k = i;
+            break;
+        }
+    }
+    assert!(!inside.is_empty() && k + 1 < frames.len());
+    let mut new_cfg = config();
+    new_cfg.zones[0].name = "square-east".into();
+    let setup = || {
+        let shared = Rc::new(RefCell::new(Shared { epoch: Some(0), ..Shared::default() }));
+        let mut store = Store::new(&shared);
+        let mut a = PersistedStream::new(config()).unwrap();
+        for f in &frames[..=k] {
+            a.process_queued(&mut store, f.timestamp_ns, f.sequence, &f.detections, 3).unwrap();
+        }
+        (shared, store)
+    };
+    let owed = straight[..=k].iter().map(|s| s.events.len()).sum::<usize>() + inside.len();
+
+    // the frame first: the new configuration is stored, the state is still the old one's
+    let (shared, mut store) = setup();
+    shared.borrow_mut().config = Some(new_cfg.clone());
+    let next = &frames[k + 1];
+    let mut b = PersistedStream::new(new_cfg.clone()).unwrap();
+    let r = b.process_queued(&mut store, next.timestamp_ns, next.sequence, &next.detections, 3).unwrap();
+    assert!(matches!(r.reset, Some(StateError::ConfigMismatch { .. })), "{:?}", r.reset);
+    assert_eq!(r.carried, owed);
+    let closing: Vec<_> = r.outbox[..owed].iter().filter(|q| q.event.kind == EventKind::Left && q.sequence == frames[k].sequence && q.event.timestamp_ns == frames[k].timestamp_ns).collect();
+    assert_eq!(closing.iter().map(|q| q.event.track_id).collect::<BTreeSet<_>>(), inside, "{:?}", r.outbox);
+    assert!(closing.iter().all(|q| q.event.region == "square"));
+    // then the configure: nothing left to do
+    let writes = shared.borrow().writes;
+    let rc = PersistedStream::new(new_cfg.clone()).unwrap().reconfigure(&mut store, &[config()], 3).unwrap();
+    assert!(rc.already_started_over);
+    assert_eq!(shared.borrow().writes, writes);
+
+    // a reconfigure that does not know the old configuration reads the same from the state
+    let (shared, mut store) = setup();
+    let r = PersistedStream::new(new_cfg).unwrap().reconfigure(&mut store, &[], 3).unwrap();
+    assert!(r.unreadable.is_none() && r.version.is_some());
+    assert_eq!(r.closed.iter().map(|e| e.track_id).collect::<BTreeSet<_>>(), inside);
+    assert_eq!(r.carried + r.closed.len(), owed);
+    drop(shared);
 }
