@@ -98,10 +98,16 @@ impl MessagingProvider {
         }
     }
 
-    /// True when the link `key` is subscribed with exactly `settings` (the same link delivered
-    /// again: by a sweep, or for a component's second link name).
+    /// True when the link `key` is subscribed with exactly `settings` and its subscriptions
+    /// still run (the same link delivered again: by a sweep, or for a component's second link
+    /// name). A subscription the server ended is taken again.
     fn subscribed_as(&self, key: &LinkKey, settings: &LinkSettings) -> bool {
-        self.0.subscriptions.lock().unwrap_or_else(PoisonError::into_inner).get(key).is_some_and(|(s, _)| s == settings)
+        self.0
+            .subscriptions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .is_some_and(|(s, tasks)| s == settings && tasks.iter().all(|t| !t.is_finished()))
     }
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use crate::Registry;
 
-/// How long writing one response may block before the client is given up.
+/// How long one write of a response may block before the client is given up (per write: a
+/// client that reads a little every few seconds still holds the endpoint for as long as it
+/// takes to read the page).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The pause before listening again after the listener stopped.
 const RELISTEN_PAUSE: Duration = Duration::from_secs(1);

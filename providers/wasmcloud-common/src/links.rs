@@ -141,9 +141,16 @@ pub async fn sweep<P: Provider>(provider: &P, connection: &ProviderConnection) -
         // Resolving the config took time: the lattice may have deleted the link meanwhile (a
         // delete the provider has already handled), or the SDK delivered it. Handing it over
         // then would revive a deleted link for good.
-        if !still_listed(connection, &link).await? || held(connection, &link, as_target).await {
-            debug!(source = link.source_id, target = link.target, name = link.name, "link deleted or delivered while its config was read");
-            continue;
+        match still_listed(connection, &link).await {
+            Ok(true) if !held(connection, &link, as_target).await => {}
+            Ok(_) => {
+                debug!(source = link.source_id, target = link.target, name = link.name, "link deleted or delivered while its config was read");
+                continue;
+            }
+            Err(e) => {
+                warn!(source = link.source_id, target = link.target, error = %e, "missed link could not be checked again: not recovered");
+                continue;
+            }
         }
         info!(source = link.source_id, target = link.target, name = link.name, "recovering a link put this provider missed");
         let (source_config, target_config) = if as_target { (HashMap::new(), config) } else { (config, HashMap::new()) };
