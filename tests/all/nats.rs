@@ -49,3 +49,27 @@ fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {
     assert_eq!(count.value, b"25");
     assert_eq!(feed.stats().host_errors.load(std::sync::atomic::Ordering::Relaxed), 0);
 }
+
+/// A message the host cannot deliver (here: no instance slot is free, the host's only one is
+/// held elsewhere) is answered on its reply subject with the error, so the requester does not
+/// wait out its timeout.
+#[test]
+fn a_message_the_host_cannot_deliver_is_answered_with_the_error() {
+    let server = NatsServer::start();
+    let conn = NatsConnection::connect(&server.url).unwrap();
+    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    services.bus = conn.bus();
+    let runtime = Runtime::new(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() }, services).unwrap();
+    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let _held = actor.instantiate().unwrap();
+    let pool = Arc::new(InstancePool::new(actor, 1));
+    let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 1).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let reply = rt.block_on(async {
+        let client = async_nats::connect(&server.url).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), client.request("edgecell.probe.in", "hello".into())).await.expect("a reply").unwrap()
+    });
+    let body: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+    assert_eq!(feed.stats().host_errors.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -188,6 +188,21 @@ impl HostConfig {
         if h.max_instances == 0 || h.memory_cap_mib == 0 || h.call_deadline_ms == 0 || h.epoch_tick_ms == 0 {
             return Err(ConfigError::Invalid("host limits must be greater than zero".into()));
         }
+        // the deadline is counted in ticks: a tick longer than it stretches it to ticks
+        if h.epoch_tick_ms > h.call_deadline_ms {
+            return Err(ConfigError::Invalid(format!(
+                "[host] epoch_tick_ms ({}) must not exceed call_deadline_ms ({}): deadlines are counted in ticks",
+                h.epoch_tick_ms, h.call_deadline_ms
+            )));
+        }
+        // every actor keeps up to `instances` live instances, all from the host's pool
+        let wanted: u64 = self.actors.iter().map(|a| a.instances as u64).fold(0, u64::saturating_add);
+        if wanted > u64::from(h.max_instances) {
+            return Err(ConfigError::Invalid(format!(
+                "the actors' instances add up to {wanted}, more than [host] max_instances ({}): deliveries would fail with the pool exhausted",
+                h.max_instances
+            )));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for a in &self.actors {
             if a.name.is_empty() || !a.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
@@ -364,6 +379,10 @@ config = {{ greeting = "hi" }}
             ("[cache]\nshards = 0\n", "[cache] shards"),
             ("[cache]\nmemory_budget_bytes = 3\nshards = 4\n", "one byte per shard"),
             ("[cache]\nmax_batch = 0\n", "greater than zero"),
+            ("[host]\ncall_deadline_ms = 250\nepoch_tick_ms = 10000\n", "counted in ticks"),
+            (&format!("[host]\nmax_instances = 2\n[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"{PIN}\"\ninstances = 2\n[[actor]]\nname = \"b\"\npath = \"b.wasm\"\nsha256 = \"{PIN}\"\ninstances = 1\n"), "add up to 3"),
+            (&format!("[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"{PIN}\"\ninstances = 4611686018427387904\n"), "max_instances"),
+            ("[inference]\nmodels = \"m\"\nqueue_capacity = 1000000000\n", "queue capacity"),
         ];
         let open = HostConfig::parse("[host]\ningest_open = \"cam-1/frames, cam-2/frames\"\n", Path::new(".")).unwrap();
         assert_eq!(open.host.ingest_open, "cam-1/frames, cam-2/frames");

@@ -165,7 +165,7 @@ fn serve(config_path: &Path) -> Result<()> {
         None => None,
     };
     // producers put large payloads (video frames) into the actors' keyspaces over NATS
-    let _ingest = match &nats {
+    let ingest = match &nats {
         Some(conn) => {
             let ingest = conn.cache_ingest(Arc::clone(&services.cache))?;
             println!("cache ingest ← {}.>", edgecell::nats::CACHE_PUT_PREFIX);
@@ -199,6 +199,20 @@ fn serve(config_path: &Path) -> Result<()> {
     println!("serving; Ctrl-C to stop");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(tokio::signal::ctrl_c())?;
+    println!("stopping (Ctrl-C again to exit at once)");
+    std::thread::spawn(|| {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let _ = rt.block_on(tokio::signal::ctrl_c());
+            std::process::exit(130);
+        }
+    });
+    // no new deliveries; those running finish while the wasmtime runtime (and its deadline
+    // ticker) still runs, within a bound
     drop(feeds);
+    drop(ingest);
+    if let Some(conn) = nats {
+        conn.shutdown(std::time::Duration::from_secs(10));
+    }
+    drop(runtime);
     Ok(())
 }

@@ -21,7 +21,17 @@
 //! `invalid key: …`, `invalid namespace: …`, `value larger than the per-entry limit …`). A bad
 //! request never stops the handler. Requests without a reply subject are applied silently.
 //! Every embedded host on the lattice subscribes (no queue group), so each host's cache holds
-//! the frames whichever host's actor is handed the reference.
+//! the frames whichever host's actor is handed the reference. A producer counts the first
+//! reply only: with hosts whose cache settings differ (a smaller `max_value_bytes`, another
+//! `ingest_open`), a frame one host refused can be referenced to that host's actor, which then
+//! reports it missing. Give every host on one lattice the same cache settings.
+//!
+//! # Failures
+//!
+//! A message whose delivery fails in the host (a trap, the deadline, the memory cap, no free
+//! instance) is answered on its reply subject with `{"error":"…"}`, as the actors answer
+//! their own errors, so a requester does not wait out its timeout. Messages the client had to
+//! drop because an actor could not keep up (a slow consumer) are logged.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +59,22 @@ pub enum NatsError {
 /// Subject prefix of cache put requests (`<prefix>.<keyspace>`).
 pub const CACHE_PUT_PREFIX: &str = "edgecell.cache.put";
 
+/// How long an actor's publish may wait for the client (its send queue is full while the
+/// server is unreachable) before it fails: an actor call must not hang on NATS.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What the client reports besides messages: drops are worth a warning.
+async fn log_event(event: async_nats::Event) {
+    match event {
+        async_nats::Event::SlowConsumer(sid) => {
+            tracing::warn!(subscription = sid, "NATS messages dropped: an actor does not keep up (slow consumer)");
+        }
+        async_nats::Event::ServerError(e) => tracing::warn!(error = %e, "NATS server error"),
+        async_nats::Event::ClientError(e) => tracing::warn!(error = %e, "NATS client error"),
+        other => tracing::info!(event = %other, "NATS connection"),
+    }
+}
+
 /// A NATS client with its own small tokio runtime.
 pub struct NatsConnection {
     rt: tokio::runtime::Runtime,
@@ -75,7 +101,14 @@ impl NatsConnection {
             .block_on(async {
                 tokio::time::timeout(
                     Duration::from_secs(5),
-                    async_nats::ConnectOptions::new().name("edgecell-embedded-host").retry_on_initial_connect().connect(url),
+                    async_nats::ConnectOptions::new()
+                        .name("edgecell-embedded-host")
+                        .retry_on_initial_connect()
+                        // each request carries its own timeout (the client's default would cut
+                        // every one at 10 s)
+                        .request_timeout(None)
+                        .event_callback(log_event)
+                        .connect(url),
                 )
                 .await
             })
@@ -100,20 +133,30 @@ impl NatsConnection {
         self.rt.handle()
     }
 
+    /// Stops the client's runtime, waiting at most `timeout` for deliveries still running
+    /// (dropping the connection would wait for them without limit).
+    pub fn shutdown(self, timeout: Duration) {
+        let Self { rt, client, .. } = self;
+        let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(1), client.flush()).await });
+        rt.shutdown_timeout(timeout);
+    }
+
     /// Subscribe `subjects` (as queue group `edgecell.<actor>`, so several hosts share the work)
     /// and deliver every message to the pool's actor, at most `concurrency` at a time.
     pub fn feed(&self, pool: &Arc<InstancePool>, subjects: &[String], concurrency: usize) -> Result<Feed, NatsError> {
         let stats = Arc::new(FeedStats::default());
         let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
         let group = format!("edgecell.{}", pool.actor().name());
-        let mut tasks = Vec::new();
+        // built first, so a subscription that fails stops the ones already running
+        let mut feed = Feed { tasks: Vec::new(), stats: Arc::clone(&stats) };
         for subject in subjects {
             let mut sub = self
                 .rt
                 .block_on(self.client.queue_subscribe(subject.clone(), group.clone()))
                 .map_err(|e| NatsError::Subscribe { subject: subject.clone(), message: e.to_string() })?;
-            let (pool, stats, permits) = (Arc::clone(pool), Arc::clone(&stats), Arc::clone(&permits));
-            tasks.push(self.rt.spawn(async move {
+            let (pool, stats, permits, client) = (Arc::clone(pool), Arc::clone(&stats), Arc::clone(&permits), self.client.clone());
+            let handle = self.rt.handle().clone();
+            feed.tasks.push(self.rt.spawn(async move {
                 while let Some(msg) = sub.next().await {
                     let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
                     let bm = BrokerMessage {
@@ -121,7 +164,7 @@ impl NatsConnection {
                         body: msg.payload.to_vec(),
                         reply_to: msg.reply.map(|r| r.to_string()),
                     };
-                    let (pool, stats) = (Arc::clone(&pool), Arc::clone(&stats));
+                    let (pool, stats, client, handle) = (Arc::clone(&pool), Arc::clone(&stats), client.clone(), handle.clone());
                     tokio::task::spawn_blocking(move || {
                         stats.received.fetch_add(1, Ordering::Relaxed);
                         match pool.with_instance(|i| i.handle_message(&bm)) {
@@ -135,6 +178,17 @@ impl NatsConnection {
                             Err(e) => {
                                 stats.host_errors.fetch_add(1, Ordering::Relaxed);
                                 tracing::error!(actor = %pool.actor().name(), subject = %bm.subject, error = %e, "delivery failed");
+                                // the actor could not answer: the host does, so a requester
+                                // does not wait out its timeout
+                                if let Some(to) = bm.reply_to {
+                                    let body = serde_json::json!({ "error": e.to_string() }).to_string();
+                                    let sent = handle.block_on(async {
+                                        tokio::time::timeout(PUBLISH_TIMEOUT, client.publish(to, body.into())).await
+                                    });
+                                    if !matches!(sent, Ok(Ok(()))) {
+                                        tracing::warn!(subject = %bm.subject, "error reply not sent");
+                                    }
+                                }
                             }
                         }
                         drop(permit);
@@ -147,7 +201,7 @@ impl NatsConnection {
         self.rt
             .block_on(server_round_trip(&self.client))
             .map_err(|message| NatsError::Subscribe { subject: subjects.join(","), message })?;
-        Ok(Feed { tasks, stats })
+        Ok(feed)
     }
 
     /// Answer cache put requests on `edgecell.cache.put.>` by writing into `cache`, in the
@@ -169,8 +223,10 @@ impl NatsConnection {
                 }
             }
         });
+        // (built before the round trip, so a failed one stops the task)
+        let ingest = CacheIngest { task, stats };
         self.rt.block_on(server_round_trip(&self.client)).map_err(sub_err)?;
-        Ok(CacheIngest { task, stats })
+        Ok(ingest)
     }
 }
 
@@ -284,11 +340,16 @@ impl Bus for NatsBus {
     fn publish(&self, _from: &str, msg: BrokerMessage) -> Result<(), String> {
         let client = self.client.clone();
         self.handle.block_on(async move {
-            match msg.reply_to {
-                Some(reply) => client.publish_with_reply(msg.subject, reply, msg.body.into()).await,
-                None => client.publish(msg.subject, msg.body.into()).await,
-            }
-            .map_err(|e| format!("publish failed: {e}"))
+            let send = async {
+                match msg.reply_to {
+                    Some(reply) => client.publish_with_reply(msg.subject, reply, msg.body.into()).await,
+                    None => client.publish(msg.subject, msg.body.into()).await,
+                }
+            };
+            tokio::time::timeout(PUBLISH_TIMEOUT, send)
+                .await
+                .map_err(|_| format!("publish failed: NATS did not take the message within {} s", PUBLISH_TIMEOUT.as_secs()))?
+                .map_err(|e| format!("publish failed: {e}"))
         })
     }
 

@@ -186,7 +186,10 @@ pub fn run(cmd: ProduceCmd) -> Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     rt.block_on(async {
-        let client = tokio::time::timeout(Duration::from_secs(5), async_nats::ConnectOptions::new().name("edgecell-produce").connect(&common.nats))
+        // (request_timeout: each cache put carries `--request-timeout-ms`; the client's default
+        // would cut it at 10 s)
+        let connect = async_nats::ConnectOptions::new().name("edgecell-produce").request_timeout(None).connect(&common.nats);
+        let client = tokio::time::timeout(Duration::from_secs(5), connect)
             .await
             .map_err(|_| anyhow!("connecting to {}: timed out after 5 s", common.nats))?
             .with_context(|| format!("connecting to {}", common.nats))?;
@@ -194,6 +197,12 @@ pub fn run(cmd: ProduceCmd) -> Result<()> {
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 watcher.stop();
+                // a publish blocked on an unreachable server never sees the stop: a second
+                // Ctrl-C ends the process
+                eprintln!("stopping (Ctrl-C again to exit at once)");
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
             }
         });
         let bar = progress_bar(total, plan.subject(), common.quiet);

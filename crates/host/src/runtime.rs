@@ -471,6 +471,8 @@ impl ActorInstance {
         if let Some((_, ticks)) = self.deadline {
             self.store.set_epoch_deadline(ticks);
         }
+        // a refusal an earlier call's guest handled itself says nothing about this call's trap
+        self.store.data_mut().limiter.memory_refused = false;
         match f(&mut self.store, &self.instance) {
             Ok(r) => Ok(r),
             Err(e) => {
