@@ -172,6 +172,16 @@ fn a_bad_trace_line_is_reported_by_number() {
     assert!(matches!(Plan::new(Source::v2x_trace(b"\n \n".to_vec()), None), Err(ProduceError::Empty(_))));
 }
 
+/// A looped trace whose clock span is near the largest number: the second pass would move its
+/// times to infinity, which JSON writes as null. It is refused instead.
+#[test]
+fn a_loop_that_would_move_the_clock_past_any_number_is_refused() {
+    let trace = b"{\"type\":2,\"rcvTime\":1.7e308,\"pos\":[0,0,0]}\n{\"type\":2,\"rcvTime\":0.0,\"pos\":[0,0,0]}\n".to_vec();
+    let plan = Plan::new(Source::v2x_trace(trace), None).unwrap();
+    assert!(plan.item(0).is_ok() && plan.item(1).is_ok(), "the first pass goes out as it is");
+    assert!(matches!(plan.item(2), Err(ProduceError::Encode { .. })), "{:?}", plan.item(2).map(|_| ()));
+}
+
 /// The AVI's JPEGs read with the vision crate's reader.
 fn avi_frames() -> Vec<Vec<u8>> {
     let avi = data("video/vtest_2s_mjpeg.avi");

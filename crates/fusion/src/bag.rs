@@ -12,6 +12,9 @@ const OP_CHUNK: u8 = 0x05;
 const OP_CONNECTION: u8 = 0x07;
 /// Largest chunk we agree to decompress (guards against decompression bombs).
 const MAX_CHUNK: usize = 256 * 1024 * 1024;
+/// How many times its own size a bag's compressed chunks may unpack to in all (at least
+/// [`MAX_CHUNK`]): sensor data compresses by far less.
+const UNPACK_RATIO: usize = 64;
 
 /// A topic in the bag.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +61,8 @@ impl Bag {
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         let body = bytes.strip_prefix(MAGIC).ok_or_else(|| FusionError::Parse("not a ROS bag v2.0".into()))?;
         let mut bag = Bag::default();
-        read_records(body, &mut bag, true)?;
+        let mut unpack = Unpack { total: 0, limit: bytes.len().saturating_mul(UNPACK_RATIO).max(MAX_CHUNK) };
+        read_records(body, &mut bag, &mut unpack, true)?;
         Ok(bag)
     }
 
@@ -70,6 +74,26 @@ impl Bag {
         let mut v = Vec::new();
         r.read_to_end(&mut v).map_err(|e| FusionError::Parse(format!("read: {e}")))?;
         Self::parse(&v)
+    }
+}
+
+/// What the compressed chunks of one bag have unpacked to so far, and how much they may.
+struct Unpack {
+    total: usize,
+    limit: usize,
+}
+
+impl Unpack {
+    /// Counts a chunk that unpacks to `size` bytes; refused past the limit.
+    fn claim(&mut self, size: usize) -> Result<()> {
+        self.total = self.total.saturating_add(size);
+        if self.total > self.limit {
+            return Err(FusionError::Parse(format!(
+                "bz2 chunks unpack to more than {} bytes ({UNPACK_RATIO}× the file, at least {MAX_CHUNK})",
+                self.limit
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -118,7 +142,7 @@ fn field_time(fields: &[(&[u8], &[u8])], name: &[u8]) -> Result<f64> {
     Ok(f64::from(read_u32(v, 0)?) + f64::from(read_u32(v, 4)?) * 1e-9)
 }
 
-fn read_records(b: &[u8], bag: &mut Bag, top_level: bool) -> Result<()> {
+fn read_records(b: &[u8], bag: &mut Bag, unpack: &mut Unpack, top_level: bool) -> Result<()> {
     let mut pos = 0usize;
     while pos < b.len() {
         let hlen = read_u32(b, pos)? as usize;
@@ -139,9 +163,13 @@ fn read_records(b: &[u8], bag: &mut Bag, top_level: bool) -> Result<()> {
                     return Err(parse_err("chunk too large"));
                 }
                 match comp {
-                    b"none" => read_records(data, bag, false)?,
+                    b"none" => read_records(data, bag, unpack, false)?,
                     b"bz2" => {
-                        let mut out = Vec::with_capacity(size);
+                        // a few KB of bz2 can claim a chunk of 256 MiB: the chunks together may
+                        // not unpack to more than a multiple of the file (a bomb would take
+                        // the machine's memory), and nothing is reserved before it is written
+                        unpack.claim(size)?;
+                        let mut out = Vec::new();
                         bzip2::read::BzDecoder::new(data)
                             .take(size as u64 + 1)
                             .read_to_end(&mut out)
@@ -149,7 +177,7 @@ fn read_records(b: &[u8], bag: &mut Bag, top_level: bool) -> Result<()> {
                         if out.len() != size {
                             return Err(parse_err("bz2 chunk size mismatch"));
                         }
-                        read_records(&out, bag, false)?;
+                        read_records(&out, bag, unpack, false)?;
                     }
                     other => {
                         return Err(FusionError::Parse(format!(
@@ -228,6 +256,9 @@ impl<'a> Cursor<'a> {
         let _seq = self.u32()?;
         let sec = self.u32()?;
         let nsec = self.u32()?;
+        if nsec >= 1_000_000_000 {
+            return Err(parse_err("header stamp nanoseconds of a second or more"));
+        }
         let frame_id = self.string()?;
         Ok(Header { stamp: f64::from(sec) + f64::from(nsec) * 1e-9, frame_id })
     }
@@ -310,6 +341,18 @@ mod tests {
     }
 
     #[test]
+    fn compressed_chunks_may_not_unpack_past_a_multiple_of_the_file() {
+        let mut u = Unpack { total: 0, limit: 100 };
+        assert!(u.claim(60).is_ok());
+        assert!(u.claim(40).is_ok());
+        assert!(u.claim(1).is_err());
+        assert!(Unpack { total: 0, limit: 10 }.claim(usize::MAX).is_err());
+        // the real bags are far inside the limit
+        let bytes = std::fs::read(TEST2).unwrap();
+        assert!(Bag::parse(&bytes).is_ok());
+    }
+
+    #[test]
     fn rejects_garbage_without_panicking() {
         assert!(Bag::parse(b"hello").is_err());
         let mut b = MAGIC.to_vec();
@@ -320,6 +363,13 @@ mod tests {
             assert!(Bag::parse(&bytes[..cut]).is_err());
         }
         assert!(decode_imu(&[1, 2, 3]).is_err());
+        // a stamp's nanoseconds must stay under a second
+        let bag = Bag::parse(&bytes).unwrap();
+        let imu = bag.messages.iter().find(|m| bag.connection(m.conn).is_some_and(|c| c.topic == "/imu/data")).unwrap();
+        assert!(decode_imu(&imu.data).is_ok());
+        let mut bad = imu.data.clone();
+        bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode_imu(&bad).is_err());
         assert!(decode_odometry(&[0; 40]).is_err());
         assert!(decode_navsatfix(&[]).is_err());
     }

@@ -15,6 +15,10 @@ use crate::state::{Mask, Pose, STATE_SIZE};
 /// Names of the built-in presets.
 pub const PRESET_NAMES: [&str; 2] = ["robot-localization-test1", "robot-localization-test2"];
 
+/// The longest gap between two messages, in output ticks, that the trajectory fills with one
+/// sample per tick (an hour at 50 Hz); a longer one gets one sample before it and is jumped.
+pub const MAX_GAP_TICKS: f64 = 180_000.0;
+
 fn mask_of(fields: &[usize]) -> Mask {
     let mut m = [false; STATE_SIZE];
     for &f in fields {
@@ -235,6 +239,16 @@ pub fn replay_messages(messages: &[(usize, SensorMessage)], cfg: &LocalizerConfi
             rejected.push((stamp, "non-finite stamp".to_string()));
             continue;
         }
+        // a gap in the data: one sample per tick, but a gap of more than MAX_GAP_TICKS is
+        // jumped after one sample (a bag stamped 0 s and 4e9 s would otherwise publish ~2e11)
+        if (stamp - tick_time(tick)) / period > MAX_GAP_TICKS {
+            publish(&mut loc, tick_time(tick), measured_since_tick, &mut trajectory);
+            measured_since_tick = false;
+            // (finite and positive here; `as` saturates far beyond any bag)
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            let to = ((stamp - start) / period).floor() as u64;
+            tick = to.max(tick + 1);
+        }
         while tick_time(tick) < stamp {
             publish(&mut loc, tick_time(tick), measured_since_tick, &mut trajectory);
             measured_since_tick = false;
@@ -358,6 +372,20 @@ mod tests {
         assert!(out.rejected.iter().any(|r| r.1.contains("unknown frame")));
         let expected = Pose { x: 1.0206, y: 3.4292, z: 0.7419, ..Pose::default() };
         assert!(out.final_pose.distance(&expected) < 0.1383);
+    }
+
+    /// A message stamped 4e9 s after the rest: the trajectory gets one sample before the gap
+    /// and goes on after it (one sample per 20 ms tick across it would be ~2e11 samples).
+    #[test]
+    fn a_gap_of_years_is_jumped_not_filled() {
+        let cfg = preset("robot-localization-test2").unwrap();
+        let bag = Bag::parse(&std::fs::read(TEST2).unwrap()).unwrap();
+        let mut msgs = sensor_messages(&bag, &cfg).unwrap();
+        if let Some((_, SensorMessage::Imu(m))) = msgs.iter_mut().rev().find(|m| matches!(m.1, SensorMessage::Imu(_))) {
+            m.header.stamp += 4e9;
+        }
+        let out = replay_messages(&msgs, &cfg).unwrap();
+        assert!((3000..3200).contains(&out.trajectory.len()), "{}", out.trajectory.len());
     }
 
     #[test]

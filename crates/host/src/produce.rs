@@ -698,7 +698,14 @@ impl Plan {
                     serde_json::to_vec(env)
                 } else {
                     let mut env = env.clone();
-                    header_mut(&mut env.message).stamp += passes * shift_s;
+                    let stamp = &mut header_mut(&mut env.message).stamp;
+                    *stamp += passes * shift_s;
+                    if !stamp.is_finite() {
+                        return Err(ProduceError::Encode {
+                            what: "a sensor envelope",
+                            message: format!("pass {pass} moves its stamp past what a number holds"),
+                        });
+                    }
                     serde_json::to_vec(&env)
                 }
                 .map_err(|e| ProduceError::Encode { what: "a sensor envelope", message: e.to_string() })?;
@@ -752,7 +759,15 @@ fn shift_veremi(line: &[u8], shift_s: f64) -> Result<Vec<u8>, ProduceError> {
     if let Some(obj) = value.as_object_mut() {
         for field in ["rcvTime", "sendTime"] {
             if let Some(t) = obj.get(field).and_then(serde_json::Value::as_f64) {
-                obj.insert(field.to_owned(), serde_json::json!(t + shift_s));
+                let shifted = t + shift_s;
+                // (JSON has no infinity: serde_json would write null)
+                if !shifted.is_finite() {
+                    return Err(ProduceError::Encode {
+                        what: "a shifted VeReMi record",
+                        message: format!("{field} {t} moved by {shift_s} s is past what a number holds"),
+                    });
+                }
+                obj.insert(field.to_owned(), serde_json::json!(shifted));
             }
         }
     }

@@ -225,6 +225,10 @@ impl<'a> MjpegAvi<'a> {
             } else if &c.id == b"LIST" && fourcc_at(b, c.data) == Some(*b"strl") {
                 if video.is_none() {
                     *video = Self::parse_strl(b, c.data + 4, c.data + c.len, stream_no)?;
+                    // frame chunks are named by two decimal digits of the stream (`00dc`)
+                    if video.is_some() && stream_no >= 100 {
+                        return Err(VisionError::Avi(format!("the video is stream {stream_no}: chunk names hold streams 0-99")));
+                    }
                 }
                 stream_no += 1;
             }
@@ -256,7 +260,7 @@ impl<'a> MjpegAvi<'a> {
                     handler: fourcc_at(b, c.data + 4).unwrap_or([0; 4]),
                 });
             } else if &c.id == b"strf"
-                && c.len >= 16
+                && c.len >= 20
                 && let Some(i) = info.as_mut()
             {
                 // BITMAPINFOHEADER: biWidth (i32) at 4, biHeight (i32, negative = top-down) at 8,
