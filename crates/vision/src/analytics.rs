@@ -270,6 +270,27 @@ struct TrackAnalytics {
     line_anchor: Vec<Option<Point>>,
 }
 
+impl TrackAnalytics {
+    /// The `left` events of track `id` at `timestamp_ns`, for each zone (named by `names`, in
+    /// configuration order) it is inside: what ending it gives.
+    fn leave_zones<'a>(&self, id: u64, names: impl Iterator<Item = &'a str>, timestamp_ns: u64, events: &mut Vec<AnalyticsEvent>) {
+        for (name, zs) in names.zip(&self.zones) {
+            if zs.inside {
+                events.push(AnalyticsEvent {
+                    kind: EventKind::Left,
+                    track_id: id,
+                    class_id: self.class_id,
+                    class_name: coco::class_name(self.class_id).to_owned(),
+                    region: name.to_owned(),
+                    direction: None,
+                    timestamp_ns,
+                    dwell_ms: Some(dwell_ms(zs)),
+                });
+            }
+        }
+    }
+}
+
 /// Everything an [`Analytics`] carries from frame to frame except its configuration: per track
 /// its class, per zone whether it is inside, the current in/out streak, dwell start and last
 /// frame inside, per line the last anchor seen off the line; and the crossing totals.
@@ -303,20 +324,7 @@ impl AnalyticsState {
     pub fn closing_events(&self, timestamp_ns: u64) -> Vec<AnalyticsEvent> {
         let mut events = Vec::new();
         for (id, st) in &self.tracks {
-            for (name, zs) in self.zones.iter().zip(&st.zones) {
-                if zs.inside {
-                    events.push(AnalyticsEvent {
-                        kind: EventKind::Left,
-                        track_id: *id,
-                        class_id: st.class_id,
-                        class_name: coco::class_name(st.class_id).to_owned(),
-                        region: name.clone(),
-                        direction: None,
-                        timestamp_ns,
-                        dwell_ms: Some(dwell_ms(zs)),
-                    });
-                }
-            }
+            st.leave_zones(*id, self.zones.iter().map(String::as_str), timestamp_ns, &mut events);
         }
         events
     }
@@ -495,20 +503,7 @@ impl Analytics {
             let Some(st) = self.tracks.remove(id) else {
                 continue;
             };
-            for (zone, zs) in self.cfg.zones.iter().zip(&st.zones) {
-                if zs.inside {
-                    events.push(AnalyticsEvent {
-                        kind: EventKind::Left,
-                        track_id: *id,
-                        class_id: st.class_id,
-                        class_name: coco::class_name(st.class_id).to_owned(),
-                        region: zone.name.clone(),
-                        direction: None,
-                        timestamp_ns,
-                        dwell_ms: Some(dwell_ms(zs)),
-                    });
-                }
-            }
+            st.leave_zones(*id, self.cfg.zones.iter().map(|z| z.name.as_str()), timestamp_ns, &mut events);
         }
         events
     }

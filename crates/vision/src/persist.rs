@@ -320,32 +320,25 @@ impl PersistedStream {
             let under_previous = previous
                 .iter()
                 .find_map(|cfg| StreamProcessor::decode_state(cfg.clone(), &entry.value).ok());
-            let old = match under_previous {
-                Some(p) => Some(p),
+            let (carried, closing) = match under_previous {
+                Some(p) => p.into_pending(),
                 None => match StreamProcessor::decode_state(self.fresh.config().clone(), &entry.value) {
                     Ok(_) if !previous.is_empty() && previous.iter().all(|p| p != self.fresh.config()) => {
                         return Ok(Reconfigured { already_started_over: true, ..out });
                     }
-                    Ok(p) => Some(p),
-                    Err(VisionError::State(e)) => {
-                        if StreamState::decode(&entry.value).is_err() {
+                    Ok(p) => p.into_pending(),
+                    // read without its configuration: the zone names it keeps close its tracks
+                    Err(VisionError::State(e)) => match StreamState::decode(&entry.value) {
+                        Ok(state) => state.into_pending(),
+                        Err(_) => {
                             out.unreadable = Some(e);
+                            Default::default()
                         }
-                        None
-                    }
+                    },
                     Err(e) => return Err(e.into()),
                 },
             };
             let mut fresh = self.fresh_state(store, Some(entry.version), None, &mut epoch)?.processor;
-            let (carried, closing) = match old {
-                Some(mut old) => {
-                    let closed = old.end_tracks();
-                    let sequence = old.last_sequence().unwrap_or(0);
-                    (old.take_outbox(), closed.into_iter().map(|event| QueuedEvent { sequence, event }).collect())
-                }
-                // read without its configuration: the zone names it keeps close its tracks
-                None => StreamState::decode(&entry.value).map(StreamState::into_pending).unwrap_or_default(),
-            };
             out.carried = carried.len();
             out.closed = closing.iter().map(|q| q.event.clone()).collect();
             out.dropped = fresh.carry(carried.into_iter().chain(closing));

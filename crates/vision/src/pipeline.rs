@@ -401,10 +401,14 @@ impl StreamProcessor {
         std::mem::take(&mut self.outbox)
     }
 
-    /// Sequence number of the last frame whose events were queued.
+    /// What this stream owes its consumers when it is replaced: its outbox, and the `left`
+    /// events of ending its tracks as of its last frame, with the last queued sequence (0 if
+    /// none); as [`StreamState::into_pending`], read with the configuration.
     #[must_use]
-    pub fn last_sequence(&self) -> Option<u64> {
-        self.last_sequence
+    pub fn into_pending(mut self) -> (Vec<QueuedEvent>, Vec<QueuedEvent>) {
+        let sequence = self.last_sequence.unwrap_or(0);
+        let closing = self.end_tracks().into_iter().map(|event| QueuedEvent { sequence, event }).collect();
+        (self.take_outbox(), closing)
     }
 
     /// Ends every track as of the last frame processed: the `left` events of the tracks inside
