@@ -884,17 +884,10 @@ fn one_frame_takes_one_id_epoch_however_many_attempts_start_over() {
     assert_eq!(shared.borrow().epoch, Some(1));
 }
 
-/// A reconfiguration starts the stream over and closes what the old state left open: the
-/// tracks inside zones get `left`, as of the last frame, after the undelivered outbox; both go
-/// out with the next frame, queued or not. Before, `configure` deleted the state, and a
-/// consumer counting people in a zone by `entered`/`left` kept the old tracks inside for good.
-#[test]
-fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
-    let frames = frames();
-    let (straight, _) = run(&[]);
-    // the first frame after which someone is inside the zone
+/// The first frame of the clip after which someone is inside the zone (by the events so far),
+/// with the tracks inside then; a frame follows it.
+fn first_frame_with_someone_inside(straight: &[FrameAnalysis]) -> (usize, BTreeSet<u64>) {
     let mut inside = BTreeSet::new();
-    let mut k = None;
     for (i, s) in straight.iter().enumerate() {
         for e in &s.events {
             match e.kind {
@@ -903,12 +896,23 @@ fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
                 EventKind::Crossed => false,
             };
         }
-        if !inside.is_empty() && i + 1 < frames.len() {
-            k = Some(i);
-            break;
+        if !inside.is_empty() {
+            assert!(i + 1 < straight.len(), "a frame follows frame {i}");
+            return (i, inside);
         }
     }
-    let k = k.expect("someone enters the zone in the clip");
+    panic!("someone enters the zone in the clip");
+}
+
+/// A reconfiguration starts the stream over and closes what the old state left open: the
+/// tracks inside zones get `left`, as of the last frame, after the undelivered outbox; both go
+/// out with the next frame, queued or not. Before, `configure` deleted the state, and a
+/// consumer counting people in a zone by `entered`/`left` kept the old tracks inside for good.
+#[test]
+fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
+    let frames = frames();
+    let (straight, _) = run(&[]);
+    let (k, inside) = first_frame_with_someone_inside(&straight);
     let mut new_cfg = config();
     new_cfg.zones[0].name = "square-east".into();
     new_cfg.min_frames_in_zone = 2;
@@ -1000,22 +1004,7 @@ fn a_reconfigured_stream_closes_its_zones_and_keeps_what_waits() {
 fn a_frame_that_replaces_a_state_of_another_configuration_carries_what_it_owes() {
     let frames = frames();
     let (straight, _) = run(&[]);
-    let mut inside = BTreeSet::new();
-    let mut k = 0;
-    for (i, s) in straight.iter().enumerate() {
-        for e in &s.events {
-            match e.kind {
-                EventKind::Entered => inside.insert(e.track_id),
-                EventKind::Left => inside.remove(&e.track_id),
-                EventKind::Crossed => false,
-            };
-        }
-        if !inside.is_empty() {
-            k = i;
-            break;
-        }
-    }
-    assert!(!inside.is_empty() && k + 1 < frames.len());
+    let (k, inside) = first_frame_with_someone_inside(&straight);
     let mut new_cfg = config();
     new_cfg.zones[0].name = "square-east".into();
     let setup = || {
