@@ -103,6 +103,20 @@ pub struct InferenceSection {
     pub max_request_bytes: u64,
 }
 
+impl InferenceSection {
+    /// The pool settings.
+    #[must_use]
+    pub fn pool_config(&self) -> edgecell_inference::PoolConfig {
+        edgecell_inference::PoolConfig { workers: self.workers, queue_capacity: self.queue_capacity, max_request_bytes: self.max_request_bytes }
+    }
+
+    /// The ONNX Runtime settings, with `library` (the section's, resolved).
+    #[must_use]
+    pub fn ort_config(&self, library: Option<PathBuf>) -> edgecell_inference::OrtConfig {
+        edgecell_inference::OrtConfig { library, intra_threads: self.onnxruntime_threads, sessions: self.onnxruntime_sessions }
+    }
+}
+
 fn tract() -> String {
     "tract".into()
 }
@@ -236,12 +250,8 @@ impl HostConfig {
             }
             edgecell_inference::Backend::from_name(&i.backend, edgecell_inference::OrtConfig::default())
                 .map_err(|name| ConfigError::Invalid(format!("inference: unknown backend {name:?} (tract, onnxruntime)")))?;
-            edgecell_inference::PoolConfig { workers: i.workers, queue_capacity: i.queue_capacity, max_request_bytes: i.max_request_bytes }
-                .check()
-                .map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
-            edgecell_inference::OrtConfig { library: None, intra_threads: i.onnxruntime_threads, sessions: i.onnxruntime_sessions }
-                .check()
-                .map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
+            i.pool_config().check().map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
+            i.ort_config(None).check().map_err(|e| ConfigError::Invalid(format!("inference: {e}")))?;
         }
         Ok(())
     }
@@ -251,11 +261,7 @@ impl HostConfig {
     #[must_use]
     pub fn inference_config(&self) -> Option<(edgecell_inference::RegistryConfig, edgecell_inference::PoolConfig)> {
         let i = self.inference.as_ref()?;
-        let ort = edgecell_inference::OrtConfig {
-            library: i.onnxruntime_library.as_deref().map(|p| self.resolve(p)),
-            intra_threads: i.onnxruntime_threads,
-            sessions: i.onnxruntime_sessions,
-        };
+        let ort = i.ort_config(i.onnxruntime_library.as_deref().map(|p| self.resolve(p)));
         // validated in `parse`; an unknown name cannot get here
         let backend = edgecell_inference::Backend::from_name(&i.backend, ort).unwrap_or_default();
         let registry = edgecell_inference::RegistryConfig {
@@ -264,9 +270,7 @@ impl HostConfig {
             only: i.only.clone(),
             backend,
         };
-        let pool =
-            edgecell_inference::PoolConfig { workers: i.workers, queue_capacity: i.queue_capacity, max_request_bytes: i.max_request_bytes };
-        Some((registry, pool))
+        Some((registry, i.pool_config()))
     }
 
     fn resolve(&self, p: &Path) -> PathBuf {
