@@ -1,25 +1,51 @@
-//! `/metrics` over HTTP on a loopback address, one background thread.
+//! `/metrics` over HTTP on a loopback address, served by hyper on one background thread.
 //!
-//! A scrape is answered on that thread, so a client that asks and then does not read would
-//! stall it once the page outgrows the socket buffers: every connection gets a write timeout
-//! ([`WRITE_TIMEOUT`]), set on the listening socket, which accepted sockets inherit. If the
-//! listener stops accepting (tiny_http ends its accept loop at the first error, e.g. out of
-//! file descriptors), the endpoint logs it and listens again on the same address.
+//! The endpoint is bounded against clients that misbehave, whether slow or hostile:
+//! - a client must send its request head within [`ServeLimits::header_read_timeout`], so
+//!   connections that send nothing (or a byte now and then) do not pile up;
+//! - a connection lives at most [`ServeLimits::connection_deadline`], so a client that asks and
+//!   then reads slowly, or not at all, is cut off; it never holds up other scrapes, which are
+//!   served concurrently;
+//! - at most [`ServeLimits::max_connections`] are open at once; a connection over that is
+//!   closed at once;
+//! - one request per connection (no keep-alive), so an idle scraper holds nothing.
+//!
+//! An accept error (e.g. out of file descriptors) is logged and accepting goes on after a
+//! short pause.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+
 use crate::Registry;
 
-/// How long one write of a response may block before the client is given up (per write: a
-/// client that reads a little every few seconds still holds the endpoint for as long as it
-/// takes to read the page).
-pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// The pause before listening again after the listener stopped.
-const RELISTEN_PAUSE: Duration = Duration::from_secs(1);
+/// The pause after a failed accept before the next one.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a client may take to send its request, how long a connection may last, and how
+/// many may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// From the connection's start to the end of its request head.
+    pub header_read_timeout: Duration,
+    /// From the connection's start to the end of its response.
+    pub connection_deadline: Duration,
+    /// Connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self { header_read_timeout: Duration::from_secs(10), connection_deadline: Duration::from_secs(60), max_connections: 64 }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -27,14 +53,14 @@ pub enum ServerError {
     NotLoopback(SocketAddr),
     #[error("cannot listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
+    #[error("metrics endpoint limits: {0}")]
+    Limits(&'static str),
 }
 
 /// A running `/metrics` endpoint. Stops when dropped.
 pub struct MetricsServer {
-    /// The listener in use (replaced when it had to listen again).
-    server: Arc<Mutex<Arc<tiny_http::Server>>>,
-    stopping: Arc<AtomicBool>,
     addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -44,45 +70,53 @@ impl std::fmt::Debug for MetricsServer {
     }
 }
 
-/// A listener on `addr` whose accepted connections time out writes after `write_timeout`.
-fn listen(addr: SocketAddr, write_timeout: Duration) -> Result<tiny_http::Server, ServerError> {
+/// A non-blocking listener on `addr`.
+fn listen(addr: SocketAddr) -> Result<std::net::TcpListener, ServerError> {
     let bind = |e: &dyn std::fmt::Display| ServerError::Bind { addr, reason: e.to_string() };
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None).map_err(|e| bind(&e))?;
     socket.set_reuse_address(true).map_err(|e| bind(&e))?;
-    // (a read timeout here would end accept() itself; tiny_http reads on threads of its own)
-    socket.set_write_timeout(Some(write_timeout)).map_err(|e| bind(&e))?;
     socket.bind(&addr.into()).map_err(|e| bind(&e))?;
     socket.listen(128).map_err(|e| bind(&e))?;
-    tiny_http::Server::from_listener(std::net::TcpListener::from(socket), None).map_err(|e| bind(&e))
+    socket.set_nonblocking(true).map_err(|e| bind(&e))?;
+    Ok(std::net::TcpListener::from(socket))
 }
 
 impl MetricsServer {
     /// Listen on `addr` (port 0 picks a free port) and serve `registry`.
     pub fn start(addr: SocketAddr, registry: Arc<Registry>, allow_non_loopback: bool) -> Result<Self, ServerError> {
-        Self::start_with(addr, registry, allow_non_loopback, WRITE_TIMEOUT)
+        Self::start_with(addr, registry, allow_non_loopback, ServeLimits::default())
     }
 
-    /// As [`Self::start`], with another write timeout.
+    /// As [`Self::start`], with other limits.
     pub fn start_with(
         addr: SocketAddr,
         registry: Arc<Registry>,
         allow_non_loopback: bool,
-        write_timeout: Duration,
+        limits: ServeLimits,
     ) -> Result<Self, ServerError> {
         if !addr.ip().is_loopback() && !allow_non_loopback {
             return Err(ServerError::NotLoopback(addr));
         }
-        let server = listen(addr, write_timeout)?;
-        let bound = server.server_addr().to_ip().unwrap_or(addr);
-        let server = Arc::new(Mutex::new(Arc::new(server)));
-        let stopping = Arc::new(AtomicBool::new(false));
-        let (current, stop) = (Arc::clone(&server), Arc::clone(&stopping));
+        if limits.max_connections == 0 {
+            return Err(ServerError::Limits("max_connections must be at least 1"));
+        }
+        if limits.header_read_timeout.is_zero() || limits.connection_deadline.is_zero() {
+            return Err(ServerError::Limits("timeouts must be above zero"));
+        }
+        let fail = |e: &dyn std::fmt::Display| ServerError::Bind { addr, reason: e.to_string() };
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(|e| fail(&e))?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listen(addr)?).map_err(|e| fail(&e))?
+        };
+        let bound = listener.local_addr().map_err(|e| fail(&e))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
-            .spawn(move || run(&current, &stop, &registry, bound, write_timeout))
-            .map_err(|e| ServerError::Bind { addr, reason: e.to_string() })?;
+            .spawn(move || runtime.block_on(serve(listener, registry, limits, stopped)))
+            .map_err(|e| fail(&e))?;
         tracing::info!(addr = %bound, "metrics endpoint listening");
-        Ok(Self { server, stopping, addr: bound, thread: Some(thread) })
+        Ok(Self { addr: bound, stop: Some(stop), thread: Some(thread) })
     }
 
     /// The address actually bound.
@@ -98,61 +132,87 @@ impl MetricsServer {
     }
 }
 
-/// Serves until stopped, listening again whenever the listener ends on its own.
-fn run(current: &Mutex<Arc<tiny_http::Server>>, stopping: &AtomicBool, registry: &Registry, addr: SocketAddr, write_timeout: Duration) {
+/// Accepts connections until `stopped` fires (or its sender is gone); the connections still
+/// open then are dropped with the runtime.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    registry: Arc<Registry>,
+    limits: ServeLimits,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
+    let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(false);
     loop {
-        let server = Arc::clone(&current.lock().unwrap_or_else(PoisonError::into_inner));
-        serve(&server, registry);
-        if stopping.load(Ordering::SeqCst) {
-            return;
-        }
-        tracing::error!(%addr, "metrics endpoint stopped accepting connections; listening again");
-        drop(server);
-        loop {
-            std::thread::sleep(RELISTEN_PAUSE);
-            if stopping.load(Ordering::SeqCst) {
-                return;
-            }
-            match listen(addr, write_timeout) {
-                Ok(s) => {
-                    *current.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(s);
-                    break;
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics endpoint cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
                 }
-                Err(e) => tracing::warn!(error = %e, "metrics endpoint cannot listen yet"),
+            },
+        };
+        let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "metrics endpoint has all its connections open; closing a new one");
+            drop(stream);
+            continue;
+        };
+        let registry = Arc::clone(&registry);
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            hyper::service::service_fn(move |request| {
+                let response = respond(&registry, &request);
+                async move { Ok::<_, Infallible>(response) }
+            }),
+        );
+        tokio::spawn(async move {
+            match tokio::time::timeout(limits.connection_deadline, connection).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "metrics client connection ended with an error"),
+                Err(_) => tracing::debug!(%peer, "metrics client not done within the connection deadline; closed"),
             }
-        }
-        // a stop that came while listening again unblocked the old listener, not this one
-        if stopping.load(Ordering::SeqCst) {
-            return;
+            drop(permit);
+        });
+    }
+}
+
+/// The response to one request: the exposition, a health answer, or an error status.
+fn respond<B>(registry: &Registry, request: &Request<B>) -> Response<Full<Bytes>> {
+    let page = match request.uri().path() {
+        "/metrics" => None,
+        "/healthz" => Some("ok"),
+        _ => return status(StatusCode::NOT_FOUND, "not found"),
+    };
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    }
+    match page {
+        Some(text) => status(StatusCode::OK, text),
+        None => {
+            let mut response = Response::new(Full::new(Bytes::from(registry.render_prometheus())));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
         }
     }
 }
 
-fn serve(server: &tiny_http::Server, registry: &Registry) {
-    for request in server.incoming_requests() {
-        let path = request.url().split('?').next().unwrap_or("").to_owned();
-        let response = match (request.method(), path.as_str()) {
-            (tiny_http::Method::Get, "/metrics") => {
-                let body = registry.render_prometheus();
-                let mut r = tiny_http::Response::from_string(body);
-                if let Ok(h) = tiny_http::Header::from_bytes("Content-Type", "text/plain; version=0.0.4; charset=utf-8") {
-                    r = r.with_header(h);
-                }
-                r
-            }
-            (tiny_http::Method::Get, "/healthz") => tiny_http::Response::from_string("ok"),
-            _ => tiny_http::Response::from_string("not found").with_status_code(404),
-        };
-        if let Err(e) = request.respond(response) {
-            tracing::debug!(error = %e, "metrics client went away or did not read in time");
-        }
-    }
+fn status(code: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    *response.status_mut() = code;
+    response
 }
 
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.stopping.store(true, Ordering::SeqCst);
-        self.server.lock().unwrap_or_else(PoisonError::into_inner).unblock();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -188,7 +248,7 @@ mod tests {
         // After drop nothing answers: the connection is refused, or accepted by the closing
         // listener and then closed without a response.
         let answered = std::net::TcpStream::connect(addr).is_ok_and(|mut s| {
-            s.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
             let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
             let mut buf = String::new();
             s.read_to_string(&mut buf).is_ok() && buf.contains("hits_total")
@@ -196,8 +256,28 @@ mod tests {
         assert!(!answered);
     }
 
+    fn quick(header_read_timeout_ms: u64, connection_deadline_ms: u64, max_connections: usize) -> ServeLimits {
+        ServeLimits {
+            header_read_timeout: Duration::from_millis(header_read_timeout_ms),
+            connection_deadline: Duration::from_millis(connection_deadline_ms),
+            max_connections,
+        }
+    }
+
+    /// Reads until the server closes the connection (or 10 s pass, which fails the read).
+    fn read_until_closed(s: &mut std::net::TcpStream) -> std::io::Result<Vec<u8>> {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut out = Vec::new();
+        match s.read_to_end(&mut out) {
+            Ok(_) => Ok(out),
+            // a reset after unread data also means the server closed it
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(out),
+            Err(e) => Err(e),
+        }
+    }
+
     #[test]
-    fn a_client_that_does_not_read_holds_the_endpoint_only_until_the_write_timeout() {
+    fn a_client_that_does_not_read_holds_up_no_one_and_is_cut_at_the_deadline() {
         // a page far larger than loopback's socket buffers
         let reg = Arc::new(Registry::default());
         let value = "v".repeat(1000);
@@ -206,21 +286,86 @@ mod tests {
                 reg.counter_add(name, &[("id".to_owned(), format!("{i}{value}"))], &[], 1.0).unwrap();
             }
         }
-        let server =
-            MetricsServer::start_with("127.0.0.1:0".parse().unwrap(), Arc::clone(&reg), false, std::time::Duration::from_millis(300))
-                .unwrap();
+        let page = reg.render_prometheus().len();
+        let server = MetricsServer::start_with("127.0.0.1:0".parse().unwrap(), Arc::clone(&reg), false, quick(5_000, 1_000, 8)).unwrap();
         let addr = server.addr();
         let mut stuck = std::net::TcpStream::connect(addr).unwrap();
         write!(stuck, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        // the next scrape is answered although the first client never reads
+        // the next scrape is answered although the first client does not read
         let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
         write!(s, "GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        let out = String::from_utf8(read_until_closed(&mut s).unwrap()).unwrap();
         assert!(out.ends_with("ok"), "{out}");
-        drop(stuck);
+        // past the deadline the first client finds its page cut short
+        std::thread::sleep(Duration::from_millis(1_500));
+        let got = read_until_closed(&mut stuck).unwrap();
+        assert!(got.len() < page, "{} of {page} bytes", got.len());
         drop(server);
+    }
+
+    #[test]
+    fn connections_that_send_no_request_are_closed_after_the_header_timeout() {
+        let reg = Arc::new(Registry::default());
+        let server = MetricsServer::start_with("127.0.0.1:0".parse().unwrap(), reg, false, quick(300, 60_000, 8)).unwrap();
+        let addr = server.addr();
+        // one sends nothing, one sends its request a byte at a time too slowly
+        let mut silent = std::net::TcpStream::connect(addr).unwrap();
+        let mut dribbling = std::net::TcpStream::connect(addr).unwrap();
+        let started = std::time::Instant::now();
+        for b in b"GET /metrics HTTP/1.0\r\n" {
+            if dribbling.write_all(&[*b]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let dribbled = read_until_closed(&mut dribbling).unwrap();
+        assert!(!String::from_utf8_lossy(&dribbled).contains(" 200 "), "{}", String::from_utf8_lossy(&dribbled));
+        read_until_closed(&mut silent).unwrap();
+        // both closed by the server, well before the connection deadline
+        assert!(started.elapsed() < Duration::from_secs(10));
+        drop(server);
+    }
+
+    #[test]
+    fn a_connection_over_the_limit_is_closed_and_scrapes_resume_when_others_end() {
+        let reg = Arc::new(Registry::default());
+        reg.counter_add("hits_total", &[], &[], 1.0).unwrap();
+        let server = MetricsServer::start_with("127.0.0.1:0".parse().unwrap(), reg, false, quick(500, 60_000, 2)).unwrap();
+        let addr = server.addr();
+        let idle: Vec<_> = (0..2).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let mut over = std::net::TcpStream::connect(addr).unwrap();
+        let _ = write!(over, "GET /metrics HTTP/1.0\r\n\r\n");
+        assert!(read_until_closed(&mut over).unwrap().is_empty(), "answered over the limit");
+        // the idle ones time out, and the endpoint answers again
+        std::thread::sleep(Duration::from_millis(800));
+        let body = http_get(addr, "/metrics");
+        assert!(body.contains("\nhits_total 1\n"), "{body}");
+        drop(idle);
+        drop(server);
+    }
+
+    #[test]
+    fn answers_head_and_refuses_other_methods() {
+        let reg = Arc::new(Registry::default());
+        reg.counter_add("hits_total", &[], &[], 1.0).unwrap();
+        let server = MetricsServer::start("127.0.0.1:0".parse().unwrap(), reg, false).unwrap();
+        let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+        write!(s, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let head = String::from_utf8(read_until_closed(&mut s).unwrap()).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200") && !head.contains("hits_total"), "{head}");
+        let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+        write!(s, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let post = String::from_utf8(read_until_closed(&mut s).unwrap()).unwrap();
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    }
+
+    #[test]
+    fn refuses_limits_that_would_serve_nothing() {
+        let reg = Arc::new(Registry::default());
+        let at = "127.0.0.1:0".parse().unwrap();
+        assert!(matches!(MetricsServer::start_with(at, Arc::clone(&reg), false, quick(1, 1, 0)), Err(ServerError::Limits(_))));
+        assert!(matches!(MetricsServer::start_with(at, reg, false, quick(0, 1, 1)), Err(ServerError::Limits(_))));
     }
 
     #[test]
