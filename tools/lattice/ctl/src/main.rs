@@ -1,6 +1,7 @@
 //! `edgecell-lattice`: the project's own small lattice tool for the wasmCloud 1.9 line.
 //!
-//! - `package`: a provider binary → a signed provider archive (`.par.gz`, provider-archive crate)
+//! - `package`: a provider binary → a signed provider archive (`.par.gz`), the same bytes from
+//!   the same binary, keys and issue time (`par`)
 //! - `deploy`: a wadm manifest → put + deploy through wadm's NATS API, resolving relative
 //!   `file://` references against the manifest's directory (what `wash app deploy` does for
 //!   local manifests), then wait until wadm reports `deployed`
@@ -10,13 +11,13 @@
 
 mod manifest;
 mod otlp_sink;
+mod par;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
-use provider_archive::ProviderArchive;
 use wadm_client::{Client, ClientConnectOptions};
 use wadm_types::api::StatusType;
 
@@ -61,6 +62,13 @@ enum Command {
         /// Output file (.par.gz)
         #[arg(long)]
         out: PathBuf,
+        /// Directory of signing keys (`issuer.nk`, `<name>.nk`; made there when missing). Without
+        /// it the archive is signed with keys made for it alone and cannot be rebuilt
+        #[arg(long)]
+        keys: Option<PathBuf>,
+        /// Issue time recorded in the claims, in seconds since the epoch (default: now)
+        #[arg(long, env = "SOURCE_DATE_EPOCH")]
+        issued_at: Option<u64>,
     },
     /// Put and deploy a wadm manifest, then wait until it is deployed
     Deploy {
@@ -102,20 +110,22 @@ fn parse_replace(s: &str) -> Result<(String, String), String> {
     s.split_once('=').map(|(a, b)| (a.to_owned(), b.to_owned())).filter(|(a, _)| !a.is_empty()).ok_or_else(|| format!("`{s}` is not FROM=TO"))
 }
 
-async fn package(binary: PathBuf, name: &str, vendor: &str, version: &str, out: PathBuf) -> anyhow::Result<()> {
+async fn package(binary: PathBuf, name: &str, vendor: &str, version: &str, out: PathBuf, keys: Option<PathBuf>, issued_at: Option<u64>) -> anyhow::Result<()> {
     let bytes = tokio::fs::read(&binary).await.with_context(|| format!("failed to read {}", binary.display()))?;
     let target = format!("{}-{}", std::env::consts::ARCH, std::env::consts::OS);
-    let mut par = ProviderArchive::new(name, vendor, None, Some(version.to_owned()));
-    par.add_library(&target, &bytes).map_err(|e| anyhow::anyhow!("failed to add {target} binary: {e}"))?;
-    // a fresh issuer (account) and subject (service) key per build: the host checks the
-    // archive's signed claims; the provider's lattice id comes from the manifest
-    let issuer = nkeys::KeyPair::new_account();
-    let subject = nkeys::KeyPair::new_service();
-    if let Some(dir) = out.parent() {
-        tokio::fs::create_dir_all(dir).await.with_context(|| format!("failed to create {}", dir.display()))?;
-    }
-    par.write(&out, &issuer, &subject, true).await.map_err(|e| anyhow::anyhow!("failed to write {}: {e}", out.display()))?;
-    println!("{} ({target}, {} bytes binary) -> {}", name, bytes.len(), out.display());
+    // the host checks the archive's signed claims; the provider's lattice id comes from the manifest
+    let keys = match &keys {
+        Some(dir) => par::Keys::in_dir(dir, name)?,
+        None => par::Keys::fresh(),
+    };
+    let issued_at = match issued_at {
+        Some(t) => t,
+        None => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).context("the clock is before 1970")?.as_secs(),
+    };
+    let package = par::Package { name, vendor, version, target: &target, binary: &bytes, issued_at };
+    let archive = par::archive(&package, &keys)?;
+    par::write_checked(&out, &archive, &package, &keys).await?;
+    println!("{} ({target}, {} bytes binary) -> {} ({} bytes)", name, bytes.len(), out.display(), archive.len());
     Ok(())
 }
 
@@ -187,7 +197,9 @@ async fn main() -> anyhow::Result<()> {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
     ).init();
     match Cli::parse().command {
-        Command::Package { binary, name, vendor, version, out } => package(binary, &name, &vendor, &version, out).await,
+        Command::Package { binary, name, vendor, version, out, keys, issued_at } => {
+            package(binary, &name, &vendor, &version, out, keys, issued_at).await
+        }
         Command::Deploy { manifest, lattice, replace, wait_secs } => {
             deploy(manifest, &lattice, &replace, Duration::from_secs(wait_secs)).await
         }
