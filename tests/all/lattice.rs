@@ -130,7 +130,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         // another filter (husky, test1.bag) until one of its messages is answered
         let husky = std::fs::read(repo().join("data/fusion/test1.bag")).unwrap();
         let husky_cfg = edgecell_fusion::preset("robot-localization-test1").unwrap();
-        let warm = edgecell_fusion::wire::envelopes_from_bag(&husky, &husky_cfg, "husky").unwrap();
+        let warm = edgecell_fusion::wire::envelopes_from_bag(&husky, &husky_cfg, "husky").unwrap().envelopes;
         let mut warmed = None;
         for (k, e) in warm.iter().take(30).enumerate() {
             let ask = client.request("edgecell.sensors.in.husky", serde_json::to_vec(e).unwrap().into());
@@ -219,7 +219,7 @@ fn v2x_fusion_and_video_on_a_real_wasmcloud_lattice() {
         // ---- sensor fusion: test2.bag, one request per message, in bag order
         let bag = std::fs::read(repo().join("data/fusion/test2.bag")).unwrap();
         let cfg = edgecell_fusion::preset("robot-localization-test2").unwrap();
-        let envelopes = edgecell_fusion::wire::envelopes_from_bag(&bag, &cfg, "jackal").unwrap();
+        let envelopes = edgecell_fusion::wire::envelopes_from_bag(&bag, &cfg, "jackal").unwrap().envelopes;
         let t0 = Instant::now();
         let mut last = serde_json::Value::Null;
         // Delivery on the lattice is at most once. Now and then a wRPC call between the host

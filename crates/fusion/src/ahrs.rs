@@ -472,7 +472,7 @@ pub fn rms_error(a: &[Euler], b: &[Euler]) -> (f64, f64, f64) {
 /// Reads a reference file `time_s,roll_deg,pitch_deg,yaw_deg`.
 ///
 /// # Errors
-/// [`FusionError::Parse`].
+/// [`FusionError::Parse`]; [`FusionError::NonFinite`] for NaN or an infinity.
 pub fn read_euler_csv(mut r: impl Read) -> Result<Vec<Euler>> {
     let mut text = String::new();
     r.read_to_string(&mut text).map_err(|e| FusionError::Parse(format!("read: {e}")))?;
@@ -483,6 +483,7 @@ pub fn read_euler_csv(mut r: impl Read) -> Result<Vec<Euler>> {
         }
         let v: std::result::Result<Vec<f64>, _> = line.split(',').map(|s| s.trim().parse::<f64>()).collect();
         let v = v.map_err(|e| FusionError::Parse(format!("line {}: {e}", n + 1)))?;
+        ensure_finite(v.iter(), "reference angle")?;
         if let [time, roll, pitch, yaw] = v[..] {
             out.push(Euler { time, roll, pitch, yaw });
         } else {
@@ -514,6 +515,9 @@ mod tests {
         assert!(read_imu_csv("t,a\n1,2,3\n".as_bytes()).is_err());
         assert!(read_imu_csv("h\n1,2,3,4,5,6,x\n".as_bytes()).is_err());
         assert!(read_imu_csv("h\n1,2,3,4,5,6,NaN\n".as_bytes()).is_err());
+        assert!(matches!(read_euler_csv("h\n0.1,1,NaN,3\n".as_bytes()), Err(FusionError::NonFinite(_))));
+        assert!(matches!(read_euler_csv("h\n0.1,1,2,inf\n".as_bytes()), Err(FusionError::NonFinite(_))));
+        assert_eq!(read_euler_csv("h\n0.1,1,2,3\n".as_bytes()).unwrap().len(), 1);
     }
 
     fn check(reference: &str, mag: bool, settings: AhrsSettings) -> (f64, f64, f64) {

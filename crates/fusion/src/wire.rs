@@ -71,18 +71,77 @@ pub struct ScanMessage {
     pub detections: Vec<[f64; 2]>,
 }
 
-/// The bag's messages for the sensors of `cfg`, in time order, as envelopes for `filter`.
+/// A bag's messages as envelopes for the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BagEnvelopes {
+    /// The envelopes, in time order.
+    pub envelopes: Vec<SensorEnvelope>,
+    /// Messages left out because a value is NaN or infinite: JSON has no such numbers
+    /// (serde_json would write `null`, which the actor cannot read back), with the first
+    /// such field seen.
+    pub non_finite: usize,
+    /// The first field that held one.
+    pub first_non_finite: Option<&'static str>,
+}
+
+impl WireMessage {
+    /// The first field holding NaN or an infinity, if any.
+    #[must_use]
+    pub fn non_finite_field(&self) -> Option<&'static str> {
+        let bad = |v: &[f64]| v.iter().any(|x| !x.is_finite());
+        let fields: Vec<(&'static str, &[f64])> = match self {
+            Self::Imu(m) => vec![
+                ("header.stamp", std::slice::from_ref(&m.header.stamp)),
+                ("orientation", &m.orientation),
+                ("orientation_covariance", &m.orientation_covariance),
+                ("angular_velocity", &m.angular_velocity),
+                ("angular_velocity_covariance", &m.angular_velocity_covariance),
+                ("linear_acceleration", &m.linear_acceleration),
+                ("linear_acceleration_covariance", &m.linear_acceleration_covariance),
+            ],
+            Self::Odometry(m) => vec![
+                ("header.stamp", std::slice::from_ref(&m.header.stamp)),
+                ("position", &m.position),
+                ("orientation", &m.orientation),
+                ("pose_covariance", &m.pose_covariance),
+                ("linear", &m.linear),
+                ("angular", &m.angular),
+                ("twist_covariance", &m.twist_covariance),
+            ],
+            Self::Gnss(m) => vec![
+                ("header.stamp", std::slice::from_ref(&m.header.stamp)),
+                ("latitude", std::slice::from_ref(&m.latitude)),
+                ("longitude", std::slice::from_ref(&m.longitude)),
+                ("altitude", std::slice::from_ref(&m.altitude)),
+                ("position_covariance", &m.position_covariance),
+            ],
+        };
+        fields.into_iter().find(|(_, v)| bad(v)).map(|(name, _)| name)
+    }
+}
+
+/// The bag's messages for the sensors of `cfg`, in time order, as envelopes for `filter`;
+/// messages with NaN or infinite values are counted and left out (see [`BagEnvelopes`]).
 ///
 /// # Errors
 /// Bag parse errors; a topic whose type does not match the sensor kind.
-pub fn envelopes_from_bag(bytes: &[u8], cfg: &LocalizerConfig, filter: &str) -> Result<Vec<SensorEnvelope>> {
-    let bag = Bag::parse(bytes)?;
-    Ok(sensor_messages(&bag, cfg)?
-        .into_iter()
-        .filter_map(|(idx, m)| {
-            cfg.sensors.get(idx).map(|s| SensorEnvelope { filter: filter.to_owned(), sensor: s.name.clone(), message: m.into() })
-        })
-        .collect())
+pub fn envelopes_from_bag(bytes: &[u8], cfg: &LocalizerConfig, filter: &str) -> Result<BagEnvelopes> {
+    bag_envelopes(&Bag::parse(bytes)?, cfg, filter)
+}
+
+fn bag_envelopes(bag: &Bag, cfg: &LocalizerConfig, filter: &str) -> Result<BagEnvelopes> {
+    let mut out = BagEnvelopes { envelopes: Vec::new(), non_finite: 0, first_non_finite: None };
+    for (idx, m) in sensor_messages(bag, cfg)? {
+        let Some(sensor) = cfg.sensors.get(idx) else { continue };
+        let message = WireMessage::from(m);
+        if let Some(field) = message.non_finite_field() {
+            out.non_finite += 1;
+            out.first_non_finite.get_or_insert(field);
+            continue;
+        }
+        out.envelopes.push(SensorEnvelope { filter: filter.to_owned(), sensor: sensor.name.clone(), message });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -93,7 +152,9 @@ mod tests {
     fn bag_envelopes_round_trip_through_json() {
         let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fusion/test2.bag")).unwrap();
         let cfg = crate::preset("robot-localization-test2").unwrap();
-        let envs = envelopes_from_bag(&bytes, &cfg, "jackal").unwrap();
+        let out = envelopes_from_bag(&bytes, &cfg, "jackal").unwrap();
+        assert_eq!(out.non_finite, 0);
+        let envs = out.envelopes;
         assert!(envs.len() > 1000);
         assert!(envs.iter().any(|e| e.sensor == "imu0" && matches!(e.message, WireMessage::Imu(_))));
         assert!(envs.iter().any(|e| e.sensor == "odom0" && matches!(e.message, WireMessage::Odometry(_))));
@@ -101,5 +162,27 @@ mod tests {
         assert!(json.contains("\"kind\":"), "{json}");
         let back: SensorEnvelope = serde_json::from_str(&json).unwrap();
         assert_eq!(back, envs[0]);
+    }
+
+    #[test]
+    fn messages_with_values_json_cannot_carry_are_counted_and_left_out() {
+        let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fusion/test2.bag")).unwrap();
+        let cfg = crate::preset("robot-localization-test2").unwrap();
+        let mut bag = Bag::parse(&bytes).unwrap();
+        let all = bag_envelopes(&bag, &cfg, "jackal").unwrap().envelopes.len();
+        let imu_conn = bag.connections.iter().find(|c| c.topic == "/imu/data").unwrap().id;
+        // orientation x of two IMU messages: after seq, stamp and the frame id string
+        let mut patched = 0;
+        for (m, value) in bag.messages.iter_mut().filter(|m| m.conn == imu_conn).take(2).zip([f64::NAN, f64::INFINITY]) {
+            let frame_len = u32::from_le_bytes(m.data[12..16].try_into().unwrap()) as usize;
+            let at = 16 + frame_len;
+            m.data[at..at + 8].copy_from_slice(&value.to_le_bytes());
+            patched += 1;
+        }
+        assert_eq!(patched, 2);
+        let out = bag_envelopes(&bag, &cfg, "jackal").unwrap();
+        assert_eq!((out.envelopes.len(), out.non_finite, out.first_non_finite), (all - 2, 2, Some("orientation")));
+        // what is left carries no null
+        assert!(out.envelopes.iter().all(|e| !serde_json::to_string(e).unwrap().contains("null")));
     }
 }

@@ -322,14 +322,27 @@ fn sensor_subject(filter: &str) -> String {
 /// An invalid filter token, an unreadable bag, or an envelope that cannot be encoded.
 pub fn sensor_messages(bag: &[u8], cfg: &LocalizerConfig, filter: &str) -> Result<Vec<crate::bindings::BrokerMessage>, ProduceError> {
     let subject = sensor_subject(token("filter", filter)?);
-    envelopes_from_bag(bag, cfg, filter)
-        .map_err(ProduceError::Bag)?
+    wire_envelopes(bag, cfg, filter)?
         .iter()
         .map(|e| {
             let body = serde_json::to_vec(e).map_err(|e| ProduceError::Encode { what: "a sensor envelope", message: e.to_string() })?;
             Ok(crate::bindings::BrokerMessage { subject: subject.clone(), body, reply_to: None })
         })
         .collect()
+}
+
+/// The bag's envelopes for the wire; messages holding NaN or an infinity, which JSON cannot
+/// carry, are left out with a warning that counts them.
+fn wire_envelopes(bag: &[u8], cfg: &LocalizerConfig, filter: &str) -> Result<Vec<SensorEnvelope>, ProduceError> {
+    let out = envelopes_from_bag(bag, cfg, filter).map_err(ProduceError::Bag)?;
+    if out.non_finite > 0 {
+        tracing::warn!(
+            left_out = out.non_finite,
+            first_field = out.first_non_finite.unwrap_or(""),
+            "bag messages with NaN or infinite values left out (JSON cannot carry them)"
+        );
+    }
+    Ok(out.envelopes)
 }
 
 /// The W3C trace-context header a producer starts a trace with.
@@ -531,7 +544,7 @@ impl Plan {
                         (format!("sensors (preset {name})"), cfg)
                     }
                 };
-                let envelopes = envelopes_from_bag(&bag, &cfg, &filter).map_err(ProduceError::Bag)?;
+                let envelopes = wire_envelopes(&bag, &cfg, &filter)?;
                 if envelopes.is_empty() {
                     return Err(ProduceError::Empty("the bag (for the localizer's sensor topics)"));
                 }
