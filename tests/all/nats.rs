@@ -73,3 +73,54 @@ fn a_message_the_host_cannot_deliver_is_answered_with_the_error() {
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
     assert_eq!(feed.stats().host_errors.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
+
+/// Stopping a feed by draining it delivers every message the client had already received
+/// (dropping it would lose them), and takes no new ones.
+#[test]
+fn a_drained_feed_delivers_what_its_client_holds_and_takes_nothing_after() {
+    use std::sync::atomic::Ordering::Relaxed;
+    const N: u64 = 3000;
+    let server = NatsServer::start();
+    let conn = NatsConnection::connect(&server.url).unwrap();
+    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    services.bus = conn.bus();
+    let runtime = Runtime::new(RuntimeConfig::default(), services).unwrap();
+    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let pool = Arc::new(InstancePool::new(actor, 1));
+    let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 1).unwrap();
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let producer = rt.block_on(async {
+        let client = async_nats::connect(&server.url).await.unwrap();
+        for _ in 0..N {
+            client.publish("edgecell.probe.in", "no-reply".into()).await.unwrap();
+        }
+        // the server has taken all of them (and routed them to the host's connection)
+        client.flush().await.unwrap();
+        client
+    });
+    // a round trip on the host's own connection: everything the server sent it before the
+    // echo has reached the feed's subscription
+    let host = conn.client().clone();
+    conn.handle().block_on(async {
+        let inbox = host.new_inbox();
+        let mut echo = host.subscribe(inbox.clone()).await.unwrap();
+        host.publish(inbox, "".into()).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut echo)).await.unwrap().unwrap();
+    });
+    let before = feed.stats().handled.load(Relaxed);
+    assert!(before < N, "all {N} were handled before the drain began; the test proves nothing");
+    let stats = Arc::clone(&feed.stats_handle());
+    assert!(feed.drain(Duration::from_secs(60)), "not drained within 60 s");
+    assert_eq!(stats.handled.load(Relaxed), N, "{before} handled when the drain began");
+    let count = runtime.services().cache.get("probe", "probe", "messages").unwrap().unwrap();
+    assert_eq!(count.value, N.to_string().as_bytes());
+
+    // unsubscribed: what comes now is for other hosts
+    rt.block_on(async {
+        producer.publish("edgecell.probe.in", "late".into()).await.unwrap();
+        producer.flush().await.unwrap();
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(stats.received.load(Relaxed), N);
+}

@@ -23,6 +23,10 @@ use edgecell_metrics::MetricsServer;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// How long `edgecell serve` may take to stop at Ctrl-C: draining subscriptions, deliveries
+/// still running, the NATS client.
+const SHUTDOWN_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Parser)]
 #[command(name = "edgecell", version, about = "edgecell: edge workloads as WebAssembly components")]
 struct Cli {
@@ -206,12 +210,23 @@ fn serve(config_path: &Path) -> Result<()> {
             std::process::exit(130);
         }
     });
-    // no new deliveries; those running finish while the wasmtime runtime (and its deadline
-    // ticker) still runs, within a bound
-    drop(feeds);
-    drop(ingest);
+    // No new deliveries: each subscription is drained (unsubscribed; what the client already
+    // holds is still delivered) while the wasmtime runtime and its deadline ticker still run,
+    // all within one bound; then whatever still runs gets the rest of it.
+    let deadline = std::time::Instant::now() + SHUTDOWN_BOUND;
+    let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    let mut unfinished = 0;
+    for feed in feeds {
+        unfinished += usize::from(!feed.drain(left()));
+    }
+    if let Some(ingest) = ingest {
+        unfinished += usize::from(!ingest.drain(left()));
+    }
+    if unfinished > 0 {
+        eprintln!("{unfinished} subscription(s) not drained within {} s; their buffered messages are dropped", SHUTDOWN_BOUND.as_secs());
+    }
     if let Some(conn) = nats {
-        conn.shutdown(std::time::Duration::from_secs(10));
+        conn.shutdown(left().max(std::time::Duration::from_secs(1)));
     }
     drop(runtime);
     Ok(())

@@ -32,6 +32,13 @@
 //! instance) is answered on its reply subject with `{"error":"…"}`, as the actors answer
 //! their own errors, so a requester does not wait out its timeout. Messages the client had to
 //! drop because an actor could not keep up (a slow consumer) are logged.
+//!
+//! # Stopping
+//!
+//! [`Feed::drain`] and [`CacheIngest::drain`] stop a subscription without losing what the
+//! client already holds: they unsubscribe (other hosts of the queue group get what follows),
+//! deliver the messages already received, and wait for the deliveries running, within a
+//! bound. Dropping a feed or ingest instead stops it at once and loses its buffered messages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -145,10 +152,17 @@ impl NatsConnection {
     /// and deliver every message to the pool's actor, at most `concurrency` at a time.
     pub fn feed(&self, pool: &Arc<InstancePool>, subjects: &[String], concurrency: usize) -> Result<Feed, NatsError> {
         let stats = Arc::new(FeedStats::default());
-        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        // (the semaphore's own limit: more permits than that would panic it)
+        let concurrency = concurrency.clamp(1, tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
         let group = format!("edgecell.{}", pool.actor().name());
         // built first, so a subscription that fails stops the ones already running
-        let mut feed = Feed { tasks: Vec::new(), stats: Arc::clone(&stats) };
+        let mut feed = Feed {
+            tasks: Draining::new(self.rt.handle().clone()),
+            stats: Arc::clone(&stats),
+            permits: Arc::clone(&permits),
+            concurrency: u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX),
+        };
         for subject in subjects {
             let mut sub = self
                 .rt
@@ -156,8 +170,9 @@ impl NatsConnection {
                 .map_err(|e| NatsError::Subscribe { subject: subject.clone(), message: e.to_string() })?;
             let (pool, stats, permits, client) = (Arc::clone(pool), Arc::clone(&stats), Arc::clone(&permits), self.client.clone());
             let handle = self.rt.handle().clone();
+            let (mut stop, mut draining) = (feed.tasks.stop_signal(), false);
             feed.tasks.push(self.rt.spawn(async move {
-                while let Some(msg) = sub.next().await {
+                while let Some(msg) = next_until_drained(&mut sub, &mut stop, &mut draining).await {
                     let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break };
                     let bm = BrokerMessage {
                         subject: msg.subject.to_string(),
@@ -213,8 +228,10 @@ impl NatsConnection {
         let mut sub = self.rt.block_on(self.client.subscribe(subject.clone())).map_err(|e| sub_err(e.to_string()))?;
         let stats = Arc::new(IngestStats::default());
         let (client, task_stats) = (self.client.clone(), Arc::clone(&stats));
-        let task = self.rt.spawn(async move {
-            while let Some(msg) = sub.next().await {
+        let mut ingest = CacheIngest { tasks: Draining::new(self.rt.handle().clone()), stats };
+        let (mut stop, mut draining) = (ingest.tasks.stop_signal(), false);
+        ingest.tasks.push(self.rt.spawn(async move {
+            while let Some(msg) = next_until_drained(&mut sub, &mut stop, &mut draining).await {
                 let reply = answer_cache_put(&cache, &msg, &task_stats);
                 if let Some(to) = msg.reply
                     && let Err(e) = client.publish(to, reply.into()).await
@@ -222,9 +239,8 @@ impl NatsConnection {
                     tracing::warn!(subject = %msg.subject, error = %e, "cache put reply not sent");
                 }
             }
-        });
+        }));
         // (built before the round trip, so a failed one stops the task)
-        let ingest = CacheIngest { task, stats };
         self.rt.block_on(server_round_trip(&self.client)).map_err(sub_err)?;
         Ok(ingest)
     }
@@ -263,6 +279,87 @@ pub fn answer_cache_put(cache: &Cache, msg: &async_nats::Message, stats: &Ingest
     ingest::reply(&outcome)
 }
 
+/// The next message of `sub`; once `stop` fires, the subscription is drained (`draining`
+/// records that): unsubscribed, with the messages the client already holds still handed out
+/// before the end. The stop is looked at first, so a busy subscription drains too.
+async fn next_until_drained(
+    sub: &mut async_nats::Subscriber,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+    draining: &mut bool,
+) -> Option<async_nats::Message> {
+    if !*draining {
+        tokio::select! {
+            biased;
+            changed = stop.changed() => {
+                // the owner is gone (dropped, not drained): end
+                if changed.is_err() {
+                    return None;
+                }
+            }
+            msg = sub.next() => return msg,
+        }
+        *draining = true;
+        if let Err(e) = sub.drain().await {
+            tracing::warn!(error = %e, "cannot drain a subscription; its buffered messages are dropped");
+            return None;
+        }
+    }
+    sub.next().await
+}
+
+/// The tasks of subscriptions that stop together: dropped, they are aborted; drained, they
+/// finish what their client holds.
+#[derive(Debug)]
+struct Draining {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    handle: tokio::runtime::Handle,
+}
+
+impl Draining {
+    fn new(handle: tokio::runtime::Handle) -> Self {
+        Self { tasks: Vec::new(), stop: tokio::sync::watch::Sender::new(false), handle }
+    }
+
+    fn stop_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    fn push(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.push(task);
+    }
+
+    /// Tells every task to drain, then waits until they are done and `then` is, at most
+    /// `timeout`. True if all finished in time; the rest are aborted.
+    fn drain(&mut self, timeout: Duration, then: impl std::future::Future<Output = ()>) -> bool {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut self.tasks);
+        let aborts: Vec<_> = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
+        let done = self.handle.block_on(async {
+            tokio::time::timeout(timeout, async {
+                for t in tasks {
+                    let _ = t.await;
+                }
+                then.await;
+            })
+            .await
+            .is_ok()
+        });
+        for a in aborts {
+            a.abort();
+        }
+        done
+    }
+}
+
+impl Drop for Draining {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
 /// Counts of a [`CacheIngest`]'s requests.
 #[derive(Debug, Default)]
 pub struct IngestStats {
@@ -273,7 +370,7 @@ pub struct IngestStats {
 /// The running cache put handler; unsubscribes when dropped.
 #[derive(Debug)]
 pub struct CacheIngest {
-    task: tokio::task::JoinHandle<()>,
+    tasks: Draining,
     stats: Arc<IngestStats>,
 }
 
@@ -282,11 +379,11 @@ impl CacheIngest {
     pub fn stats(&self) -> &IngestStats {
         &self.stats
     }
-}
 
-impl Drop for CacheIngest {
-    fn drop(&mut self) {
-        self.task.abort();
+    /// Stops taking requests and answers those already received, within `timeout`. True if
+    /// all were answered in time. Must not be called from inside the client's runtime.
+    pub fn drain(mut self, timeout: Duration) -> bool {
+        self.tasks.drain(timeout, async {})
     }
 }
 
@@ -304,8 +401,11 @@ pub struct FeedStats {
 /// A running subscription; unsubscribes when dropped.
 #[derive(Debug)]
 pub struct Feed {
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Draining,
     stats: Arc<FeedStats>,
+    /// One per delivery running.
+    permits: Arc<tokio::sync::Semaphore>,
+    concurrency: u32,
 }
 
 impl Feed {
@@ -313,13 +413,23 @@ impl Feed {
     pub fn stats(&self) -> &FeedStats {
         &self.stats
     }
-}
 
-impl Drop for Feed {
-    fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+    /// The counts, to read after the feed is gone.
+    #[must_use]
+    pub fn stats_handle(&self) -> Arc<FeedStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Stops taking messages and delivers those the client already holds, waiting for every
+    /// delivery to end, within `timeout`. True if all ended in time (a delivery still running
+    /// then goes on until the actor call returns or hits its deadline). Must not be called
+    /// from inside the client's runtime.
+    pub fn drain(mut self, timeout: Duration) -> bool {
+        let (permits, n) = (Arc::clone(&self.permits), self.concurrency);
+        self.tasks.drain(timeout, async move {
+            // every permit back: no delivery is running
+            let _ = permits.acquire_many(n).await;
+        })
     }
 }
 
