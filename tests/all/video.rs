@@ -257,15 +257,18 @@ fn vtest_with_a_new_instance_per_frame_tracks_and_counts_as_one_instance_does() 
     assert_eq!(metric(&h, "video_state_resets_total", &[]), 0.0);
     assert_eq!(metric(&h, "video_state_conflicts_total", &[]), 0.0);
 
-    // both streams end in the same state: 20 frames, ids 1.., under the same configuration, TTL 10 min
+    // both streams end in the same state: 20 frames, ids 1.., under the same configuration; the
+    // clip leaves people inside the zone, whose `left` only this state can give, so it is kept
+    // for the owing TTL (24 h) rather than the idle one (10 min)
     let (e1, s1) = stored_state(&h, "one");
     let (e2, s2) = stored_state(&h, "fresh");
     assert_eq!(s1, s2);
     assert_eq!(s1.tracker().frame_count(), 20);
     assert_eq!(s1.last_timestamp_ns(), Some(frames[19].1));
+    assert!(!s1.analytics().closing_events(0).is_empty(), "someone is inside at the end of the clip");
     for e in [&e1, &e2] {
         let ttl = e.ttl_remaining.expect("the state has a TTL").as_millis();
-        assert!(ttl > 0 && ttl <= 600_000, "{ttl}");
+        assert!(ttl > 600_000 && ttl <= 86_400_000, "{ttl}");
     }
 }
 
@@ -329,7 +332,7 @@ fn two_instances_on_one_stream_interleaved_or_racing_share_one_state() {
 fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() {
     let h = host_with_models(RuntimeConfig::default());
     let frames = preload_vtest(&h);
-    let actor = vtest_actor(&h, &["vtest"], &[("state-ttl-ms", "30000")]);
+    let actor = vtest_actor(&h, &["vtest"], &[("state-ttl-ms", "30000"), ("state-owing-ttl-ms", "45000")]);
     let cache = &h.runtime.services().cache;
     let key = "state/vtest";
     let send = |f: &(u64, u64, String)| {
@@ -346,8 +349,10 @@ fn unusable_stored_states_are_reset_and_counted_and_late_frames_do_not_rewind() 
     let _ = h.bus.drain();
     let (entry, state) = stored_state(&h, "vtest");
     assert_eq!(state.tracker().frame_count(), 10);
+    // (someone is inside the zone by frame 10: the state owes their `left`)
+    assert!(!state.analytics().closing_events(0).is_empty());
     let ttl = entry.ttl_remaining.unwrap().as_millis();
-    assert!(ttl > 0 && ttl <= 30_000, "state-ttl-ms: {ttl}");
+    assert!(ttl > 30_000 && ttl <= 45_000, "state-owing-ttl-ms: {ttl}");
 
     // a frame older than the state's last one: reported (detections), tracker not rewound
     send(&frames[4]).unwrap();

@@ -22,8 +22,14 @@
 //! fails keeps them (the frame's summary says how many in `events_pending`,
 //! `video_events_deferred_total`), and they go out with the stream's next frame, or with this
 //! frame sent again; delivery is at least once. An outbox kept from publishing for long drops
-//! its oldest events past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`);
-//! a state that is lost (TTL, corruption) takes its outbox along. `configure` starts a stream
+//! its oldest events past `edgecell_vision::MAX_OUTBOX_EVENTS` (`video_events_dropped_total`).
+//! A state that owes events (an outbox, or tracks inside zones whose `left` only it can give)
+//! is written with the longer TTL `state-owing-ttl-ms` (default 24 h, never below
+//! `state-ttl-ms`; 0 = the idle one): a source silent for longer than
+//! `edgecell_vision::IDLE_GAP_NS` (60 s, or ten frame intervals) finds it when it comes back,
+//! and its first frame ends the old tracks (their `left` events, stamped with the last frame
+//! before the silence, come first). A state that is lost all the same (past that TTL,
+//! corruption) takes its outbox along. `configure` starts a stream
 //! over without losing them: its tracks end, the `left` events of those inside zones join what
 //! the outbox held (`video_reconfigure_closed_events_total`,
 //! `video_reconfigure_carried_events_total`), and they go out with the next frame. A frame
@@ -67,13 +73,16 @@ use bindings::wasmcloud::messaging::types::BrokerMessage;
 use edgecell_vision::wire::{FrameRef, FrameSummary};
 use edgecell_vision::{
     AnalyticsEvent, BBox, CasOutcome, Detection, Direction, EventKind, FrameAnalysis, FrameLimits, Line, NanoDetHead, Normalization,
-    PersistError, PersistedStream, PixelFormat, Point, QueuedEvent, StateStore, StoredState, StreamConfig, TensorView, VisionError, Zone,
+    PersistError, PersistedStream, PixelFormat, Point, QueuedEvent, Retention, StateStore, StoredState, StreamConfig, TensorView, VisionError, Zone,
     coco, decode_frame, letterbox, postprocess_nanodet,
 };
 
 const NS: &str = "video";
 /// Default TTL of a stream's state: an idle stream starts over after this long.
 const DEFAULT_STATE_TTL_MS: u64 = 10 * 60 * 1000;
+/// Default TTL of a state that owes events (undelivered, or `left` of tracks inside zones):
+/// a source silent for up to a day still gets them when it comes back.
+const DEFAULT_OWING_STATE_TTL_MS: u64 = 24 * 60 * 60 * 1000;
 /// Default compare-and-swap attempts per frame before `PersistError::Contended`.
 const DEFAULT_STATE_CAS_ATTEMPTS: u32 = 4;
 
@@ -279,7 +288,10 @@ fn ensure_stream(stream: &str) -> Result<(), VideoError> {
 struct CacheState<'a> {
     stream: &'a str,
     key: String,
+    /// TTL of a state that owes nothing.
     ttl_ms: Option<u64>,
+    /// TTL of a state with events to deliver or tracks inside zones.
+    owing_ttl_ms: Option<u64>,
 }
 
 impl StateStore for CacheState<'_> {
@@ -290,8 +302,12 @@ impl StateStore for CacheState<'_> {
         }
     }
 
-    fn compare_and_swap(&mut self, expected: Option<u64>, value: &[u8]) -> Result<CasOutcome, String> {
-        match cache::compare_and_swap(NS, &self.key, expected, value, self.ttl_ms) {
+    fn compare_and_swap(&mut self, expected: Option<u64>, value: &[u8], retention: Retention) -> Result<CasOutcome, String> {
+        let ttl = match retention {
+            Retention::Idle => self.ttl_ms,
+            Retention::Owing => self.owing_ttl_ms,
+        };
+        match cache::compare_and_swap(NS, &self.key, expected, value, ttl) {
             Ok(cache::CasOutcome::Swapped(v)) => Ok(CasOutcome::Swapped(v)),
             Ok(cache::CasOutcome::Conflict(_)) => Ok(CasOutcome::Conflict),
             Err(e) => Err(format!("compare-and-swap {NS}/{}: {e:?}", self.key)),
@@ -338,7 +354,11 @@ fn count(name: &str, pairs: &[(&str, &str)], by: f64) {
 
 fn state_store(stream: &str) -> CacheState<'_> {
     let ttl = config_number("state-ttl-ms", DEFAULT_STATE_TTL_MS);
-    CacheState { stream, key: state_key(stream), ttl_ms: (ttl > 0).then_some(ttl) }
+    let ttl_ms = (ttl > 0).then_some(ttl);
+    // (never shorter than an idle state's, none when idle states have none, 0 = the same)
+    let owing = config_number("state-owing-ttl-ms", DEFAULT_OWING_STATE_TTL_MS);
+    let owing_ttl_ms = ttl_ms.map(|t| owing.max(t));
+    CacheState { stream, key: state_key(stream), ttl_ms, owing_ttl_ms }
 }
 
 /// What one frame left to do after its state was committed.

@@ -353,6 +353,12 @@ impl Analytics {
         })
     }
 
+    /// True when a track is inside a zone: ending the tracks would give `left` events.
+    #[must_use]
+    pub fn occupied(&self) -> bool {
+        self.tracks.values().any(|t| t.zones.iter().any(|z| z.inside))
+    }
+
     /// Analytics for `cfg` that continue exactly from `state`.
     ///
     /// # Errors

@@ -39,7 +39,9 @@ pub use persist::{
     CasOutcome, ID_EPOCH_SPAN, PersistedFrame, PersistedStream, Reconfigured, StateSource, StateStore,
     StoredState,
 };
-pub use pipeline::{FrameAnalysis, MAX_OUTBOX_EVENTS, OldClock, QueuedEvent, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState};
+pub use pipeline::{
+    FrameAnalysis, IDLE_GAP_NS, MAX_OUTBOX_EVENTS, OldClock, QueuedEvent, Retention, STATE_FORMAT, StreamConfig, StreamProcessor, StreamState,
+};
 pub use preprocess::{
     ChannelOrder, Letterbox, Normalization, PreprocessScratch, letterbox, letterbox_into,
 };

@@ -39,7 +39,7 @@
 use crate::analytics::AnalyticsEvent;
 use crate::detect::{Detection, NmsConfig};
 use crate::error::{PersistError, StateError, VisionError};
-use crate::pipeline::{FrameAnalysis, QueuedEvent, StreamConfig, StreamProcessor, StreamState};
+use crate::pipeline::{FrameAnalysis, QueuedEvent, Retention, StreamConfig, StreamProcessor, StreamState};
 
 /// A state entry as read from the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,9 @@ pub trait StateStore {
     fn load(&mut self) -> Result<Option<StoredState>, String>;
 
     /// Writes `value` only if the entry's version is `expected` (none: the key must be absent).
+    /// `retention` says what the state is worth keeping: a store with expiry may keep an
+    /// [`Retention::Owing`] state (events to deliver, tracks inside zones) longer than an idle
+    /// one, so a source that comes back after a silence still gets what it is owed.
     ///
     /// # Errors
     /// The store's failure, as text.
@@ -77,6 +80,7 @@ pub trait StateStore {
         &mut self,
         expected: Option<u64>,
         value: &[u8],
+        retention: Retention,
     ) -> Result<CasOutcome, String>;
 
     /// The stream's configuration as currently stored, if any. Asked when the stored state was
@@ -344,7 +348,7 @@ impl PersistedStream {
             out.dropped = fresh.carry(carried.into_iter().chain(closing));
             let bytes = fresh.encode_state()?;
             if let CasOutcome::Swapped(version) =
-                store.compare_and_swap(Some(entry.version), &bytes).map_err(PersistError::Store)?
+                store.compare_and_swap(Some(entry.version), &bytes, fresh.retention()).map_err(PersistError::Store)?
             {
                 out.version = Some(version);
                 self.held = Some(Held { version, bytes, processor: fresh });
@@ -370,7 +374,7 @@ impl PersistedStream {
         let mut processor = held.processor.clone();
         processor.clear_outbox();
         let bytes = processor.encode_state()?;
-        match store.compare_and_swap(Some(version), &bytes).map_err(PersistError::Store)? {
+        match store.compare_and_swap(Some(version), &bytes, processor.retention()).map_err(PersistError::Store)? {
             CasOutcome::Swapped(version) => {
                 self.held = Some(Held { version, bytes, processor });
                 Ok(Some(version))
@@ -451,7 +455,7 @@ impl PersistedStream {
             }
             let bytes = processor.encode_state()?;
             match store
-                .compare_and_swap(expected, &bytes)
+                .compare_and_swap(expected, &bytes, processor.retention())
                 .map_err(PersistError::Store)?
             {
                 CasOutcome::Swapped(version) => {

@@ -215,6 +215,24 @@ fn fingerprint(cfg: &StreamConfig) -> Result<u64> {
     }))
 }
 
+/// A frame newer than the last one processed by more than this (or by more than ten frame
+/// intervals, for a source slower than that) ends the stream's tracks before it is tracked:
+/// the source was silent (a camera, encoder or link down), and what was in view before the
+/// gap is not followed across it. The tracks' zones report `left` stamped with the last frame
+/// before the gap; ids and line totals go on.
+pub const IDLE_GAP_NS: u64 = 60_000_000_000;
+
+/// How much a stream's stored state is worth keeping (see [`StreamProcessor::retention`]):
+/// a store may keep an `Owing` state longer than an `Idle` one, so a source silent for a while
+/// still gets its `left` events and undelivered events when it comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Nothing is owed: losing the state loses no event.
+    Idle,
+    /// Events wait in the outbox, or tracks are inside zones.
+    Owing,
+}
+
 /// A frame older than the last one processed by ten frame intervals or more, and by at least
 /// this much (at most 60 s), means the source's clock restarted, not a frame delivered late:
 /// the stream's tracks end and tracking starts over. Anything closer, and the last frame again,
@@ -483,6 +501,12 @@ impl StreamProcessor {
         let mut events = Vec::new();
         if let Some(last) = self.last_timestamp_ns {
             if timestamp_ns > last && !self.is_old_clock(timestamp_ns) {
+                if timestamp_ns - last > self.idle_gap() {
+                    // the source was silent for long (a camera or link down): whoever was in
+                    // view then is not followed across the gap; the tracks end as of the last
+                    // frame (their zones report `left`) and this frame starts tracking over
+                    events = self.end_tracks();
+                }
                 self.frame_interval_ns = Some(timestamp_ns - last);
             } else if self.is_out_of_order(timestamp_ns) {
                 return FrameAnalysis {
@@ -528,6 +552,20 @@ impl StreamProcessor {
             || self.last_timestamp_ns.is_some_and(|last| {
                 timestamp_ns == last || (timestamp_ns < last && last - timestamp_ns < restart)
             })
+    }
+
+    /// How far ahead of the last frame a frame must be for the source to count as having been
+    /// silent: [`IDLE_GAP_NS`], or ten frame intervals when the source runs slower than that.
+    fn idle_gap(&self) -> u64 {
+        self.frame_interval_ns.map_or(IDLE_GAP_NS, |i| i.saturating_mul(10).max(IDLE_GAP_NS))
+    }
+
+    /// What keeping this stream's state is worth: [`Retention::Owing`] while it holds events
+    /// not yet delivered or tracks inside zones (whose `left` events the state alone can
+    /// give), else [`Retention::Idle`].
+    #[must_use]
+    pub fn retention(&self) -> Retention {
+        if self.outbox.is_empty() && !self.analytics.occupied() { Retention::Idle } else { Retention::Owing }
     }
 
     /// How far back a frame must be for the source's clock to count as restarted.

@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use edgecell_vision::{
-    CasOutcome, Detection, Direction, EventKind, FrameAnalysis, PersistError, PersistedStream,
-    STATE_FORMAT, StateError, StateSource, StateStore, StoredState, StreamConfig, StreamProcessor,
+    CasOutcome, Detection, Direction, EventKind, FrameAnalysis, IDLE_GAP_NS, PersistError, PersistedStream,
+    Retention, STATE_FORMAT, StateError, StateSource, StateStore, StoredState, StreamConfig, StreamProcessor,
     StreamState, VisionError,
 };
 use serde::Deserialize;
@@ -248,6 +248,8 @@ struct Shared {
     writes: usize,
     /// The id epoch counter, when the store keeps one.
     epoch: Option<u64>,
+    /// The retention of the last write.
+    retention: Option<Retention>,
 }
 
 type Hook = Box<dyn FnMut(&Rc<RefCell<Shared>>)>;
@@ -295,6 +297,7 @@ impl StateStore for Store {
         &mut self,
         expected: Option<u64>,
         value: &[u8],
+        retention: Retention,
     ) -> Result<CasOutcome, String> {
         if let Some(hook) = &mut self.before_cas {
             hook(&self.shared);
@@ -303,6 +306,7 @@ impl StateStore for Store {
         if current != expected {
             return Ok(CasOutcome::Conflict);
         }
+        self.shared.borrow_mut().retention = Some(retention);
         Ok(CasOutcome::Swapped(write(&self.shared, value.to_vec())))
     }
 
@@ -1042,4 +1046,60 @@ fn a_frame_that_replaces_a_state_of_another_configuration_carries_what_it_owes()
     assert_eq!(r.closed.iter().map(|e| e.track_id).collect::<BTreeSet<_>>(), inside);
     assert_eq!(r.carried + r.closed.len(), owed);
     drop(shared);
+}
+
+/// A source silent for longer than the idle gap (a camera or its link down) gets its tracks
+/// ended when it comes back: the `left` events of those inside zones come first, stamped with
+/// the last frame before the gap. Meanwhile its state says it owes them, so a store with
+/// expiry keeps it longer. A shorter stall, or a source that is simply slow, changes nothing.
+#[test]
+fn a_source_silent_for_long_ends_its_tracks_when_it_comes_back() {
+    let frames = frames();
+    let (straight, _) = run(&[]);
+    let (at, inside) = first_frame_with_someone_inside(&straight);
+    let mut sp = StreamProcessor::new(config()).unwrap();
+    assert_eq!(sp.retention(), Retention::Idle);
+    for f in &frames[..=at] {
+        sp.process(f.timestamp_ns, &f.detections);
+    }
+    assert_eq!(sp.retention(), Retention::Owing, "someone is inside a zone");
+    let last = frames[at].timestamp_ns;
+    let next = &frames[at + 1].detections;
+
+    // a stall under the gap: tracking goes on as if nothing happened
+    let mut stalled = sp.clone();
+    let a = stalled.process(last + IDLE_GAP_NS, next);
+    assert!(a.events.iter().all(|e| e.kind != EventKind::Left), "{:?}", a.events);
+
+    let a = sp.process(last + IDLE_GAP_NS + 1, next);
+    assert!(!a.out_of_order);
+    let left: Vec<_> = a.events.iter().take_while(|e| e.kind == EventKind::Left).collect();
+    assert_eq!(left.iter().map(|e| e.track_id).collect::<BTreeSet<_>>(), inside);
+    assert!(left.iter().all(|e| e.timestamp_ns == last && e.dwell_ms.is_some()));
+    // the tracks after the gap are new ones
+    let before: BTreeSet<u64> = straight[at].tracks.iter().map(|t| t.track_id).collect();
+    assert!(a.tracks.iter().all(|t| !before.contains(&t.track_id)), "{:?} continued across the gap", a.tracks);
+    assert_eq!(sp.retention(), Retention::Idle, "nobody is inside any more and nothing waits");
+
+    // a slow source (a frame every 90 s) is not silent: its frames keep their tracks
+    let mut slow = StreamProcessor::new(config()).unwrap();
+    let mut ids = Vec::new();
+    for (k, f) in frames[..8].iter().enumerate() {
+        let a = slow.process(k as u64 * 90_000_000_000, &f.detections);
+        assert!(k < 2 || a.events.iter().all(|e| e.kind != EventKind::Left), "frame {k}: {:?}", a.events);
+        ids.push(a.tracks.iter().map(|t| t.track_id).collect::<BTreeSet<_>>());
+    }
+    assert!(ids[7].intersection(&ids[2]).next().is_some(), "tracks go on at a slow, steady rate");
+
+    // through the store: the state written while someone is inside is marked as owing
+    let shared = Rc::new(RefCell::new(Shared::default()));
+    let mut store = Store::new(&shared);
+    let mut ps = PersistedStream::new(config()).unwrap();
+    for f in &frames[..=at] {
+        ps.process(&mut store, f.timestamp_ns, &f.detections, 4).unwrap();
+    }
+    assert_eq!(shared.borrow().retention, Some(Retention::Owing));
+    let out = ps.process(&mut store, last + IDLE_GAP_NS + 1, next, 4).unwrap();
+    assert_eq!(out.analysis.events.iter().filter(|e| e.kind == EventKind::Left).count(), inside.len());
+    assert_eq!(shared.borrow().retention, Some(Retention::Idle));
 }
