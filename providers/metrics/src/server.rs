@@ -28,6 +28,8 @@ use crate::Registry;
 
 /// The pause after a failed accept before the next one.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// At most one log line of accept errors per this long.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a client may take to send its request, how long a connection may last, and how
 /// many may be open.
@@ -104,17 +106,48 @@ impl MetricsServer {
             return Err(ServerError::Limits("timeouts must be above zero"));
         }
         let fail = |e: &dyn std::fmt::Display| ServerError::Bind { addr, reason: e.to_string() };
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build().map_err(|e| fail(&e))?;
-        let listener = {
-            let _entered = runtime.enter();
-            tokio::net::TcpListener::from_std(listen(addr)?).map_err(|e| fail(&e))?
-        };
+        let listener = listen(addr)?;
         let bound = listener.local_addr().map_err(|e| fail(&e))?;
+        // The runtime is built, used and dropped on the server's own thread: dropping one in a
+        // caller that is itself async (the wasmCloud provider's init) would panic.
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<Result<(), String>>(1);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("metrics-http".into())
-            .spawn(move || runtime.block_on(serve(listener, registry, limits, stopped)))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_io().enable_time().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let listener = {
+                    let _entered = runtime.enter();
+                    tokio::net::TcpListener::from_std(listener)
+                };
+                match listener {
+                    Ok(listener) => {
+                        let _ = ready_tx.send(Ok(()));
+                        runtime.block_on(serve(listener, registry, limits, stopped));
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                    }
+                }
+            })
             .map_err(|e| fail(&e))?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                let _ = thread.join();
+                return Err(ServerError::Bind { addr, reason });
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(ServerError::Bind { addr, reason: "the endpoint's thread ended before serving".into() });
+            }
+        }
         tracing::info!(addr = %bound, "metrics endpoint listening");
         Ok(Self { addr: bound, stop: Some(stop), thread: Some(thread) })
     }
@@ -141,6 +174,10 @@ async fn serve(
     mut stopped: tokio::sync::oneshot::Receiver<()>,
 ) {
     let open = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // accept errors repeat every pause while their cause lasts (out of descriptors): logged at
+    // most once per ACCEPT_LOG_EVERY, with how many there were
+    let mut accept_errors = 0_u64;
+    let mut logged_at: Option<tokio::time::Instant> = None;
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(false);
     loop {
@@ -149,8 +186,16 @@ async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
-                    tracing::warn!(error = %e, "metrics endpoint cannot accept a connection");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    accept_errors += 1;
+                    if logged_at.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_EVERY) {
+                        tracing::warn!(error = %e, errors = accept_errors, "metrics endpoint cannot accept connections");
+                        logged_at = Some(tokio::time::Instant::now());
+                        accept_errors = 0;
+                    }
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    }
                     continue;
                 }
             },
@@ -187,7 +232,9 @@ fn respond<B>(registry: &Registry, request: &Request<B>) -> Response<Full<Bytes>
         _ => return status(StatusCode::NOT_FOUND, "not found"),
     };
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        return status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        let mut response = status(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+        response.headers_mut().insert(hyper::header::ALLOW, hyper::header::HeaderValue::from_static("GET, HEAD"));
+        return response;
     }
     match page {
         Some(text) => status(StatusCode::OK, text),
@@ -357,7 +404,18 @@ mod tests {
         let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
         write!(s, "POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n").unwrap();
         let post = String::from_utf8(read_until_closed(&mut s).unwrap()).unwrap();
-        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+        assert!(post.starts_with("HTTP/1.1 405") && post.to_ascii_lowercase().contains("allow: get, head"), "{post}");
+    }
+
+    #[test]
+    fn an_address_in_use_is_an_error_also_when_started_from_async_code() {
+        let reg = Arc::new(Registry::default());
+        let first = MetricsServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&reg), false).unwrap();
+        let taken = first.addr();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // (the wasmCloud provider starts its endpoint inside its async init)
+        let err = rt.block_on(async { MetricsServer::start(taken, reg, false) }).unwrap_err();
+        assert!(matches!(err, ServerError::Bind { .. }), "{err}");
     }
 
     #[test]
