@@ -111,7 +111,7 @@ fn a_drained_feed_delivers_what_its_client_holds_and_takes_nothing_after() {
     let before = feed.stats().handled.load(Relaxed);
     assert!(before < N, "all {N} were handled before the drain began; the test proves nothing");
     let stats = Arc::clone(&feed.stats_handle());
-    assert!(feed.drain(Duration::from_secs(60)), "not drained within 60 s");
+    assert!(feed.drain(Instant::now() + Duration::from_secs(60)), "not drained within 60 s");
     assert_eq!(stats.handled.load(Relaxed), N, "{before} handled when the drain began");
     let count = runtime.services().cache.get("probe", "probe", "messages").unwrap().unwrap();
     assert_eq!(count.value, N.to_string().as_bytes());
@@ -123,4 +123,14 @@ fn a_drained_feed_delivers_what_its_client_holds_and_takes_nothing_after() {
     });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(stats.received.load(Relaxed), N);
+}
+
+/// With no server at the address, connecting is an error within its bound, not a host that
+/// hangs at its first subscription (the client retries the initial connect in the background).
+#[test]
+fn connecting_to_no_server_fails_within_its_bound() {
+    // a port just bound and released: nothing listens there
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let err = NatsConnection::connect(&format!("nats://127.0.0.1:{port}")).unwrap_err();
+    assert!(matches!(err, edgecell::nats::NatsError::Connect { .. }), "{err}");
 }

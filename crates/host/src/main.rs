@@ -215,12 +215,18 @@ fn serve(config_path: &Path) -> Result<()> {
     // all within one bound; then whatever still runs gets the rest of it.
     let deadline = std::time::Instant::now() + SHUTDOWN_BOUND;
     let left = || deadline.saturating_duration_since(std::time::Instant::now());
+    for feed in &feeds {
+        feed.stop_taking();
+    }
+    if let Some(ingest) = &ingest {
+        ingest.stop_taking();
+    }
     let mut unfinished = 0;
     for feed in feeds {
-        unfinished += usize::from(!feed.drain(left()));
+        unfinished += usize::from(!feed.drain(deadline));
     }
     if let Some(ingest) = ingest {
-        unfinished += usize::from(!ingest.drain(left()));
+        unfinished += usize::from(!ingest.drain(deadline));
     }
     if unfinished > 0 {
         eprintln!("{unfinished} subscription(s) not drained within {} s; their buffered messages are dropped", SHUTDOWN_BOUND.as_secs());

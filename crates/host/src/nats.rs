@@ -37,12 +37,15 @@
 //!
 //! [`Feed::drain`] and [`CacheIngest::drain`] stop a subscription without losing what the
 //! client already holds: they unsubscribe (other hosts of the queue group get what follows),
-//! deliver the messages already received, and wait for the deliveries running, within a
-//! bound. Dropping a feed or ingest instead stops it at once and loses its buffered messages.
+//! deliver the messages already received, and wait for the deliveries running, until a
+//! deadline. `stop_taking` on all of them first makes them unsubscribe together. A message
+//! the server sent just before it saw the unsubscribe, but that arrives after it, is lost (NATS
+//! core is at most once). Dropping a feed or ingest instead stops it at once and loses its
+//! buffered messages.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 
@@ -120,6 +123,12 @@ impl NatsConnection {
                 .await
             })
             .map_err(|_| NatsError::Connect { url: url.to_owned(), message: "timed out after 5 s".into() })?
+            .map_err(|e| NatsError::Connect { url: url.to_owned(), message: e.to_string() })?;
+        // With retries on the initial connect, connect() returns before a connection exists,
+        // and every later flush (the subscriptions' round trips) would wait for one without
+        // limit: wait for the connection here, within the same bound.
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), client.flush()).await })
+            .map_err(|_| NatsError::Connect { url: url.to_owned(), message: "no connection within 5 s (is the server running?)".into() })?
             .map_err(|e| NatsError::Connect { url: url.to_owned(), message: e.to_string() })?;
         Ok(Self { rt, client, url: url.to_owned() })
     }
@@ -253,7 +262,10 @@ async fn server_round_trip(client: &async_nats::Client) -> Result<(), String> {
     let inbox = client.new_inbox();
     let mut echo = client.subscribe(inbox.clone()).await.map_err(|e| format!("round trip: {e}"))?;
     client.publish(inbox, Vec::new().into()).await.map_err(|e| format!("round trip: {e}"))?;
-    client.flush().await.map_err(|e| format!("round trip flush: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(5), client.flush()).await {
+        Ok(flushed) => flushed.map_err(|e| format!("round trip flush: {e}"))?,
+        Err(_) => return Err("round trip: the client could not flush within 5 s (disconnected)".into()),
+    }
     match tokio::time::timeout(Duration::from_secs(5), echo.next()).await {
         Ok(Some(_)) => Ok(()),
         Ok(None) => Err("round trip: subscription closed".into()),
@@ -329,14 +341,19 @@ impl Draining {
         self.tasks.push(task);
     }
 
-    /// Tells every task to drain, then waits until they are done and `then` is, at most
-    /// `timeout`. True if all finished in time; the rest are aborted.
-    fn drain(&mut self, timeout: Duration, then: impl std::future::Future<Output = ()>) -> bool {
+    /// Tells every task to drain (they unsubscribe and take nothing new).
+    fn begin(&self) {
         self.stop.send_replace(true);
+    }
+
+    /// [`Self::begin`], then waits until the tasks are done and `then` is, until `deadline`.
+    /// True if all finished in time; the rest are aborted.
+    fn drain(&mut self, deadline: Instant, then: impl std::future::Future<Output = ()>) -> bool {
+        self.begin();
         let tasks = std::mem::take(&mut self.tasks);
         let aborts: Vec<_> = tasks.iter().map(tokio::task::JoinHandle::abort_handle).collect();
         let done = self.handle.block_on(async {
-            tokio::time::timeout(timeout, async {
+            tokio::time::timeout_at(deadline.into(), async {
                 for t in tasks {
                     let _ = t.await;
                 }
@@ -380,10 +397,16 @@ impl CacheIngest {
         &self.stats
     }
 
-    /// Stops taking requests and answers those already received, within `timeout`. True if
-    /// all were answered in time. Must not be called from inside the client's runtime.
-    pub fn drain(mut self, timeout: Duration) -> bool {
-        self.tasks.drain(timeout, async {})
+    /// Stops taking requests (unsubscribes) without waiting: call it on everything that stops
+    /// together before [`Self::drain`]ing any one of them.
+    pub fn stop_taking(&self) {
+        self.tasks.begin();
+    }
+
+    /// Stops taking requests and answers those already received, until `deadline`. True if all
+    /// were answered in time. Must not be called from inside a tokio runtime.
+    pub fn drain(mut self, deadline: Instant) -> bool {
+        self.tasks.drain(deadline, async {})
     }
 }
 
@@ -420,13 +443,22 @@ impl Feed {
         Arc::clone(&self.stats)
     }
 
+    /// Stops taking messages (unsubscribes) without waiting: call it on every feed that stops
+    /// together before [`Self::drain`]ing any one of them, so none goes on taking messages
+    /// from its queue group while another drains.
+    pub fn stop_taking(&self) {
+        self.tasks.begin();
+    }
+
     /// Stops taking messages and delivers those the client already holds, waiting for every
-    /// delivery to end, within `timeout`. True if all ended in time (a delivery still running
-    /// then goes on until the actor call returns or hits its deadline). Must not be called
-    /// from inside the client's runtime.
-    pub fn drain(mut self, timeout: Duration) -> bool {
+    /// delivery to end, until `deadline`. True if all ended in time (a delivery still running
+    /// then goes on until the actor call returns or hits its deadline). Messages the server
+    /// sent before it saw the unsubscribe but that reach the client after it are lost (NATS
+    /// core delivers at most once). While the client is disconnected the unsubscribe cannot
+    /// be sent and this waits until `deadline`. Must not be called from inside a tokio runtime.
+    pub fn drain(mut self, deadline: Instant) -> bool {
         let (permits, n) = (Arc::clone(&self.permits), self.concurrency);
-        self.tasks.drain(timeout, async move {
+        self.tasks.drain(deadline, async move {
             // every permit back: no delivery is running
             let _ = permits.acquire_many(n).await;
         })
