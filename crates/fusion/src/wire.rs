@@ -133,7 +133,16 @@ fn bag_envelopes(bag: &Bag, cfg: &LocalizerConfig, filter: &str) -> Result<BagEn
     let mut out = BagEnvelopes { envelopes: Vec::new(), non_finite: 0, first_non_finite: None };
     for (idx, m) in sensor_messages(bag, cfg)? {
         let Some(sensor) = cfg.sensors.get(idx) else { continue };
-        let message = WireMessage::from(m);
+        let mut message = WireMessage::from(m);
+        // sensor_msgs/Imu: orientation_covariance[0] = -1 says there is no orientation, and
+        // some drivers then fill it with NaN; the localizer never reads it, so it goes out as
+        // zeros rather than costing the message its angular velocity and acceleration
+        if let WireMessage::Imu(imu) = &mut message
+            && imu.orientation_covariance[0] == -1.0
+            && imu.orientation.iter().any(|v| !v.is_finite())
+        {
+            imu.orientation = [0.0; 4];
+        }
         if let Some(field) = message.non_finite_field() {
             out.non_finite += 1;
             out.first_non_finite.get_or_insert(field);
@@ -184,5 +193,16 @@ mod tests {
         assert_eq!((out.envelopes.len(), out.non_finite, out.first_non_finite), (all - 2, 2, Some("orientation")));
         // what is left carries no null
         assert!(out.envelopes.iter().all(|e| !serde_json::to_string(e).unwrap().contains("null")));
+
+        // an orientation marked absent (covariance[0] = -1), NaN as some drivers leave it, is
+        // not a reason to leave the message out: the localizer does not read it
+        let first = bag.messages.iter_mut().find(|m| m.conn == imu_conn).unwrap();
+        let frame_len = u32::from_le_bytes(first.data[12..16].try_into().unwrap()) as usize;
+        let cov = 16 + frame_len + 32;
+        first.data[cov..cov + 8].copy_from_slice(&(-1.0_f64).to_le_bytes());
+        let out = bag_envelopes(&bag, &cfg, "jackal").unwrap();
+        assert_eq!((out.envelopes.len(), out.non_finite), (all - 1, 1));
+        let WireMessage::Imu(imu) = &out.envelopes.iter().find(|e| e.sensor == "imu0").unwrap().message else { panic!("an IMU message") };
+        assert_eq!((imu.orientation, imu.orientation_covariance[0]), ([0.0; 4], -1.0));
     }
 }
