@@ -70,19 +70,19 @@ lattice-bins: setup
 	+$(LATTICE_CARGO) build --release --locked $(addprefix -p ,$(LATTICE_PACKAGES))
 
 # Provider archives are signed with the keys in PAR_KEYS (made there on first use; a release
-# passes its own, kept private) and record PAR_ISSUED_AT as their issue time: SOURCE_DATE_EPOCH
-# when set, else the time of the last commit that touched the providers' sources. The same
-# binaries then give the same .par.gz bytes, so `make pin` moves a provider's digest only
-# when its binary changed.
+# passes its own, kept private) and record an issue time: SOURCE_DATE_EPOCH when set, else the
+# time of the last commit that touched that provider's directory, the providers' shared code or
+# the WIT. The same binary then gives the same .par.gz bytes, so `make pin` moves a provider's
+# digest when its binary or those sources changed, not on every build.
 PAR_KEYS ?= $(CURDIR)/build/keys
-PAR_ISSUED_AT ?= $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct -- providers tools/lattice wit Cargo.lock 2>/dev/null))
+par_issued_at = $(or $(SOURCE_DATE_EPOCH),$(shell git log -1 --format=%ct -- providers/$(1) providers/wasmcloud-common wit 2>/dev/null))
 
 # the real lattice: host + wadm launchers, the three providers as .par.gz, components in build/
 lattice: components lattice-bins
 	mkdir -p build/components build/providers
 	cp $(COMPONENT_DIR)/edgecell_probe.wasm $(COMPONENT_DIR)/edgecell_v2x_validator.wasm $(COMPONENT_DIR)/edgecell_sensor_fusion.wasm $(COMPONENT_DIR)/edgecell_video_analytics.wasm build/components/
-	for p in $(PROVIDERS); do $(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$$p-provider --name edgecell-$$p --out build/providers/edgecell-$$p.par.gz \
-	  --keys $(PAR_KEYS) $(if $(PAR_ISSUED_AT),--issued-at $(PAR_ISSUED_AT)) || exit 1; done
+	$(foreach p,$(PROVIDERS),$(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$(p)-provider --name edgecell-$(p) \
+	  --out build/providers/edgecell-$(p).par.gz --keys $(PAR_KEYS) $(if $(call par_issued_at,$(p)),--issued-at $(call par_issued_at,$(p))) &&) true
 
 e2e: lattice
 	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --test-threads=1 --nocapture

@@ -6,7 +6,7 @@
 //! rebuilt or checked. Here the archive is written in the same layout (a gzip'd tar holding
 //! `claims.jwt`, then `<arch>-<os>.bin`) from:
 //! - signing keys read from a directory (made there the first time, kept private),
-//! - an issue time given by the caller (`SOURCE_DATE_EPOCH` in the Makefile),
+//! - an issue time given by the caller (the Makefile's `PAR_ISSUED_AT`),
 //! - a token id derived from what is signed,
 //!
 //! so the same binary, keys and time give the same archive. What was written is read back
@@ -134,7 +134,6 @@ pub fn archive(package: &Package<'_>, keys: &Keys) -> anyhow::Result<Vec<u8>> {
 
     let gzip = flate2::GzBuilder::new().mtime(0).write(Vec::new(), flate2::Compression::best());
     let mut tar = tar::Builder::new(gzip);
-    tar.mode(tar::HeaderMode::Deterministic);
     for (path, bytes) in [(CLAIMS_FILE.to_owned(), jwt.as_bytes()), (format!("{}.bin", package.target), package.binary)] {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
@@ -147,14 +146,14 @@ pub fn archive(package: &Package<'_>, keys: &Keys) -> anyhow::Result<Vec<u8>> {
     gzip.finish().context("failed to compress the archive")
 }
 
-/// Writes `bytes` to `out` and checks it the way the host will read it: the claims'
-/// signature, name, subject and the binary's hash for `target`.
+/// Checks `bytes` the way the host will read them (the binary's hash for `target`; also the
+/// claims' signature, name and subject), then writes them to `out`.
 pub async fn write_checked(out: &PathBuf, bytes: &[u8], package: &Package<'_>, keys: &Keys) -> anyhow::Result<()> {
+    check(bytes, package, keys).await.with_context(|| format!("the archive for {} does not read back as written", out.display()))?;
     if let Some(dir) = out.parent() {
         tokio::fs::create_dir_all(dir).await.with_context(|| format!("failed to create {}", dir.display()))?;
     }
-    tokio::fs::write(out, bytes).await.with_context(|| format!("failed to write {}", out.display()))?;
-    check(bytes, package, keys).await.with_context(|| format!("{} does not read back as written", out.display()))
+    tokio::fs::write(out, bytes).await.with_context(|| format!("failed to write {}", out.display()))
 }
 
 async fn check(bytes: &[u8], package: &Package<'_>, keys: &Keys) -> anyhow::Result<()> {
