@@ -39,6 +39,12 @@ pub struct HostSection {
     /// The `<keyspace>/<namespace>` pairs (comma-separated) producers' cache puts may write
     /// (see `edgecell_kv_cache::ingest::IngestPolicy`); others are refused.
     pub ingest_open: String,
+    /// `edgecell serve` saves the kv-cache here (relative to the config file) at Ctrl-C and
+    /// every `cache_snapshot_interval_ms`, and reads it back at start
+    /// (`edgecell_kv_cache::snapshot`); none = the cache starts empty every time.
+    pub cache_snapshot: Option<PathBuf>,
+    /// 0 = only at Ctrl-C, else at least 1000.
+    pub cache_snapshot_interval_ms: u64,
 }
 
 impl Default for HostSection {
@@ -53,6 +59,8 @@ impl Default for HostSection {
             cache_dir: None,
             nats_url: None,
             ingest_open: edgecell_kv_cache::ingest::DEFAULT_OPEN.to_owned(),
+            cache_snapshot: None,
+            cache_snapshot_interval_ms: 60_000,
         }
     }
 }
@@ -196,6 +204,12 @@ impl HostConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         self.cache.validate().map_err(|e| ConfigError::Invalid(format!("[cache] {e}")))?;
+        if (1..1000).contains(&self.host.cache_snapshot_interval_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "[host] cache_snapshot_interval_ms = {}: 0 (only at Ctrl-C) or at least 1000",
+                self.host.cache_snapshot_interval_ms
+            )));
+        }
         edgecell_kv_cache::ingest::IngestPolicy::parse(&self.host.ingest_open)
             .map_err(|e| ConfigError::Invalid(format!("[host] ingest_open: {e}")))?;
         let h = &self.host;
@@ -275,6 +289,12 @@ impl HostConfig {
 
     fn resolve(&self, p: &Path) -> PathBuf {
         if p.is_absolute() { p.to_owned() } else { self.base_dir.join(p) }
+    }
+
+    /// Where the kv-cache snapshot lives, resolved against the config file's directory.
+    #[must_use]
+    pub fn cache_snapshot(&self) -> Option<PathBuf> {
+        self.host.cache_snapshot.as_deref().map(|p| self.resolve(p))
     }
 
     /// The runtime limits.
@@ -383,6 +403,7 @@ config = {{ greeting = "hi" }}
             ("[cache]\nshards = 0\n", "[cache] shards"),
             ("[cache]\nmemory_budget_bytes = 3\nshards = 4\n", "one byte per shard"),
             ("[cache]\nmax_batch = 0\n", "greater than zero"),
+            ("[host]\ncache_snapshot = \"c.snap\"\ncache_snapshot_interval_ms = 5\n", "cache_snapshot_interval_ms"),
             ("[host]\ncall_deadline_ms = 250\nepoch_tick_ms = 10000\n", "counted in ticks"),
             (&format!("[host]\nmax_instances = 2\n[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"{PIN}\"\ninstances = 2\n[[actor]]\nname = \"b\"\npath = \"b.wasm\"\nsha256 = \"{PIN}\"\ninstances = 1\n"), "add up to 3"),
             (&format!("[[actor]]\nname = \"a\"\npath = \"a.wasm\"\nsha256 = \"{PIN}\"\ninstances = 4611686018427387904\n"), "max_instances"),

@@ -151,6 +151,18 @@ fn serve(config_path: &Path) -> Result<()> {
         services.cache = Arc::new(edgecell_kv_cache::Cache::with_ingest(config.cache, policy));
     }
     let _purger = edgecell_kv_cache::Purger::start(&services.cache)?;
+    let snapshot = config.cache_snapshot();
+    let snapshotter = match &snapshot {
+        Some(path) => {
+            restore_cache(&services.cache, path)?;
+            let every = std::time::Duration::from_millis(config.host.cache_snapshot_interval_ms);
+            let p = path.clone();
+            Some(edgecell_kv_cache::snapshot::Snapshotter::start(&services.cache, p, every, |e| {
+                tracing::warn!(error = %e, "cache snapshot not saved");
+            })?)
+        }
+        None => None,
+    };
     match services.cache.value_limits(64) {
         (components, Some(puts)) => println!("cache: values up to {components} bytes, producers' puts up to {puts} bytes"),
         (components, None) => println!("cache: values up to {components} bytes"),
@@ -181,6 +193,7 @@ fn serve(config_path: &Path) -> Result<()> {
         Some(addr) => Some(MetricsServer::start(addr, Arc::clone(&services.metrics), config.metrics.allow_non_loopback)?),
         None => None,
     };
+    let services_cache = Arc::clone(&services.cache);
     let runtime = Runtime::new(config.runtime_config(), services)?;
     let mut feeds = Vec::new();
     for (spec, section) in config.actor_specs().into_iter().zip(&config.actors) {
@@ -235,5 +248,26 @@ fn serve(config_path: &Path) -> Result<()> {
         conn.shutdown(left().max(std::time::Duration::from_secs(1)));
     }
     drop(runtime);
+    drop(snapshotter);
+    if let Some(path) = &snapshot {
+        let w = edgecell_kv_cache::snapshot::save(&services_cache, path)?;
+        println!("cache saved to {} ({} entries, {} value bytes)", path.display(), w.entries, w.bytes);
+    }
+    Ok(())
+}
+
+/// Reads the cache snapshot at `path`, if there is one. One that cannot be used stops the start
+/// with its reason: here a person is at the console to move it aside.
+fn restore_cache(cache: &edgecell_kv_cache::Cache, path: &Path) -> Result<()> {
+    match edgecell_kv_cache::snapshot::load(cache, path)? {
+        None => println!("cache: no snapshot at {} yet", path.display()),
+        Some(r) => println!(
+            "cache: {} entries read from {} ({} expired meanwhile, {} over this cache's limits)",
+            r.restored,
+            path.display(),
+            r.expired,
+            r.refused
+        ),
+    }
     Ok(())
 }

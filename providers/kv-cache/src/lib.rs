@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 pub mod ingest;
+pub mod snapshot;
 
 /// Limits and sizing of a [`Cache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]

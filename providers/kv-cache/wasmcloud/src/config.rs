@@ -27,12 +27,25 @@ pub enum ConfigError {
 /// | `ingest-open`     | `<keyspace>/<namespace>` pairs, comma-separated, that take producers' puts | `video-analytics/frames` |
 /// | `ingest-max-bytes` | of `max-bytes`, what producers' puts may hold (in shards of their own) | a quarter |
 /// | `purge-interval-ms` | sweep for expired entries nobody reads; 0 = none, else ≥ 1000 | 30000     |
+/// | `snapshot-path`   | file the cache is saved to and read back from at the next start (`edgecell_kv_cache::snapshot`) | none: nothing outlives the process |
+/// | `snapshot-interval-ms` | with a path: save this often besides at shutdown; 0 = only at shutdown, else ≥ 1000 | 60000 |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
     pub cache: CacheConfig,
     pub ingest_prefix: Option<String>,
     pub ingest_open: IngestPolicy,
+    pub snapshot: Option<SnapshotConfig>,
 }
+
+/// Where and how often the cache is saved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotConfig {
+    pub path: std::path::PathBuf,
+    /// 0 = only at shutdown.
+    pub interval_ms: u64,
+}
+
+pub const DEFAULT_SNAPSHOT_INTERVAL_MS: u64 = 60_000;
 
 pub const DEFAULT_INGEST_PREFIX: &str = "edgecell.cache.put";
 
@@ -82,7 +95,21 @@ impl ProviderConfig {
                 value: map.get("ingest-open").cloned().unwrap_or_default(),
                 expected: "comma-separated list of <keyspace>/<namespace>",
             })?;
-        Ok(Self { cache, ingest_prefix, ingest_open })
+        let snapshot = match map.get("snapshot-path").map(|s| s.trim()) {
+            None | Some("") => None,
+            Some(path) => {
+                let interval_ms = parse(map, "snapshot-interval-ms", "number of milliseconds", DEFAULT_SNAPSHOT_INTERVAL_MS)?;
+                if interval_ms != 0 && interval_ms < 1000 {
+                    return Err(ConfigError::Invalid {
+                        key: "snapshot-interval-ms",
+                        value: interval_ms.to_string(),
+                        expected: "0 (only at shutdown) or at least 1000 ms",
+                    });
+                }
+                Some(SnapshotConfig { path: path.into(), interval_ms })
+            }
+        };
+        Ok(Self { cache, ingest_prefix, ingest_open, snapshot })
     }
 }
 
@@ -119,6 +146,15 @@ mod tests {
         assert_eq!(c.ingest_prefix, None);
         let c = ProviderConfig::from_map(&map(&[("ingest-max-bytes", "1048576"), ("purge-interval-ms", "0")])).unwrap();
         assert_eq!((c.cache.ingest_budget_bytes, c.cache.purge_interval_ms), (Some(1_048_576), 0));
+        assert_eq!(c.snapshot, None);
+        let c = ProviderConfig::from_map(&map(&[("snapshot-path", "/var/lib/edgecell/cache.snapshot")])).unwrap();
+        assert_eq!(c.snapshot, Some(SnapshotConfig { path: "/var/lib/edgecell/cache.snapshot".into(), interval_ms: DEFAULT_SNAPSHOT_INTERVAL_MS }));
+        let c = ProviderConfig::from_map(&map(&[("snapshot-path", "c.snap"), ("snapshot-interval-ms", "0")])).unwrap();
+        assert_eq!(c.snapshot.map(|s| s.interval_ms), Some(0));
+        assert!(matches!(
+            ProviderConfig::from_map(&map(&[("snapshot-path", "c.snap"), ("snapshot-interval-ms", "10")])),
+            Err(ConfigError::Invalid { key: "snapshot-interval-ms", .. })
+        ));
     }
 
     #[test]

@@ -32,6 +32,8 @@ struct State {
     ingest: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Sweeps expired entries nobody reads.
     purger: std::sync::Mutex<Option<edgecell_kv_cache::Purger>>,
+    /// Saves the cache now and then, when a snapshot path is configured.
+    snapshotter: std::sync::Mutex<Option<edgecell_kv_cache::snapshot::Snapshotter>>,
     /// Link sweeps when unlinked components call.
     recovery: edgecell_provider_common::links::Recovery,
 }
@@ -113,6 +115,13 @@ impl Provider for KvCacheProvider {
         // (for a typical 64-byte keyspace + namespace + key)
         let (components, producers) = cache.value_limits(64);
         info!(largest_component_value = components, largest_put_value = producers, "kv-cache value limits");
+        if let Some(snap) = &config.snapshot {
+            restore_snapshot(&cache, &snap.path);
+            let every = std::time::Duration::from_millis(snap.interval_ms);
+            let saver = edgecell_kv_cache::snapshot::Snapshotter::start(&cache, snap.path.clone(), every, |e| warn!(error = %e, "cache snapshot not saved"))
+                .context("starting the snapshot saves")?;
+            *self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saver);
+        }
         let purger = edgecell_kv_cache::Purger::start(&cache).context("starting the expired-entry sweep")?;
         *self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purger);
         let _ = self.0.cache.set(cache);
@@ -142,6 +151,13 @@ impl Provider for KvCacheProvider {
             task.abort();
         }
         drop(self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        drop(self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        if let (Some(cache), Some(snap)) = (self.0.cache.get(), self.0.config.get().and_then(|c| c.snapshot.as_ref())) {
+            match edgecell_kv_cache::snapshot::save(cache, &snap.path) {
+                Ok(w) => info!(path = %snap.path.display(), entries = w.entries, bytes = w.bytes, "cache snapshot saved"),
+                Err(e) => warn!(error = %e, "cache snapshot not saved at shutdown"),
+            }
+        }
         if let Some(cache) = self.0.cache.get() {
             let s = cache.stats();
             info!(
@@ -238,6 +254,22 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
         let _span = edgecell_provider_common::invocation_span("cache.set-many-if", cx.as_ref()).entered();
         let items = items.into_iter().map(cache_conditional).collect();
         self.in_keyspace(cx.as_ref(), |c, ks| c.set_many_if(ks, &namespace, items, ttl_ms).map(cache_batch))
+    }
+}
+
+/// Reads the snapshot at `path` into `cache`. One that cannot be used is moved aside (kept for
+/// a look, never read again by accident) and the cache starts empty: a cache provider that
+/// refused to start would stop every component that uses it.
+fn restore_snapshot(cache: &Cache, path: &std::path::Path) {
+    match edgecell_kv_cache::snapshot::load(cache, path) {
+        Ok(None) => info!(path = %path.display(), "no cache snapshot yet; starting empty"),
+        Ok(Some(r)) => info!(path = %path.display(), restored = r.restored, expired = r.expired, refused = r.refused, "cache snapshot read"),
+        Err(e) => {
+            let mut aside = path.as_os_str().to_os_string();
+            aside.push(".unreadable");
+            let moved = std::fs::rename(path, &aside);
+            warn!(error = %e, moved_to = %std::path::Path::new(&aside).display(), moved = moved.is_ok(), "cache snapshot unusable; starting empty");
+        }
     }
 }
 
