@@ -29,7 +29,9 @@
 //! `edgecell_vision::IDLE_GAP_NS` (60 s, or ten frame intervals) finds it when it comes back,
 //! and its first frame ends the old tracks (their `left` events, stamped with the last frame
 //! before the silence, come first). A state that is lost all the same (past that TTL,
-//! corruption) takes its outbox along. `configure` starts a stream
+//! corruption, or evicted: the cache evicts its least recently used entries under memory
+//! pressure whatever their TTL, and a silent stream's state is among them) takes its outbox
+//! along. `configure` starts a stream
 //! over without losing them: its tracks end, the `left` events of those inside zones join what
 //! the outbox held (`video_reconfigure_closed_events_total`,
 //! `video_reconfigure_carried_events_total`), and they go out with the next frame. A frame

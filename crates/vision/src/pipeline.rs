@@ -504,8 +504,13 @@ impl StreamProcessor {
                 if timestamp_ns - last > self.idle_gap() {
                     // the source was silent for long (a camera or link down): whoever was in
                     // view then is not followed across the gap; the tracks end as of the last
-                    // frame (their zones report `left`) and this frame starts tracking over
+                    // frame (their zones report `left`) and this frame starts tracking over. No
+                    // frame of a clock from before the silence is still in flight. (The gap
+                    // becomes the frame interval, as for a slow source such as a time-lapse
+                    // camera, which looks the same at its second frame; the next frame at the
+                    // usual rate sets it back.)
                     events = self.end_tracks();
+                    self.old_clock = None;
                 }
                 self.frame_interval_ns = Some(timestamp_ns - last);
             } else if self.is_out_of_order(timestamp_ns) {

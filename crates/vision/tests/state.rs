@@ -1080,6 +1080,21 @@ fn a_source_silent_for_long_ends_its_tracks_when_it_comes_back() {
     let before: BTreeSet<u64> = straight[at].tracks.iter().map(|t| t.track_id).collect();
     assert!(a.tracks.iter().all(|t| !before.contains(&t.track_id)), "{:?} continued across the gap", a.tracks);
     assert_eq!(sp.retention(), Retention::Idle, "nobody is inside any more and nothing waits");
+    // the silence did not become the frame interval: after a few frames at the clip's rate, a
+    // second silence two idle gaps long (under ten times the first) ends the tracks again
+    let resumed = last + IDLE_GAP_NS + 1;
+    let base = frames[at + 1].timestamp_ns;
+    let mut before_second = a;
+    for f in &frames[at + 2..at + 8] {
+        before_second = sp.process(resumed + (f.timestamp_ns - base), &f.detections);
+    }
+    assert!(!before_second.tracks.is_empty());
+    let second = resumed + (frames[at + 7].timestamp_ns - base) + 2 * IDLE_GAP_NS;
+    let again = sp.process(second, &frames[at + 8].detections);
+    assert!(
+        again.tracks.iter().all(|t| !before_second.tracks.iter().any(|b| b.track_id == t.track_id)),
+        "tracks went on across the second silence"
+    );
 
     // a slow source (a frame every 90 s) is not silent: its frames keep their tracks
     let mut slow = StreamProcessor::new(config()).unwrap();
