@@ -1,7 +1,8 @@
 //! Cache operation cost: `set`, `get` (hit) and `increment` on a warm cache, and a V2X
 //! message's read-then-write of its history (4 keys: track, replay mark, two cells) with a
 //! plain `set_many` against the all-or-nothing `set_many_if` expecting the versions read, on a
-//! cache built as the provider builds it (with producers' shards).
+//! cache built as the provider builds it (with producers' shards). And a snapshot of a full
+//! default cache (64 MiB budget, 1 KiB values: about 48k entries) written and read back.
 use criterion::{Criterion, criterion_group, criterion_main};
 use edgecell_kv_cache::{BatchOutcome, Cache, CacheConfig, ConditionalWrite, Expect};
 use std::hint::black_box;
@@ -57,6 +58,24 @@ fn bench(c: &mut Criterion) {
             let out = cache.set_many_if("bench", "v2x", items, Some(120_000));
             assert!(matches!(out, Ok(BatchOutcome::Written(_))), "no other writer here");
             black_box(out)
+        });
+    });
+    g.finish();
+
+    // a default cache filled to its budget with 1 KiB values (LRU eviction keeps it there)
+    let full = Cache::with_ingest(CacheConfig::default(), edgecell_kv_cache::ingest::IngestPolicy::default());
+    for i in 0..80_000 {
+        let _ = full.set("bench", "ns", &format!("key-{i}"), vec![9; 1024], Some(600_000));
+    }
+    let (bytes, written) = full.snapshot();
+    eprintln!("snapshot of a full default cache: {} entries, {} value bytes, {} file bytes", written.entries, written.bytes, bytes.len());
+    let mut g = c.benchmark_group("snapshot_full_64mib");
+    g.sample_size(10);
+    g.bench_function("write", |b| b.iter(|| black_box(full.snapshot())));
+    g.bench_function("restore", |b| {
+        b.iter(|| {
+            let fresh = Cache::with_ingest(CacheConfig::default(), edgecell_kv_cache::ingest::IngestPolicy::default());
+            black_box(fresh.restore(&bytes))
         });
     });
     g.finish();

@@ -8,9 +8,11 @@
 //! file is checked whole (SHA-256) before anything is applied, so a torn or altered file
 //! changes nothing. [`save`] writes a temporary file and renames it over the old one.
 //!
-//! Entries that do not fit the reading cache's limits (a smaller budget, value or key limit)
-//! are left out and counted; within a shard, the least recently used entries are read first,
-//! so those are the ones a smaller budget evicts.
+//! Only the components' entries are saved, not producers' puts (video frames: transient, and
+//! large). Entries that do not fit the reading cache's limits (a smaller value or key limit)
+//! are left out and counted; within each old shard the least recently used entries are read
+//! first (entries are spread over the new shards afresh, so a budget as full as before may
+//! evict some recently used ones). `restored` counts what was put back, evictions aside.
 //!
 //! Format (little-endian): `EDGECELL-KV-SNAPSHOT` + `\n`, u32 format 1, u64 written-at (Unix
 //! ms), then per entry `1`, u32 + keyspace, u32 + namespace, u32 + key, u64 + value, u64
@@ -43,7 +45,14 @@ pub enum SnapshotError {
 pub struct Written {
     pub entries: u64,
     pub bytes: u64,
+    /// The cache's next version when it was taken: every write moves it, so an equal value
+    /// later means nothing was written since.
+    pub as_of_version: u64,
 }
+
+/// The largest version a snapshot may hold: versions count up from the wall clock in
+/// microseconds (`first_version`), far below this; a larger one is not from a cache.
+const MAX_VERSION: u64 = 1 << 53;
 
 /// What reading a snapshot did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,8 +89,13 @@ impl Cache {
         out.extend_from_slice(&FORMAT.to_le_bytes());
         out.extend_from_slice(&unix_ms(SystemTime::now()).to_le_bytes());
         let mut written = Written::default();
-        for idx in 0..self.shards.len() {
-            let shard = self.lock_shard(idx);
+        // The components' shards only: producers' puts (video frames) are transient and can
+        // be large. All of them are locked, in index order, for the copy, so the snapshot is
+        // one moment of the cache: an id counter and the state that took its count (keys in
+        // different shards) are saved together or not at all.
+        let shards: Vec<_> = (0..self.main_shards).map(|idx| self.lock_shard(idx)).collect();
+        written.as_of_version = self.next_version.load(std::sync::atomic::Ordering::Relaxed);
+        for shard in &shards {
             // least recently used first, so reading it back leaves the same order
             for (key, stored) in shard.map.iter().rev() {
                 if stored.expired(now) {
@@ -102,6 +116,7 @@ impl Cache {
                 written.bytes += stored.value.len() as u64;
             }
         }
+        drop(shards);
         out.push(0);
         out.extend_from_slice(&written.entries.to_le_bytes());
         let digest = Sha256::digest(&out);
@@ -223,7 +238,10 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, String> {
                 namespace: r.text()?,
                 key: r.text()?,
                 value: r.field(true)?,
-                version: r.u64()?,
+                version: match r.u64()? {
+                    v if v <= MAX_VERSION => v,
+                    v => return Err(format!("version {v} above {MAX_VERSION}")),
+                },
                 ttl_ms: r.u64()?,
             }),
             tag => return Err(format!("entry tag {tag} at byte {}", r.at - 1)),
@@ -244,14 +262,31 @@ fn parse(bytes: &[u8]) -> Result<Parsed<'_>, String> {
 pub fn save(cache: &Cache, path: &Path) -> Result<Written, SnapshotError> {
     let io = |e: std::io::Error| SnapshotError::Io { path: path.to_owned(), message: e.to_string() };
     let (bytes, written) = cache.snapshot();
+    // a name of this process's own, so two processes given one path do not write into each
+    // other's file (the last rename wins whole)
     let mut tmp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    tmp_name.push(".tmp");
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(&bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // components' states and certificates: readable by the owner only
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written_file = (|| {
+        let mut f = options.open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written_file {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     std::fs::rename(&tmp, path).map_err(io)?;
+    // the rename itself survives a power cut only once the directory is synced
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
     Ok(written)
 }
 
@@ -302,10 +337,16 @@ impl Snapshotter {
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let cache = std::sync::Arc::downgrade(cache);
         let thread = std::thread::Builder::new().name("kv-cache-snapshot".into()).spawn(move || {
+            // (a cache nobody wrote to since the last save is not written again)
+            let mut saved_as_of = None;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(cache) = cache.upgrade() else { break };
-                if let Err(e) = save(&cache, &path) {
-                    on_error(&e);
+                if saved_as_of == Some(cache.next_version.load(std::sync::atomic::Ordering::Relaxed)) {
+                    continue;
+                }
+                match save(&cache, &path) {
+                    Ok(w) => saved_as_of = Some(w.as_of_version),
+                    Err(e) => on_error(&e),
                 }
             }
         })?;
@@ -407,6 +448,63 @@ mod tests {
         assert_eq!(new.get("a", "n", "mine").unwrap().unwrap().value, b"kept");
     }
 
+    /// `bytes` with its checksum made right again, so the parser itself is what refuses.
+    fn sealed(mut bytes: Vec<u8>) -> Vec<u8> {
+        let body = bytes.len() - 32;
+        let digest = Sha256::digest(&bytes[..body]);
+        bytes[body..].copy_from_slice(&digest);
+        bytes
+    }
+
+    #[test]
+    fn a_well_sealed_snapshot_that_lies_is_refused_whole() {
+        let c = Cache::new(CacheConfig::default());
+        c.set("a", "n", "k", b"v".to_vec(), None).unwrap();
+        let (good, _) = c.snapshot();
+        let header = MAGIC.len() + 12;
+        let new = Cache::new(CacheConfig::default());
+        // a keyspace length far past the end, and one near usize::MAX
+        for len in [1_000_u32, u32::MAX] {
+            let mut b = good.clone();
+            b[header + 1..header + 5].copy_from_slice(&len.to_le_bytes());
+            assert!(new.restore(&sealed(b)).unwrap_err().contains("cut short"));
+        }
+        // a value length near u64::MAX
+        let value_at = header + 1 + 3 * 4 + 3;
+        let mut b = good.clone();
+        b[value_at..value_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(new.restore(&sealed(b)).is_err());
+        // a version no cache hands out
+        let mut b = good.clone();
+        b[value_at + 9..value_at + 17].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(new.restore(&sealed(b)).unwrap_err().contains("version"));
+        // an unknown tag, another format, a trailer that miscounts, a key that is not UTF-8
+        let mut b = good.clone();
+        b[header] = 7;
+        assert!(new.restore(&sealed(b)).unwrap_err().contains("tag"));
+        let mut b = good.clone();
+        b[MAGIC.len()] = 2;
+        assert!(new.restore(&sealed(b)).unwrap_err().contains("format"));
+        let mut b = good.clone();
+        let count_at = b.len() - 40;
+        b[count_at] = 5;
+        assert!(new.restore(&sealed(b)).unwrap_err().contains("trailer"));
+        let mut b = good;
+        b[header + 5] = 0xff;
+        assert!(new.restore(&sealed(b)).unwrap_err().contains("UTF-8"));
+        assert_eq!(new.stats().entries, 0);
+    }
+
+    #[test]
+    fn producers_puts_are_not_saved() {
+        let c = Cache::with_ingest(CacheConfig::default(), crate::ingest::IngestPolicy::default());
+        c.set("video-analytics", "frames", "cam-1/7", vec![1; 1000], Some(60_000)).unwrap();
+        c.set("video-analytics", "video", "state/cam-1", b"s".to_vec(), None).unwrap();
+        let new = Cache::new(CacheConfig::default());
+        assert_eq!(new.restore(&c.snapshot().0).unwrap().restored, 1);
+        assert!(new.get("video-analytics", "frames", "cam-1/7").unwrap().is_none());
+    }
+
     #[test]
     fn entries_over_the_reading_cache_s_limits_are_counted_and_left_out() {
         let old = Cache::new(CacheConfig::default());
@@ -425,7 +523,12 @@ mod tests {
         assert_eq!(load(&new, &path).unwrap(), None, "no file yet");
         let written = save(&filled(), &path).unwrap();
         assert_eq!(written.entries, 3);
-        assert!(!dir.join("cache.snapshot.tmp").exists());
+        assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".tmp")));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        }
         assert_eq!(load(&new, &path).unwrap().unwrap().restored, 3);
         std::fs::write(&path, b"garbage").unwrap();
         assert!(matches!(load(&new, &path), Err(SnapshotError::Format { .. })));

@@ -27,7 +27,7 @@ pub enum ConfigError {
 /// | `ingest-open`     | `<keyspace>/<namespace>` pairs, comma-separated, that take producers' puts | `video-analytics/frames` |
 /// | `ingest-max-bytes` | of `max-bytes`, what producers' puts may hold (in shards of their own) | a quarter |
 /// | `purge-interval-ms` | sweep for expired entries nobody reads; 0 = none, else ≥ 1000 | 30000     |
-/// | `snapshot-path`   | file the cache is saved to and read back from at the next start (`edgecell_kv_cache::snapshot`) | none: nothing outlives the process |
+/// | `snapshot-path`   | absolute path of the file the cache is saved to and read back from at the next start (`edgecell_kv_cache::snapshot`) | none: nothing outlives the process |
 /// | `snapshot-interval-ms` | with a path: save this often besides at shutdown; 0 = only at shutdown, else ≥ 1000 | 60000 |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProviderConfig {
@@ -97,6 +97,9 @@ impl ProviderConfig {
             })?;
         let snapshot = match map.get("snapshot-path").map(|s| s.trim()) {
             None | Some("") => None,
+            Some(path) if !std::path::Path::new(path).is_absolute() => {
+                return Err(ConfigError::Invalid { key: "snapshot-path", value: path.to_owned(), expected: "absolute path" });
+            }
             Some(path) => {
                 let interval_ms = parse(map, "snapshot-interval-ms", "number of milliseconds", DEFAULT_SNAPSHOT_INTERVAL_MS)?;
                 if interval_ms != 0 && interval_ms < 1000 {
@@ -149,12 +152,14 @@ mod tests {
         assert_eq!(c.snapshot, None);
         let c = ProviderConfig::from_map(&map(&[("snapshot-path", "/var/lib/edgecell/cache.snapshot")])).unwrap();
         assert_eq!(c.snapshot, Some(SnapshotConfig { path: "/var/lib/edgecell/cache.snapshot".into(), interval_ms: DEFAULT_SNAPSHOT_INTERVAL_MS }));
-        let c = ProviderConfig::from_map(&map(&[("snapshot-path", "c.snap"), ("snapshot-interval-ms", "0")])).unwrap();
+        let c = ProviderConfig::from_map(&map(&[("snapshot-path", "/c.snap"), ("snapshot-interval-ms", "0")])).unwrap();
         assert_eq!(c.snapshot.map(|s| s.interval_ms), Some(0));
         assert!(matches!(
-            ProviderConfig::from_map(&map(&[("snapshot-path", "c.snap"), ("snapshot-interval-ms", "10")])),
+            ProviderConfig::from_map(&map(&[("snapshot-path", "/c.snap"), ("snapshot-interval-ms", "10")])),
             Err(ConfigError::Invalid { key: "snapshot-interval-ms", .. })
         ));
+        // (relative to what? the provider's working directory is the host's business)
+        assert!(matches!(ProviderConfig::from_map(&map(&[("snapshot-path", "c.snap")])), Err(ConfigError::Invalid { key: "snapshot-path", .. })));
     }
 
     #[test]

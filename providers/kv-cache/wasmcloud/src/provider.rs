@@ -34,6 +34,9 @@ struct State {
     purger: std::sync::Mutex<Option<edgecell_kv_cache::Purger>>,
     /// Saves the cache now and then, when a snapshot path is configured.
     snapshotter: std::sync::Mutex<Option<edgecell_kv_cache::snapshot::Snapshotter>>,
+    /// True once shutting down: calls are refused (`unavailable`) from then on, so nothing is
+    /// written after the final snapshot. Calls hold the read side while they run.
+    closing: RwLock<bool>,
     /// Link sweeps when unlinked components call.
     recovery: edgecell_provider_common::links::Recovery,
 }
@@ -94,6 +97,10 @@ impl KvCacheProvider {
             Ok(ks) => ks,
             Err(e) => return Ok(Err(e)),
         };
+        let closing = self.0.closing.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *closing {
+            return Ok(Err(wit_cache::CacheError::Unavailable("the kv-cache provider is shutting down".into())));
+        }
         Ok(op(self.cache()?, &ks).map_err(cache_error))
     }
 }
@@ -116,7 +123,7 @@ impl Provider for KvCacheProvider {
         let (components, producers) = cache.value_limits(64);
         info!(largest_component_value = components, largest_put_value = producers, "kv-cache value limits");
         if let Some(snap) = &config.snapshot {
-            restore_snapshot(&cache, &snap.path);
+            restore_snapshot(&cache, &snap.path)?;
             let every = std::time::Duration::from_millis(snap.interval_ms);
             let saver = edgecell_kv_cache::snapshot::Snapshotter::start(&cache, snap.path.clone(), every, |e| warn!(error = %e, "cache snapshot not saved"))
                 .context("starting the snapshot saves")?;
@@ -147,8 +154,12 @@ impl Provider for KvCacheProvider {
     }
 
     async fn shutdown(&self) -> anyhow::Result<()> {
-        if let Some(task) = self.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take() {
+        // no call writes from here on (one running finishes first)
+        *self.0.closing.write().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        let ingest = self.0.ingest.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        if let Some(task) = ingest {
             task.abort();
+            let _ = task.await;
         }
         drop(self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         drop(self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
@@ -257,20 +268,26 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
     }
 }
 
-/// Reads the snapshot at `path` into `cache`. One that cannot be used is moved aside (kept for
-/// a look, never read again by accident) and the cache starts empty: a cache provider that
-/// refused to start would stop every component that uses it.
-fn restore_snapshot(cache: &Cache, path: &std::path::Path) {
-    match edgecell_kv_cache::snapshot::load(cache, path) {
+/// Reads the snapshot at `path` into `cache`. One that is not a usable snapshot is moved
+/// aside (`<path>.unreadable-<unix seconds>`, kept for a look) and the cache starts empty: a
+/// cache provider that refused to start would stop every component that uses it. A file that
+/// cannot be read at all (permissions, I/O) stops the start instead, so the next save does not
+/// replace data that may be fine.
+fn restore_snapshot(cache: &Cache, path: &std::path::Path) -> anyhow::Result<()> {
+    use edgecell_kv_cache::snapshot::{SnapshotError, load};
+    match load(cache, path) {
         Ok(None) => info!(path = %path.display(), "no cache snapshot yet; starting empty"),
         Ok(Some(r)) => info!(path = %path.display(), restored = r.restored, expired = r.expired, refused = r.refused, "cache snapshot read"),
-        Err(e) => {
+        Err(e @ SnapshotError::Io { .. }) => return Err(e).context("reading the cache snapshot"),
+        Err(e @ SnapshotError::Format { .. }) => {
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
             let mut aside = path.as_os_str().to_os_string();
-            aside.push(".unreadable");
-            let moved = std::fs::rename(path, &aside);
-            warn!(error = %e, moved_to = %std::path::Path::new(&aside).display(), moved = moved.is_ok(), "cache snapshot unusable; starting empty");
+            aside.push(format!(".unreadable-{stamp}"));
+            std::fs::rename(path, &aside).with_context(|| format!("moving the unusable cache snapshot aside ({e})"))?;
+            warn!(error = %e, moved_to = %std::path::Path::new(&aside).display(), "cache snapshot unusable; starting empty");
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]
