@@ -63,6 +63,31 @@ impl KvCacheProvider {
         })
     }
 
+    /// Builds the cache for `config`, reads its snapshot if one is configured, and starts the
+    /// background saves and sweeps.
+    fn start(&self, config: ProviderConfig) -> anyhow::Result<()> {
+        // producers' puts get shards of their own, only when they can arrive at all
+        let cache = Arc::new(match config.ingest_prefix {
+            Some(_) => Cache::with_ingest(config.cache, config.ingest_open.clone()),
+            None => Cache::new(config.cache),
+        });
+        // (for a typical 64-byte keyspace + namespace + key)
+        let (components, producers) = cache.value_limits(64);
+        info!(largest_component_value = components, largest_put_value = producers, "kv-cache value limits");
+        if let Some(snap) = &config.snapshot {
+            restore_snapshot(&cache, &snap.path)?;
+            let every = std::time::Duration::from_millis(snap.interval_ms);
+            let saver = edgecell_kv_cache::snapshot::Snapshotter::start(&cache, snap.path.clone(), every, |e| warn!(error = %e, "cache snapshot not saved"))
+                .context("starting the snapshot saves")?;
+            *self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saver);
+        }
+        let purger = edgecell_kv_cache::Purger::start(&cache).context("starting the expired-entry sweep")?;
+        *self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purger);
+        let _ = self.0.cache.set(cache);
+        let _ = self.0.config.set(config);
+        Ok(())
+    }
+
     fn cache(&self) -> anyhow::Result<&Arc<Cache>> {
         self.0.cache.get().context("cache provider not initialised")
     }
@@ -114,26 +139,7 @@ impl Provider for KvCacheProvider {
             ingest = config.ingest_prefix.as_deref().unwrap_or("off"),
             "kv-cache provider starting"
         );
-        // producers' puts get shards of their own, only when they can arrive at all
-        let cache = Arc::new(match config.ingest_prefix {
-            Some(_) => Cache::with_ingest(config.cache, config.ingest_open.clone()),
-            None => Cache::new(config.cache),
-        });
-        // (for a typical 64-byte keyspace + namespace + key)
-        let (components, producers) = cache.value_limits(64);
-        info!(largest_component_value = components, largest_put_value = producers, "kv-cache value limits");
-        if let Some(snap) = &config.snapshot {
-            restore_snapshot(&cache, &snap.path)?;
-            let every = std::time::Duration::from_millis(snap.interval_ms);
-            let saver = edgecell_kv_cache::snapshot::Snapshotter::start(&cache, snap.path.clone(), every, |e| warn!(error = %e, "cache snapshot not saved"))
-                .context("starting the snapshot saves")?;
-            *self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(saver);
-        }
-        let purger = edgecell_kv_cache::Purger::start(&cache).context("starting the expired-entry sweep")?;
-        *self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(purger);
-        let _ = self.0.cache.set(cache);
-        let _ = self.0.config.set(config);
-        Ok(())
+        self.start(config)
     }
 
     async fn receive_link_config_as_target(&self, link: LinkConfig<'_>) -> anyhow::Result<()> {
@@ -317,6 +323,47 @@ mod tests {
         p.0.keyspaces.write().unwrap().insert(("edgecell-video_analytics".into(), "default".into()), "video-analytics".into());
         let entry = p.get(from("edgecell-video_analytics"), "frames".into(), "f0".into()).await.unwrap().unwrap().unwrap();
         assert_eq!(entry.value.as_ref(), b"jpeg");
+    }
+
+    /// With a snapshot path, what components stored outlives the provider: its shutdown
+    /// refuses calls, then saves; the next provider reads it back at start.
+    #[tokio::test]
+    async fn a_restarted_provider_reads_back_what_was_stored() {
+        let dir = std::env::temp_dir().join(format!("edgecell-kv-provider-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("kv.snapshot");
+        let config = || {
+            ProviderConfig::from_map(&edgecell_provider_common::config_map(&[("snapshot-path", path.to_str().unwrap()), ("snapshot-interval-ms", "0")]))
+                .unwrap()
+        };
+        let link = |p: &KvCacheProvider| p.0.keyspaces.write().unwrap().insert(("va".into(), "default".into()), "video-analytics".into());
+
+        let first = KvCacheProvider::default();
+        first.start(config()).unwrap();
+        link(&first);
+        first.increment(from("va"), "video".into(), "ids/cam-1".into(), 1, None).await.unwrap().unwrap();
+        let v = first.set(from("va"), "video".into(), "state/cam-1".into(), bytes::Bytes::from_static(b"tracks"), Some(600_000)).await.unwrap().unwrap();
+        first.shutdown().await.unwrap();
+        // nothing is written after the final save
+        let late = first.set(from("va"), "video".into(), "late".into(), bytes::Bytes::from_static(b"x"), None).await.unwrap();
+        assert!(matches!(late, Err(wit_cache::CacheError::Unavailable(ref m)) if m.contains("shutting down")), "{late:?}");
+
+        let second = KvCacheProvider::default();
+        second.start(config()).unwrap();
+        link(&second);
+        let state = second.get(from("va"), "video".into(), "state/cam-1".into()).await.unwrap().unwrap().unwrap();
+        assert_eq!((state.value.as_ref(), state.version), (b"tracks".as_slice(), v));
+        assert_eq!(second.increment(from("va"), "video".into(), "ids/cam-1".into(), 1, None).await.unwrap().unwrap(), 2);
+
+        // a file that is not a snapshot is moved aside and the provider starts empty
+        second.shutdown().await.unwrap();
+        std::fs::write(&path, b"not a snapshot").unwrap();
+        let third = KvCacheProvider::default();
+        third.start(config()).unwrap();
+        assert_eq!(third.cache().unwrap().stats().entries, 0);
+        assert!(!path.exists());
+        assert!(std::fs::read_dir(&dir).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains(".unreadable-")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn through(component: &str, link: &str) -> Option<Context> {
