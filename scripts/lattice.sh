@@ -34,8 +34,18 @@ stop() { # name
 case "${1:-}" in
 up)
     mkdir -p "$RUN/js" "$RUN/tmp"
-    start nats "$NATS" -c manifests/nats/core.conf -p "$PORT" -sd "$PWD/$RUN/js"
-    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+    # core.conf with its JetStream store in our run dir (nats-server refuses `-sd` beside a
+    # store_dir in the file: "Duplicate 'store_dir' configuration")
+    sed "s|^\([[:space:]]*store_dir:\).*|\1 \"$PWD/$RUN/js\"|" manifests/nats/core.conf >"$RUN/core.conf"
+    start nats "$NATS" -c "$RUN/core.conf" -p "$PORT"
+    up=0
+    for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { up=1; break; }; sleep 0.1; done
+    if [ "$up" != 1 ]; then
+        echo "nats-server is not listening on 127.0.0.1:$PORT; its log:" >&2
+        tail -5 "$RUN/nats.log" >&2
+        stop nats
+        exit 1
+    fi
     start wadm "$BIN/edgecell-lattice-wadm" --nats-server "127.0.0.1:$PORT"
     labels=()
     while read -r l; do [[ -n "$l" && "$l" != \#* ]] && labels+=(--label "$l"); done < <(grep -v '^\s*#' manifests/hosts/edge.env 2>/dev/null || printf 'tier=edge\nregion=local\n')
