@@ -4,7 +4,10 @@
 # the edge label set. PIDs and logs go to build/run/; `down` stops exactly those PIDs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUN=build/run
+# (EDGECELL_LATTICE_RUN, EDGECELL_NATS_LEAF_PORT and EDGECELL_NATS_HTTP_PORT let a test run
+# its own lattice beside a user's)
+RUN=${EDGECELL_LATTICE_RUN:-build/run}
+case "$RUN" in /*) RUN_ABS=$RUN ;; *) RUN_ABS=$PWD/$RUN ;; esac
 BIN=${EDGECELL_LATTICE_BIN:?run through make}
 NATS=${EDGECELL_NATS_SERVER:-tools/bin/nats-server}
 PORT=${EDGECELL_NATS_PORT:-4222}
@@ -36,7 +39,10 @@ up)
     mkdir -p "$RUN/js" "$RUN/tmp"
     # core.conf with its JetStream store in our run dir (nats-server refuses `-sd` beside a
     # store_dir in the file: "Duplicate 'store_dir' configuration")
-    sed "s|^\([[:space:]]*store_dir:\).*|\1 \"$PWD/$RUN/js\"|" manifests/nats/core.conf >"$RUN/core.conf"
+    sed -e "s|^\([[:space:]]*store_dir:\).*|\1 \"$RUN_ABS/js\"|" \
+        -e "s|127.0.0.1:7422|127.0.0.1:${EDGECELL_NATS_LEAF_PORT:-7422}|" \
+        -e "s|^http: 127.0.0.1:8222|http: 127.0.0.1:${EDGECELL_NATS_HTTP_PORT:-8222}|" \
+        manifests/nats/core.conf >"$RUN/core.conf"
     start nats "$NATS" -c "$RUN/core.conf" -p "$PORT"
     up=0
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { up=1; break; }; sleep 0.1; done
@@ -52,7 +58,7 @@ up)
     # EDGECELL_OTLP_ENDPOINT=http://127.0.0.1:4318/v1/traces: the host and its providers export spans
     otlp=()
     if [ -n "${EDGECELL_OTLP_ENDPOINT:-}" ]; then otlp=(--otlp-endpoint "$EDGECELL_OTLP_ENDPOINT"); fi
-    TMPDIR="$PWD/$RUN/tmp" start host "$BIN/edgecell-lattice-host" --nats-url "$URL" --allow-file-load "${labels[@]}" "${otlp[@]}"
+    TMPDIR="$RUN_ABS/tmp" start host "$BIN/edgecell-lattice-host" --nats-url "$URL" --allow-file-load "${labels[@]}" "${otlp[@]}"
     echo "lattice up on $URL; next: make deploy (then make down)"
     ;;
 down)

@@ -670,3 +670,56 @@ fn the_host_restarts_a_killed_cache_provider_and_the_stream_completes() {
     lattice.undeploy("edgecell-v2x");
     lattice.shutdown();
 }
+
+/// `make up` / `make down` (scripts/lattice.sh), a newcomer's way onto a lattice: nats-server,
+/// wadm and a host start on loopback, and `down` stops exactly those processes. (`up` was
+/// broken for sessions without a test noticing: nats-server refused its command line.)
+#[test]
+fn make_up_starts_a_lattice_and_make_down_stops_it() {
+    use edgecell_tests::support::free_port;
+    let Some(bin) = lattice_bin() else { return };
+    let run = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let script = |what: &str| {
+        std::process::Command::new("bash")
+            .arg(repo().join("scripts/lattice.sh"))
+            .arg(what)
+            .current_dir(repo())
+            .env("EDGECELL_LATTICE_BIN", &bin)
+            .env("EDGECELL_LATTICE_RUN", run.path())
+            .env("EDGECELL_NATS_PORT", port.to_string())
+            .env("EDGECELL_NATS_LEAF_PORT", free_port().to_string())
+            .env("EDGECELL_NATS_HTTP_PORT", free_port().to_string())
+            .output()
+            .unwrap()
+    };
+    let pids = || -> Vec<u32> {
+        ["nats", "wadm", "host"]
+            .iter()
+            .filter_map(|n| std::fs::read_to_string(run.path().join(format!("{n}.pid"))).ok())
+            .filter_map(|p| p.trim().parse().ok())
+            .collect()
+    };
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let up = script("up");
+    let said = String::from_utf8_lossy(&up.stdout).into_owned() + &String::from_utf8_lossy(&up.stderr);
+    let started = pids();
+    let checks = std::panic::catch_unwind(|| {
+        assert!(up.status.success(), "{said}");
+        assert!(said.contains(&format!("lattice up on nats://127.0.0.1:{port}")), "{said}");
+        assert_eq!(started.len(), 3, "{said}");
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("NATS listening");
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(started.iter().all(|p| alive(*p)), "a process of `up` ended: {said}");
+    });
+    let down = script("down");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while started.iter().any(|p| alive(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Err(e) = checks {
+        std::panic::resume_unwind(e);
+    }
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(started.iter().all(|p| !alive(*p)), "`down` left a process behind");
+}
