@@ -79,8 +79,8 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8], wide: bool) {
 }
 
 impl Cache {
-    /// Every live entry of the cache as snapshot bytes. Each shard is locked only while its
-    /// entries are copied.
+    /// Every live entry of the components' shards as snapshot bytes. Those shards are all
+    /// locked while their entries are copied (in index order, as `set_many_if` takes them).
     #[must_use]
     pub fn snapshot(&self) -> (Vec<u8>, Written) {
         let now = Instant::now();
