@@ -262,6 +262,9 @@ struct Shard {
     map: LruCache<FullKey, Stored>,
     bytes: u64,
     budget: u64,
+    /// Counts every entry written or removed (a snapshot taken at the same count holds the
+    /// shard as it is).
+    changes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -299,6 +302,7 @@ impl Shard {
 
     fn remove(&mut self, key: &FullKey) -> Option<Stored> {
         let stored = self.map.pop(key)?;
+        self.changes += 1;
         self.bytes = self.bytes.saturating_sub(key.charge(stored.value.len()));
         Some(stored)
     }
@@ -310,6 +314,7 @@ impl Shard {
         let old_charge = self.map.peek(&key).map(|old| key.charge(old.value.len()));
         let just_written = key.clone();
         self.map.put(key, stored);
+        self.changes += 1;
         self.bytes = self.bytes.saturating_sub(old_charge.unwrap_or(0)) + charge;
         while self.bytes > self.budget && self.map.len() > 1 {
             let Some((victim_key, victim)) = self.map.peek_lru() else { break };
@@ -396,7 +401,7 @@ impl Cache {
         };
         let main_budget = (config.memory_budget_bytes.saturating_sub(ingest_total) / n as u64).max(1);
         let ingest_budget = (ingest_total / ingest_n.max(1) as u64).max(1);
-        let shard = |budget| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget });
+        let shard = |budget| Mutex::new(Shard { map: LruCache::unbounded(), bytes: 0, budget, changes: 0 });
         let shards = (0..n).map(|_| shard(main_budget)).chain((0..ingest_n).map(|_| shard(ingest_budget))).collect();
         Self {
             shards,

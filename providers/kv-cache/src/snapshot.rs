@@ -45,9 +45,9 @@ pub enum SnapshotError {
 pub struct Written {
     pub entries: u64,
     pub bytes: u64,
-    /// The cache's next version when it was taken: every write moves it, so an equal value
-    /// later means nothing was written since.
-    pub as_of_version: u64,
+    /// The components' shards' change count when it was taken ([`Cache::component_changes`]):
+    /// an equal count later means nothing was written or removed there since.
+    pub as_of_changes: u64,
 }
 
 /// The largest version a snapshot may hold: versions count up from the wall clock in
@@ -79,6 +79,14 @@ fn put_bytes(out: &mut Vec<u8>, b: &[u8], wide: bool) {
 }
 
 impl Cache {
+    /// How many entries of the components' shards have been written or removed (expiry and
+    /// eviction included) since the cache was built; producers' puts do not count. Compared
+    /// with [`Written::as_of_changes`], it says whether a snapshot is still the cache's state.
+    #[must_use]
+    pub fn component_changes(&self) -> u64 {
+        (0..self.main_shards).map(|idx| self.lock_shard(idx).changes).fold(0, u64::wrapping_add)
+    }
+
     /// Every live entry of the components' shards as snapshot bytes. Those shards are all
     /// locked while their entries are copied (in index order, as `set_many_if` takes them).
     #[must_use]
@@ -94,7 +102,7 @@ impl Cache {
         // one moment of the cache: an id counter and the state that took its count (keys in
         // different shards) are saved together or not at all.
         let shards: Vec<_> = (0..self.main_shards).map(|idx| self.lock_shard(idx)).collect();
-        written.as_of_version = self.next_version.load(std::sync::atomic::Ordering::Relaxed);
+        written.as_of_changes = shards.iter().map(|s| s.changes).fold(0, u64::wrapping_add);
         for shard in &shards {
             // least recently used first, so reading it back leaves the same order
             for (key, stored) in shard.map.iter().rev() {
@@ -264,11 +272,13 @@ pub fn save(cache: &Cache, path: &Path) -> Result<Written, SnapshotError> {
     let (bytes, written) = cache.snapshot();
     // a name of this process's own, so two processes given one path do not write into each
     // other's file (the last rename wins whole)
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
     let mut tmp_name = path.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
-    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    tmp_name.push(format!(".{}-{nanos}.tmp", std::process::id()));
     let tmp = path.with_file_name(tmp_name);
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    // a new file only: never one planted there (or a link to one)
+    options.write(true).create_new(true);
     // components' states and certificates: readable by the owner only
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
@@ -318,6 +328,8 @@ pub fn load(cache: &Cache, path: &Path) -> Result<Option<Restored>, SnapshotErro
 pub struct Snapshotter {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The change count of the last save.
+    saved: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl Snapshotter {
@@ -332,34 +344,49 @@ impl Snapshotter {
         on_error: impl Fn(&SnapshotError) + Send + 'static,
     ) -> std::io::Result<Self> {
         if every.is_zero() {
-            return Ok(Self { stop: None, thread: None });
+            return Ok(Self { stop: None, thread: None, saved: std::sync::Arc::default() });
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let cache = std::sync::Arc::downgrade(cache);
+        let saved = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let saved_here = std::sync::Arc::clone(&saved);
         let thread = std::thread::Builder::new().name("kv-cache-snapshot".into()).spawn(move || {
-            // (a cache nobody wrote to since the last save is not written again)
-            let mut saved_as_of = None;
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(cache) = cache.upgrade() else { break };
-                if saved_as_of == Some(cache.next_version.load(std::sync::atomic::Ordering::Relaxed)) {
+                // (a cache whose components' entries did not change since the last save is
+                // not written again: producers' frames alone do not wear the disk)
+                let last = *saved_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if last == Some(cache.component_changes()) {
                     continue;
                 }
                 match save(&cache, &path) {
-                    Ok(w) => saved_as_of = Some(w.as_of_version),
+                    Ok(w) => *saved_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(w.as_of_changes),
                     Err(e) => on_error(&e),
                 }
             }
         })?;
-        Ok(Self { stop: Some(stop), thread: Some(thread) })
+        Ok(Self { stop: Some(stop), thread: Some(thread), saved })
+    }
+
+    /// Stops the saves (waiting for one under way) and returns the change count the last one
+    /// saved, if any: a final save can be skipped when the cache still has that count.
+    #[must_use]
+    pub fn stop(mut self) -> Option<u64> {
+        self.halt();
+        *self.saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn halt(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
 impl Drop for Snapshotter {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        self.halt();
     }
 }
 
@@ -493,6 +520,20 @@ mod tests {
         b[header + 5] = 0xff;
         assert!(new.restore(&sealed(b)).unwrap_err().contains("UTF-8"));
         assert_eq!(new.stats().entries, 0);
+    }
+
+    #[test]
+    fn the_change_count_moves_with_every_write_and_removal_of_components_entries_only() {
+        let c = Cache::with_ingest(CacheConfig::default(), crate::ingest::IngestPolicy::default());
+        c.set("a", "n", "k", b"1".to_vec(), None).unwrap();
+        let (_, w) = c.snapshot();
+        assert_eq!(c.component_changes(), w.as_of_changes);
+        // producers' frames are not saved, so they do not call for a save
+        c.set("video-analytics", "frames", "f", b"jpeg".to_vec(), None).unwrap();
+        assert_eq!(c.component_changes(), w.as_of_changes);
+        // a delete does
+        assert!(c.delete("a", "n", "k").unwrap());
+        assert_ne!(c.component_changes(), w.as_of_changes);
     }
 
     #[test]

@@ -168,11 +168,18 @@ impl Provider for KvCacheProvider {
             let _ = task.await;
         }
         drop(self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
-        drop(self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
+        let saver = self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+        let saved = saver.and_then(edgecell_kv_cache::snapshot::Snapshotter::stop);
         if let (Some(cache), Some(snap)) = (self.0.cache.get(), self.0.config.get().and_then(|c| c.snapshot.as_ref())) {
-            match edgecell_kv_cache::snapshot::save(cache, &snap.path) {
-                Ok(w) => info!(path = %snap.path.display(), entries = w.entries, bytes = w.bytes, "cache snapshot saved"),
-                Err(e) => warn!(error = %e, "cache snapshot not saved at shutdown"),
+            // (the host gives a stopping provider little time: no write when the last
+            // periodic save still holds the cache as it is)
+            if saved.is_some() && saved == Some(cache.component_changes()) {
+                info!(path = %snap.path.display(), "cache snapshot up to date");
+            } else {
+                match edgecell_kv_cache::snapshot::save(cache, &snap.path) {
+                    Ok(w) => info!(path = %snap.path.display(), entries = w.entries, bytes = w.bytes, "cache snapshot saved"),
+                    Err(e) => warn!(error = %e, "cache snapshot not saved at shutdown"),
+                }
             }
         }
         if let Some(cache) = self.0.cache.get() {
@@ -275,7 +282,7 @@ impl wit_cache::Handler<Option<Context>> for KvCacheProvider {
 }
 
 /// Reads the snapshot at `path` into `cache`. One that is not a usable snapshot is moved
-/// aside (`<path>.unreadable-<unix seconds>`, kept for a look) and the cache starts empty: a
+/// aside (`<path>.unreadable-<unix milliseconds>`, kept for a look) and the cache starts empty: a
 /// cache provider that refused to start would stop every component that uses it. A file that
 /// cannot be read at all (permissions, I/O) stops the start instead, so the next save does not
 /// replace data that may be fine.
@@ -286,7 +293,7 @@ fn restore_snapshot(cache: &Cache, path: &std::path::Path) -> anyhow::Result<()>
         Ok(Some(r)) => info!(path = %path.display(), restored = r.restored, expired = r.expired, refused = r.refused, "cache snapshot read"),
         Err(e @ SnapshotError::Io { .. }) => return Err(e).context("reading the cache snapshot"),
         Err(e @ SnapshotError::Format { .. }) => {
-            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let mut aside = path.as_os_str().to_os_string();
             aside.push(format!(".unreadable-{stamp}"));
             std::fs::rename(path, &aside).with_context(|| format!("moving the unusable cache snapshot aside ({e})"))?;

@@ -49,8 +49,9 @@ struct Args {
     /// Seconds between host heartbeats (wadm reconciles on them)
     #[arg(long, default_value_t = 5)]
     heartbeat_secs: u64,
-    /// How long a stopped provider gets to shut down, in milliseconds
-    #[arg(long, default_value_t = 300)]
+    /// How long a stopped provider gets to shut down, in milliseconds (a provider that is done
+    /// sooner is not waited for; the kv-cache provider writes its snapshot then)
+    #[arg(long, default_value_t = 3000)]
     provider_shutdown_delay_ms: u64,
     /// OTLP/HTTP endpoint for traces (e.g. http://127.0.0.1:4318); tracing export is off without it
     #[arg(long, env = "EDGECELL_OTLP_ENDPOINT")]
