@@ -39,10 +39,17 @@ up)
     mkdir -p "$RUN/js" "$RUN/tmp"
     # core.conf with its JetStream store in our run dir (nats-server refuses `-sd` beside a
     # store_dir in the file: "Duplicate 'store_dir' configuration")
+    case "$RUN_ABS" in *[\|\&\\\"]*|*$'\n'*) echo "run dir $RUN_ABS: no | & \\ \" or line breaks, please" >&2; exit 2 ;; esac
+    leaf=${EDGECELL_NATS_LEAF_PORT:-7422}
+    monitor=${EDGECELL_NATS_HTTP_PORT:-8222}
     sed -e "s|^\([[:space:]]*store_dir:\).*|\1 \"$RUN_ABS/js\"|" \
-        -e "s|127.0.0.1:7422|127.0.0.1:${EDGECELL_NATS_LEAF_PORT:-7422}|" \
-        -e "s|^http: 127.0.0.1:8222|http: 127.0.0.1:${EDGECELL_NATS_HTTP_PORT:-8222}|" \
+        -e "s|127.0.0.1:7422|127.0.0.1:$leaf|" \
+        -e "s|^http: 127.0.0.1:8222|http: 127.0.0.1:$monitor|" \
         manifests/nats/core.conf >"$RUN/core.conf"
+    # each edit must have landed (core.conf reworded would otherwise start on the defaults)
+    for want in "store_dir: \"$RUN_ABS/js\"" "127.0.0.1:$leaf" "http: 127.0.0.1:$monitor"; do
+        grep -qF "$want" "$RUN/core.conf" || { echo "manifests/nats/core.conf: could not set \`$want\`" >&2; exit 2; }
+    done
     start nats "$NATS" -c "$RUN/core.conf" -p "$PORT"
     up=0
     for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && { up=1; break; }; sleep 0.1; done

@@ -700,7 +700,11 @@ fn make_up_starts_a_lattice_and_make_down_stops_it() {
             .filter_map(|p| p.trim().parse().ok())
             .collect()
     };
-    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // (a zombie waiting for its parent to reap it has stopped)
+    let alive = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
+    };
     let up = script("up");
     let said = String::from_utf8_lossy(&up.stdout).into_owned() + &String::from_utf8_lossy(&up.stderr);
     let started = pids();
