@@ -74,6 +74,15 @@ fn a_message_the_host_cannot_deliver_is_answered_with_the_error() {
     assert_eq!(feed.stats().host_errors.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
+/// Returns once the server has processed everything `client` sent before, and this client
+/// has read everything the server sent it before the echo.
+async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut echo = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut echo)).await.unwrap().unwrap();
+}
+
 /// Stopping a feed by draining it delivers every message the client had already received
 /// (dropping it would lose them), and takes no new ones.
 #[test]
@@ -95,19 +104,16 @@ fn a_drained_feed_delivers_what_its_client_holds_and_takes_nothing_after() {
         for _ in 0..N {
             client.publish("edgecell.probe.in", "no-reply".into()).await.unwrap();
         }
-        // the server has taken all of them (and routed them to the host's connection)
-        client.flush().await.unwrap();
+        // the server has taken all of them (and routed them to the host's connection): a
+        // message to ourselves comes back after it processed everything sent before it
+        // (`flush` alone only empties the client's write buffer)
+        round_trip(&client).await;
         client
     });
     // a round trip on the host's own connection: everything the server sent it before the
     // echo has reached the feed's subscription
     let host = conn.client().clone();
-    conn.handle().block_on(async {
-        let inbox = host.new_inbox();
-        let mut echo = host.subscribe(inbox.clone()).await.unwrap();
-        host.publish(inbox, "".into()).await.unwrap();
-        tokio::time::timeout(Duration::from_secs(5), futures::StreamExt::next(&mut echo)).await.unwrap().unwrap();
-    });
+    conn.handle().block_on(round_trip(&host));
     let before = feed.stats().handled.load(Relaxed);
     assert!(before < N, "all {N} were handled before the drain began; the test proves nothing");
     let stats = Arc::clone(&feed.stats_handle());
