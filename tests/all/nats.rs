@@ -4,18 +4,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use edgecell::nats::NatsConnection;
-use edgecell::{InstancePool, Runtime, RuntimeConfig, Services};
+use edgecell::{Actor, InstancePool, Runtime, RuntimeConfig, Services};
 
 pub use edgecell_tests::support::NatsServer;
+
+/// An embedded host on `server` under `config` (its bus on NATS, a local cache), with the
+/// probe actor loaded.
+fn probe_host(server: &NatsServer, config: RuntimeConfig) -> (NatsConnection, Runtime, Arc<Actor>) {
+    let conn = NatsConnection::connect(&server.url).unwrap();
+    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
+    services.bus = conn.bus();
+    let runtime = Runtime::new(config, services).unwrap();
+    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    (conn, runtime, actor)
+}
 
 #[test]
 fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {
     let server = NatsServer::start();
-    let conn = NatsConnection::connect(&server.url).unwrap();
-    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    services.bus = conn.bus();
-    let runtime = Runtime::new(RuntimeConfig::default(), services).unwrap();
-    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let (conn, runtime, actor) = probe_host(&server, RuntimeConfig::default());
     let pool = Arc::new(InstancePool::new(actor, 2));
     let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 2).unwrap();
 
@@ -56,11 +63,7 @@ fn subjects_feed_the_actor_and_replies_travel_back_over_nats() {
 #[test]
 fn a_message_the_host_cannot_deliver_is_answered_with_the_error() {
     let server = NatsServer::start();
-    let conn = NatsConnection::connect(&server.url).unwrap();
-    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    services.bus = conn.bus();
-    let runtime = Runtime::new(RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() }, services).unwrap();
-    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let (conn, _runtime, actor) = probe_host(&server, RuntimeConfig { max_instances: 1, ..RuntimeConfig::default() });
     let _held = actor.instantiate().unwrap();
     let pool = Arc::new(InstancePool::new(actor, 1));
     let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 1).unwrap();
@@ -90,11 +93,7 @@ fn a_drained_feed_delivers_what_its_client_holds_and_takes_nothing_after() {
     use std::sync::atomic::Ordering::Relaxed;
     const N: u64 = 3000;
     let server = NatsServer::start();
-    let conn = NatsConnection::connect(&server.url).unwrap();
-    let (mut services, _local) = Services::local(edgecell_kv_cache::CacheConfig::default());
-    services.bus = conn.bus();
-    let runtime = Runtime::new(RuntimeConfig::default(), services).unwrap();
-    let actor = Arc::new(runtime.load_actor(crate::common::spec("probe", crate::common::probe_path())).unwrap());
+    let (conn, runtime, actor) = probe_host(&server, RuntimeConfig::default());
     let pool = Arc::new(InstancePool::new(actor, 1));
     let feed = conn.feed(&pool, &["edgecell.probe.in".to_owned()], 1).unwrap();
 
