@@ -358,18 +358,17 @@ mod tests {
         // one sends nothing, one sends its request a byte at a time too slowly
         let mut silent = std::net::TcpStream::connect(addr).unwrap();
         let mut dribbling = std::net::TcpStream::connect(addr).unwrap();
-        let started = std::time::Instant::now();
         for b in b"GET /metrics HTTP/1.0\r\n" {
             if dribbling.write_all(&[*b]).is_err() {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        // both closed by the server: a read still open after 10 s (far short of the 60 s
+        // connection deadline) is an error here
         let dribbled = read_until_closed(&mut dribbling).unwrap();
         assert!(!String::from_utf8_lossy(&dribbled).contains(" 200 "), "{}", String::from_utf8_lossy(&dribbled));
         read_until_closed(&mut silent).unwrap();
-        // both closed by the server, well before the connection deadline
-        assert!(started.elapsed() < Duration::from_secs(10));
         drop(server);
     }
 
