@@ -248,13 +248,10 @@ fn serve(config_path: &Path) -> Result<()> {
         conn.shutdown(left().max(std::time::Duration::from_secs(1)));
     }
     drop(runtime);
-    let saved = snapshotter.and_then(edgecell_kv_cache::snapshot::Snapshotter::stop);
-    if let Some(path) = &snapshot {
-        if saved.is_some() && saved == Some(services_cache.component_changes()) {
-            println!("cache snapshot {} up to date", path.display());
-        } else {
-            let w = edgecell_kv_cache::snapshot::save(&services_cache, path)?;
-            println!("cache saved to {} ({} entries, {} value bytes)", path.display(), w.entries, w.bytes);
+    if let (Some(saver), Some(path)) = (snapshotter, &snapshot) {
+        match saver.finish(&services_cache)? {
+            Some(w) => println!("cache saved to {} ({} entries, {} value bytes)", path.display(), w.entries, w.bytes),
+            None => println!("cache snapshot {} up to date", path.display()),
         }
     }
     Ok(())

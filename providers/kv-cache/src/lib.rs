@@ -839,8 +839,7 @@ impl Cache {
 /// dropped, or when the cache is gone.
 #[derive(Debug)]
 pub struct Purger {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    ticks: Periodic,
 }
 
 impl Purger {
@@ -850,27 +849,61 @@ impl Purger {
     /// The thread could not be spawned.
     pub fn start(cache: &std::sync::Arc<Cache>) -> std::io::Result<Self> {
         let every = Duration::from_millis(cache.config.purge_interval_ms);
+        Periodic::start("kv-cache-purge", every, cache, |cache| {
+            cache.purge_expired();
+        })
+        .map(|ticks| Self { ticks })
+    }
+
+    /// False when sweeps are off (an interval of 0).
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.ticks.thread.is_some()
+    }
+}
+
+/// A thread that runs `tick` on the cache every interval (none for an interval of zero) until
+/// dropped or [`Periodic::halt`]ed, or until the cache is gone: what [`Purger`] and
+/// [`snapshot::Snapshotter`] run on.
+#[derive(Debug)]
+struct Periodic {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Periodic {
+    fn start(
+        name: &str,
+        every: Duration,
+        cache: &std::sync::Arc<Cache>,
+        mut tick: impl FnMut(&Cache) + Send + 'static,
+    ) -> std::io::Result<Self> {
         if every.is_zero() {
             return Ok(Self { stop: None, thread: None });
         }
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let cache = std::sync::Arc::downgrade(cache);
-        let thread = std::thread::Builder::new().name("kv-cache-purge".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name(name.into()).spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                 let Some(cache) = cache.upgrade() else { break };
-                cache.purge_expired();
+                tick(&cache);
             }
         })?;
         Ok(Self { stop: Some(stop), thread: Some(thread) })
     }
-}
 
-impl Drop for Purger {
-    fn drop(&mut self) {
+    /// Stops the thread, waiting for a tick under way.
+    fn halt(&mut self) {
         drop(self.stop.take());
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        self.halt();
     }
 }
 
@@ -1286,7 +1319,7 @@ mod tests {
         assert_eq!((s.entries, s.expirations), (1, 10), "{s:?}");
         drop(purger);
         let off = Arc::new(Cache::new(CacheConfig { purge_interval_ms: 0, ..CacheConfig::default() }));
-        assert!(Purger::start(&off).unwrap().thread.is_none());
+        assert!(!Purger::start(&off).unwrap().is_running());
     }
 
     /// A cache built after another (a provider restarted) hands out versions past the old

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::{Cache, Stored, WriteEffects};
+use crate::{Cache, Periodic, Stored, WriteEffects};
 
 const MAGIC: &[u8] = b"EDGECELL-KV-SNAPSHOT\n";
 const FORMAT: u32 = 1;
@@ -322,14 +322,19 @@ pub fn load(cache: &Cache, path: &Path) -> Result<Option<Restored>, SnapshotErro
 }
 
 /// Saves a cache's snapshot every `every` on a thread of its own (none with an interval of
-/// zero); a failed save is logged through `on_error` and tried again next time. Stops when
-/// dropped, or when the cache is gone.
+/// zero), skipping a cache whose components' entries did not change since the last save (so
+/// producers' frames alone do not wear the disk); a failed save is logged through `on_error`
+/// and tried again next time. Stops when dropped, or when the cache is gone.
 #[derive(Debug)]
 pub struct Snapshotter {
-    stop: Option<std::sync::mpsc::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    ticks: Periodic,
+    path: PathBuf,
     /// The change count of the last save.
     saved: std::sync::Arc<std::sync::Mutex<Option<u64>>>,
+}
+
+fn last_saved(saved: &std::sync::Mutex<Option<u64>>) -> std::sync::MutexGuard<'_, Option<u64>> {
+    saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Snapshotter {
@@ -343,50 +348,32 @@ impl Snapshotter {
         every: Duration,
         on_error: impl Fn(&SnapshotError) + Send + 'static,
     ) -> std::io::Result<Self> {
-        if every.is_zero() {
-            return Ok(Self { stop: None, thread: None, saved: std::sync::Arc::default() });
-        }
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let cache = std::sync::Arc::downgrade(cache);
         let saved = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let saved_here = std::sync::Arc::clone(&saved);
-        let thread = std::thread::Builder::new().name("kv-cache-snapshot".into()).spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                let Some(cache) = cache.upgrade() else { break };
-                // (a cache whose components' entries did not change since the last save is
-                // not written again: producers' frames alone do not wear the disk)
-                let last = *saved_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if last == Some(cache.component_changes()) {
-                    continue;
-                }
-                match save(&cache, &path) {
-                    Ok(w) => *saved_here.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(w.as_of_changes),
-                    Err(e) => on_error(&e),
-                }
+        let (saved_here, path_here) = (std::sync::Arc::clone(&saved), path.clone());
+        let ticks = Periodic::start("kv-cache-snapshot", every, cache, move |cache| {
+            if *last_saved(&saved_here) == Some(cache.component_changes()) {
+                return;
+            }
+            match save(cache, &path_here) {
+                Ok(w) => *last_saved(&saved_here) = Some(w.as_of_changes),
+                Err(e) => on_error(&e),
             }
         })?;
-        Ok(Self { stop: Some(stop), thread: Some(thread), saved })
+        Ok(Self { ticks, path, saved })
     }
 
-    /// Stops the saves (waiting for one under way) and returns the change count the last one
-    /// saved, if any: a final save can be skipped when the cache still has that count.
-    #[must_use]
-    pub fn stop(mut self) -> Option<u64> {
-        self.halt();
-        *self.saved.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn halt(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+    /// Stops the saves (waiting for one under way), then saves `cache` a last time unless the
+    /// last periodic save still holds it as it is (a stopping provider gets little time).
+    /// Returns what was written, none when the file was up to date.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Io`] from the last save.
+    pub fn finish(mut self, cache: &Cache) -> Result<Option<Written>, SnapshotError> {
+        self.ticks.halt();
+        if last_saved(&self.saved).is_some_and(|n| n == cache.component_changes()) {
+            return Ok(None);
         }
-    }
-}
-
-impl Drop for Snapshotter {
-    fn drop(&mut self) {
-        self.halt();
+        save(cache, &self.path).map(Some)
     }
 }
 

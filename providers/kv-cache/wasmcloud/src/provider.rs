@@ -169,17 +169,11 @@ impl Provider for KvCacheProvider {
         }
         drop(self.0.purger.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take());
         let saver = self.0.snapshotter.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
-        let saved = saver.and_then(edgecell_kv_cache::snapshot::Snapshotter::stop);
-        if let (Some(cache), Some(snap)) = (self.0.cache.get(), self.0.config.get().and_then(|c| c.snapshot.as_ref())) {
-            // (the host gives a stopping provider little time: no write when the last
-            // periodic save still holds the cache as it is)
-            if saved.is_some() && saved == Some(cache.component_changes()) {
-                info!(path = %snap.path.display(), "cache snapshot up to date");
-            } else {
-                match edgecell_kv_cache::snapshot::save(cache, &snap.path) {
-                    Ok(w) => info!(path = %snap.path.display(), entries = w.entries, bytes = w.bytes, "cache snapshot saved"),
-                    Err(e) => warn!(error = %e, "cache snapshot not saved at shutdown"),
-                }
+        if let (Some(saver), Some(cache)) = (saver, self.0.cache.get()) {
+            match saver.finish(cache) {
+                Ok(Some(w)) => info!(entries = w.entries, bytes = w.bytes, "cache snapshot saved"),
+                Ok(None) => info!("cache snapshot up to date"),
+                Err(e) => warn!(error = %e, "cache snapshot not saved at shutdown"),
             }
         }
         if let Some(cache) = self.0.cache.get() {
