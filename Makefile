@@ -82,7 +82,7 @@ lattice: components lattice-bins
 	mkdir -p build/components build/providers
 	cp $(COMPONENT_DIR)/edgecell_probe.wasm $(COMPONENT_DIR)/edgecell_v2x_validator.wasm $(COMPONENT_DIR)/edgecell_sensor_fusion.wasm $(COMPONENT_DIR)/edgecell_video_analytics.wasm build/components/
 	$(foreach p,$(PROVIDERS),$(LATTICE_BIN)/edgecell-lattice package --binary $(LATTICE_BIN)/edgecell-$(p)-provider --name edgecell-$(p) \
-	  --out build/providers/edgecell-$(p).par.gz --keys $(PAR_KEYS) $(if $(call par_issued_at,$(p)),--issued-at $(call par_issued_at,$(p))) &&) true
+	  --out build/providers/edgecell-$(p).par.gz --keys $(PAR_KEYS) $(addprefix --issued-at ,$(call par_issued_at,$(p))) &&) true
 
 e2e: lattice
 	EDGECELL_REQUIRE_LATTICE=1 $(CARGO) test --release -p edgecell-tests --test all lattice:: -- --test-threads=1 --nocapture

@@ -180,11 +180,12 @@ mod tests {
         let mut bag = Bag::parse(&bytes).unwrap();
         let all = bag_envelopes(&bag, &cfg, "jackal").unwrap().envelopes.len();
         let imu_conn = bag.connections.iter().find(|c| c.topic == "/imu/data").unwrap().id;
-        // orientation x of two IMU messages: after seq, stamp and the frame id string
+        // where an IMU message's orientation starts: after seq, stamp and the frame id string
+        let orientation_at = |data: &[u8]| 16 + u32::from_le_bytes(data[12..16].try_into().unwrap()) as usize;
+        // orientation x of two IMU messages
         let mut patched = 0;
         for (m, value) in bag.messages.iter_mut().filter(|m| m.conn == imu_conn).take(2).zip([f64::NAN, f64::INFINITY]) {
-            let frame_len = u32::from_le_bytes(m.data[12..16].try_into().unwrap()) as usize;
-            let at = 16 + frame_len;
+            let at = orientation_at(&m.data);
             m.data[at..at + 8].copy_from_slice(&value.to_le_bytes());
             patched += 1;
         }
@@ -197,8 +198,8 @@ mod tests {
         // an orientation marked absent (covariance[0] = -1), NaN as some drivers leave it, is
         // not a reason to leave the message out: the localizer does not read it
         let first = bag.messages.iter_mut().find(|m| m.conn == imu_conn).unwrap();
-        let frame_len = u32::from_le_bytes(first.data[12..16].try_into().unwrap()) as usize;
-        let cov = 16 + frame_len + 32;
+        // (orientation_covariance[0] follows the four orientation values)
+        let cov = orientation_at(&first.data) + 32;
         first.data[cov..cov + 8].copy_from_slice(&(-1.0_f64).to_le_bytes());
         let out = bag_envelopes(&bag, &cfg, "jackal").unwrap();
         assert_eq!((out.envelopes.len(), out.non_finite), (all - 1, 1));

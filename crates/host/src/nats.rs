@@ -170,7 +170,7 @@ impl NatsConnection {
             tasks: Draining::new(self.rt.handle().clone()),
             stats: Arc::clone(&stats),
             permits: Arc::clone(&permits),
-            concurrency: u32::try_from(concurrency.max(1)).unwrap_or(u32::MAX),
+            concurrency: u32::try_from(concurrency).unwrap_or(u32::MAX),
         };
         for subject in subjects {
             let mut sub = self
